@@ -1,0 +1,1 @@
+//! eBPF probes (being written).

@@ -1,0 +1,1 @@
+//! Span exporters for zt-trace (being written).

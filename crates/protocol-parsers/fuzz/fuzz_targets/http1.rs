@@ -1,0 +1,5 @@
+#![no_main]
+// Placeholder until the http1 parser lands; replaced by its owner.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = data;
+});

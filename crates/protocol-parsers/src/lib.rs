@@ -1,0 +1,148 @@
+//! Pure, incremental L7 protocol parsers for zt-trace.
+//!
+//! **Architecture invariant:** this crate does no I/O and reads no clock. Every
+//! parser is fed byte slices (possibly split at any position, possibly with
+//! gaps where the capture was truncated) and produces [`L7Event`]s that say
+//! where each message starts and ends in the byte stream of the peer that sent
+//! it. Incomplete input is never an error: the parser waits for more bytes.
+//! Malformed input never panics: the parser reports [`L7EventKind::Desync`] and
+//! resynchronises on the next plausible message boundary.
+//!
+//! The entry points are [`detect`] (which protocol do the first bytes of a
+//! connection speak) and [`new_parser`] (a [`ConnectionParser`] for it).
+
+pub mod http1;
+pub mod http2;
+pub mod mysql;
+pub mod postgres;
+pub mod redis;
+pub mod sql;
+
+mod model;
+pub use model::*;
+
+/// Which peer of a connection sent a run of bytes.
+///
+/// `Client` bytes carry requests, `Server` bytes carry responses.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+}
+
+/// An application protocol a connection can speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Protocol {
+    Http1,
+    Http2,
+    Mysql,
+    Postgres,
+    Redis,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http/1.1",
+            Protocol::Http2 => "http/2",
+            Protocol::Mysql => "mysql",
+            Protocol::Postgres => "postgresql",
+            Protocol::Redis => "redis",
+        }
+    }
+}
+
+/// One thing a [`ConnectionParser`] learnt about the byte streams it was fed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct L7Event {
+    /// The peer whose bytes this event is about.
+    pub side: Side,
+    /// Pairs a request with its response on one connection: a request head
+    /// and the response head/end that answer it carry the same `exchange`.
+    /// (HTTP/1 and Redis: n-th request; HTTP/2: stream id; SQL: n-th command.)
+    pub exchange: u64,
+    pub kind: L7EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum L7EventKind {
+    /// The head of a message was parsed. `offset` is the position of the
+    /// message's first byte in `side`'s byte stream (counting every byte given
+    /// to [`ConnectionParser::feed`] and [`ConnectionParser::gap`] for that
+    /// side since the parser was created).
+    Head { offset: u64, info: MessageInfo },
+    /// The message is complete. `end` is the stream offset one past its last
+    /// byte. `info` carries what is only known at the end (gRPC status from
+    /// trailers, row counts, ...) and supersedes the fields it sets.
+    End { end: u64, info: Option<MessageInfo> },
+    /// Framing was lost at `offset` (malformed or truncated input). Messages of
+    /// this side that had a `Head` but no `End` are abandoned; the parser
+    /// resynchronises on its own.
+    Desync { offset: u64, reason: String },
+}
+
+/// Incremental parser for both directions of one connection.
+///
+/// Implementations never panic, whatever bytes they are given, and keep a
+/// bounded amount of buffered data.
+pub trait ConnectionParser: Send {
+    fn protocol(&self) -> Protocol;
+    /// Bytes sent by `side`, in stream order, directly after the previous
+    /// `feed`/`gap` for that side.
+    fn feed(&mut self, side: Side, data: &[u8]);
+    /// `len` bytes sent by `side` were transferred but not captured.
+    fn gap(&mut self, side: Side, len: u64);
+    /// Next event, if any.
+    fn poll(&mut self) -> Option<L7Event>;
+}
+
+/// Guess the protocol of a connection from the first bytes one side sent.
+///
+/// `port` (the server's port) is only a hint used to break ties; the bytes
+/// decide. Returns `None` when the bytes match nothing we parse (yet).
+pub fn detect(side: Side, first_bytes: &[u8], port: u16) -> Option<Protocol> {
+    // Order matters: the HTTP/2 preface starts like an HTTP/1 request line.
+    if http2::looks_like(side, first_bytes, port) {
+        return Some(Protocol::Http2);
+    }
+    let http1 = match side {
+        Side::Client => http1::looks_like_request(first_bytes),
+        Side::Server => http1::looks_like_response(first_bytes),
+    };
+    if http1 {
+        return Some(Protocol::Http1);
+    }
+    if redis::looks_like(side, first_bytes, port) {
+        return Some(Protocol::Redis);
+    }
+    if postgres::looks_like(side, first_bytes, port) {
+        return Some(Protocol::Postgres);
+    }
+    if mysql::looks_like(side, first_bytes, port) {
+        return Some(Protocol::Mysql);
+    }
+    None
+}
+
+/// A fresh parser for `protocol`, positioned at the start of a connection (or
+/// at the first byte we saw of it: every parser copes with joining midway).
+pub fn new_parser(protocol: Protocol) -> Box<dyn ConnectionParser> {
+    match protocol {
+        Protocol::Http1 => Box::new(http1::Http1Parser::new()),
+        Protocol::Http2 => Box::new(http2::Http2Parser::new()),
+        Protocol::Mysql => Box::new(mysql::MysqlParser::new()),
+        Protocol::Postgres => Box::new(postgres::PostgresParser::new()),
+        Protocol::Redis => Box::new(redis::RedisParser::new()),
+    }
+}

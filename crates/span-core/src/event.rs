@@ -1,0 +1,179 @@
+//! Events from the capture layer (kernel probes, or a recorded log).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// Nanoseconds of `CLOCK_MONOTONIC` (what `bpf_ktime_get_ns` returns).
+pub type MonoNanos = u64;
+
+/// Everything span-core consumes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// Bytes read from or written to a TCP socket (syscall or TLS library).
+    Data(DataEvent),
+    /// A TCP connection was connected/accepted (or first seen).
+    ConnOpen(ConnEvent),
+    /// A process closed its descriptor of a connection.
+    ConnClose(ConnClose),
+    /// A process started (exec) or was first seen; carries what names it.
+    Process(ProcessInfo),
+    /// A process exited.
+    ProcessExit { pid: u32, ts: MonoNanos },
+}
+
+impl Event {
+    /// The time the event is ordered by: for egress data the syscall entry
+    /// (bytes cannot be read before they are written), for everything else the
+    /// exit. For one thread this order is program order.
+    pub fn order_ts(&self) -> MonoNanos {
+        match self {
+            Event::Data(d) => match d.direction {
+                Direction::Egress => d.enter_ns,
+                Direction::Ingress => d.exit_ns,
+            },
+            Event::ConnOpen(c) => c.ts,
+            Event::ConnClose(c) => c.ts,
+            Event::Process(p) => p.ts,
+            Event::ProcessExit { ts, .. } => *ts,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        match self {
+            Event::Data(d) => d.pid,
+            Event::ConnOpen(c) => c.pid,
+            Event::ConnClose(c) => c.pid,
+            Event::Process(p) => p.pid,
+            Event::ProcessExit { pid, .. } => *pid,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    /// Bytes the process sent.
+    Egress,
+    /// Bytes the process received.
+    Ingress,
+}
+
+/// Which end of the TCP connection the process is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// It called `connect`.
+    Client,
+    /// It got the socket from `accept`.
+    Server,
+    /// The connection predates the tracer; inferred from the protocol.
+    Unknown,
+}
+
+/// Where the bytes were observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Source {
+    /// A socket syscall (`read`, `write`, `sendmsg`, ...); the bytes are what
+    /// crossed the socket.
+    Syscall,
+    /// Plaintext at a TLS library call (`SSL_read`/`SSL_write`).
+    Tls,
+    /// `sendfile`: the bytes left through the socket but were not captured.
+    Sendfile,
+}
+
+/// Local and remote address of a TCP connection, as seen by the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SockTuple {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl SockTuple {
+    /// The same connection as seen from the other end.
+    pub fn mirrored(self) -> SockTuple {
+        SockTuple {
+            local: self.remote,
+            remote: self.local,
+        }
+    }
+}
+
+/// Identity of a thread that survives tid reuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ThreadKey {
+    pub pid: u32,
+    pub tid: u32,
+    /// Thread start time (monotonic ns, from the task struct).
+    pub start_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataEvent {
+    pub pid: u32,
+    pub tid: u32,
+    pub thread_start_ns: u64,
+    /// `comm` of the thread (up to 15 bytes).
+    pub comm: String,
+    pub fd: i32,
+    /// Kernel-assigned id of the connection, unique while the tracer runs.
+    pub conn_id: u64,
+    pub role: Role,
+    pub tuple: SockTuple,
+    pub direction: Direction,
+    pub source: Source,
+    pub enter_ns: MonoNanos,
+    pub exit_ns: MonoNanos,
+    /// Bytes actually transferred (the syscall's return value).
+    pub bytes: u64,
+    /// TCP sequence number of the first byte (`write_seq` at entry for
+    /// egress, `copied_seq` at entry for ingress). Meaningless for `Tls`.
+    pub seq: u32,
+    /// Captured prefix of the payload (`len() <= bytes`).
+    pub payload: Bytes,
+}
+
+impl DataEvent {
+    pub fn thread(&self) -> ThreadKey {
+        ThreadKey {
+            pid: self.pid,
+            tid: self.tid,
+            start_ns: self.thread_start_ns,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnEvent {
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: i32,
+    pub conn_id: u64,
+    pub role: Role,
+    pub tuple: SockTuple,
+    pub ts: MonoNanos,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnClose {
+    pub pid: u32,
+    pub fd: i32,
+    pub conn_id: u64,
+    pub ts: MonoNanos,
+}
+
+/// What names a process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub ts: MonoNanos,
+    pub comm: String,
+    /// Path of the executable.
+    pub exe: String,
+    /// Command line arguments (argv), possibly truncated.
+    pub args: Vec<String>,
+    /// `OTEL_SERVICE_NAME` from the environment, when the agent could read it.
+    pub service_name: Option<String>,
+    /// cgroup path (v2), when known.
+    pub cgroup: Option<String>,
+}
