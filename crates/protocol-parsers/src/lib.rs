@@ -103,6 +103,12 @@ pub trait ConnectionParser: Send {
     fn feed(&mut self, side: Side, data: &[u8]);
     /// `len` bytes sent by `side` were transferred but not captured.
     fn gap(&mut self, side: Side, len: u64);
+    /// `side` closed the connection (or the capture ended). Messages delimited
+    /// by connection close (an HTTP/1.0 body without length) end here; other
+    /// unfinished messages of that side may be reported as `Desync`.
+    fn close(&mut self, side: Side) {
+        let _ = side;
+    }
     /// Next event, if any.
     fn poll(&mut self) -> Option<L7Event>;
 }
