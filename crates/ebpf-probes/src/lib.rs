@@ -1,1 +1,18 @@
-//! eBPF probes (being written).
+//! eBPF capture for zt-trace: C programs on syscall tracepoints (built by
+//! build.rs with clang), loaded and attached with aya, records decoded into
+//! [`span_core::Event`]s.
+//!
+//! ```no_run
+//! let mut probes = ebpf_probes::Probes::builder().capture_bytes(4096).load()?;
+//! probes.poll(std::time::Duration::from_millis(100), |rec| {
+//!     if let Ok(ev) = ebpf_probes::raw::decode(rec) {
+//!         println!("{ev:?}");
+//!     }
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod loader;
+pub mod raw;
+
+pub use loader::{DropCounters, LoadError, Probes, ProbesBuilder};

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: (MIT OR Apache-2.0) */
+/*
+ * Records the probes put on the ring buffer. Shared by the C programs and
+ * mirrored by #[repr(C)] structs in src/raw.rs, whose sizes and field
+ * offsets are asserted by tests there: change both together.
+ */
+#ifndef ZT_EVENTS_H
+#define ZT_EVENTS_H
+
+#define ZT_MAX_CAPTURE 8192 /* upper bound of the per-call payload prefix; power of two (the per-CPU scratch holds 2x this plus the header, under the 32 KiB per-CPU value limit) */
+#define ZT_MAX_IOV 16        /* iovecs walked per vectored call */
+#define ZT_ARGS_LEN 512      /* bytes of argv kept per exec */
+#define ZT_PATH_LEN 256
+
+enum zt_event_kind {
+	ZT_EV_DATA = 1,
+	ZT_EV_CONN_OPEN = 2,
+	ZT_EV_CONN_CLOSE = 3,
+	ZT_EV_PROC_EXEC = 4,
+	ZT_EV_PROC_EXIT = 5,
+};
+
+enum zt_direction {
+	ZT_EGRESS = 0,
+	ZT_INGRESS = 1,
+};
+
+enum zt_role {
+	ZT_ROLE_UNKNOWN = 0,
+	ZT_ROLE_CLIENT = 1,
+	ZT_ROLE_SERVER = 2,
+};
+
+enum zt_source {
+	ZT_SRC_SYSCALL = 0,
+	ZT_SRC_TLS = 1,
+	ZT_SRC_SENDFILE = 2,
+};
+
+/* Which call produced a data event (diagnostics and tests). */
+enum zt_call {
+	ZT_CALL_READ = 1,
+	ZT_CALL_WRITE,
+	ZT_CALL_READV,
+	ZT_CALL_WRITEV,
+	ZT_CALL_RECVFROM,
+	ZT_CALL_SENDTO,
+	ZT_CALL_RECVMSG,
+	ZT_CALL_SENDMSG,
+	ZT_CALL_SENDFILE,
+	ZT_CALL_SSL_READ,
+	ZT_CALL_SSL_WRITE,
+};
+
+/* Indices of the per-CPU drop counters. */
+enum zt_drop {
+	ZT_DROP_RINGBUF_DATA = 0, /* data event lost: ring buffer full */
+	ZT_DROP_RINGBUF_CTRL = 1, /* connection/process event lost: ring buffer full */
+	ZT_DROP_ARGS_FULL = 2,    /* syscall not traced: in-flight table full */
+	ZT_DROP_CONN_FULL = 3,    /* connection table update failed */
+	ZT_DROP_IOV_TRUNC = 4,    /* vectored call had more iovecs than walked (capture shortened) */
+	ZT_DROP_READ_FAIL = 5,    /* user memory could not be read (capture lost) */
+	ZT_DROP_MAX = 8,
+};
+
+struct zt_tuple {
+	__u16 family; /* AF_INET or AF_INET6 */
+	__u16 lport;  /* host byte order */
+	__u16 rport;  /* host byte order */
+	__u16 pad;
+	__u8 laddr[16]; /* IPv4 in the first 4 bytes */
+	__u8 raddr[16];
+};
+
+struct zt_data_event {
+	__u32 kind; /* ZT_EV_DATA */
+	__u32 pid;  /* tgid */
+	__u32 tid;
+	__s32 fd;
+	__u64 thread_start_ns;
+	__u64 conn_id;
+	__u64 enter_ns;
+	__u64 exit_ns;
+	__u64 bytes;    /* bytes the call transferred */
+	__u32 seq;      /* TCP sequence of the first byte */
+	__u32 captured; /* payload bytes that follow */
+	__u8 direction;
+	__u8 source;
+	__u8 role;
+	__u8 call;
+	__u32 pad;
+	struct zt_tuple tuple;
+	char comm[16];
+	/* followed by `captured` payload bytes */
+};
+
+struct zt_conn_event {
+	__u32 kind; /* ZT_EV_CONN_OPEN or ZT_EV_CONN_CLOSE */
+	__u32 pid;
+	__u32 tid;
+	__s32 fd;
+	__u64 conn_id;
+	__u64 ts;
+	__u8 role;
+	__u8 pad[7];
+	struct zt_tuple tuple;
+	char comm[16];
+};
+
+struct zt_proc_event {
+	__u32 kind; /* ZT_EV_PROC_EXEC or ZT_EV_PROC_EXIT */
+	__u32 pid;
+	__u32 ppid;
+	__u32 args_len; /* bytes of args (NUL-separated argv) */
+	__u64 ts;
+	char comm[16];
+	char filename[ZT_PATH_LEN];
+	char args[ZT_ARGS_LEN];
+};
+
+#endif /* ZT_EVENTS_H */

@@ -1,0 +1,378 @@
+//! Loading and attaching the probes (aya), and reading their ring buffer.
+
+use crate::raw::{DROP_REASONS, DROP_SLOTS, MAX_CAPTURE};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{ProgramError, TracePoint};
+use aya::{Ebpf, EbpfLoader};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::Duration;
+
+/// The compiled capture programs (built by build.rs from src/bpf/capture.bpf.c).
+static CAPTURE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capture.bpf.o"));
+
+/// (program, tracepoint category, tracepoint name, required)
+const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
+    ("zt_enter_read", "syscalls", "sys_enter_read", true),
+    ("zt_exit_read", "syscalls", "sys_exit_read", true),
+    ("zt_enter_write", "syscalls", "sys_enter_write", true),
+    ("zt_exit_write", "syscalls", "sys_exit_write", true),
+    ("zt_enter_readv", "syscalls", "sys_enter_readv", true),
+    ("zt_exit_readv", "syscalls", "sys_exit_readv", true),
+    ("zt_enter_writev", "syscalls", "sys_enter_writev", true),
+    ("zt_exit_writev", "syscalls", "sys_exit_writev", true),
+    ("zt_enter_recvfrom", "syscalls", "sys_enter_recvfrom", true),
+    ("zt_exit_recvfrom", "syscalls", "sys_exit_recvfrom", true),
+    ("zt_enter_sendto", "syscalls", "sys_enter_sendto", true),
+    ("zt_exit_sendto", "syscalls", "sys_exit_sendto", true),
+    ("zt_enter_recvmsg", "syscalls", "sys_enter_recvmsg", true),
+    ("zt_exit_recvmsg", "syscalls", "sys_exit_recvmsg", true),
+    ("zt_enter_sendmsg", "syscalls", "sys_enter_sendmsg", true),
+    ("zt_exit_sendmsg", "syscalls", "sys_exit_sendmsg", true),
+    (
+        "zt_enter_sendfile64",
+        "syscalls",
+        "sys_enter_sendfile64",
+        false,
+    ),
+    (
+        "zt_exit_sendfile64",
+        "syscalls",
+        "sys_exit_sendfile64",
+        false,
+    ),
+    ("zt_enter_connect", "syscalls", "sys_enter_connect", true),
+    ("zt_exit_connect", "syscalls", "sys_exit_connect", true),
+    ("zt_enter_accept", "syscalls", "sys_enter_accept", false),
+    ("zt_exit_accept", "syscalls", "sys_exit_accept", false),
+    ("zt_enter_accept4", "syscalls", "sys_enter_accept4", true),
+    ("zt_exit_accept4", "syscalls", "sys_exit_accept4", true),
+    ("zt_enter_close", "syscalls", "sys_enter_close", true),
+    ("zt_sched_exec", "sched", "sched_process_exec", true),
+    ("zt_sched_exit", "sched", "sched_process_exit", true),
+];
+
+/// Why the probes could not be loaded or attached.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "zt-trace must run as root (it loads eBPF programs: needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN); \
+         effective uid is {0}"
+    )]
+    NotRoot(u32),
+    #[error(
+        "this kernel exposes no BTF at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF=y, Linux 5.8 or later); \
+         the probes use CO-RE and cannot load without it"
+    )]
+    NoBtf,
+    #[error("tracefs is not mounted at /sys/kernel/tracing and mounting it failed: {0}")]
+    Tracefs(io::Error),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(
+        "loading the eBPF object failed (kernel without BPF support, or a program the verifier rejected): {0}"
+    )]
+    Load(#[source] aya::EbpfError),
+    /// Includes the verifier log when the kernel rejected the program.
+    #[error("program {program}: {source}")]
+    Program {
+        program: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("eBPF object has no {0}")]
+    Missing(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+/// Configures and loads the capture probes: `Probes::builder().load()?`.
+#[derive(Clone, Debug)]
+pub struct ProbesBuilder {
+    capture_bytes: u32,
+    ring_buffer_bytes: u32,
+    wakeup_bytes: u64,
+    pids: Option<Vec<u32>>,
+    exclude_pid: u32,
+}
+
+impl Default for ProbesBuilder {
+    fn default() -> Self {
+        ProbesBuilder {
+            capture_bytes: 4096,
+            ring_buffer_bytes: 16 << 20,
+            wakeup_bytes: 256 << 10,
+            pids: None,
+            exclude_pid: std::process::id(),
+        }
+    }
+}
+
+impl ProbesBuilder {
+    /// Payload prefix captured per syscall (bytes, at most 8192; default 4096).
+    pub fn capture_bytes(mut self, n: u32) -> Self {
+        self.capture_bytes = n;
+        self
+    }
+    /// Ring buffer size (bytes, power of two, at least one page; default 16 MiB).
+    pub fn ring_buffer_bytes(mut self, n: u32) -> Self {
+        self.ring_buffer_bytes = n;
+        self
+    }
+    /// Wake the reader once this many bytes are queued (default 256 KiB);
+    /// below it the reader picks records up on its poll timeout.
+    pub fn wakeup_bytes(mut self, n: u64) -> Self {
+        self.wakeup_bytes = n;
+        self
+    }
+    /// Trace only these processes (default: all but the agent).
+    pub fn pids(mut self, pids: Vec<u32>) -> Self {
+        self.pids = Some(pids);
+        self
+    }
+
+    /// Check prerequisites, load the programs, attach them all.
+    pub fn load(self) -> Result<Probes, LoadError> {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        if euid != 0 {
+            return Err(LoadError::NotRoot(euid));
+        }
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Err(LoadError::NoBtf);
+        }
+        if self.capture_bytes > MAX_CAPTURE {
+            return Err(LoadError::Config(format!(
+                "capture size {} exceeds the maximum of {MAX_CAPTURE} bytes",
+                self.capture_bytes
+            )));
+        }
+        if !self.ring_buffer_bytes.is_power_of_two() || self.ring_buffer_bytes < 4096 {
+            return Err(LoadError::Config(format!(
+                "ring buffer size {} must be a power of two of at least 4096",
+                self.ring_buffer_bytes
+            )));
+        }
+        ensure_tracefs().map_err(LoadError::Tracefs)?;
+        raise_memlock();
+
+        let filter = u8::from(self.pids.is_some());
+        let mut bpf = EbpfLoader::new()
+            .override_global("zt_agent_tgid", &self.exclude_pid, true)
+            .override_global("zt_capture_max", &self.capture_bytes, true)
+            .override_global("zt_wakeup_bytes", &self.wakeup_bytes, true)
+            .override_global("zt_filter_pids", &filter, true)
+            .map_max_entries("events", self.ring_buffer_bytes)
+            .load(CAPTURE_OBJ)
+            .map_err(LoadError::Load)?;
+
+        if let Some(pids) = &self.pids {
+            let map = bpf
+                .map_mut("pid_filter")
+                .ok_or(LoadError::Missing("map pid_filter"))?;
+            let mut m: BpfHashMap<_, u32, u8> =
+                BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
+                    name: "pid_filter",
+                    source,
+                })?;
+            for pid in pids {
+                m.insert(pid, 1, 0).map_err(|source| LoadError::Map {
+                    name: "pid_filter",
+                    source,
+                })?;
+            }
+        }
+
+        let mut attached = Vec::new();
+        for &(prog, category, name, required) in TRACEPOINTS {
+            let result = (|| -> Result<(), ProgramError> {
+                let p: &mut TracePoint = bpf
+                    .program_mut(prog)
+                    .ok_or_else(|| ProgramError::UnexpectedProgramType)?
+                    .try_into()?;
+                p.load()?;
+                p.attach(category, name)?;
+                Ok(())
+            })();
+            match result {
+                Ok(()) => attached.push(format!("tracepoint/{category}/{name}")),
+                Err(source) if required => {
+                    return Err(LoadError::Program {
+                        program: prog.to_owned(),
+                        source,
+                    })
+                }
+                Err(e) => log::warn!("optional probe {prog} not attached: {e}"),
+            }
+        }
+
+        let ring = RingBuf::try_from(
+            bpf.take_map("events")
+                .ok_or(LoadError::Missing("map events"))?,
+        )
+        .map_err(|source| LoadError::Map {
+            name: "events",
+            source,
+        })?;
+        let drops = PerCpuArray::try_from(
+            bpf.take_map("drops")
+                .ok_or(LoadError::Missing("map drops"))?,
+        )
+        .map_err(|source| LoadError::Map {
+            name: "drops",
+            source,
+        })?;
+        Ok(Probes {
+            _bpf: bpf,
+            ring,
+            drops,
+            attached,
+        })
+    }
+}
+
+/// The loaded, attached probes. Dropping this detaches every program.
+pub struct Probes {
+    _bpf: Ebpf,
+    ring: RingBuf<MapData>,
+    drops: PerCpuArray<MapData, u64>,
+    attached: Vec<String>,
+}
+
+/// Kernel-side drop counters, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DropCounters {
+    /// (reason, count) for every reason, in `raw::DROP_REASONS` order.
+    pub by_reason: Vec<(&'static str, u64)>,
+}
+
+impl DropCounters {
+    /// Events lost (ring buffer full, tables full). Capture shortening
+    /// (iovec truncation, unreadable user memory) is counted apart.
+    pub fn events_lost(&self) -> u64 {
+        self.by_reason
+            .iter()
+            .filter(|(r, _)| r.starts_with("ringbuf") || r.ends_with("table_full"))
+            .map(|(_, n)| n)
+            .sum()
+    }
+    pub fn get(&self, reason: &str) -> u64 {
+        self.by_reason
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+impl Probes {
+    pub fn builder() -> ProbesBuilder {
+        ProbesBuilder::default()
+    }
+
+    /// What is attached (`tracepoint/syscalls/sys_enter_read`, ...).
+    pub fn attached(&self) -> &[String] {
+        &self.attached
+    }
+
+    /// Hand every queued record to `f`; if none is queued, wait up to
+    /// `timeout` for the kernel to signal more first. Returns the number of
+    /// records handled.
+    pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+        let mut n = self.drain(&mut f);
+        if n == 0 {
+            let mut pfd = libc::pollfd {
+                fd: self.ring.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: pfd is a valid pollfd for the duration of the call.
+            let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            n = self.drain(&mut f);
+        }
+        Ok(n)
+    }
+
+    fn drain(&mut self, f: &mut impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// Current kernel-side drop counters.
+    pub fn drops(&self) -> DropCounters {
+        let by_reason = DROP_REASONS
+            .iter()
+            .enumerate()
+            .take(DROP_SLOTS as usize)
+            .map(|(i, r)| {
+                let sum = self
+                    .drops
+                    .get(&(i as u32), 0)
+                    .map(|v| v.iter().sum::<u64>())
+                    .unwrap_or(0);
+                (*r, sum)
+            })
+            .collect();
+        DropCounters { by_reason }
+    }
+}
+
+/// Mount tracefs at /sys/kernel/tracing when it is missing (fresh machines
+/// here boot without it, and tracepoint attach needs it).
+fn ensure_tracefs() -> io::Result<()> {
+    let events = Path::new("/sys/kernel/tracing/events");
+    if events.exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return Ok(());
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: all pointers are valid NUL-terminated strings; data is null.
+    let r = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if !events.exists() {
+        return Err(io::Error::other(
+            "tracefs mounted but has no events directory",
+        ));
+    }
+    log::info!("mounted tracefs at /sys/kernel/tracing");
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+fn raise_memlock() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: rlim is a valid rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        log::debug!(
+            "could not raise RLIMIT_MEMLOCK: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
