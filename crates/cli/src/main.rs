@@ -1,1 +1,139 @@
-fn main() {}
+//! `zt-trace`: zero-instrumentation distributed tracing with eBPF.
+
+mod output;
+mod render;
+mod run;
+
+use clap::{Args, Parser, Subcommand};
+use output::OutputFormat;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "zt-trace",
+    version,
+    about = "Trace requests across services with eBPF: no code change, no restart.",
+    long_about = "zt-trace attaches eBPF probes to socket syscalls, parses HTTP/1.1 (and more) \
+from the bytes services exchange, and links the requests into end-to-end traces across \
+threads, processes and services. It needs root.\n\n\
+Without a subcommand it runs `zt-trace run`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Attach to this host and print each completed trace (the default).
+    Run(RunArgs),
+    /// Attach and write raw events to FILE (for `replay`, bug reports, golden tests).
+    Record {
+        /// Event log to write.
+        file: PathBuf,
+        #[command(flatten)]
+        capture: CaptureArgs,
+        /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
+    },
+    /// Read an event log written by `record` (or `run --record`) and print its
+    /// traces. Needs no root.
+    Replay {
+        /// Event log to read.
+        file: PathBuf,
+        #[command(flatten)]
+        assemble: AssembleArgs,
+        #[arg(long, value_enum, default_value = "tree")]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct CaptureArgs {
+    /// Payload bytes captured per syscall (max 8192).
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    capture_bytes: u32,
+    /// Trace only these process ids (repeatable; default: every process but zt-trace).
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Kernel ring buffer size in MiB (power of two).
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    ring_buffer_mib: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+struct AssembleArgs {
+    /// Keep SQL literals in db.query.text (default: replaced with `?`).
+    #[arg(long)]
+    raw_sql: bool,
+    /// Make weak evidence (the single request in flight in a process) a
+    /// parent edge instead of a span link marked zt.link=inferred.
+    #[arg(long)]
+    promote_inferred_links: bool,
+    /// How long a finished trace waits for late spans (ms).
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    trace_linger_ms: u64,
+    /// Close requests that got no response after this long (s).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    request_timeout_s: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    capture: CaptureArgs,
+    #[command(flatten)]
+    assemble: AssembleArgs,
+    /// What to print on stdout for each completed trace.
+    #[arg(long, value_enum, default_value = "tree")]
+    output: OutputFormat,
+    /// Also write the raw event log to FILE (see `replay`).
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run::run(cli.run),
+        Some(Command::Run(args)) => run::run(args),
+        Some(Command::Record {
+            file,
+            capture,
+            duration,
+        }) => run::run(RunArgs {
+            capture,
+            assemble: AssembleArgs {
+                raw_sql: false,
+                promote_inferred_links: false,
+                trace_linger_ms: 500,
+                request_timeout_s: 30,
+            },
+            output: OutputFormat::None,
+            record: Some(file),
+            duration,
+        }),
+        Some(Command::Replay {
+            file,
+            assemble,
+            output,
+        }) => run::replay(&file, &assemble, output),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zt-trace: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

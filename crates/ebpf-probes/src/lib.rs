@@ -13,6 +13,10 @@
 //! ```
 
 mod loader;
+pub mod procfs;
 pub mod raw;
+pub mod record;
+mod source;
 
 pub use loader::{DropCounters, LoadError, Probes, ProbesBuilder};
+pub use source::{monotonic_ns, wall_clock_offset_ns, LiveSource, ReplaySource, SourceStats};

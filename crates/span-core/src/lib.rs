@@ -10,3 +10,11 @@ pub mod span;
 
 pub use event::*;
 pub use span::*;
+pub mod assembler;
+mod ids;
+pub mod naming;
+mod reorder;
+mod semconv;
+
+pub use assembler::{parse_traceparent, Assembler, Config, Output, Stats};
+pub use ids::IdGenerator;

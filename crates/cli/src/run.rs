@@ -1,0 +1,177 @@
+//! The live agent loop and replay.
+
+use crate::output::{OutputFormat, Printer};
+use crate::{AssembleArgs, RunArgs};
+use anyhow::{Context, Result};
+use ebpf_probes::record::{RecordHeader, RecordReader, RecordWriter};
+use ebpf_probes::{monotonic_ns, wall_clock_offset_ns, LiveSource, Probes, ReplaySource};
+use span_core::{Assembler, Config, Output, Stats};
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+fn assembler_config(a: &AssembleArgs, wall_clock_offset_ns: i64, seed: u64, host: Option<String>) -> Config {
+    Config {
+        wall_clock_offset_ns,
+        raw_sql: a.raw_sql,
+        promote_inferred_links: a.promote_inferred_links,
+        trace_linger_ns: a.trace_linger_ms * 1_000_000,
+        request_timeout_ns: a.request_timeout_s * 1_000_000_000,
+        id_seed: seed,
+        host_name: host,
+        ..Config::default()
+    }
+}
+
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    u64::from_ne_bytes(b) ^ monotonic_ns()
+}
+
+fn drain(asm: &mut Assembler, printer: &mut Printer, traces: &mut u64) -> Result<()> {
+    while let Some(out) = asm.poll() {
+        match out {
+            Output::Trace(t) => {
+                *traces += 1;
+                printer.trace(&t).context("writing to stdout")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_assembler_stats(s: &Stats) {
+    eprintln!(
+        "zt-trace: spans {} started, {} emitted in {} traces; links: {} tcp-seq, {} thread, {} traceparent, {} inferred-only, {} ambiguous-thread",
+        s.spans_started,
+        s.spans_emitted,
+        s.traces_emitted,
+        s.links_tcp_seq,
+        s.links_thread,
+        s.links_traceparent,
+        s.links_inferred,
+        s.unlinked_ambiguous_thread
+    );
+    eprintln!(
+        "zt-trace: connections {} seen, {} parsed, {} not a known protocol; parser desyncs {}, unmatched responses {}, timed-out requests {}, spans dropped (table full) {}, late events {}",
+        s.conns_seen,
+        s.conns_parsed,
+        s.conns_ignored,
+        s.parser_desyncs,
+        s.unmatched_responses,
+        s.spans_timed_out,
+        s.spans_dropped_capacity,
+        s.late_events
+    );
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let mut builder = Probes::builder()
+        .capture_bytes(args.capture.capture_bytes)
+        .ring_buffer_bytes(args.capture.ring_buffer_mib.saturating_mul(1 << 20));
+    if !args.capture.pids.is_empty() {
+        builder = builder.pids(args.capture.pids.clone());
+    }
+    let probes = builder.load().context("attaching the eBPF probes")?;
+    log::info!("attached {} probes; tracing (Ctrl-C to stop)", probes.attached().len());
+
+    let offset = wall_clock_offset_ns();
+    let host = host_name();
+    let mut source = LiveSource::new(probes);
+    if let Some(path) = &args.record {
+        let header = RecordHeader {
+            version: 1,
+            wall_clock_offset_ns: offset,
+            capture_bytes: args.capture.capture_bytes,
+            host_name: host.clone(),
+        };
+        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        source.record_to(RecordWriter::new(file, &header)?);
+        log::info!("recording events to {}", path.display());
+    }
+    let mut asm = Assembler::new(assembler_config(&args.assemble, offset, random_seed(), host));
+    let mut printer = Printer::new(args.output);
+    let started = Instant::now();
+    let deadline = args.duration.map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    let mut traces = 0u64;
+
+    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+        source
+            .poll(Duration::from_millis(20), |ev| asm.handle_event(ev))
+            .context("reading the ring buffer")?;
+        asm.handle_timeout(monotonic_ns());
+        drain(&mut asm, &mut printer, &mut traces)?;
+    }
+
+    // Shutdown: take what is still queued, detach, finish every span.
+    while source.poll(Duration::ZERO, |ev| asm.handle_event(ev))? > 0 {}
+    let drops = source.probes().drops();
+    let src_stats = source.stats();
+    source.finish().context("flushing the event log")?;
+    drop(source); // detaches every program
+    asm.flush();
+    drain(&mut asm, &mut printer, &mut traces)?;
+
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    eprintln!(
+        "zt-trace: {} events in {:.1}s ({:.0} events/s, {:.1} MiB), {} undecodable",
+        src_stats.records,
+        secs,
+        src_stats.records as f64 / secs,
+        src_stats.record_bytes as f64 / (1 << 20) as f64,
+        src_stats.decode_errors
+    );
+    let drop_list: Vec<String> = drops.by_reason.iter().map(|(r, n)| format!("{r}={n}")).collect();
+    eprintln!(
+        "zt-trace: kernel drops: {} events lost ({})",
+        drops.events_lost(),
+        drop_list.join(", ")
+    );
+    print_assembler_stats(&asm.stats());
+    Ok(())
+}
+
+pub fn replay(path: &Path, a: &AssembleArgs, output: OutputFormat) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader = RecordReader::new(file).with_context(|| format!("reading {}", path.display()))?;
+    let header = reader.header.clone();
+    let mut source = ReplaySource::new(reader);
+    // Replays are deterministic: a fixed id seed.
+    let mut asm = Assembler::new(assembler_config(a, header.wall_clock_offset_ns, 1, header.host_name.clone()));
+    let mut printer = Printer::new(output);
+    let mut traces = 0;
+    let mut events = 0u64;
+    let mut clock = 0u64;
+    while let Some(ev) = source.next_event().context("reading the event log")? {
+        events += 1;
+        clock = clock.max(ev.order_ts());
+        asm.handle_event(ev);
+        asm.handle_timeout(clock);
+        drain(&mut asm, &mut printer, &mut traces)?;
+    }
+    asm.flush();
+    drain(&mut asm, &mut printer, &mut traces)?;
+    eprintln!(
+        "zt-trace: replayed {events} events ({} undecodable) into {traces} traces",
+        source.decode_errors
+    );
+    print_assembler_stats(&asm.stats());
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Live event source: the probes' records, decoded, with process details
+//! from /proc added, optionally recorded to an event log.
+
+use crate::loader::Probes;
+use crate::procfs;
+use crate::raw;
+use crate::record::{RecordWriter, Record};
+use span_core::Event;
+use std::collections::HashSet;
+use std::fs::File;
+use std::io;
+use std::time::Duration;
+
+/// Unix-epoch nanoseconds minus `CLOCK_MONOTONIC` nanoseconds, now.
+pub fn wall_clock_offset_ns() -> i64 {
+    let mono = clock_ns(libc::CLOCK_MONOTONIC);
+    let real = clock_ns(libc::CLOCK_REALTIME);
+    let mono2 = clock_ns(libc::CLOCK_MONOTONIC);
+    real - (mono + (mono2 - mono) / 2)
+}
+
+/// `CLOCK_MONOTONIC` now, in the kernel's `bpf_ktime_get_ns` time base.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// Counters of the live source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    pub records: u64,
+    pub record_bytes: u64,
+    pub decode_errors: u64,
+    pub processes_resolved: u64,
+}
+
+/// Adds [`ProcessInfo`] the first time a pid shows up, so spans get their
+/// service names. Shared by the live source and replay of old logs.
+#[derive(Default)]
+struct Enricher {
+    known: HashSet<u32>,
+}
+
+impl Enricher {
+    /// Events to deliver for one decoded kernel event, in order; `true`
+    /// marks the decoded event itself, `false` what /proc added.
+    fn enrich(&mut self, ev: Event, out: &mut Vec<(Event, bool)>, resolved: &mut u64) {
+        match &ev {
+            Event::Process(p) => {
+                let pid = p.pid;
+                let mut info = p.clone();
+                // The exec event carries argv; /proc adds the environment's
+                // service name and the cgroup.
+                if let Some(mut fresh) = procfs::read_process(pid, info.ts) {
+                    fresh.ts = info.ts;
+                    fresh.ppid = info.ppid;
+                    if fresh.args.is_empty() {
+                        fresh.args = std::mem::take(&mut info.args);
+                    }
+                    info = fresh;
+                }
+                self.known.insert(pid);
+                *resolved += 1;
+                out.push((ev, true));
+                out.push((Event::Process(info), false));
+            }
+            Event::ProcessExit { pid, .. } => {
+                self.known.remove(pid);
+                out.push((ev, true));
+            }
+            _ => {
+                let pid = ev.pid();
+                if self.known.insert(pid) {
+                    if let Some(info) = procfs::read_process(pid, ev.order_ts()) {
+                        *resolved += 1;
+                        out.push((Event::Process(info), false));
+                    }
+                }
+                out.push((ev, true));
+            }
+        }
+    }
+}
+
+/// The probes plus decoding, /proc enrichment and optional recording.
+pub struct LiveSource {
+    probes: Probes,
+    enricher: Enricher,
+    recorder: Option<RecordWriter<File>>,
+    stats: SourceStats,
+    scratch: Vec<(Event, bool)>,
+}
+
+impl LiveSource {
+    pub fn new(probes: Probes) -> Self {
+        LiveSource {
+            probes,
+            enricher: Enricher::default(),
+            recorder: None,
+            stats: SourceStats::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Also write every record (and the /proc details added) to `w`.
+    pub fn record_to(&mut self, w: RecordWriter<File>) {
+        self.recorder = Some(w);
+    }
+
+    pub fn probes(&self) -> &Probes {
+        &self.probes
+    }
+
+    pub fn stats(&self) -> SourceStats {
+        self.stats
+    }
+
+    /// Deliver decoded events to `f` (waiting up to `timeout` if none is
+    /// queued). Undecodable records are counted and skipped.
+    pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(Event)) -> io::Result<usize> {
+        let LiveSource {
+            probes,
+            enricher,
+            recorder,
+            stats,
+            scratch,
+        } = self;
+        let mut io_err = None;
+        let n = probes.poll(timeout, |rec| {
+            stats.records += 1;
+            stats.record_bytes += rec.len() as u64;
+            let ev = match raw::decode(rec) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    stats.decode_errors += 1;
+                    log::debug!("undecodable record: {e}");
+                    return;
+                }
+            };
+            scratch.clear();
+            enricher.enrich(ev, scratch, &mut stats.processes_resolved);
+            if let Some(w) = recorder.as_mut() {
+                // Same order as delivered, so a replay sees what we saw.
+                for (e, is_raw) in scratch.iter() {
+                    let res = match (e, is_raw) {
+                        (_, true) => w.raw(rec),
+                        (Event::Process(p), false) => w.process(p),
+                        _ => Ok(()),
+                    };
+                    if let Err(e) = res {
+                        io_err.get_or_insert(e);
+                    }
+                }
+            }
+            for (e, _) in scratch.drain(..) {
+                f(e);
+            }
+        })?;
+        if let Some(e) = io_err {
+            return Err(e);
+        }
+        Ok(n)
+    }
+
+    /// Flush the recording, if any.
+    pub fn finish(&mut self) -> io::Result<()> {
+        match self.recorder.as_mut() {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Events of a recorded log, in the order the live agent delivered them.
+pub struct ReplaySource<R: io::Read> {
+    reader: crate::record::RecordReader<R>,
+    pub decode_errors: u64,
+}
+
+impl<R: io::Read> ReplaySource<R> {
+    pub fn new(reader: crate::record::RecordReader<R>) -> Self {
+        ReplaySource {
+            reader,
+            decode_errors: 0,
+        }
+    }
+
+    pub fn header(&self) -> &crate::record::RecordHeader {
+        &self.reader.header
+    }
+
+    /// Next event; `Ok(None)` at the end of the log.
+    pub fn next_event(&mut self) -> Result<Option<Event>, crate::record::RecordError> {
+        loop {
+            match self.reader.next_record()? {
+                None => return Ok(None),
+                Some(Record::Process(p)) => return Ok(Some(Event::Process(p))),
+                Some(Record::Raw(b)) => match raw::decode(&b) {
+                    Ok(ev) => return Ok(Some(ev)),
+                    Err(e) => {
+                        self.decode_errors += 1;
+                        log::debug!("undecodable recorded record: {e}");
+                    }
+                },
+            }
+        }
+    }
+}

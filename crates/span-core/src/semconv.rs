@@ -1,0 +1,340 @@
+//! Span names and OpenTelemetry semantic-convention attributes from what the
+//! parsers reported.
+
+use crate::event::SockTuple;
+use crate::naming::route_template;
+use crate::span::{Attributes, SpanKind, Status, StatusCode};
+use protocol_parsers::{sql, DbRequest, DbResponse, HttpRequest, HttpResponse, MessageInfo, Protocol};
+
+/// What a finished exchange looked like, input to naming.
+pub(crate) struct ExchangeView<'a> {
+    pub kind: SpanKind,
+    pub protocol: Protocol,
+    pub tuple: SockTuple,
+    pub tls: bool,
+    pub request: Option<&'a MessageInfo>,
+    pub response: Option<&'a MessageInfo>,
+    pub raw_sql: bool,
+}
+
+/// gRPC codes that make a *server* span an error (OTel rpc conventions).
+const GRPC_SERVER_ERRORS: &[u32] = &[2, 4, 12, 13, 14, 15];
+
+const GRPC_CODE_NAMES: &[&str] = &[
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// Name, attributes and status of a span.
+pub(crate) fn describe(v: &ExchangeView<'_>) -> (String, Attributes, Status) {
+    let mut attrs = Attributes::new();
+    let (name, status) = match (v.request, v.response) {
+        (Some(MessageInfo::HttpRequest(req)), resp) => {
+            let resp = match resp {
+                Some(MessageInfo::HttpResponse(r)) => Some(r),
+                _ => None,
+            };
+            if req.grpc {
+                grpc(v, req, resp, &mut attrs)
+            } else {
+                http(v, req, resp, &mut attrs)
+            }
+        }
+        (Some(MessageInfo::DbRequest(req)), resp) => {
+            let resp = match resp {
+                Some(MessageInfo::DbResponse(r)) => Some(r),
+                _ => None,
+            };
+            db(v, req, resp, &mut attrs)
+        }
+        _ => (v.protocol.as_str().to_owned(), Status::UNSET),
+    };
+    peer_attrs(v, &mut attrs);
+    (name, attrs, status)
+}
+
+fn peer_attrs(v: &ExchangeView<'_>, attrs: &mut Attributes) {
+    let remote = v.tuple.remote;
+    attrs.set("network.transport", "tcp");
+    attrs.set(
+        "network.type",
+        if remote.is_ipv4() { "ipv4" } else { "ipv6" },
+    );
+    attrs.set("network.peer.address", remote.ip().to_string());
+    attrs.set("network.peer.port", remote.port() as i64);
+    match v.kind {
+        SpanKind::Client => {
+            if attrs.get("server.address").is_none() {
+                attrs.set("server.address", remote.ip().to_string());
+            }
+            if attrs.get("server.port").is_none() {
+                attrs.set("server.port", remote.port() as i64);
+            }
+        }
+        SpanKind::Server => {
+            attrs.set("client.address", remote.ip().to_string());
+            attrs.set("client.port", remote.port() as i64);
+            if attrs.get("server.port").is_none() {
+                attrs.set("server.port", v.tuple.local.port() as i64);
+            }
+        }
+    }
+}
+
+/// `host[:port]` of a Host/:authority value.
+fn split_authority(a: &str) -> (String, Option<u16>) {
+    if let Some(rest) = a.strip_prefix('[') {
+        // [v6]:port
+        if let Some((h, p)) = rest.split_once(']') {
+            return (h.to_owned(), p.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match a.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h.to_owned(), p.parse().ok()),
+        _ => (a.to_owned(), None),
+    }
+}
+
+fn set_path_and_query(target: &str, attrs: &mut Attributes) {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    attrs.set("url.path", path.to_owned());
+    if let Some(q) = query {
+        attrs.set("url.query", q.to_owned());
+    }
+}
+
+fn http(
+    v: &ExchangeView<'_>,
+    req: &HttpRequest,
+    resp: Option<&HttpResponse>,
+    attrs: &mut Attributes,
+) -> (String, Status) {
+    let method = req.method.clone();
+    if let Some(m) = &method {
+        attrs.set("http.request.method", m.clone());
+    }
+    let scheme = req
+        .scheme
+        .clone()
+        .unwrap_or_else(|| if v.tls { "https".into() } else { "http".into() });
+    attrs.set("url.scheme", scheme.clone());
+    if let Some(ver) = req.version {
+        attrs.set("network.protocol.name", "http");
+        attrs.set("network.protocol.version", ver.as_str());
+    }
+    if let Some(ua) = req.header("user-agent") {
+        attrs.set("user_agent.original", ua.to_owned());
+    }
+    let authority = req.authority.as_deref().map(split_authority);
+    let route = req.target.as_deref().map(route_template);
+    if let Some(t) = &req.target {
+        set_path_and_query(t, attrs);
+    }
+    match v.kind {
+        SpanKind::Server => {
+            if let Some((h, p)) = &authority {
+                attrs.set("server.address", h.clone());
+                if let Some(p) = p {
+                    attrs.set("server.port", *p as i64);
+                }
+            }
+            if let Some(r) = &route {
+                attrs.set("http.route", r.clone());
+            }
+        }
+        SpanKind::Client => {
+            let host = authority
+                .as_ref()
+                .map(|(h, _)| h.clone())
+                .unwrap_or_else(|| v.tuple.remote.ip().to_string());
+            let port = authority
+                .as_ref()
+                .and_then(|(_, p)| *p)
+                .unwrap_or(v.tuple.remote.port());
+            attrs.set("server.address", host.clone());
+            attrs.set("server.port", port as i64);
+            if let Some(t) = &req.target {
+                let default_port = if scheme == "https" { 443 } else { 80 };
+                let hostport = if port == default_port {
+                    host
+                } else if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                };
+                attrs.set("url.full", format!("{scheme}://{hostport}{t}"));
+            }
+            if let Some(r) = &route {
+                attrs.set("url.template", r.clone());
+            }
+        }
+    }
+    if !req.undecoded.is_empty() {
+        attrs.set("zt.undecoded", req.undecoded.join(","));
+    }
+    let mut status = Status::UNSET;
+    if let Some(r) = resp {
+        if let Some(code) = r.status {
+            attrs.set("http.response.status_code", code as i64);
+            let is_err = code >= 500 || (v.kind == SpanKind::Client && code >= 400);
+            if is_err {
+                attrs.set("error.type", code.to_string());
+                status = Status {
+                    code: StatusCode::Error,
+                    message: None,
+                };
+            }
+        }
+    }
+    let name = match (&method, &route) {
+        (Some(m), Some(r)) => format!("{m} {r}"),
+        (Some(m), None) => m.clone(),
+        (None, Some(r)) => format!("HTTP {r}"),
+        (None, None) => "HTTP".to_owned(),
+    };
+    (name, status)
+}
+
+fn grpc(
+    v: &ExchangeView<'_>,
+    req: &HttpRequest,
+    resp: Option<&HttpResponse>,
+    attrs: &mut Attributes,
+) -> (String, Status) {
+    attrs.set("rpc.system", "grpc");
+    let path = req.target.clone();
+    if let Some(p) = &path {
+        let trimmed = p.trim_start_matches('/');
+        if let Some((svc, method)) = trimmed.split_once('/') {
+            attrs.set("rpc.service", svc.to_owned());
+            attrs.set("rpc.method", method.to_owned());
+        }
+    }
+    if let Some((h, p)) = req.authority.as_deref().map(split_authority) {
+        if v.kind == SpanKind::Client || !h.is_empty() {
+            attrs.set("server.address", h);
+        }
+        if let Some(p) = p {
+            attrs.set("server.port", p as i64);
+        }
+    }
+    attrs.set("network.protocol.name", "http");
+    attrs.set("network.protocol.version", "2");
+    if let Some(n) = req.grpc_messages {
+        attrs.set("rpc.message.sent_count", n as i64);
+    }
+    if !req.undecoded.is_empty() {
+        attrs.set("zt.undecoded", req.undecoded.join(","));
+    }
+    let mut status = Status::UNSET;
+    if let Some(r) = resp {
+        if let Some(n) = r.grpc_messages {
+            attrs.set("rpc.message.received_count", n as i64);
+        }
+        match r.grpc_status {
+            Some(code) => {
+                attrs.set("rpc.grpc.status_code", code as i64);
+                let is_err = match v.kind {
+                    SpanKind::Client => code != 0,
+                    SpanKind::Server => GRPC_SERVER_ERRORS.contains(&code),
+                };
+                if is_err {
+                    let name = GRPC_CODE_NAMES.get(code as usize).copied().unwrap_or("UNKNOWN_CODE");
+                    attrs.set("error.type", name);
+                    status = Status {
+                        code: StatusCode::Error,
+                        message: r.grpc_message.clone(),
+                    };
+                }
+            }
+            None => {
+                if let Some(code) = r.status.filter(|c| *c != 200) {
+                    attrs.set("http.response.status_code", code as i64);
+                    status = Status::error(format!("HTTP status {code}"));
+                }
+            }
+        }
+    }
+    let name = path.unwrap_or_else(|| "grpc".to_owned());
+    (name, status)
+}
+
+fn db(v: &ExchangeView<'_>, req: &DbRequest, resp: Option<&DbResponse>, attrs: &mut Attributes) -> (String, Status) {
+    attrs.set("db.system", req.system.as_str());
+    attrs.set("db.system.name", req.system.as_str());
+    let mut operation = req.operation.clone();
+    let mut target = req.target.clone();
+    if let Some(q) = &req.query {
+        let summary = sql::summarize(q);
+        if operation.is_none() {
+            operation = summary.operation;
+        }
+        if target.is_none() {
+            target = summary.table;
+        }
+        let text = if v.raw_sql { q.clone() } else { sql::sanitize(q) };
+        attrs.set("db.query.text", text);
+    }
+    if let Some(op) = &operation {
+        attrs.set("db.operation.name", op.clone());
+    }
+    if req.system == protocol_parsers::DbSystem::Redis {
+        // Command and key, never values (OTel: the name is the command).
+        if let Some(op) = &operation {
+            let text = match &target {
+                Some(k) => format!("{op} {k}"),
+                None => op.clone(),
+            };
+            attrs.set("db.query.text", text);
+        }
+        target = None;
+    } else if let Some(t) = &target {
+        attrs.set("db.collection.name", t.clone());
+    }
+    if let Some(ns) = &req.namespace {
+        attrs.set("db.namespace", ns.clone());
+    }
+    if let Some(st) = &req.statement {
+        attrs.set("zt.db.statement_id", st.clone());
+    }
+    let mut status = Status::UNSET;
+    if let Some(r) = resp {
+        if let Some(rows) = r.rows {
+            attrs.set("db.response.returned_rows", rows as i64);
+        }
+        if let Some(e) = &r.error {
+            if let Some(code) = &e.code {
+                attrs.set("db.response.status_code", code.clone());
+                attrs.set("error.type", code.clone());
+            } else {
+                attrs.set("error.type", "db_error");
+            }
+            status = Status::error(e.message.clone());
+        }
+    }
+    // `{operation} {target}`, else operation, else the system.
+    let name = match (&operation, &target) {
+        (Some(op), Some(t)) => format!("{op} {t}"),
+        (Some(op), None) => op.clone(),
+        _ => req.system.as_str().to_owned(),
+    };
+    (name, status)
+}
