@@ -81,12 +81,24 @@ pub fn render_trace(trace: &Trace) -> String {
     out
 }
 
-fn render_node(span: &Span, children: &HashMap<u64, Vec<&Span>>, indent: &str, branch: Option<bool>, out: &mut String) {
-    let kids = children.get(&span.span_id.0).map(Vec::as_slice).unwrap_or(&[]);
+fn render_node(
+    span: &Span,
+    children: &HashMap<u64, Vec<&Span>>,
+    indent: &str,
+    branch: Option<bool>,
+    out: &mut String,
+) {
+    let kids = children
+        .get(&span.span_id.0)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     // Collapse client -> server of the same request.
     let (shown, kids, caller) = match kids {
         [only] if span.kind == SpanKind::Client && only.kind == SpanKind::Server => {
-            let grand = children.get(&only.span_id.0).map(Vec::as_slice).unwrap_or(&[]);
+            let grand = children
+                .get(&only.span_id.0)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             (*only, grand, Some(span))
         }
         _ => (span, kids, None),
@@ -132,7 +144,15 @@ mod tests {
     use span_core::{Attributes, Resource, SpanId, Status, TraceId};
     use std::sync::Arc;
 
-    fn span(id: u64, parent: Option<u64>, kind: SpanKind, svc: &str, name: &str, start: u64, dur_ms: u64) -> Span {
+    fn span(
+        id: u64,
+        parent: Option<u64>,
+        kind: SpanKind,
+        svc: &str,
+        name: &str,
+        start: u64,
+        dur_ms: u64,
+    ) -> Span {
         let mut attributes = Attributes::new();
         attributes.set("server.address", "127.0.0.1");
         attributes.set("server.port", 5432i64);
@@ -159,12 +179,44 @@ mod tests {
         let t = Trace {
             trace_id: TraceId(1),
             spans: vec![
-                span(1, None, SpanKind::Server, "api-gateway", "GET /users", 0, 125),
+                span(
+                    1,
+                    None,
+                    SpanKind::Server,
+                    "api-gateway",
+                    "GET /users",
+                    0,
+                    125,
+                ),
                 span(2, Some(1), SpanKind::Client, "api-gateway", "GET", 1, 13),
-                span(3, Some(2), SpanKind::Server, "auth-service", "GET /validate", 2, 12),
+                span(
+                    3,
+                    Some(2),
+                    SpanKind::Server,
+                    "auth-service",
+                    "GET /validate",
+                    2,
+                    12,
+                ),
                 span(4, Some(1), SpanKind::Client, "api-gateway", "GET", 20, 46),
-                span(5, Some(4), SpanKind::Server, "user-service", "GET /users", 21, 45),
-                span(6, Some(5), SpanKind::Client, "user-service", "SELECT users", 22, 3),
+                span(
+                    5,
+                    Some(4),
+                    SpanKind::Server,
+                    "user-service",
+                    "GET /users",
+                    21,
+                    45,
+                ),
+                span(
+                    6,
+                    Some(5),
+                    SpanKind::Client,
+                    "user-service",
+                    "SELECT users",
+                    22,
+                    3,
+                ),
             ],
         };
         let text = render_trace(&t);

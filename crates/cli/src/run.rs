@@ -19,7 +19,12 @@ fn host_name() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn assembler_config(a: &AssembleArgs, wall_clock_offset_ns: i64, seed: u64, host: Option<String>) -> Config {
+fn assembler_config(
+    a: &AssembleArgs,
+    wall_clock_offset_ns: i64,
+    seed: u64,
+    host: Option<String>,
+) -> Config {
     Config {
         wall_clock_offset_ns,
         raw_sql: a.raw_sql,
@@ -90,7 +95,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         builder = builder.pids(args.capture.pids.clone());
     }
     let probes = builder.load().context("attaching the eBPF probes")?;
-    log::info!("attached {} probes; tracing (Ctrl-C to stop)", probes.attached().len());
+    log::info!(
+        "attached {} probes; tracing (Ctrl-C to stop)",
+        probes.attached().len()
+    );
 
     let offset = wall_clock_offset_ns();
     let host = host_name();
@@ -106,10 +114,17 @@ pub fn run(args: RunArgs) -> Result<()> {
         source.record_to(RecordWriter::new(file, &header)?);
         log::info!("recording events to {}", path.display());
     }
-    let mut asm = Assembler::new(assembler_config(&args.assemble, offset, random_seed(), host));
+    let mut asm = Assembler::new(assembler_config(
+        &args.assemble,
+        offset,
+        random_seed(),
+        host,
+    ));
     let mut printer = Printer::new(args.output);
     let started = Instant::now();
-    let deadline = args.duration.map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    let deadline = args
+        .duration
+        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     let mut traces = 0u64;
 
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
@@ -138,7 +153,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         src_stats.record_bytes as f64 / (1 << 20) as f64,
         src_stats.decode_errors
     );
-    let drop_list: Vec<String> = drops.by_reason.iter().map(|(r, n)| format!("{r}={n}")).collect();
+    let drop_list: Vec<String> = drops
+        .by_reason
+        .iter()
+        .map(|(r, n)| format!("{r}={n}"))
+        .collect();
     eprintln!(
         "zt-trace: kernel drops: {} events lost ({})",
         drops.events_lost(),
@@ -154,7 +173,12 @@ pub fn replay(path: &Path, a: &AssembleArgs, output: OutputFormat) -> Result<()>
     let header = reader.header.clone();
     let mut source = ReplaySource::new(reader);
     // Replays are deterministic: a fixed id seed.
-    let mut asm = Assembler::new(assembler_config(a, header.wall_clock_offset_ns, 1, header.host_name.clone()));
+    let mut asm = Assembler::new(assembler_config(
+        a,
+        header.wall_clock_offset_ns,
+        1,
+        header.host_name.clone(),
+    ));
     let mut printer = Printer::new(output);
     let mut traces = 0;
     let mut events = 0u64;

@@ -7,9 +7,16 @@ use std::fs;
 /// `OTEL_SERVICE_NAME` from the environment. `None` if the process is gone.
 pub fn read_process(pid: u32, ts: u64) -> Option<ProcessInfo> {
     let base = format!("/proc/{pid}");
-    let comm = fs::read_to_string(format!("{base}/comm")).ok()?.trim_end().to_owned();
+    let comm = fs::read_to_string(format!("{base}/comm"))
+        .ok()?
+        .trim_end()
+        .to_owned();
     let exe = fs::read_link(format!("{base}/exe"))
-        .map(|p| p.to_string_lossy().trim_end_matches(" (deleted)").to_owned())
+        .map(|p| {
+            p.to_string_lossy()
+                .trim_end_matches(" (deleted)")
+                .to_owned()
+        })
         .unwrap_or_default();
     let args = fs::read(format!("{base}/cmdline"))
         .map(|b| {
@@ -22,8 +29,10 @@ pub fn read_process(pid: u32, ts: u64) -> Option<ProcessInfo> {
     let ppid = fs::read_to_string(format!("{base}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PPid:").map(|v| v.trim().parse().unwrap_or(0)))
+            s.lines().find_map(|l| {
+                l.strip_prefix("PPid:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
         })
         .unwrap_or(0);
     Some(ProcessInfo {
@@ -36,7 +45,10 @@ pub fn read_process(pid: u32, ts: u64) -> Option<ProcessInfo> {
         service_name: service_name_from_env(pid),
         cgroup: fs::read_to_string(format!("{base}/cgroup"))
             .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("0::").map(str::to_owned))),
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+            }),
     })
 }
 
@@ -53,7 +65,11 @@ pub fn service_name_from_env(pid: u32) -> Option<String> {
         } else if let Some(v) = var.strip_prefix(b"OTEL_RESOURCE_ATTRIBUTES=") {
             from_attrs = String::from_utf8_lossy(v)
                 .split(',')
-                .find_map(|kv| kv.trim().strip_prefix("service.name=").map(|s| s.trim().to_owned()))
+                .find_map(|kv| {
+                    kv.trim()
+                        .strip_prefix("service.name=")
+                        .map(|s| s.trim().to_owned())
+                })
                 .filter(|s| !s.is_empty());
         }
     }

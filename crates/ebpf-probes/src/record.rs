@@ -87,7 +87,8 @@ impl<R: Read> RecordReader<R> {
     pub fn new(inner: R) -> Result<Self, RecordError> {
         let mut r = BufReader::with_capacity(1 << 20, inner);
         let mut magic = [0u8; 8];
-        r.read_exact(&mut magic).map_err(|_| RecordError::BadMagic)?;
+        r.read_exact(&mut magic)
+            .map_err(|_| RecordError::BadMagic)?;
         if &magic != MAGIC {
             return Err(RecordError::BadMagic);
         }
@@ -97,7 +98,8 @@ impl<R: Read> RecordReader<R> {
         }
         let mut h = vec![0; len];
         r.read_exact(&mut h)?;
-        let header = serde_json::from_slice(&h).map_err(|e| RecordError::Corrupt(format!("header: {e}")))?;
+        let header =
+            serde_json::from_slice(&h).map_err(|e| RecordError::Corrupt(format!("header: {e}")))?;
         Ok(RecordReader { r, header })
     }
 
@@ -167,6 +169,9 @@ mod tests {
         let mut r = RecordReader::new(&buf[..buf.len() - 2]).unwrap();
         r.next_record().unwrap();
         assert!(matches!(r.next_record(), Err(RecordError::Corrupt(_))));
-        assert!(matches!(RecordReader::new(&b"nope"[..]), Err(RecordError::BadMagic)));
+        assert!(matches!(
+            RecordReader::new(&b"nope"[..]),
+            Err(RecordError::BadMagic)
+        ));
     }
 }

@@ -4,7 +4,7 @@
 use crate::loader::Probes;
 use crate::procfs;
 use crate::raw;
-use crate::record::{RecordWriter, Record};
+use crate::record::{Record, RecordWriter};
 use span_core::Event;
 use std::collections::HashSet;
 use std::fs::File;
@@ -25,7 +25,10 @@ pub fn monotonic_ns() -> u64 {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec

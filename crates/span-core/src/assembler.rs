@@ -5,7 +5,10 @@
 //! finished traces come out of [`Assembler::poll`]. See ARCHITECTURE.md,
 //! "Linking", for the rules and why each is sound.
 
-use crate::event::{ConnClose, DataEvent, Direction, Event, MonoNanos, ProcessInfo, Role, SockTuple, Source, ThreadKey};
+use crate::event::{
+    ConnClose, DataEvent, Direction, Event, MonoNanos, ProcessInfo, Role, SockTuple, Source,
+    ThreadKey,
+};
 use crate::ids::IdGenerator;
 use crate::naming::service_name;
 use crate::reorder::Reorder;
@@ -124,8 +127,13 @@ struct Seg {
 }
 
 enum ParseState {
-    Detecting { attempts: u32 },
-    Parsing { parser: Box<dyn ConnectionParser>, protocol: Protocol },
+    Detecting {
+        attempts: u32,
+    },
+    Parsing {
+        parser: Box<dyn ConnectionParser>,
+        protocol: Protocol,
+    },
     Ignored,
 }
 
@@ -154,8 +162,12 @@ fn side_idx(s: Side) -> usize {
 impl Conn {
     fn side_of(&self, dir: Direction) -> Option<Side> {
         match (self.role, dir) {
-            (Role::Client, Direction::Egress) | (Role::Server, Direction::Ingress) => Some(Side::Client),
-            (Role::Client, Direction::Ingress) | (Role::Server, Direction::Egress) => Some(Side::Server),
+            (Role::Client, Direction::Egress) | (Role::Server, Direction::Ingress) => {
+                Some(Side::Client)
+            }
+            (Role::Client, Direction::Ingress) | (Role::Server, Direction::Egress) => {
+                Some(Side::Server)
+            }
             (Role::Unknown, _) => None,
         }
     }
@@ -181,7 +193,10 @@ enum Parent {
     Local(SpanId),
     /// Outside our span table: from a traceparent header, or a parent
     /// already emitted.
-    Remote { trace_id: TraceId, span_id: SpanId },
+    Remote {
+        trace_id: TraceId,
+        span_id: SpanId,
+    },
 }
 
 struct SpanRec {
@@ -336,7 +351,10 @@ impl Assembler {
             .map(|s| s.id)
             .collect();
         for id in open {
-            let t = self.spans.get(&id).map_or(self.now, |s| s.start.max(self.now));
+            let t = self
+                .spans
+                .get(&id)
+                .map_or(self.now, |s| s.start.max(self.now));
             self.force_end(id, t, "capture_ended");
         }
         self.run_checks(true);
@@ -368,7 +386,8 @@ impl Assembler {
                     self.stats.conns_refused_capacity += 1;
                     return;
                 }
-                self.conns.insert(c.conn_id, new_conn(c.pid, c.role, c.tuple, c.ts));
+                self.conns
+                    .insert(c.conn_id, new_conn(c.pid, c.role, c.tuple, c.ts));
             }
             Event::ConnClose(c) => self.on_close(c),
             Event::Process(p) => self.on_process(p),
@@ -380,8 +399,18 @@ impl Assembler {
 
     fn on_process(&mut self, p: ProcessInfo) {
         let resource = Arc::new(self.make_resource(&p));
-        let open_server = self.procs.remove(&p.pid).map(|pr| pr.open_server).unwrap_or_default();
-        self.procs.insert(p.pid, Proc { resource, open_server });
+        let open_server = self
+            .procs
+            .remove(&p.pid)
+            .map(|pr| pr.open_server)
+            .unwrap_or_default();
+        self.procs.insert(
+            p.pid,
+            Proc {
+                resource,
+                open_server,
+            },
+        );
     }
 
     fn make_resource(&self, p: &ProcessInfo) -> Resource {
@@ -570,7 +599,9 @@ impl Assembler {
             L7EventKind::Head { offset, info } => match ev.side {
                 Side::Client => self.on_request(conn_id, pid, comm, ev.exchange, offset, info),
                 Side::Server => {
-                    let Some(conn) = self.conns.get(&conn_id) else { return };
+                    let Some(conn) = self.conns.get(&conn_id) else {
+                        return;
+                    };
                     match conn.pending.get(&ev.exchange).copied() {
                         Some(id) => {
                             if let Some(s) = self.spans.get_mut(&id) {
@@ -582,7 +613,9 @@ impl Assembler {
                 }
             },
             L7EventKind::End { end, info } => {
-                let Some(conn) = self.conns.get_mut(&conn_id) else { return };
+                let Some(conn) = self.conns.get_mut(&conn_id) else {
+                    return;
+                };
                 match ev.side {
                     Side::Client => {
                         // Request fully sent: only trailing details to merge.
@@ -598,7 +631,9 @@ impl Assembler {
                             self.stats.unmatched_responses += 1;
                             return;
                         };
-                        let Some(s) = self.spans.get_mut(&id) else { return };
+                        let Some(s) = self.spans.get_mut(&id) else {
+                            return;
+                        };
                         if let Some(info) = info {
                             merge_info(&mut s.response, info);
                         }
@@ -616,9 +651,21 @@ impl Assembler {
         }
     }
 
-    fn on_request(&mut self, conn_id: u64, pid: u32, comm: &str, exchange: u64, offset: u64, info: MessageInfo) {
-        let Some(conn) = self.conns.get(&conn_id) else { return };
-        let ParseState::Parsing { protocol, .. } = &conn.state else { return };
+    fn on_request(
+        &mut self,
+        conn_id: u64,
+        pid: u32,
+        comm: &str,
+        exchange: u64,
+        offset: u64,
+        info: MessageInfo,
+    ) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let ParseState::Parsing { protocol, .. } = &conn.state else {
+            return;
+        };
         let protocol = *protocol;
         let kind = match conn.role {
             Role::Server => SpanKind::Server,
@@ -626,18 +673,27 @@ impl Assembler {
             Role::Unknown => return,
         };
         // A database or cache is a leaf seen from its clients: no server spans.
-        if kind == SpanKind::Server && matches!(protocol, Protocol::Mysql | Protocol::Postgres | Protocol::Redis) {
+        if kind == SpanKind::Server
+            && matches!(
+                protocol,
+                Protocol::Mysql | Protocol::Postgres | Protocol::Redis
+            )
+        {
             return;
         }
-        let Some(seg) = conn.seg_at(Side::Client, offset) else { return };
+        let Some(seg) = conn.seg_at(Side::Client, offset) else {
+            return;
+        };
         if self.spans.len() >= self.cfg.max_open_spans {
             self.stats.spans_dropped_capacity += 1;
             return;
         }
         let tuple = conn.tuple;
         let tls = conn.tls;
-        let seq = (seg.source == Source::Syscall)
-            .then(|| seg.seq.wrapping_add(offset.saturating_sub(seg.start) as u32));
+        let seq = (seg.source == Source::Syscall).then(|| {
+            seg.seq
+                .wrapping_add(offset.saturating_sub(seg.start) as u32)
+        });
         let resource = self.resource_for(pid, comm);
         let id = self.ids.span_id();
         let own_trace = self.ids.trace_id();
@@ -647,7 +703,9 @@ impl Assembler {
             SpanKind::Client => seg.enter,
         };
         let traceparent = match (&info, kind) {
-            (MessageInfo::HttpRequest(r), SpanKind::Server) => r.header("traceparent").and_then(parse_traceparent),
+            (MessageInfo::HttpRequest(r), SpanKind::Server) => {
+                r.header("traceparent").and_then(parse_traceparent)
+            }
             _ => None,
         };
         let mut rec = SpanRec {
@@ -780,7 +838,9 @@ impl Assembler {
     }
 
     fn finish_span(&mut self, id: SpanId, end: MonoNanos) {
-        let Some(s) = self.spans.get_mut(&id) else { return };
+        let Some(s) = self.spans.get_mut(&id) else {
+            return;
+        };
         if s.end.is_some() {
             return;
         }
@@ -797,7 +857,8 @@ impl Assembler {
                 p.open_server.retain(|x| *x != id);
             }
         }
-        self.checks.push(Reverse((end + self.cfg.trace_linger_ns, id)));
+        self.checks
+            .push(Reverse((end + self.cfg.trace_linger_ns, id)));
     }
 
     fn force_end(&mut self, id: SpanId, at: MonoNanos, why: &'static str) {
@@ -827,7 +888,9 @@ impl Assembler {
                 break;
             }
             self.checks.pop();
-            let Some(s) = self.spans.get(&id) else { continue };
+            let Some(s) = self.spans.get(&id) else {
+                continue;
+            };
             if s.end.is_none() {
                 if s.start + self.cfg.request_timeout_ns <= self.now {
                     self.stats.spans_timed_out += 1;
@@ -847,7 +910,9 @@ impl Assembler {
         let mut stack = vec![root];
         let mut max_end = 0;
         while let Some(id) = stack.pop() {
-            let Some(s) = self.spans.get(&id) else { continue };
+            let Some(s) = self.spans.get(&id) else {
+                continue;
+            };
             match s.end {
                 Some(e) => max_end = max_end.max(e),
                 None if !force => return,
@@ -856,7 +921,9 @@ impl Assembler {
             order.push(id);
             stack.extend(s.children.iter().rev().copied());
         }
-        let Some(r) = self.spans.get(&root) else { return };
+        let Some(r) = self.spans.get(&root) else {
+            return;
+        };
         let ready_at = (max_end + self.cfg.trace_linger_ns).max(r.peer_deadline);
         if !force && ready_at > self.now {
             self.checks.push(Reverse((ready_at, root)));
@@ -869,7 +936,9 @@ impl Assembler {
         let mut spans = Vec::with_capacity(order.len());
         let mut ends: HashMap<SpanId, (MonoNanos, MonoNanos)> = HashMap::new();
         for id in &order {
-            let Some(rec) = self.spans.remove(id) else { continue };
+            let Some(rec) = self.spans.remove(id) else {
+                continue;
+            };
             if let Some(k) = rec.seq_key {
                 if self.client_index.get(&k) == Some(id) {
                     self.client_index.remove(&k);
@@ -903,7 +972,12 @@ impl Assembler {
 
     /// `ends` collects (start, end) of spans already converted, so children
     /// are clamped inside their parents.
-    fn to_span(&self, rec: &SpanRec, trace_id: TraceId, ends: &mut HashMap<SpanId, (MonoNanos, MonoNanos)>) -> Span {
+    fn to_span(
+        &self,
+        rec: &SpanRec,
+        trace_id: TraceId,
+        ends: &mut HashMap<SpanId, (MonoNanos, MonoNanos)>,
+    ) -> Span {
         let view = ExchangeView {
             kind: rec.kind,
             protocol: rec.protocol,
@@ -1002,7 +1076,12 @@ fn new_conn(pid: u32, role: Role, tuple: SockTuple, ts: MonoNanos) -> Conn {
 
 /// Protocol of a connection from the first bytes seen in `dir`, and the
 /// connection's role (inferred from who sends requests when unknown).
-fn detect_protocol(role: Role, dir: Direction, bytes: &[u8], port: u16) -> Option<(Protocol, Role)> {
+fn detect_protocol(
+    role: Role,
+    dir: Direction,
+    bytes: &[u8],
+    port: u16,
+) -> Option<(Protocol, Role)> {
     let as_client = |d: Direction| match d {
         Direction::Egress => Role::Client,
         Direction::Ingress => Role::Server,
@@ -1013,7 +1092,11 @@ fn detect_protocol(role: Role, dir: Direction, bytes: &[u8], port: u16) -> Optio
     };
     match role {
         Role::Client | Role::Server => {
-            let side = if as_client(dir) == role { Side::Client } else { Side::Server };
+            let side = if as_client(dir) == role {
+                Side::Client
+            } else {
+                Side::Server
+            };
             protocol_parsers::detect(side, bytes, port).map(|p| (p, role))
         }
         Role::Unknown => {
@@ -1073,7 +1156,10 @@ pub fn parse_traceparent(v: &str) -> Option<(TraceId, SpanId)> {
     if version == "00" && parts.next().is_some() {
         return None;
     }
-    let lower = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let lower = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     if !lower(trace) || !lower(span) || !lower(version) || !lower(flags) {
         return None;
     }

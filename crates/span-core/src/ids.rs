@@ -70,6 +70,9 @@ mod tests {
         assert_eq!(xs, ys);
         let set: std::collections::HashSet<_> = xs.iter().collect();
         assert_eq!(set.len(), 1000);
-        assert_ne!(IdGenerator::new(1).trace_id(), IdGenerator::new(2).trace_id());
+        assert_ne!(
+            IdGenerator::new(1).trace_id(),
+            IdGenerator::new(2).trace_id()
+        );
     }
 }

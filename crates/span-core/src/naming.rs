@@ -3,7 +3,8 @@
 use crate::event::ProcessInfo;
 
 const INTERPRETERS: &[&str] = &[
-    "python", "python2", "python3", "node", "nodejs", "ruby", "perl", "php", "bash", "sh", "dash", "java", "deno", "bun",
+    "python", "python2", "python3", "node", "nodejs", "ruby", "perl", "php", "bash", "sh", "dash",
+    "java", "deno", "bun",
 ];
 
 fn basename(p: &str) -> &str {
@@ -18,7 +19,9 @@ fn is_interpreter(exe: &str) -> bool {
 }
 
 fn strip_ext(name: &str) -> &str {
-    for ext in [".py", ".js", ".mjs", ".cjs", ".ts", ".rb", ".pl", ".php", ".sh", ".jar"] {
+    for ext in [
+        ".py", ".js", ".mjs", ".cjs", ".ts", ".rb", ".pl", ".php", ".sh", ".jar",
+    ] {
         if let Some(s) = name.strip_suffix(ext) {
             return s;
         }
@@ -85,7 +88,11 @@ pub fn service_name(p: &ProcessInfo) -> String {
 pub fn route_template(target: &str) -> String {
     let path = target.split(['?', '#']).next().unwrap_or("");
     if path.is_empty() || path == "*" {
-        return if path.is_empty() { "/".into() } else { "*".into() };
+        return if path.is_empty() {
+            "/".into()
+        } else {
+            "*".into()
+        };
     }
     let mut out = String::with_capacity(path.len());
     for (i, seg) in path.split('/').enumerate() {
@@ -116,7 +123,9 @@ fn is_id_segment(seg: &str) -> bool {
     // long tokens mixing letters and digits (base64 ids, request ids)
     seg.len() >= 12
         && digits >= 2
-        && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'=')
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'=')
 }
 
 #[cfg(test)]
@@ -135,22 +144,55 @@ mod tests {
 
     #[test]
     fn service_names() {
-        assert_eq!(service_name(&proc_("/usr/bin/python3.11", &["python3", "-u", "/srv/gateway.py", "--port", "1"])), "gateway");
-        assert_eq!(service_name(&proc_("/usr/bin/python3", &["python3", "-m", "app.main"])), "app.main");
-        assert_eq!(service_name(&proc_("/usr/bin/java", &["java", "-Xmx1g", "-jar", "/o/orders.jar"])), "orders");
-        assert_eq!(service_name(&proc_("/usr/sbin/nginx", &["nginx: worker process"])), "nginx");
-        assert_eq!(service_name(&proc_("/usr/bin/node", &["node", "server.js"])), "server");
-        assert_eq!(service_name(&proc_("/usr/bin/python3", &["python3", "-c", "print(1)"])), "python3");
+        assert_eq!(
+            service_name(&proc_(
+                "/usr/bin/python3.11",
+                &["python3", "-u", "/srv/gateway.py", "--port", "1"]
+            )),
+            "gateway"
+        );
+        assert_eq!(
+            service_name(&proc_("/usr/bin/python3", &["python3", "-m", "app.main"])),
+            "app.main"
+        );
+        assert_eq!(
+            service_name(&proc_(
+                "/usr/bin/java",
+                &["java", "-Xmx1g", "-jar", "/o/orders.jar"]
+            )),
+            "orders"
+        );
+        assert_eq!(
+            service_name(&proc_("/usr/sbin/nginx", &["nginx: worker process"])),
+            "nginx"
+        );
+        assert_eq!(
+            service_name(&proc_("/usr/bin/node", &["node", "server.js"])),
+            "server"
+        );
+        assert_eq!(
+            service_name(&proc_("/usr/bin/python3", &["python3", "-c", "print(1)"])),
+            "python3"
+        );
         let mut p = proc_("/usr/bin/python3", &["python3", "x.py"]);
         p.service_name = Some("checkout".into());
         assert_eq!(service_name(&p), "checkout");
-        assert_eq!(service_name(&ProcessInfo { pid: 3, ..Default::default() }), "pid-3");
+        assert_eq!(
+            service_name(&ProcessInfo {
+                pid: 3,
+                ..Default::default()
+            }),
+            "pid-3"
+        );
     }
 
     #[test]
     fn routes() {
         assert_eq!(route_template("/users/42/orders?x=1"), "/users/{id}/orders");
-        assert_eq!(route_template("/u/3f2b8c1e-0a4b-4c2d-9e8f-1a2b3c4d5e6f"), "/u/{id}");
+        assert_eq!(
+            route_template("/u/3f2b8c1e-0a4b-4c2d-9e8f-1a2b3c4d5e6f"),
+            "/u/{id}"
+        );
         assert_eq!(route_template("/validate?rid=abc"), "/validate");
         assert_eq!(route_template("/api/v1/items"), "/api/v1/items");
         assert_eq!(route_template("/t/tok_a1b2c3d4e5f6"), "/t/{id}");

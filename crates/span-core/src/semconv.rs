@@ -4,7 +4,9 @@
 use crate::event::SockTuple;
 use crate::naming::route_template;
 use crate::span::{Attributes, SpanKind, Status, StatusCode};
-use protocol_parsers::{sql, DbRequest, DbResponse, HttpRequest, HttpResponse, MessageInfo, Protocol};
+use protocol_parsers::{
+    sql, DbRequest, DbResponse, HttpRequest, HttpResponse, MessageInfo, Protocol,
+};
 
 /// What a finished exchange looked like, input to naming.
 pub(crate) struct ExchangeView<'a> {
@@ -101,7 +103,10 @@ fn split_authority(a: &str) -> (String, Option<u16>) {
     if let Some(rest) = a.strip_prefix('[') {
         // [v6]:port
         if let Some((h, p)) = rest.split_once(']') {
-            return (h.to_owned(), p.strip_prefix(':').and_then(|p| p.parse().ok()));
+            return (
+                h.to_owned(),
+                p.strip_prefix(':').and_then(|p| p.parse().ok()),
+            );
         }
     }
     match a.rsplit_once(':') {
@@ -131,10 +136,10 @@ fn http(
     if let Some(m) = &method {
         attrs.set("http.request.method", m.clone());
     }
-    let scheme = req
-        .scheme
-        .clone()
-        .unwrap_or_else(|| if v.tls { "https".into() } else { "http".into() });
+    let scheme =
+        req.scheme
+            .clone()
+            .unwrap_or_else(|| if v.tls { "https".into() } else { "http".into() });
     attrs.set("url.scheme", scheme.clone());
     if let Some(ver) = req.version {
         attrs.set("network.protocol.name", "http");
@@ -257,7 +262,10 @@ fn grpc(
                     SpanKind::Server => GRPC_SERVER_ERRORS.contains(&code),
                 };
                 if is_err {
-                    let name = GRPC_CODE_NAMES.get(code as usize).copied().unwrap_or("UNKNOWN_CODE");
+                    let name = GRPC_CODE_NAMES
+                        .get(code as usize)
+                        .copied()
+                        .unwrap_or("UNKNOWN_CODE");
                     attrs.set("error.type", name);
                     status = Status {
                         code: StatusCode::Error,
@@ -277,7 +285,12 @@ fn grpc(
     (name, status)
 }
 
-fn db(v: &ExchangeView<'_>, req: &DbRequest, resp: Option<&DbResponse>, attrs: &mut Attributes) -> (String, Status) {
+fn db(
+    v: &ExchangeView<'_>,
+    req: &DbRequest,
+    resp: Option<&DbResponse>,
+    attrs: &mut Attributes,
+) -> (String, Status) {
     attrs.set("db.system", req.system.as_str());
     attrs.set("db.system.name", req.system.as_str());
     let mut operation = req.operation.clone();
@@ -290,7 +303,11 @@ fn db(v: &ExchangeView<'_>, req: &DbRequest, resp: Option<&DbResponse>, attrs: &
         if target.is_none() {
             target = summary.table;
         }
-        let text = if v.raw_sql { q.clone() } else { sql::sanitize(q) };
+        let text = if v.raw_sql {
+            q.clone()
+        } else {
+            sql::sanitize(q)
+        };
         attrs.set("db.query.text", text);
     }
     if let Some(op) = &operation {

@@ -1,0 +1,295 @@
+//! Shared helpers of the end-to-end tests: root detection, the tracer and
+//! test services as child processes that are always cleaned up, and checks
+//! on the spans the tracer printed.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether root-only tests can run here. With ZT_REQUIRE_BPF=1 (CI), not
+/// being root is a failure instead of a skip.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("ZT_REQUIRE_BPF").as_deref() == Ok("1") {
+        panic!("{test}: ZT_REQUIRE_BPF=1 but not running as root");
+    }
+    eprintln!(
+        "SKIP {test}: needs root to load eBPF programs (ZT_REQUIRE_BPF=1 makes this a failure)"
+    );
+    false
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn zt_trace_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_zt-trace"))
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    /// SIGINT, then wait for exit (SIGKILL after `grace`).
+    pub fn interrupt(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port}");
+}
+
+/// Start a topology service (tests/topology/service.py).
+pub fn service(name: &str, port: u16, downstream: &[(&str, u16)]) -> Proc {
+    let script = repo_root().join("tests/topology/service.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg(name).arg(port.to_string());
+    for (n, p) in downstream {
+        cmd.arg(format!("{n}={p}"));
+    }
+    cmd.env("OTEL_SERVICE_NAME", name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let child = cmd.spawn().expect("python3");
+    let p = Proc {
+        name: name.into(),
+        child,
+    };
+    wait_port(port, name);
+    p
+}
+
+/// The tracer, started with `args`, stdout captured to a file; returns once
+/// its probes are attached.
+pub struct Tracer {
+    pub proc: Proc,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Tracer {
+    pub fn start(dir: &Path, args: &[&str]) -> Tracer {
+        let stdout = dir.join("tracer.out");
+        let stderr = dir.join("tracer.err");
+        let child = Command::new(zt_trace_bin())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("zt-trace");
+        let mut t = Tracer {
+            proc: Proc {
+                name: "zt-trace".into(),
+                child,
+            },
+            stdout,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let err = std::fs::read_to_string(&t.stderr).unwrap_or_default();
+            if err.contains("tracing (Ctrl-C to stop)") {
+                break;
+            }
+            if let Ok(Some(st)) = t.proc.child.try_wait() {
+                panic!("zt-trace exited early ({st}):\n{err}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "zt-trace did not attach in time:\n{err}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        t
+    }
+
+    /// SIGINT and wait; returns (stdout, stderr).
+    pub fn stop(mut self) -> (String, String) {
+        let st = self.proc.interrupt(Duration::from_secs(60));
+        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "zt-trace failed: {st:?}\n{err}"
+        );
+        (out, err)
+    }
+}
+
+/// Run a command to completion, returning stdout lines.
+pub fn run_lines(cmd: &mut Command) -> Vec<String> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{cmd:?} failed: {st}");
+    out.lines().map(str::to_owned).collect()
+}
+
+pub fn parse_spans(json_lines: &str) -> Vec<Value> {
+    BufReader::new(json_lines.as_bytes())
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+        .collect()
+}
+
+pub fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["attributes"].get(key)
+}
+
+pub fn attr_str<'a>(span: &'a Value, key: &str) -> &'a str {
+    attr(span, key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Spans grouped by trace id.
+pub fn by_trace(spans: &[Value]) -> HashMap<String, Vec<&Value>> {
+    let mut m: HashMap<String, Vec<&Value>> = HashMap::new();
+    for s in spans {
+        m.entry(s["trace_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(s);
+    }
+    m
+}
+
+/// A span tree in comparable form: "service KIND name status" with sorted children.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Shape {
+    pub label: String,
+    pub children: Vec<Shape>,
+}
+
+impl Shape {
+    pub fn new(label: impl Into<String>, mut children: Vec<Shape>) -> Shape {
+        children.sort();
+        Shape {
+            label: label.into(),
+            children,
+        }
+    }
+}
+
+pub fn label(span: &Value) -> String {
+    let status = attr(span, "http.response.status_code")
+        .or_else(|| attr(span, "rpc.grpc.status_code"))
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "{} {} {} {}",
+        span["service_name"].as_str().unwrap(),
+        span["kind"].as_str().unwrap(),
+        span["name"].as_str().unwrap(),
+        status
+    )
+}
+
+/// The shape of a trace, from its root(s). Also checks that every child
+/// nests inside its parent in time.
+pub fn shape_of(spans: &[&Value]) -> Result<Vec<Shape>, String> {
+    let by_id: BTreeMap<&str, &Value> = spans
+        .iter()
+        .map(|s| (s["span_id"].as_str().unwrap(), *s))
+        .collect();
+    let mut kids: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    let mut roots = Vec::new();
+    for s in spans {
+        let p = s["parent_span_id"].as_str().unwrap();
+        if p.is_empty() || !by_id.contains_key(p) {
+            roots.push(*s);
+        } else {
+            kids.entry(p).or_default().push(s);
+            let parent = by_id[p];
+            let (ps, pe) = (
+                parent["start_time_unix_nano"].as_u64().unwrap(),
+                parent["end_time_unix_nano"].as_u64().unwrap(),
+            );
+            let (cs, ce) = (
+                s["start_time_unix_nano"].as_u64().unwrap(),
+                s["end_time_unix_nano"].as_u64().unwrap(),
+            );
+            if cs < ps || ce > pe || cs > ce {
+                return Err(format!(
+                    "span {} [{cs},{ce}] does not nest in its parent {} [{ps},{pe}]",
+                    label(s),
+                    label(parent)
+                ));
+            }
+        }
+    }
+    fn build(s: &Value, kids: &BTreeMap<&str, Vec<&Value>>) -> Shape {
+        let children = kids
+            .get(s["span_id"].as_str().unwrap())
+            .map(|v| v.iter().map(|c| build(c, kids)).collect())
+            .unwrap_or_default();
+        Shape::new(label(s), children)
+    }
+    let mut out: Vec<Shape> = roots.iter().map(|r| build(r, &kids)).collect();
+    out.sort();
+    Ok(out)
+}
