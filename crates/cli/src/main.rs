@@ -1,5 +1,6 @@
 //! `zt-trace`: zero-instrumentation distributed tracing with eBPF.
 
+mod demo;
 mod output;
 mod render;
 mod run;
@@ -39,6 +40,15 @@ enum Command {
         /// Stop after this many seconds (default: until SIGINT/SIGTERM).
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
+    },
+    /// Start demo services on loopback (python3), send them requests, and
+    /// print their traces. Needs root.
+    Demo {
+        /// Requests the load generator sends.
+        #[arg(long, default_value_t = 12)]
+        requests: usize,
+        #[arg(long, value_enum, default_value = "tree")]
+        output: OutputFormat,
     },
     /// Read an event log written by `record` (or `run --record`) and print its
     /// traces. Needs no root.
@@ -123,6 +133,7 @@ fn main() -> ExitCode {
             record: Some(file),
             duration,
         }),
+        Some(Command::Demo { requests, output }) => demo::demo(requests, output),
         Some(Command::Replay {
             file,
             assemble,

@@ -83,88 +83,115 @@ fn print_assembler_stats(s: &Stats) {
     );
 }
 
-pub fn run(args: RunArgs) -> Result<()> {
+/// A running agent: probes, decoding, assembly and output.
+pub struct Agent {
+    source: LiveSource,
+    asm: Assembler,
+    printer: Printer,
+    started: Instant,
+    traces: u64,
+}
+
+impl Agent {
+    pub fn start(args: &RunArgs) -> Result<Agent> {
+        let mut builder = Probes::builder()
+            .capture_bytes(args.capture.capture_bytes)
+            .ring_buffer_bytes(args.capture.ring_buffer_mib.saturating_mul(1 << 20));
+        if !args.capture.pids.is_empty() {
+            builder = builder.pids(args.capture.pids.clone());
+        }
+        let probes = builder.load().context("attaching the eBPF probes")?;
+        log::info!("attached {} probes; tracing (Ctrl-C to stop)", probes.attached().len());
+
+        let offset = wall_clock_offset_ns();
+        let host = host_name();
+        let mut source = LiveSource::new(probes);
+        if let Some(path) = &args.record {
+            let header = RecordHeader {
+                version: 1,
+                wall_clock_offset_ns: offset,
+                capture_bytes: args.capture.capture_bytes,
+                host_name: host.clone(),
+            };
+            let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            source.record_to(RecordWriter::new(file, &header)?);
+            log::info!("recording events to {}", path.display());
+        }
+        Ok(Agent {
+            source,
+            asm: Assembler::new(assembler_config(&args.assemble, offset, random_seed(), host)),
+            printer: Printer::new(args.output),
+            started: Instant::now(),
+            traces: 0,
+        })
+    }
+
+    /// Read what the kernel queued (waiting up to `wait`), advance time,
+    /// print finished traces.
+    pub fn step(&mut self, wait: Duration) -> Result<()> {
+        let asm = &mut self.asm;
+        self.source
+            .poll(wait, |ev| asm.handle_event(ev))
+            .context("reading the ring buffer")?;
+        self.asm.handle_timeout(monotonic_ns());
+        drain(&mut self.asm, &mut self.printer, &mut self.traces)
+    }
+
+    /// Take what is still queued, detach every probe, finish every span,
+    /// print the rest and a summary on stderr.
+    pub fn shutdown(self) -> Result<()> {
+        let Agent {
+            mut source,
+            mut asm,
+            mut printer,
+            started,
+            mut traces,
+        } = self;
+        while source.poll(Duration::ZERO, |ev| asm.handle_event(ev))? > 0 {}
+        let drops = source.probes().drops();
+        let src_stats = source.stats();
+        source.finish().context("flushing the event log")?;
+        drop(source); // detaches every program
+        asm.flush();
+        drain(&mut asm, &mut printer, &mut traces)?;
+
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        eprintln!(
+            "zt-trace: {} events in {:.1}s ({:.0} events/s, {:.1} MiB), {} undecodable",
+            src_stats.records,
+            secs,
+            src_stats.records as f64 / secs,
+            src_stats.record_bytes as f64 / (1 << 20) as f64,
+            src_stats.decode_errors
+        );
+        let drop_list: Vec<String> = drops.by_reason.iter().map(|(r, n)| format!("{r}={n}")).collect();
+        eprintln!(
+            "zt-trace: kernel drops: {} events lost ({})",
+            drops.events_lost(),
+            drop_list.join(", ")
+        );
+        print_assembler_stats(&asm.stats());
+        Ok(())
+    }
+}
+
+/// Flag set by SIGINT/SIGTERM.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    let mut builder = Probes::builder()
-        .capture_bytes(args.capture.capture_bytes)
-        .ring_buffer_bytes(args.capture.ring_buffer_mib.saturating_mul(1 << 20));
-    if !args.capture.pids.is_empty() {
-        builder = builder.pids(args.capture.pids.clone());
-    }
-    let probes = builder.load().context("attaching the eBPF probes")?;
-    log::info!(
-        "attached {} probes; tracing (Ctrl-C to stop)",
-        probes.attached().len()
-    );
+    Ok(stop)
+}
 
-    let offset = wall_clock_offset_ns();
-    let host = host_name();
-    let mut source = LiveSource::new(probes);
-    if let Some(path) = &args.record {
-        let header = RecordHeader {
-            version: 1,
-            wall_clock_offset_ns: offset,
-            capture_bytes: args.capture.capture_bytes,
-            host_name: host.clone(),
-        };
-        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        source.record_to(RecordWriter::new(file, &header)?);
-        log::info!("recording events to {}", path.display());
-    }
-    let mut asm = Assembler::new(assembler_config(
-        &args.assemble,
-        offset,
-        random_seed(),
-        host,
-    ));
-    let mut printer = Printer::new(args.output);
-    let started = Instant::now();
-    let deadline = args
-        .duration
-        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
-    let mut traces = 0u64;
-
+pub fn run(args: RunArgs) -> Result<()> {
+    let stop = stop_flag()?;
+    let mut agent = Agent::start(&args)?;
+    let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-        source
-            .poll(Duration::from_millis(20), |ev| asm.handle_event(ev))
-            .context("reading the ring buffer")?;
-        asm.handle_timeout(monotonic_ns());
-        drain(&mut asm, &mut printer, &mut traces)?;
+        agent.step(Duration::from_millis(20))?;
     }
-
-    // Shutdown: take what is still queued, detach, finish every span.
-    while source.poll(Duration::ZERO, |ev| asm.handle_event(ev))? > 0 {}
-    let drops = source.probes().drops();
-    let src_stats = source.stats();
-    source.finish().context("flushing the event log")?;
-    drop(source); // detaches every program
-    asm.flush();
-    drain(&mut asm, &mut printer, &mut traces)?;
-
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
-    eprintln!(
-        "zt-trace: {} events in {:.1}s ({:.0} events/s, {:.1} MiB), {} undecodable",
-        src_stats.records,
-        secs,
-        src_stats.records as f64 / secs,
-        src_stats.record_bytes as f64 / (1 << 20) as f64,
-        src_stats.decode_errors
-    );
-    let drop_list: Vec<String> = drops
-        .by_reason
-        .iter()
-        .map(|(r, n)| format!("{r}={n}"))
-        .collect();
-    eprintln!(
-        "zt-trace: kernel drops: {} events lost ({})",
-        drops.events_lost(),
-        drop_list.join(", ")
-    );
-    print_assembler_stats(&asm.stats());
-    Ok(())
+    agent.shutdown()
 }
 
 pub fn replay(path: &Path, a: &AssembleArgs, output: OutputFormat) -> Result<()> {

@@ -1,0 +1,119 @@
+//! `zt-trace demo`: start a small set of services on loopback, trace them,
+//! print the traces. Needs root and python3.
+
+use crate::output::OutputFormat;
+use crate::run::{stop_flag, Agent};
+use crate::{AssembleArgs, CaptureArgs, RunArgs};
+use anyhow::{bail, Context, Result};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const SERVICE_PY: &str = include_str!("../../../tests/topology/service.py");
+const LOADGEN_PY: &str = include_str!("../../../tests/topology/loadgen.py");
+
+/// Children killed when dropped.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_port(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("demo service on port {port} did not start")
+}
+
+pub fn demo(requests: usize, output: OutputFormat) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("zt-trace-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run_demo(&dir, requests, output);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
+    let service = dir.join("service.py");
+    std::fs::write(&service, SERVICE_PY)?;
+    std::fs::write(dir.join("loadgen.py"), LOADGEN_PY)?;
+    let (gw, auth, users, profile) = (free_port()?, free_port()?, free_port()?, free_port()?);
+    let topology: [(&str, u16, Vec<String>); 4] = [
+        ("profile", profile, vec![]),
+        ("users", users, vec![format!("profile={profile}")]),
+        ("auth", auth, vec![]),
+        ("gateway", gw, vec![format!("auth={auth}"), format!("users={users}")]),
+    ];
+    let mut children = Children(Vec::new());
+    for (name, port, down) in &topology {
+        let child = Command::new("python3")
+            .arg(&service)
+            .arg(name)
+            .arg(port.to_string())
+            .args(down)
+            .env("OTEL_SERVICE_NAME", name)
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting python3 (the demo services need it)")?;
+        children.0.push(child);
+        wait_port(*port)?;
+    }
+    eprintln!(
+        "zt-trace demo: gateway :{gw} -> auth :{auth}, users :{users} -> profile :{profile}; sending {requests} requests"
+    );
+
+    let stop = stop_flag()?;
+    let args = RunArgs {
+        capture: CaptureArgs {
+            capture_bytes: 4096,
+            pids: vec![],
+            ring_buffer_mib: 16,
+        },
+        assemble: AssembleArgs {
+            raw_sql: false,
+            promote_inferred_links: false,
+            trace_linger_ms: 300,
+            request_timeout_s: 30,
+        },
+        output,
+        record: None,
+        duration: None,
+    };
+    let mut agent = Agent::start(&args)?;
+    let mut load = Command::new("python3")
+        .arg(dir.join("loadgen.py"))
+        .args([gw.to_string(), requests.to_string(), "4".into(), "demo".into()])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the load generator")?;
+    loop {
+        agent.step(Duration::from_millis(20))?;
+        if stop.load(Ordering::Relaxed) || load.try_wait()?.is_some() {
+            break;
+        }
+    }
+    // Let the last traces finish lingering.
+    let until = Instant::now() + Duration::from_millis(800);
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        agent.step(Duration::from_millis(20))?;
+    }
+    let _ = load.kill();
+    let _ = load.wait();
+    agent.shutdown()
+}

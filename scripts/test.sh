@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check and test of zt-trace (as root, so the eBPF tests run).
+# Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+scripts/start-servers.sh
+if ! command -v cargo >/dev/null; then
+  echo "test.sh: cargo is missing: install Rust 1.85+ (https://rustup.rs)" >&2
+  exit 1
+fi
+
+# Root-only tests must run (and fail loudly) rather than skip.
+if [ "$(id -u)" = 0 ]; then export ZT_REQUIRE_BPF=1; fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --all-targets --no-fail-fast -- --test-threads=1
+cargo test --workspace --doc
