@@ -58,7 +58,11 @@ fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
         ("profile", profile, vec![]),
         ("users", users, vec![format!("profile={profile}")]),
         ("auth", auth, vec![]),
-        ("gateway", gw, vec![format!("auth={auth}"), format!("users={users}")]),
+        (
+            "gateway",
+            gw,
+            vec![format!("auth={auth}"), format!("users={users}")],
+        ),
     ];
     let mut children = Children(Vec::new());
     for (name, port, down) in &topology {
@@ -98,7 +102,12 @@ fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
     let mut agent = Agent::start(&args)?;
     let mut load = Command::new("python3")
         .arg(dir.join("loadgen.py"))
-        .args([gw.to_string(), requests.to_string(), "4".into(), "demo".into()])
+        .args([
+            gw.to_string(),
+            requests.to_string(),
+            "4".into(),
+            "demo".into(),
+        ])
         .stdout(Stdio::null())
         .spawn()
         .context("starting the load generator")?;

@@ -101,7 +101,10 @@ impl Agent {
             builder = builder.pids(args.capture.pids.clone());
         }
         let probes = builder.load().context("attaching the eBPF probes")?;
-        log::info!("attached {} probes; tracing (Ctrl-C to stop)", probes.attached().len());
+        log::info!(
+            "attached {} probes; tracing (Ctrl-C to stop)",
+            probes.attached().len()
+        );
 
         let offset = wall_clock_offset_ns();
         let host = host_name();
@@ -113,13 +116,19 @@ impl Agent {
                 capture_bytes: args.capture.capture_bytes,
                 host_name: host.clone(),
             };
-            let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let file =
+                File::create(path).with_context(|| format!("creating {}", path.display()))?;
             source.record_to(RecordWriter::new(file, &header)?);
             log::info!("recording events to {}", path.display());
         }
         Ok(Agent {
             source,
-            asm: Assembler::new(assembler_config(&args.assemble, offset, random_seed(), host)),
+            asm: Assembler::new(assembler_config(
+                &args.assemble,
+                offset,
+                random_seed(),
+                host,
+            )),
             printer: Printer::new(args.output),
             started: Instant::now(),
             traces: 0,
@@ -164,7 +173,11 @@ impl Agent {
             src_stats.record_bytes as f64 / (1 << 20) as f64,
             src_stats.decode_errors
         );
-        let drop_list: Vec<String> = drops.by_reason.iter().map(|(r, n)| format!("{r}={n}")).collect();
+        let drop_list: Vec<String> = drops
+            .by_reason
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
         eprintln!(
             "zt-trace: kernel drops: {} events lost ({})",
             drops.events_lost(),
@@ -187,7 +200,9 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
 pub fn run(args: RunArgs) -> Result<()> {
     let stop = stop_flag()?;
     let mut agent = Agent::start(&args)?;
-    let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let deadline = args
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
         agent.step(Duration::from_millis(20))?;
     }

@@ -7,107 +7,10 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 const REQUESTS: usize = 200;
 const CLIENTS: usize = 16;
-
-/// Expected outcome of request `n` (see tests/topology/service.py).
-fn expected(n: usize) -> (u16, Shape) {
-    let route = "GET /api/users/{id}";
-    let auth = if n % 10 == 3 { 401 } else { 200 };
-    let profile = if n % 10 == 7 { 404 } else { 200 };
-    let users = if profile == 200 { 200 } else { 502 };
-    let gateway = if auth != 200 {
-        auth
-    } else if users == 200 {
-        200
-    } else {
-        502
-    };
-    let hop = |caller: &str, callee: &str, name: &str, status: u16, below: Vec<Shape>| {
-        Shape::new(
-            format!("{caller} CLIENT {name} {status}"),
-            vec![Shape::new(
-                format!("{callee} SERVER {name} {status}"),
-                below,
-            )],
-        )
-    };
-    let mut gw_children = vec![hop("gateway", "auth", "GET /validate", auth, vec![])];
-    if auth == 200 {
-        let profile_hop = hop("users", "profile", "GET /profile/{id}", profile, vec![]);
-        gw_children.push(hop(
-            "gateway",
-            "users",
-            "GET /users/{id}",
-            users,
-            vec![profile_hop],
-        ));
-    }
-    let tree = hop("loadgen", "gateway", route, gateway, gw_children);
-    (gateway, tree)
-}
-
-/// Check every request of the load against the spans. Returns the shapes by rid.
-fn check(spans: &[Value], load: &[Value], what: &str) -> BTreeMap<String, Vec<Shape>> {
-    let traces = by_trace(spans);
-    let mut failures = Vec::new();
-    let mut shapes = BTreeMap::new();
-    for req in load {
-        let rid = req["rid"].as_str().unwrap();
-        let n = req["n"].as_u64().unwrap() as usize;
-        let (want_status, want_shape) = expected(n);
-        if req["status"].as_u64() != Some(want_status as u64) {
-            failures.push(format!(
-                "{rid}: client got {} not {want_status}",
-                req["status"]
-            ));
-            continue;
-        }
-        let needle = format!("rid={rid}");
-        let carries = |s: &Value| attr_str(s, "url.query").split('&').any(|kv| kv == needle);
-        let ids: BTreeSet<&String> = traces
-            .iter()
-            .filter(|(_, ss)| ss.iter().any(|s| carries(s)))
-            .map(|(id, _)| id)
-            .collect();
-        if ids.len() != 1 {
-            failures.push(format!("{rid}: in {} traces, want exactly 1", ids.len()));
-            continue;
-        }
-        let trace = &traces[*ids.iter().next().unwrap()];
-        if let Some(stray) = trace.iter().find(|s| !carries(s)) {
-            failures.push(format!(
-                "{rid}: trace holds a span of another request: {stray}"
-            ));
-            continue;
-        }
-        match shape_of(trace) {
-            Err(e) => failures.push(format!("{rid}: {e}")),
-            Ok(got) if got != vec![want_shape.clone()] => {
-                failures.push(format!("{rid}: tree\n{got:#?}\nwant\n{want_shape:#?}"))
-            }
-            Ok(got) => {
-                shapes.insert(rid.to_owned(), got);
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{what}: {} of {} requests wrong; first ones:\n{}",
-        failures.len(),
-        load.len(),
-        failures
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    shapes
-}
 
 #[test]
 fn http_topology_traced_and_linked_end_to_end() {
@@ -153,7 +56,7 @@ fn http_topology_traced_and_linked_end_to_end() {
         "drops reported:\n{err}"
     );
 
-    let live = check(&parse_spans(&out), &load, "live");
+    let live = check_topology(&parse_spans(&out), &load, "live");
     assert_no_probes_left();
 
     // Golden: the same log replayed, without the kernel.
@@ -164,7 +67,7 @@ fn http_topology_traced_and_linked_end_to_end() {
         "json",
     ]))
     .join("\n");
-    let again = check(&parse_spans(&replayed), &load, "replay");
+    let again = check_topology(&parse_spans(&replayed), &load, "replay");
     assert_eq!(live, again, "replay gives the traces of the live run");
 }
 
