@@ -1,0 +1,580 @@
+//! Linking rules on synthetic event sequences, through the real HTTP/1 parser.
+//! Each test builds the syscall-level events a real exchange produces.
+
+use bytes::Bytes;
+use span_core::*;
+use std::net::SocketAddr;
+
+const MS: u64 = 1_000_000;
+
+struct Builder {
+    events: Vec<Event>,
+}
+
+#[derive(Clone, Copy)]
+struct Th {
+    pid: u32,
+    tid: u32,
+    start: u64,
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+impl Builder {
+    fn new() -> Self {
+        Builder { events: Vec::new() }
+    }
+
+    fn proc_(&mut self, pid: u32, name: &str) {
+        self.events.push(Event::Process(ProcessInfo {
+            pid,
+            comm: name.into(),
+            service_name: Some(name.into()),
+            ..Default::default()
+        }));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn data(
+        &mut self,
+        th: Th,
+        conn: u64,
+        role: Role,
+        local: &str,
+        remote: &str,
+        dir: Direction,
+        enter: u64,
+        exit: u64,
+        seq: u32,
+        payload: &[u8],
+    ) {
+        self.events.push(Event::Data(DataEvent {
+            pid: th.pid,
+            tid: th.tid,
+            thread_start_ns: th.start,
+            comm: "c".into(),
+            fd: 3,
+            conn_id: conn,
+            role,
+            tuple: SockTuple {
+                local: addr(local),
+                remote: addr(remote),
+            },
+            direction: dir,
+            source: Source::Syscall,
+            enter_ns: enter,
+            exit_ns: exit,
+            bytes: payload.len() as u64,
+            seq,
+            payload: Bytes::copy_from_slice(payload),
+        }));
+    }
+
+    /// A client on `cth` calls a server on `sth`: both ends observed.
+    /// Times in ms: client writes at t, server reads at t+1, server writes at
+    /// t+dur-1, client reads at t+dur.
+    #[allow(clippy::too_many_arguments)]
+    fn exchange(
+        &mut self,
+        cth: Th,
+        sth: Th,
+        cport: u16,
+        sport: u16,
+        conn: u64,
+        path: &str,
+        t: u64,
+        dur: u64,
+        status: u16,
+    ) {
+        let c = format!("127.0.0.1:{cport}");
+        let s = format!("127.0.0.1:{sport}");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let resp = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+        let seq = 1000 + conn as u32 * 7;
+        self.data(
+            cth,
+            conn,
+            Role::Client,
+            &c,
+            &s,
+            Direction::Egress,
+            t * MS,
+            t * MS + 10,
+            seq,
+            req.as_bytes(),
+        );
+        self.data(
+            sth,
+            conn + 1,
+            Role::Server,
+            &s,
+            &c,
+            Direction::Ingress,
+            t * MS,
+            (t + 1) * MS,
+            seq,
+            req.as_bytes(),
+        );
+        self.server_reply(sth, conn + 1, &s, &c, t + dur - 1, resp.as_bytes());
+        self.data(
+            cth,
+            conn,
+            Role::Client,
+            &c,
+            &s,
+            Direction::Ingress,
+            t * MS,
+            (t + dur) * MS,
+            5,
+            resp.as_bytes(),
+        );
+    }
+
+    fn server_reply(&mut self, sth: Th, conn: u64, s: &str, c: &str, t: u64, resp: &[u8]) {
+        self.data(
+            sth,
+            conn,
+            Role::Server,
+            s,
+            c,
+            Direction::Egress,
+            t * MS,
+            t * MS + 10,
+            9,
+            resp,
+        );
+    }
+
+    fn run(self, cfg: Config) -> (Vec<Span>, Stats) {
+        let mut asm = Assembler::new(cfg);
+        for e in self.events {
+            asm.handle_event(e);
+        }
+        asm.flush();
+        let mut spans = Vec::new();
+        while let Some(Output::Trace(t)) = asm.poll() {
+            spans.extend(t.spans);
+        }
+        (spans, asm.stats())
+    }
+}
+
+fn find<'a>(spans: &'a [Span], svc: &str, kind: SpanKind, path: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| {
+            s.resource.service_name == svc
+                && s.kind == kind
+                && s.attributes.get_str("url.path") == Some(path)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {svc} {kind:?} {path} in {:#?}",
+                spans
+                    .iter()
+                    .map(|s| (&s.resource.service_name, s.kind, &s.name))
+                    .collect::<Vec<_>>()
+            )
+        })
+}
+
+const CLIENT: Th = Th {
+    pid: 10,
+    tid: 10,
+    start: 1,
+};
+const GW: Th = Th {
+    pid: 20,
+    tid: 21,
+    start: 2,
+};
+const BACK: Th = Th {
+    pid: 30,
+    tid: 31,
+    start: 3,
+};
+
+#[test]
+fn cross_process_and_thread_links() {
+    let mut b = Builder::new();
+    b.proc_(10, "client");
+    b.proc_(20, "gateway");
+    b.proc_(30, "backend");
+    // client -> gateway /a; gateway (same thread) -> backend /b
+    let (c, s) = ("127.0.0.1:5000", "127.0.0.1:80");
+    b.data(
+        CLIENT,
+        1,
+        Role::Client,
+        c,
+        s,
+        Direction::Egress,
+        100 * MS,
+        100 * MS + 5,
+        77,
+        b"GET /a HTTP/1.1\r\n\r\n",
+    );
+    b.data(
+        GW,
+        2,
+        Role::Server,
+        s,
+        c,
+        Direction::Ingress,
+        99 * MS,
+        101 * MS,
+        77,
+        b"GET /a HTTP/1.1\r\n\r\n",
+    );
+    b.exchange(GW, BACK, 6000, 81, 10, "/b", 102, 5, 200);
+    b.server_reply(
+        GW,
+        2,
+        s,
+        c,
+        110,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    b.data(
+        CLIENT,
+        1,
+        Role::Client,
+        c,
+        s,
+        Direction::Ingress,
+        100 * MS,
+        111 * MS,
+        1,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    let (spans, stats) = b.run(Config::default());
+    assert_eq!(spans.len(), 4);
+    let root = find(&spans, "client", SpanKind::Client, "/a");
+    let gw = find(&spans, "gateway", SpanKind::Server, "/a");
+    let gw_call = find(&spans, "gateway", SpanKind::Client, "/b");
+    let back = find(&spans, "backend", SpanKind::Server, "/b");
+    assert_eq!(root.parent_span_id, None);
+    assert_eq!(gw.parent_span_id, Some(root.span_id));
+    assert_eq!(gw_call.parent_span_id, Some(gw.span_id));
+    assert_eq!(back.parent_span_id, Some(gw_call.span_id));
+    assert!(spans.iter().all(|s| s.trace_id == root.trace_id));
+    assert_eq!(gw.attributes.get_str("zt.link.reason"), Some("tcp_seq"));
+    assert_eq!(gw_call.attributes.get_str("zt.link.reason"), Some("thread"));
+    assert_eq!(stats.links_tcp_seq, 2);
+    assert_eq!(stats.links_thread, 1);
+    // Semantic conventions.
+    assert_eq!(gw.name, "GET /a");
+    assert_eq!(
+        gw.attributes.get_int("http.response.status_code"),
+        Some(200)
+    );
+    assert_eq!(gw.attributes.get_str("http.request.method"), Some("GET"));
+    assert_eq!(gw_call.attributes.get_int("server.port"), Some(81));
+    assert_eq!(
+        gw.start_unix_nanos,
+        101 * MS,
+        "server span starts when the read returned"
+    );
+    assert_eq!(
+        root.start_unix_nanos,
+        100 * MS,
+        "client span starts when the write entered"
+    );
+}
+
+#[test]
+fn server_seen_before_client_still_links() {
+    // The server's read exit reached user space before the client's write
+    // event (another CPU): the reorder window and the peer wait fix it.
+    let mut b = Builder::new();
+    b.proc_(10, "client");
+    b.proc_(30, "backend");
+    b.exchange(CLIENT, BACK, 6000, 81, 10, "/b", 100, 5, 200);
+    let ev = &mut b.events;
+    let client_write = ev.remove(2);
+    ev.insert(3, client_write);
+    let (spans, _) = b.run(Config::default());
+    let call = find(&spans, "client", SpanKind::Client, "/b");
+    let srv = find(&spans, "backend", SpanKind::Server, "/b");
+    assert_eq!(srv.parent_span_id, Some(call.span_id));
+}
+
+#[test]
+fn ambiguous_thread_gets_no_parent() {
+    // An event-loop thread reads two requests before answering either: its
+    // downstream call could belong to both, so it must get neither.
+    let mut b = Builder::new();
+    b.proc_(20, "gateway");
+    b.proc_(30, "backend");
+    let (c1, c2, s) = ("127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:80");
+    b.data(
+        GW,
+        2,
+        Role::Server,
+        s,
+        c1,
+        Direction::Ingress,
+        99 * MS,
+        100 * MS,
+        1,
+        b"GET /one HTTP/1.1\r\n\r\n",
+    );
+    b.data(
+        GW,
+        3,
+        Role::Server,
+        s,
+        c2,
+        Direction::Ingress,
+        99 * MS,
+        101 * MS,
+        1,
+        b"GET /two HTTP/1.1\r\n\r\n",
+    );
+    b.exchange(GW, BACK, 6000, 81, 10, "/b", 102, 5, 200);
+    b.server_reply(
+        GW,
+        2,
+        s,
+        c1,
+        110,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    b.server_reply(
+        GW,
+        3,
+        s,
+        c2,
+        111,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    // After both finished, the thread is unambiguous again.
+    b.data(
+        GW,
+        4,
+        Role::Server,
+        s,
+        "127.0.0.1:5003",
+        Direction::Ingress,
+        120 * MS,
+        121 * MS,
+        1,
+        b"GET /three HTTP/1.1\r\n\r\n",
+    );
+    b.exchange(GW, BACK, 6001, 81, 20, "/c", 122, 3, 200);
+    b.server_reply(
+        GW,
+        4,
+        s,
+        "127.0.0.1:5003",
+        130,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    let (spans, stats) = b.run(Config::default());
+    let call = find(&spans, "gateway", SpanKind::Client, "/b");
+    assert_eq!(call.parent_span_id, None, "no guess");
+    assert_eq!(
+        call.attributes.get_str("zt.link.reason"),
+        Some("unlinked_thread_ambiguous")
+    );
+    assert_eq!(stats.unlinked_ambiguous_thread, 1);
+    let three = find(&spans, "gateway", SpanKind::Server, "/three");
+    let call_c = find(&spans, "gateway", SpanKind::Client, "/c");
+    assert_eq!(call_c.parent_span_id, Some(three.span_id));
+}
+
+#[test]
+fn thread_pool_call_is_only_an_inferred_link() {
+    // Request read on thread A, downstream call made on thread B: no parent
+    // edge by default, a span link marked inferred instead; promoted only
+    // when the user opts in.
+    let pool = Th {
+        pid: 20,
+        tid: 22,
+        start: 5,
+    };
+    let build = || {
+        let mut b = Builder::new();
+        b.proc_(20, "gateway");
+        b.proc_(30, "backend");
+        let (c, s) = ("127.0.0.1:5001", "127.0.0.1:80");
+        b.data(
+            GW,
+            2,
+            Role::Server,
+            s,
+            c,
+            Direction::Ingress,
+            99 * MS,
+            100 * MS,
+            1,
+            b"GET /a HTTP/1.1\r\n\r\n",
+        );
+        b.exchange(pool, BACK, 6000, 81, 10, "/b", 102, 5, 200);
+        b.server_reply(
+            GW,
+            2,
+            s,
+            c,
+            110,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        );
+        b
+    };
+    let (spans, stats) = build().run(Config::default());
+    let srv = find(&spans, "gateway", SpanKind::Server, "/a");
+    let call = find(&spans, "gateway", SpanKind::Client, "/b");
+    assert_eq!(call.parent_span_id, None);
+    assert_eq!(call.links.len(), 1);
+    assert_eq!(call.links[0].span_id, srv.span_id);
+    assert_eq!(call.links[0].trace_id, srv.trace_id);
+    assert_eq!(
+        call.links[0].attributes.get_str("zt.link"),
+        Some("inferred")
+    );
+    assert_eq!(stats.links_inferred, 1);
+
+    let (spans, _) = build().run(Config {
+        promote_inferred_links: true,
+        ..Config::default()
+    });
+    let srv = find(&spans, "gateway", SpanKind::Server, "/a");
+    let call = find(&spans, "gateway", SpanKind::Client, "/b");
+    assert_eq!(call.parent_span_id, Some(srv.span_id));
+}
+
+#[test]
+fn reused_tid_does_not_inherit_state() {
+    // Thread 21 (started at 2) reads a request and dies without answering;
+    // a new thread reuses tid 21 (started at 9) and makes a call: it is not
+    // the old thread, so no parent.
+    let reborn = Th {
+        pid: 20,
+        tid: 21,
+        start: 9,
+    };
+    let mut b = Builder::new();
+    b.proc_(20, "gateway");
+    b.proc_(30, "backend");
+    b.data(
+        GW,
+        2,
+        Role::Server,
+        "127.0.0.1:80",
+        "127.0.0.1:5001",
+        Direction::Ingress,
+        99 * MS,
+        100 * MS,
+        1,
+        b"GET /a HTTP/1.1\r\n\r\n",
+    );
+    b.exchange(reborn, BACK, 6000, 81, 10, "/b", 102, 5, 200);
+    let (spans, _) = b.run(Config::default());
+    let call = find(&spans, "gateway", SpanKind::Client, "/b");
+    assert_ne!(call.attributes.get_str("zt.link.reason"), Some("thread"));
+    assert!(call.parent_span_id.is_none() || call.links.is_empty());
+}
+
+#[test]
+fn traceparent_is_adopted() {
+    let mut b = Builder::new();
+    b.proc_(30, "backend");
+    let req = b"GET /x HTTP/1.1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n";
+    b.data(
+        BACK,
+        2,
+        Role::Server,
+        "127.0.0.1:80",
+        "10.0.0.9:5000",
+        Direction::Ingress,
+        99 * MS,
+        100 * MS,
+        1,
+        req,
+    );
+    b.server_reply(
+        BACK,
+        2,
+        "127.0.0.1:80",
+        "10.0.0.9:5000",
+        105,
+        b"HTTP/1.1 500 E\r\nContent-Length: 0\r\n\r\n",
+    );
+    let (spans, stats) = b.run(Config::default());
+    let s = &spans[0];
+    assert_eq!(s.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        s.parent_span_id.map(|p| p.to_string()).as_deref(),
+        Some("00f067aa0ba902b7")
+    );
+    assert_eq!(s.status.code, StatusCode::Error);
+    assert_eq!(stats.links_traceparent, 1);
+    assert_eq!(
+        parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        None
+    );
+    assert_eq!(parse_traceparent("garbage"), None);
+}
+
+#[test]
+fn request_without_response_times_out_bounded() {
+    let mut b = Builder::new();
+    b.proc_(30, "backend");
+    b.data(
+        BACK,
+        2,
+        Role::Server,
+        "127.0.0.1:80",
+        "10.0.0.9:5000",
+        Direction::Ingress,
+        99 * MS,
+        100 * MS,
+        1,
+        b"GET /slow HTTP/1.1\r\n\r\n",
+    );
+    let mut asm = Assembler::new(Config {
+        request_timeout_ns: 1000 * MS,
+        ..Config::default()
+    });
+    for e in b.events {
+        asm.handle_event(e);
+    }
+    asm.handle_timeout(200 * MS);
+    assert!(asm.poll().is_none());
+    assert_eq!(asm.pending_spans(), 1);
+    asm.handle_timeout(5000 * MS);
+    let Some(Output::Trace(t)) = asm.poll() else {
+        panic!("timed-out span emitted")
+    };
+    assert_eq!(
+        t.spans[0].attributes.get_str("zt.incomplete"),
+        Some("no_response")
+    );
+    assert_eq!(t.spans[0].status.code, StatusCode::Error);
+    assert_eq!(asm.pending_spans(), 0);
+    assert_eq!(asm.stats().spans_timed_out, 1);
+}
+
+#[test]
+fn garbage_on_a_connection_never_panics_and_is_ignored() {
+    let mut b = Builder::new();
+    for i in 0..10u8 {
+        b.data(
+            BACK,
+            7,
+            Role::Server,
+            "127.0.0.1:80",
+            "127.0.0.1:5",
+            Direction::Ingress,
+            1,
+            2 + i as u64,
+            0,
+            &[i; 300],
+        );
+    }
+    let (spans, stats) = b.run(Config::default());
+    assert!(spans.is_empty());
+    assert_eq!(stats.conns_ignored, 1);
+}
