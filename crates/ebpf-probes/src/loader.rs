@@ -1,7 +1,7 @@
 //! Loading and attaching the probes (aya), and reading their ring buffer.
 
 use crate::raw::{DROP_REASONS, DROP_SLOTS, MAX_CAPTURE};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::{ProgramError, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use std::io;
@@ -188,6 +188,36 @@ impl ProbesBuilder {
             }
         }
 
+        // The shared data-event builder, reached by tail call from every exit.
+        let mut emit_prog = ProgramArray::try_from(
+            bpf.take_map("emit_prog")
+                .ok_or(LoadError::Missing("map emit_prog"))?,
+        )
+        .map_err(|source| LoadError::Map {
+            name: "emit_prog",
+            source,
+        })?;
+        let emit: &mut TracePoint = bpf
+            .program_mut("zt_emit")
+            .ok_or(LoadError::Missing("program zt_emit"))?
+            .try_into()
+            .map_err(|source| LoadError::Program {
+                program: "zt_emit".into(),
+                source,
+            })?;
+        emit.load().map_err(|source| LoadError::Program {
+            program: "zt_emit".into(),
+            source,
+        })?;
+        let emit_fd = emit.fd().map_err(|source| LoadError::Program {
+            program: "zt_emit".into(),
+            source,
+        })?;
+        emit_prog.set(0, emit_fd, 0).map_err(|source| LoadError::Map {
+            name: "emit_prog",
+            source,
+        })?;
+
         let mut attached = Vec::new();
         for &(prog, category, name, required) in TRACEPOINTS {
             let result = (|| -> Result<(), ProgramError> {
@@ -229,6 +259,7 @@ impl ProbesBuilder {
         })?;
         Ok(Probes {
             _bpf: bpf,
+            _emit_prog: emit_prog,
             ring,
             drops,
             attached,
@@ -239,6 +270,9 @@ impl ProbesBuilder {
 /// The loaded, attached probes. Dropping this detaches every program.
 pub struct Probes {
     _bpf: Ebpf,
+    /// Kept open: the kernel empties a program array when its last user
+    /// file descriptor closes.
+    _emit_prog: ProgramArray<MapData>,
     ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
     attached: Vec<String>,

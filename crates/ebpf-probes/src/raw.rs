@@ -27,6 +27,7 @@ pub const DROP_REASONS: &[&str] = &[
     "conn_table_full",
     "iovec_truncated",
     "user_read_failed",
+    "emit_tail_call_failed",
 ];
 /// Number of counter slots in the `drops` map.
 pub const DROP_SLOTS: u32 = 8;

@@ -38,6 +38,7 @@ struct zt_args {
 	__u64 sk;
 	__u64 buf; /* buffer, or iovec array when iovcnt > 0 */
 	__u64 enter_ns;
+	__s64 ret; /* set at exit, read by zt_emit */
 	__s32 fd;
 	__u32 seq;
 	__u32 iovcnt;
@@ -309,7 +310,36 @@ static __always_inline int on_enter(int fd, __u64 buf, __u32 iovcnt, __u8 call, 
 	return 0;
 }
 
-static __always_inline int on_exit(long ret)
+/* Slot 0: zt_emit. One program builds every data event, so the verifier
+ * checks that code once instead of once per syscall exit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} emit_prog SEC(".maps");
+
+static __always_inline int on_exit(void *ctx, long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct zt_args *p = bpf_map_lookup_elem(&inflight, &id);
+	if (!p)
+		return 0;
+	if (ret <= 0 || p->call >= ZT_CALL_CONNECT) {
+		bpf_map_delete_elem(&inflight, &id);
+		return 0;
+	}
+	p->ret = ret;
+	bpf_tail_call(ctx, &emit_prog, 0);
+	/* Only reached if the tail call failed. */
+	bpf_map_delete_elem(&inflight, &id);
+	count_drop(ZT_DROP_TAIL_CALL);
+	return 0;
+}
+
+/* Tail-called by the syscall exit programs; never attached itself. */
+SEC("tracepoint/zt/emit")
+int zt_emit(void *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct zt_args *p = bpf_map_lookup_elem(&inflight, &id);
@@ -317,9 +347,9 @@ static __always_inline int on_exit(long ret)
 		return 0;
 	struct zt_args a = *p;
 	bpf_map_delete_elem(&inflight, &id);
-	if (ret <= 0 || a.call >= ZT_CALL_CONNECT)
+	if (a.ret <= 0)
 		return 0;
-	return emit_data(&a, (__u64)ret, a.call == ZT_CALL_SENDFILE ? ZT_SRC_SENDFILE : ZT_SRC_SYSCALL);
+	return emit_data(&a, (__u64)a.ret, a.call == ZT_CALL_SENDFILE ? ZT_SRC_SENDFILE : ZT_SRC_SYSCALL);
 }
 
 static __always_inline __u32 msg_iov(__u64 msg, __u64 *iov)
@@ -335,7 +365,7 @@ static __always_inline __u32 msg_iov(__u64 msg, __u64 *iov)
 #define EXIT(name)                                                                                   \
 	SEC("tracepoint/syscalls/sys_exit_" #name) int zt_exit_##name(struct zt_sys_exit *ctx)       \
 	{                                                                                            \
-		return on_exit(ctx->ret);                                                            \
+		return on_exit(ctx, ctx->ret);                                                       \
 	}
 
 ENTER(read) { return on_enter(ctx->args[0], ctx->args[1], 0, ZT_CALL_READ, ZT_INGRESS); }

@@ -60,6 +60,7 @@ enum zt_drop {
 	ZT_DROP_CONN_FULL = 3,    /* connection table update failed */
 	ZT_DROP_IOV_TRUNC = 4,    /* vectored call had more iovecs than walked (capture shortened) */
 	ZT_DROP_READ_FAIL = 5,    /* user memory could not be read (capture lost) */
+	ZT_DROP_TAIL_CALL = 6,    /* data event lost: the emit program could not be reached */
 	ZT_DROP_MAX = 8,
 };
 
