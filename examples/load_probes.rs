@@ -8,6 +8,10 @@ fn main() -> anyhow::Result<()> {
     for a in probes.attached() {
         println!("{a}");
     }
-    eprintln!("{} probes attached in {:.2?}", probes.attached().len(), elapsed);
+    eprintln!(
+        "{} probes attached in {:.2?}",
+        probes.attached().len(),
+        elapsed
+    );
     Ok(())
 }

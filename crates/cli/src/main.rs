@@ -85,7 +85,7 @@ struct AssembleArgs {
     #[arg(long)]
     promote_inferred_links: bool,
     /// How long a finished trace waits for late spans (ms).
-    #[arg(long, default_value_t = 500, value_name = "MS")]
+    #[arg(long, default_value_t = 200, value_name = "MS")]
     trace_linger_ms: u64,
     /// Close requests that got no response after this long (s).
     #[arg(long, default_value_t = 30, value_name = "SECS")]
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
             assemble: AssembleArgs {
                 raw_sql: false,
                 promote_inferred_links: false,
-                trace_linger_ms: 500,
+                trace_linger_ms: 200,
                 request_timeout_s: 30,
             },
             output: OutputFormat::None,

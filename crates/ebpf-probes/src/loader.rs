@@ -213,10 +213,12 @@ impl ProbesBuilder {
             program: "zt_emit".into(),
             source,
         })?;
-        emit_prog.set(0, emit_fd, 0).map_err(|source| LoadError::Map {
-            name: "emit_prog",
-            source,
-        })?;
+        emit_prog
+            .set(0, emit_fd, 0)
+            .map_err(|source| LoadError::Map {
+                name: "emit_prog",
+                source,
+            })?;
 
         let mut attached = Vec::new();
         for &(prog, category, name, required) in TRACEPOINTS {

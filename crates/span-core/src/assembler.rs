@@ -14,9 +14,10 @@ use crate::naming::service_name;
 use crate::reorder::Reorder;
 use crate::semconv::{describe, ExchangeView};
 use crate::span::{Attributes, Resource, Span, SpanId, SpanKind, SpanLink, Status, Trace, TraceId};
+use hashbrown::HashMap;
 use protocol_parsers::{ConnectionParser, L7Event, L7EventKind, MessageInfo, Protocol, Side};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 const MS: u64 = 1_000_000;
@@ -62,7 +63,7 @@ impl Default for Config {
             reorder_window_ns: 20 * MS,
             reorder_capacity: 500_000,
             peer_wait_ns: 300 * MS,
-            trace_linger_ns: 500 * MS,
+            trace_linger_ns: 200 * MS,
             request_timeout_ns: 30_000 * MS,
             conn_idle_ns: 300_000 * MS,
             max_connections: 100_000,
@@ -244,7 +245,7 @@ pub struct Assembler {
     procs: HashMap<u32, Proc>,
     threads: HashMap<ThreadKey, ThreadState>,
     conns: HashMap<u64, Conn>,
-    spans: HashMap<SpanId, SpanRec>,
+    spans: HashMap<SpanId, Box<SpanRec>>,
     client_index: HashMap<SeqKey, SpanId>,
     waiting_servers: HashMap<SeqKey, SpanId>,
     checks: BinaryHeap<Reverse<(MonoNanos, SpanId)>>,
@@ -830,7 +831,7 @@ impl Assembler {
             }
         }
         let timeout_at = start + self.cfg.request_timeout_ns;
-        self.spans.insert(id, rec);
+        self.spans.insert(id, Box::new(rec));
         self.checks.push(Reverse((timeout_at, id)));
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.pending.insert(exchange, id);
@@ -1056,7 +1057,7 @@ impl Assembler {
     }
 }
 
-fn s_start(spans: &HashMap<SpanId, SpanRec>, id: SpanId) -> MonoNanos {
+fn s_start(spans: &HashMap<SpanId, Box<SpanRec>>, id: SpanId) -> MonoNanos {
     spans.get(&id).map_or(0, |s| s.start)
 }
 

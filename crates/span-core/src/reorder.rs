@@ -3,35 +3,18 @@
 //! watermark (latest time seen minus the window) passes them.
 
 use crate::event::{Event, MonoNanos};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 
 struct Item {
     ts: MonoNanos,
-    seq: u64,
     event: Event,
 }
 
-impl PartialEq for Item {
-    fn eq(&self, other: &Self) -> bool {
-        (self.ts, self.seq) == (other.ts, other.seq)
-    }
-}
-impl Eq for Item {}
-impl PartialOrd for Item {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Item {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.ts, self.seq).cmp(&(other.ts, other.seq))
-    }
-}
-
+/// Events sorted by timestamp (stable for equal ones). Input is nearly
+/// sorted (one ring buffer, per-CPU skew), so insertion scans back from the
+/// end a few places at most: amortised O(1), and events are moved once.
 pub(crate) struct Reorder {
-    heap: BinaryHeap<Reverse<Item>>,
-    seq: u64,
+    items: VecDeque<Item>,
     window: u64,
     capacity: usize,
     /// Timestamp of the last released event.
@@ -45,8 +28,7 @@ pub(crate) struct Reorder {
 impl Reorder {
     pub(crate) fn new(window: u64, capacity: usize) -> Self {
         Reorder {
-            heap: BinaryHeap::new(),
-            seq: 0,
+            items: VecDeque::new(),
             window,
             capacity: capacity.max(1),
             released_ts: 0,
@@ -60,24 +42,23 @@ impl Reorder {
         if ts < self.released_ts {
             self.late += 1;
         }
-        self.seq += 1;
-        self.heap.push(Reverse(Item {
-            ts,
-            seq: self.seq,
-            event,
-        }));
+        let mut at = self.items.len();
+        while at > 0 && self.items[at - 1].ts > ts {
+            at -= 1;
+        }
+        self.items.insert(at, Item { ts, event });
     }
 
     /// Next event that may be processed at time `now`.
     pub(crate) fn pop_ready(&mut self, now: MonoNanos) -> Option<Event> {
         let watermark = now.saturating_sub(self.window);
-        let top = self.heap.peek()?;
-        let over = self.heap.len() > self.capacity;
-        if top.0.ts <= watermark || over {
-            if over && top.0.ts > watermark {
+        let top = self.items.front()?;
+        let over = self.items.len() > self.capacity;
+        if top.ts <= watermark || over {
+            if over && top.ts > watermark {
                 self.forced += 1;
             }
-            let Reverse(item) = self.heap.pop()?;
+            let item = self.items.pop_front()?;
             self.released_ts = self.released_ts.max(item.ts);
             Some(item.event)
         } else {
@@ -87,18 +68,18 @@ impl Reorder {
 
     /// Next event regardless of time (end of input).
     pub(crate) fn pop_any(&mut self) -> Option<Event> {
-        let Reverse(item) = self.heap.pop()?;
+        let item = self.items.pop_front()?;
         self.released_ts = self.released_ts.max(item.ts);
         Some(item.event)
     }
 
     /// When the oldest held event becomes ready.
     pub(crate) fn next_ready_at(&self) -> Option<MonoNanos> {
-        self.heap.peek().map(|i| i.0.ts.saturating_add(self.window))
+        self.items.front().map(|i| i.ts.saturating_add(self.window))
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.items.len()
     }
 }
 
