@@ -69,6 +69,7 @@ fn keepalive_events(requests: usize, conns: usize) -> Vec<Event> {
                 bytes: p.len() as u64,
                 seq,
                 payload: Bytes::from_static(p),
+                ssl: 0,
             })
         };
         ev.push(data(

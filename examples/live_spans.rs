@@ -13,7 +13,7 @@ fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     let probes = Probes::builder().capture_bytes(4096).load()?;
-    let mut source = LiveSource::new(probes);
+    let mut source = LiveSource::new(probes, true);
     let mut asm = Assembler::new(Config {
         wall_clock_offset_ns: wall_clock_offset_ns(),
         id_seed: monotonic_ns(),

@@ -8,7 +8,12 @@ use std::process::Command;
 /// eBPF C sources, each compiled to `<name>.o` in OUT_DIR.
 const SOURCES: &[&str] = &["capture.bpf.c"];
 /// Headers the sources include (for rerun-if-changed).
-const HEADERS: &[&str] = &["zt_vmlinux.h", "zt_events.h"];
+const HEADERS: &[&str] = &[
+    "zt_vmlinux.h",
+    "zt_events.h",
+    "tls_state.bpf.h",
+    "tls.bpf.h",
+];
 
 const INSTALL_HINT: &str =
     "install them with: apt-get install -y clang llvm libbpf-dev (run apt-get update first on a fresh machine)";

@@ -88,6 +88,7 @@ fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
             capture_bytes: 4096,
             pids: vec![],
             ring_buffer_mib: 16,
+            no_tls: false,
         },
         assemble: AssembleArgs {
             raw_sql: false,

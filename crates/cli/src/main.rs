@@ -73,6 +73,9 @@ struct CaptureArgs {
     /// Kernel ring buffer size in MiB (power of two).
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     ring_buffer_mib: u32,
+    /// Do not attach the OpenSSL uprobes (HTTPS plaintext).
+    #[arg(long)]
+    no_tls: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -96,7 +96,8 @@ impl Agent {
     pub fn start(args: &RunArgs) -> Result<Agent> {
         let mut builder = Probes::builder()
             .capture_bytes(args.capture.capture_bytes)
-            .ring_buffer_bytes(args.capture.ring_buffer_mib.saturating_mul(1 << 20));
+            .ring_buffer_bytes(args.capture.ring_buffer_mib.saturating_mul(1 << 20))
+            .tls(!args.capture.no_tls);
         if !args.capture.pids.is_empty() {
             builder = builder.pids(args.capture.pids.clone());
         }
@@ -108,10 +109,10 @@ impl Agent {
 
         let offset = wall_clock_offset_ns();
         let host = host_name();
-        let mut source = LiveSource::new(probes);
+        let mut source = LiveSource::new(probes, !args.capture.no_tls);
         if let Some(path) = &args.record {
             let header = RecordHeader {
-                version: 1,
+                version: ebpf_probes::record::FORMAT_VERSION,
                 wall_clock_offset_ns: offset,
                 capture_bytes: args.capture.capture_bytes,
                 host_name: host.clone(),

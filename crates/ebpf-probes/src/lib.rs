@@ -17,6 +17,7 @@ pub mod procfs;
 pub mod raw;
 pub mod record;
 mod source;
+pub mod tls;
 
 pub use loader::{DropCounters, LoadError, Probes, ProbesBuilder};
 pub use source::{monotonic_ns, wall_clock_offset_ns, LiveSource, ReplaySource, SourceStats};

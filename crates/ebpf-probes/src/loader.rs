@@ -2,7 +2,8 @@
 
 use crate::raw::{DROP_REASONS, DROP_SLOTS, MAX_CAPTURE};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
-use aya::programs::{ProgramError, TracePoint};
+use aya::programs::uprobe::UProbeScope;
+use aya::programs::{ProgramError, TracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -99,6 +100,7 @@ pub struct ProbesBuilder {
     wakeup_bytes: u64,
     pids: Option<Vec<u32>>,
     exclude_pid: u32,
+    tls: bool,
 }
 
 impl Default for ProbesBuilder {
@@ -109,6 +111,7 @@ impl Default for ProbesBuilder {
             wakeup_bytes: 256 << 10,
             pids: None,
             exclude_pid: std::process::id(),
+            tls: true,
         }
     }
 }
@@ -133,6 +136,13 @@ impl ProbesBuilder {
     /// Trace only these processes (default: all but the agent).
     pub fn pids(mut self, pids: Vec<u32>) -> Self {
         self.pids = Some(pids);
+        self
+    }
+
+    /// Load the OpenSSL uprobes (default: yes). They are attached to
+    /// libraries with [`Probes::attach_tls`].
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
         self
     }
 
@@ -220,6 +230,12 @@ impl ProbesBuilder {
                 source,
             })?;
 
+        let emit_tls_prog = if self.tls {
+            Some(load_tls_programs(&mut bpf)?)
+        } else {
+            None
+        };
+
         let mut attached = Vec::new();
         for &(prog, category, name, required) in TRACEPOINTS {
             let result = (|| -> Result<(), ProgramError> {
@@ -260,8 +276,10 @@ impl ProbesBuilder {
             source,
         })?;
         Ok(Probes {
-            _bpf: bpf,
+            bpf,
             _emit_prog: emit_prog,
+            _emit_tls_prog: emit_tls_prog,
+            tls_seen: crate::tls::Seen::default(),
             ring,
             drops,
             attached,
@@ -271,7 +289,9 @@ impl ProbesBuilder {
 
 /// The loaded, attached probes. Dropping this detaches every program.
 pub struct Probes {
-    _bpf: Ebpf,
+    bpf: Ebpf,
+    _emit_tls_prog: Option<ProgramArray<MapData>>,
+    tls_seen: crate::tls::Seen,
     /// Kept open: the kernel empties a program array when its last user
     /// file descriptor closes.
     _emit_prog: ProgramArray<MapData>,
@@ -310,9 +330,48 @@ impl Probes {
         ProbesBuilder::default()
     }
 
-    /// What is attached (`tracepoint/syscalls/sys_enter_read`, ...).
+    /// What is attached (`tracepoint/syscalls/sys_enter_read`, ...,
+    /// `uprobe/<file>`).
     pub fn attached(&self) -> &[String] {
         &self.attached
+    }
+
+    /// Attach the OpenSSL uprobes to `path` (a libssl, or an executable that
+    /// carries OpenSSL such as `node`). A file already handled (same inode) is
+    /// skipped: returns `Ok(false)`. Fails when the file has no `SSL_write` /
+    /// `SSL_read` or the probes were loaded without TLS.
+    pub fn attach_tls(&mut self, path: &Path) -> Result<bool, LoadError> {
+        if self._emit_tls_prog.is_none() {
+            return Err(LoadError::Config("TLS probes were not loaded".into()));
+        }
+        if !self.tls_seen.first_time(path) {
+            return Ok(false);
+        }
+        let mut done = 0;
+        for &(prog, symbol, _ret) in crate::tls::TLS_PROBES {
+            let p: &mut UProbe = self
+                .bpf
+                .program_mut(prog)
+                .ok_or(LoadError::Missing("TLS program"))?
+                .try_into()
+                .map_err(|source| LoadError::Program {
+                    program: prog.to_owned(),
+                    source,
+                })?;
+            match p.attach(symbol, path, UProbeScope::AllProcesses) {
+                Ok(_) => done += 1,
+                Err(e) if symbol == "SSL_write" || symbol == "SSL_read" => {
+                    return Err(LoadError::Program {
+                        program: format!("{prog} on {} ({symbol})", path.display()),
+                        source: e,
+                    })
+                }
+                Err(e) => log::debug!("{symbol} not probed in {}: {e}", path.display()),
+            }
+        }
+        log::info!("TLS: {done} OpenSSL probes on {}", path.display());
+        self.attached.push(format!("uprobe/{}", path.display()));
+        Ok(true)
     }
 
     /// Hand every queued record to `f`; if none is queued, wait up to
@@ -366,6 +425,43 @@ impl Probes {
             .collect();
         DropCounters { by_reason }
     }
+}
+
+/// Load the TLS uprobe programs (not attached yet) and the tail-call table of
+/// their shared emitter.
+fn load_tls_programs(bpf: &mut Ebpf) -> Result<ProgramArray<MapData>, LoadError> {
+    let prog_err = |program: &str| {
+        let program = program.to_owned();
+        move |source| LoadError::Program { program, source }
+    };
+    let mut table = ProgramArray::try_from(
+        bpf.take_map("emit_tls_prog")
+            .ok_or(LoadError::Missing("map emit_tls_prog"))?,
+    )
+    .map_err(|source| LoadError::Map {
+        name: "emit_tls_prog",
+        source,
+    })?;
+    let emit: &mut UProbe = bpf
+        .program_mut("zt_emit_tls")
+        .ok_or(LoadError::Missing("program zt_emit_tls"))?
+        .try_into()
+        .map_err(prog_err("zt_emit_tls"))?;
+    emit.load().map_err(prog_err("zt_emit_tls"))?;
+    let fd = emit.fd().map_err(prog_err("zt_emit_tls"))?;
+    table.set(0, fd, 0).map_err(|source| LoadError::Map {
+        name: "emit_tls_prog",
+        source,
+    })?;
+    for name in crate::tls::TLS_PROGRAMS {
+        let p: &mut UProbe = bpf
+            .program_mut(name)
+            .ok_or(LoadError::Missing("TLS program"))?
+            .try_into()
+            .map_err(prog_err(name))?;
+        p.load().map_err(prog_err(name))?;
+    }
+    Ok(table)
 }
 
 /// Mount tracefs at /sys/kernel/tracing when it is missing (fresh machines

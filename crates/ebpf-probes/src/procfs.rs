@@ -101,4 +101,26 @@ mod tests {
         assert!(read_process(u32::MAX - 1, 0).is_none());
         assert!(all_pids().contains(&me));
     }
+
+    #[test]
+    fn service_name_from_a_child_environment() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .env("OTEL_SERVICE_NAME", "checkout")
+            .spawn()
+            .unwrap();
+        // Right after exec the environment can read empty (the agent reads
+        // it again later for that reason); it shows up within moments.
+        let mut name = None;
+        for _ in 0..200 {
+            name = read_process(child.id(), 0).unwrap().service_name;
+            if name.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(name.as_deref(), Some("checkout"));
+    }
 }

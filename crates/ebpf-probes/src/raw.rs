@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use span_core::{
     ConnClose, ConnEvent, DataEvent, Direction, Event, ProcessInfo, Role, SockTuple, Source,
+    TlsBind,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -15,6 +16,7 @@ pub const EV_CONN_OPEN: u32 = 2;
 pub const EV_CONN_CLOSE: u32 = 3;
 pub const EV_PROC_EXEC: u32 = 4;
 pub const EV_PROC_EXIT: u32 = 5;
+pub const EV_TLS_BIND: u32 = 6;
 
 /// Upper bound of the per-call capture (`ZT_MAX_CAPTURE`).
 pub const MAX_CAPTURE: u32 = 8192;
@@ -28,6 +30,7 @@ pub const DROP_REASONS: &[&str] = &[
     "iovec_truncated",
     "user_read_failed",
     "emit_tail_call_failed",
+    "tls_unbound",
 ];
 /// Number of counter slots in the `drops` map.
 pub const DROP_SLOTS: u32 = 8;
@@ -64,6 +67,7 @@ pub struct RawDataEvent {
     pub pad: u32,
     pub tuple: RawTuple,
     pub comm: [u8; 16],
+    pub ssl: u64,
 }
 
 #[repr(C)]
@@ -79,6 +83,7 @@ pub struct RawConnEvent {
     pub pad: [u8; 7],
     pub tuple: RawTuple,
     pub comm: [u8; 16],
+    pub ssl: u64,
 }
 
 pub const PATH_LEN: usize = 256;
@@ -184,11 +189,21 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 bytes: r.bytes,
                 seq: r.seq,
                 payload: Bytes::copy_from_slice(&buf[hdr..hdr + captured]),
+                ssl: r.ssl,
             }))
         }
-        EV_CONN_OPEN | EV_CONN_CLOSE => {
+        EV_CONN_OPEN | EV_CONN_CLOSE | EV_TLS_BIND => {
             let r: RawConnEvent = read(buf, kind)?;
-            if kind == EV_CONN_OPEN {
+            if kind == EV_TLS_BIND {
+                Ok(Event::TlsBind(TlsBind {
+                    pid: r.pid,
+                    ssl: r.ssl,
+                    conn_id: r.conn_id,
+                    role: role(r.role),
+                    tuple: tuple(&r.tuple)?,
+                    ts: r.ts,
+                }))
+            } else if kind == EV_CONN_OPEN {
                 Ok(Event::ConnOpen(ConnEvent {
                     pid: r.pid,
                     tid: r.tid,
@@ -273,6 +288,14 @@ fn addr(family: u16, raw: &[u8; 16], port: u16) -> Result<SocketAddr, DecodeErro
 }
 
 fn tuple(t: &RawTuple) -> Result<SockTuple, DecodeError> {
+    if t.family == 0 {
+        // TLS data whose socket was not known yet: bound later by TlsBind.
+        let none = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+        return Ok(SockTuple {
+            local: none,
+            remote: none,
+        });
+    }
     Ok(SockTuple {
         local: addr(t.family, &t.laddr, t.lport)?,
         remote: addr(t.family, &t.raddr, t.rport)?,
@@ -304,12 +327,13 @@ mod tests {
     #[test]
     fn layouts_match_c() {
         assert_eq!(size_of::<RawTuple>(), 40);
-        assert_eq!(size_of::<RawDataEvent>(), 128);
+        assert_eq!(size_of::<RawDataEvent>(), 136);
+        assert_eq!(offset_of!(RawDataEvent, ssl), 128);
         assert_eq!(offset_of!(RawDataEvent, seq), 56);
         assert_eq!(offset_of!(RawDataEvent, direction), 64);
         assert_eq!(offset_of!(RawDataEvent, tuple), 72);
         assert_eq!(offset_of!(RawDataEvent, comm), 112);
-        assert_eq!(size_of::<RawConnEvent>(), 96);
+        assert_eq!(size_of::<RawConnEvent>(), 104);
         assert_eq!(offset_of!(RawConnEvent, tuple), 40);
         assert_eq!(size_of::<RawProcEvent>(), 24 + 16 + PATH_LEN + ARGS_LEN);
         assert_eq!(offset_of!(RawProcEvent, filename), 40);

@@ -11,6 +11,9 @@ use span_core::ProcessInfo;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
 pub const MAGIC: &[u8; 8] = b"ZTREC\0\x01\n";
+/// Version of the raw record layout (zt_events.h). Logs of another version
+/// are refused rather than misread.
+pub const FORMAT_VERSION: u32 = 2;
 const T_RAW: u8 = 1;
 const T_PROCESS: u8 = 2;
 /// Largest record accepted when reading (a corrupt length never allocates more).
@@ -39,6 +42,8 @@ pub enum RecordError {
     BadMagic,
     #[error("corrupt event log: {0}")]
     Corrupt(String),
+    #[error("event log format version {0} is not supported (this zt-trace reads version {FORMAT_VERSION}); replay it with the zt-trace that recorded it")]
+    Version(u32),
 }
 
 pub struct RecordWriter<W: Write> {
@@ -98,8 +103,11 @@ impl<R: Read> RecordReader<R> {
         }
         let mut h = vec![0; len];
         r.read_exact(&mut h)?;
-        let header =
+        let header: RecordHeader =
             serde_json::from_slice(&h).map_err(|e| RecordError::Corrupt(format!("header: {e}")))?;
+        if header.version != FORMAT_VERSION {
+            return Err(RecordError::Version(header.version));
+        }
         Ok(RecordReader { r, header })
     }
 
@@ -143,7 +151,7 @@ mod tests {
     #[test]
     fn round_trip_and_corruption() {
         let header = RecordHeader {
-            version: 1,
+            version: FORMAT_VERSION,
             wall_clock_offset_ns: 123,
             capture_bytes: 4096,
             host_name: Some("h".into()),

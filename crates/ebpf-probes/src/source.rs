@@ -6,10 +6,10 @@ use crate::procfs;
 use crate::raw;
 use crate::record::{Record, RecordWriter};
 use span_core::Event;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Unix-epoch nanoseconds minus `CLOCK_MONOTONIC` nanoseconds, now.
 pub fn wall_clock_offset_ns() -> i64 {
@@ -47,10 +47,25 @@ pub struct SourceStats {
 /// service names. Shared by the live source and replay of old logs.
 #[derive(Default)]
 struct Enricher {
-    known: HashSet<u32>,
+    /// pid -> (service name from the environment, exec timestamp)
+    known: HashMap<u32, (Option<String>, u64)>,
 }
 
 impl Enricher {
+    /// Read a process's environment again (right after exec it can still be
+    /// empty): the updated details if its service name changed.
+    fn recheck(&mut self, pid: u32) -> Option<Event> {
+        let (name, ts) = self.known.get(&pid)?.clone();
+        let fresh = procfs::service_name_from_env(pid);
+        if fresh.is_none() || fresh == name {
+            return None;
+        }
+        let mut info = procfs::read_process(pid, ts)?;
+        info.service_name = fresh.clone();
+        self.known.insert(pid, (fresh, ts));
+        Some(Event::Process(info))
+    }
+
     /// Events to deliver for one decoded kernel event, in order; `true`
     /// marks the decoded event itself, `false` what /proc added.
     fn enrich(&mut self, ev: Event, out: &mut Vec<(Event, bool)>, resolved: &mut u64) {
@@ -68,7 +83,7 @@ impl Enricher {
                     }
                     info = fresh;
                 }
-                self.known.insert(pid);
+                self.known.insert(pid, (info.service_name.clone(), info.ts));
                 *resolved += 1;
                 out.push((ev, true));
                 out.push((Event::Process(info), false));
@@ -79,8 +94,11 @@ impl Enricher {
             }
             _ => {
                 let pid = ev.pid();
-                if self.known.insert(pid) {
-                    if let Some(info) = procfs::read_process(pid, ev.order_ts()) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = self.known.entry(pid) {
+                    let info = procfs::read_process(pid, ev.order_ts());
+                    let name = info.as_ref().and_then(|i| i.service_name.clone());
+                    slot.insert((name, ev.order_ts()));
+                    if let Some(info) = info {
                         *resolved += 1;
                         out.push((Event::Process(info), false));
                     }
@@ -98,16 +116,107 @@ pub struct LiveSource {
     recorder: Option<RecordWriter<File>>,
     stats: SourceStats,
     scratch: Vec<(Event, bool)>,
+    /// TLS library discovery: (when, pid) to look at a new process again
+    /// (libssl is often loaded lazily, after exec).
+    tls: bool,
+    rescans: Vec<(Instant, u32)>,
+    execs: Vec<u32>,
+    /// (when, pid): read a new process's environment again.
+    env_rechecks: Vec<(Instant, u32)>,
 }
 
 impl LiveSource {
-    pub fn new(probes: Probes) -> Self {
-        LiveSource {
+    /// Wrap loaded probes. With `tls`, attach the OpenSSL uprobes to every
+    /// libssl on the system and in running processes now, and to those of
+    /// processes started later as they appear.
+    pub fn new(probes: Probes, tls: bool) -> Self {
+        let mut s = LiveSource {
             probes,
             enricher: Enricher::default(),
             recorder: None,
             stats: SourceStats::default(),
             scratch: Vec::new(),
+            tls,
+            rescans: Vec::new(),
+            execs: Vec::new(),
+            env_rechecks: Vec::new(),
+        };
+        if tls {
+            let mut targets = crate::tls::system_libraries();
+            for pid in procfs::all_pids() {
+                targets.extend(crate::tls::process_candidates(pid));
+            }
+            for t in targets {
+                s.attach_tls(&t);
+            }
+        }
+        s
+    }
+
+    fn attach_tls(&mut self, path: &std::path::Path) {
+        if let Err(e) = self.probes.attach_tls(path) {
+            log::debug!("TLS probes not attached to {}: {e}", path.display());
+        }
+    }
+
+    /// Updated process details for new processes whose environment was
+    /// not readable at exec, delivered to `f` (and recorded).
+    fn env_followups(&mut self, f: &mut impl FnMut(Event)) -> io::Result<()> {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        self.env_rechecks.retain(|(at, pid)| {
+            let ready = *at <= now;
+            if ready {
+                due.push(*pid);
+            }
+            !ready
+        });
+        for pid in due {
+            if let Some(ev) = self.enricher.recheck(pid) {
+                if let (Some(w), Event::Process(p)) = (self.recorder.as_mut(), &ev) {
+                    w.process(p)?;
+                }
+                f(ev);
+            }
+        }
+        if self.env_rechecks.len() > 100_000 {
+            self.env_rechecks.drain(..50_000);
+        }
+        Ok(())
+    }
+
+    fn tls_followups(&mut self) {
+        let now = Instant::now();
+        for pid in self.execs.drain(..) {
+            for after in [20, 300] {
+                self.env_rechecks
+                    .push((now + Duration::from_millis(after), pid));
+            }
+            if self.tls {
+                for after in [0, 300, 1500, 5000] {
+                    self.rescans.push((now + Duration::from_millis(after), pid));
+                }
+            }
+        }
+        let mut due = Vec::new();
+        self.rescans.retain(|(at, pid)| {
+            if *at <= now {
+                due.push(*pid);
+                false
+            } else {
+                true
+            }
+        });
+        due.sort_unstable();
+        due.dedup();
+        for pid in due {
+            for t in crate::tls::process_candidates(pid) {
+                self.attach_tls(&t);
+            }
+        }
+        // Bounded even if processes exec faster than we look.
+        if self.rescans.len() > 100_000 {
+            self.rescans.drain(..50_000);
         }
     }
 
@@ -133,7 +242,10 @@ impl LiveSource {
             recorder,
             stats,
             scratch,
+            execs,
+            ..
         } = self;
+
         let mut io_err = None;
         let n = probes.poll(timeout, |rec| {
             stats.records += 1;
@@ -147,6 +259,9 @@ impl LiveSource {
                 }
             };
             scratch.clear();
+            if let Event::Process(p) = &ev {
+                execs.push(p.pid);
+            }
             enricher.enrich(ev, scratch, &mut stats.processes_resolved);
             if let Some(w) = recorder.as_mut() {
                 // Same order as delivered, so a replay sees what we saw.
@@ -168,6 +283,8 @@ impl LiveSource {
         if let Some(e) = io_err {
             return Err(e);
         }
+        self.tls_followups();
+        self.env_followups(&mut f)?;
         Ok(n)
     }
 

@@ -7,7 +7,7 @@
 
 use crate::event::{
     ConnClose, DataEvent, Direction, Event, MonoNanos, ProcessInfo, Role, SockTuple, Source,
-    ThreadKey,
+    ThreadKey, TlsBind,
 };
 use crate::ids::IdGenerator;
 use crate::naming::service_name;
@@ -107,13 +107,18 @@ pub struct Stats {
     pub links_thread: u64,
     pub links_inferred: u64,
     pub unlinked_ambiguous_thread: u64,
+    pub tls_events: u64,
+    pub tls_unbound_dropped: u64,
 }
 
+/// What both ends of a connection agree on about a request's first byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct SeqKey {
     /// The connection as the client sees it.
     tuple: SockTuple,
-    seq: u32,
+    /// TCP sequence number, or (TLS) offset in the plaintext stream.
+    seq: u64,
+    tls: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -122,10 +127,20 @@ struct Seg {
     end: u64,
     enter: MonoNanos,
     exit: MonoNanos,
-    seq: u32,
+    /// TCP sequence of the first byte (syscalls), or its plaintext offset
+    /// (TLS, only when the connection was seen from its start).
+    seq: Option<u64>,
     source: Source,
     thread: ThreadKey,
 }
+
+/// TLS record header (handshake, alert, change cipher spec, application
+/// data; TLS 1.0-1.3): ciphertext, not worth a detection attempt.
+fn looks_like_tls_record(b: &[u8]) -> bool {
+    matches!(b, [0x14..=0x17, 0x03, 0x00..=0x04, ..])
+}
+
+const MAX_UNBOUND_TLS: usize = 4096;
 
 enum ParseState {
     Detecting {
@@ -144,6 +159,11 @@ struct Conn {
     tuple: SockTuple,
     state: ParseState,
     tls: bool,
+    /// The connect/accept was observed: stream positions count from the
+    /// connection's first byte.
+    seen_open: bool,
+    /// TLS plaintext bytes per direction (egress, ingress) since the first.
+    tls_pos: [u64; 2],
     pos: [u64; 2],
     segs: [VecDeque<Seg>; 2],
     /// exchange -> span
@@ -251,6 +271,9 @@ pub struct Assembler {
     checks: BinaryHeap<Reverse<(MonoNanos, SpanId)>>,
     emitted: HashMap<SpanId, TraceId>,
     emitted_order: VecDeque<SpanId>,
+    /// TLS plaintext whose socket is not known yet, by (pid, SSL*).
+    tls_unbound: HashMap<(u32, u64), Vec<DataEvent>>,
+    tls_binds: HashMap<(u32, u64), TlsBind>,
     out: VecDeque<Output>,
     stats: Stats,
     last_sweep: MonoNanos,
@@ -274,6 +297,8 @@ impl Assembler {
             checks: BinaryHeap::new(),
             emitted: HashMap::new(),
             emitted_order: VecDeque::new(),
+            tls_unbound: HashMap::new(),
+            tls_binds: HashMap::new(),
             out: VecDeque::new(),
             stats: Stats::default(),
             last_sweep: 0,
@@ -387,9 +412,11 @@ impl Assembler {
                     self.stats.conns_refused_capacity += 1;
                     return;
                 }
-                self.conns
-                    .insert(c.conn_id, new_conn(c.pid, c.role, c.tuple, c.ts));
+                let mut conn = new_conn(c.pid, c.role, c.tuple, c.ts);
+                conn.seen_open = true;
+                self.conns.insert(c.conn_id, conn);
             }
+            Event::TlsBind(b) => self.on_tls_bind(b),
             Event::ConnClose(c) => self.on_close(c),
             Event::Process(p) => self.on_process(p),
             Event::ProcessExit { pid, .. } => {
@@ -458,9 +485,54 @@ impl Assembler {
         resource
     }
 
-    fn on_data(&mut self, d: DataEvent) {
+    fn on_tls_bind(&mut self, b: TlsBind) {
+        let key = (b.pid, b.ssl);
+        let held = self.tls_unbound.remove(&key).unwrap_or_default();
+        if self.tls_binds.len() >= MAX_UNBOUND_TLS {
+            self.tls_binds.clear();
+        }
+        self.tls_binds.insert(key, b);
+        for d in held {
+            self.on_data(d);
+        }
+    }
+
+    fn on_data(&mut self, mut d: DataEvent) {
         self.stats.data_events += 1;
         self.stats.data_bytes += d.bytes;
+        if d.source == Source::Tls {
+            self.stats.tls_events += 1;
+            if d.conn_id == 0 {
+                let key = (d.pid, d.ssl);
+                match self.tls_binds.get(&key) {
+                    Some(b) => {
+                        d.conn_id = b.conn_id;
+                        d.tuple = b.tuple;
+                        d.role = b.role;
+                    }
+                    None => {
+                        // Wait for the TlsBind (the kernel binds at the
+                        // thread's next socket write).
+                        self.stats.data_events -= 1;
+                        self.stats.data_bytes -= d.bytes;
+                        self.stats.tls_events -= 1;
+                        if self.tls_unbound.len() >= MAX_UNBOUND_TLS
+                            && !self.tls_unbound.contains_key(&key)
+                        {
+                            self.stats.tls_unbound_dropped += 1;
+                            return;
+                        }
+                        let q = self.tls_unbound.entry(key).or_default();
+                        if q.len() >= 64 {
+                            self.stats.tls_unbound_dropped += 1;
+                        } else {
+                            q.push(d);
+                        }
+                        return;
+                    }
+                }
+            }
+        }
         if d.conn_id == 0 {
             return;
         }
@@ -483,12 +555,39 @@ impl Assembler {
             conn.role = d.role;
         }
         // Once TLS plaintext is seen on a connection, its socket bytes are
-        // ciphertext: parse only the plaintext.
+        // ciphertext: parse only the plaintext, from its first byte.
         match d.source {
-            Source::Tls => conn.tls = true,
+            Source::Tls if !conn.tls => {
+                conn.tls = true;
+                conn.state = ParseState::Detecting { attempts: 0 };
+                conn.pos = [0, 0];
+                conn.segs = [VecDeque::new(), VecDeque::new()];
+                let stale: Vec<SpanId> = conn.pending.drain().map(|(_, id)| id).collect();
+                for id in stale {
+                    self.force_end(id, d.enter_ns, "tls_started");
+                }
+            }
+            Source::Tls => {}
             _ if conn.tls => return,
+            _ if looks_like_tls_record(&d.payload) => return,
             _ => {}
         }
+        let Some(conn) = self.conns.get_mut(&d.conn_id) else {
+            return;
+        };
+        // Plaintext offset of this event (TLS), counted from the first byte
+        // only if the connection was seen from its start.
+        let tls_seq = if d.source == Source::Tls {
+            let i = match d.direction {
+                Direction::Egress => 0,
+                Direction::Ingress => 1,
+            };
+            let at = conn.tls_pos[i];
+            conn.tls_pos[i] += d.bytes;
+            conn.seen_open.then_some(at)
+        } else {
+            None
+        };
 
         let server_port = conn.server_port();
         let role = conn.role;
@@ -529,7 +628,11 @@ impl Assembler {
             end: start + d.bytes,
             enter: d.enter_ns,
             exit: d.exit_ns,
-            seq: d.seq,
+            seq: match d.source {
+                Source::Syscall => Some(d.seq as u64),
+                Source::Tls => tls_seq,
+                Source::Sendfile => None,
+            },
             source: d.source,
             thread: d.thread(),
         };
@@ -691,9 +794,14 @@ impl Assembler {
         }
         let tuple = conn.tuple;
         let tls = conn.tls;
-        let seq = (seg.source == Source::Syscall).then(|| {
-            seg.seq
-                .wrapping_add(offset.saturating_sub(seg.start) as u32)
+        let into = offset.saturating_sub(seg.start);
+        let is_tls = seg.source == Source::Tls;
+        let seq = seg.seq.map(|s| {
+            if is_tls {
+                s + into
+            } else {
+                (s as u32).wrapping_add(into as u32) as u64
+            }
         });
         let resource = self.resource_for(pid, comm);
         let id = self.ids.span_id();
@@ -742,6 +850,7 @@ impl Assembler {
                     let key = SeqKey {
                         tuple: tuple.mirrored(),
                         seq,
+                        tls: is_tls,
                     };
                     rec.seq_key = Some(key);
                     match self.client_index.remove(&key) {
@@ -795,7 +904,11 @@ impl Assembler {
                     }
                 }
                 if let Some(seq) = seq {
-                    let key = SeqKey { tuple, seq };
+                    let key = SeqKey {
+                        tuple,
+                        seq,
+                        tls: is_tls,
+                    };
                     rec.seq_key = Some(key);
                     match self.waiting_servers.remove(&key) {
                         Some(s) if self.spans.contains_key(&s) => {
@@ -1068,6 +1181,8 @@ fn new_conn(pid: u32, role: Role, tuple: SockTuple, ts: MonoNanos) -> Conn {
         tuple,
         state: ParseState::Detecting { attempts: 0 },
         tls: false,
+        seen_open: false,
+        tls_pos: [0, 0],
         pos: [0, 0],
         segs: [VecDeque::new(), VecDeque::new()],
         pending: HashMap::new(),

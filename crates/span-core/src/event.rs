@@ -20,6 +20,9 @@ pub enum Event {
     Process(ProcessInfo),
     /// A process exited.
     ProcessExit { pid: u32, ts: MonoNanos },
+    /// A TLS session whose plaintext was already reported (with `conn_id`
+    /// 0) turned out to belong to this connection.
+    TlsBind(TlsBind),
 }
 
 impl Event {
@@ -36,6 +39,7 @@ impl Event {
             Event::ConnClose(c) => c.ts,
             Event::Process(p) => p.ts,
             Event::ProcessExit { ts, .. } => *ts,
+            Event::TlsBind(b) => b.ts,
         }
     }
 
@@ -46,6 +50,7 @@ impl Event {
             Event::ConnClose(c) => c.pid,
             Event::Process(p) => p.pid,
             Event::ProcessExit { pid, .. } => *pid,
+            Event::TlsBind(b) => b.pid,
         }
     }
 }
@@ -130,6 +135,9 @@ pub struct DataEvent {
     pub seq: u32,
     /// Captured prefix of the payload (`len() <= bytes`).
     pub payload: Bytes,
+    /// TLS session (`SSL*`) of `Source::Tls` data, else 0.
+    #[serde(default)]
+    pub ssl: u64,
 }
 
 impl DataEvent {
@@ -147,6 +155,16 @@ pub struct ConnEvent {
     pub pid: u32,
     pub tid: u32,
     pub fd: i32,
+    pub conn_id: u64,
+    pub role: Role,
+    pub tuple: SockTuple,
+    pub ts: MonoNanos,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TlsBind {
+    pub pid: u32,
+    pub ssl: u64,
     pub conn_id: u64,
     pub role: Role,
     pub tuple: SockTuple,

@@ -69,6 +69,7 @@ impl Builder {
             bytes: payload.len() as u64,
             seq,
             payload: Bytes::copy_from_slice(payload),
+            ssl: 0,
         }));
     }
 

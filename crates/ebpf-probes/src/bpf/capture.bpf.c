@@ -14,6 +14,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
 #include "zt_events.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
@@ -39,12 +40,14 @@ struct zt_args {
 	__u64 buf; /* buffer, or iovec array when iovcnt > 0 */
 	__u64 enter_ns;
 	__s64 ret; /* set at exit, read by zt_emit */
+	__u64 ssl; /* TLS: the SSL* */
 	__s32 fd;
 	__u32 seq;
 	__u32 iovcnt;
 	__u8 call;
 	__u8 direction;
-	__u8 pad[2];
+	__u8 source;
+	__u8 pad;
 };
 
 struct {
@@ -57,7 +60,8 @@ struct {
 struct zt_conn {
 	__u64 conn_id;
 	__u8 role;
-	__u8 pad[7];
+	__u8 tls; /* a TLS library call used this socket: its syscall bytes are ciphertext */
+	__u8 pad[6];
 };
 
 /* Connections, keyed by struct sock address. */
@@ -244,7 +248,10 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	struct zt_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return 0;
-	struct zt_conn *conn = conn_of(a->sk);
+	struct zt_conn *conn = a->sk ? conn_of(a->sk) : NULL;
+	/* Ciphertext: the plaintext comes from the TLS probes. */
+	if (conn && conn->tls && source != ZT_SRC_TLS)
+		return 0;
 
 	__u64 id = bpf_get_current_pid_tgid();
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -264,7 +271,11 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	e->source = source;
 	e->call = a->call;
 	e->pad = 0;
-	read_tuple((struct sock *)a->sk, &e->tuple);
+	e->ssl = a->ssl;
+	if (a->sk)
+		read_tuple((struct sock *)a->sk, &e->tuple);
+	else
+		__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 
 	__u32 captured = 0;
@@ -286,6 +297,30 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	return 0;
 }
 
+static __always_inline void emit_conn(__u32 kind, struct sock *sk, int fd, __u64 conn_id, __u8 role, __u64 ssl)
+{
+	struct zt_conn_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(ZT_DROP_RINGBUF_CTRL);
+		return;
+	}
+	__u64 id = bpf_get_current_pid_tgid();
+	e->kind = kind;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->conn_id = conn_id;
+	e->ts = bpf_ktime_get_ns();
+	e->role = role;
+	e->ssl = ssl;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	read_tuple(sk, &e->tuple);
+	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, rb_flags());
+}
+
+#include "tls_state.bpf.h"
+
 static __always_inline int on_enter(int fd, __u64 buf, __u32 iovcnt, __u8 call, __u8 direction)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -305,6 +340,7 @@ static __always_inline int on_enter(int fd, __u64 buf, __u32 iovcnt, __u8 call, 
 		.direction = direction,
 	};
 	a.seq = direction == ZT_EGRESS ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
+	tls_note_syscall(id, sk, fd, direction);
 	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
 		count_drop(ZT_DROP_ARGS_FULL);
 	return 0;
@@ -351,6 +387,8 @@ int zt_emit(void *ctx)
 		return 0;
 	return emit_data(&a, (__u64)a.ret, a.call == ZT_CALL_SENDFILE ? ZT_SRC_SENDFILE : ZT_SRC_SYSCALL);
 }
+
+#include "tls.bpf.h"
 
 static __always_inline __u32 msg_iov(__u64 msg, __u64 *iov)
 {
@@ -405,27 +443,6 @@ EXIT(sendmsg)
 ENTER(sendfile64) { return on_enter(ctx->args[0], 0, 0, ZT_CALL_SENDFILE, ZT_EGRESS); }
 EXIT(sendfile64)
 
-static __always_inline void emit_conn(__u32 kind, struct sock *sk, int fd, __u64 conn_id, __u8 role)
-{
-	struct zt_conn_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(ZT_DROP_RINGBUF_CTRL);
-		return;
-	}
-	__u64 id = bpf_get_current_pid_tgid();
-	e->kind = kind;
-	e->pid = id >> 32;
-	e->tid = (__u32)id;
-	e->fd = fd;
-	e->conn_id = conn_id;
-	e->ts = bpf_ktime_get_ns();
-	e->role = role;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
-	read_tuple(sk, &e->tuple);
-	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, rb_flags());
-}
-
 /* A new connection of the current task: record its role and announce it. */
 static __always_inline void conn_opened(int fd, __u8 role)
 {
@@ -438,7 +455,7 @@ static __always_inline void conn_opened(int fd, __u8 role)
 		count_drop(ZT_DROP_CONN_FULL);
 		return;
 	}
-	emit_conn(ZT_EV_CONN_OPEN, sk, fd, c.conn_id, role);
+	emit_conn(ZT_EV_CONN_OPEN, sk, fd, c.conn_id, role, 0);
 }
 
 static __always_inline int lifecycle_enter(int fd, __u8 call)
@@ -501,7 +518,7 @@ ENTER(close)
 	__u64 conn_id = c->conn_id;
 	__u8 role = c->role;
 	bpf_map_delete_elem(&conns, &key);
-	emit_conn(ZT_EV_CONN_CLOSE, sk, fd, conn_id, role);
+	emit_conn(ZT_EV_CONN_CLOSE, sk, fd, conn_id, role, 0);
 	return 0;
 }
 

@@ -18,6 +18,7 @@ enum zt_event_kind {
 	ZT_EV_CONN_CLOSE = 3,
 	ZT_EV_PROC_EXEC = 4,
 	ZT_EV_PROC_EXIT = 5,
+	ZT_EV_TLS_BIND = 6, /* a TLS session (SSL*) was bound to its socket late */
 };
 
 enum zt_direction {
@@ -61,6 +62,7 @@ enum zt_drop {
 	ZT_DROP_IOV_TRUNC = 4,    /* vectored call had more iovecs than walked (capture shortened) */
 	ZT_DROP_READ_FAIL = 5,    /* user memory could not be read (capture lost) */
 	ZT_DROP_TAIL_CALL = 6,    /* data event lost: the emit program could not be reached */
+	ZT_DROP_TLS_UNBOUND = 7,  /* TLS data whose socket could not be found */
 	ZT_DROP_MAX = 8,
 };
 
@@ -92,11 +94,12 @@ struct zt_data_event {
 	__u32 pad;
 	struct zt_tuple tuple;
 	char comm[16];
+	__u64 ssl; /* TLS session (SSL*) for ZT_SRC_TLS, else 0 */
 	/* followed by `captured` payload bytes */
 };
 
 struct zt_conn_event {
-	__u32 kind; /* ZT_EV_CONN_OPEN or ZT_EV_CONN_CLOSE */
+	__u32 kind; /* ZT_EV_CONN_OPEN, ZT_EV_CONN_CLOSE or ZT_EV_TLS_BIND */
 	__u32 pid;
 	__u32 tid;
 	__s32 fd;
@@ -106,6 +109,7 @@ struct zt_conn_event {
 	__u8 pad[7];
 	struct zt_tuple tuple;
 	char comm[16];
+	__u64 ssl; /* ZT_EV_TLS_BIND: the session bound to this connection */
 };
 
 struct zt_proc_event {

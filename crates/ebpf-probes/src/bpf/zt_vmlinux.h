@@ -10,6 +10,8 @@
  */
 #ifndef ZT_VMLINUX_H
 #define ZT_VMLINUX_H
+/* Tells bpf_tracing.h to use the kernel's pt_regs field names. */
+#define __VMLINUX_H__
 
 typedef unsigned char __u8;
 typedef signed char __s8;
@@ -138,6 +140,12 @@ struct user_msghdr {
 	int msg_namelen;
 	struct iovec *msg_iov;
 	unsigned long msg_iovlen;
+};
+
+/* x86_64 register frame seen by (u)probes (kernel layout, the program ctx). */
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
 };
 
 /* Tracepoint contexts: fixed ABI of the trace event format files. */
