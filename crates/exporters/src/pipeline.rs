@@ -675,3 +675,340 @@ fn next_backoff(current: Duration, policy: &RetryPolicy) -> Duration {
     let next = current.mul_f64(policy.multiplier.max(1.0));
     next.min(policy.max_backoff)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples;
+    use std::collections::VecDeque;
+
+    /// Answers from a script (then Ok), records batch sizes, can be gated
+    /// shut so `export` blocks until opened.
+    #[derive(Clone, Default)]
+    struct Scripted {
+        script: Arc<Mutex<VecDeque<ExportError>>>,
+        batches: Arc<Mutex<Vec<usize>>>,
+        gate: Arc<(Mutex<bool>, Condvar)>,
+        calls: Arc<AtomicU64>,
+    }
+
+    impl Scripted {
+        fn failing(errors: Vec<ExportError>) -> Self {
+            let s = Scripted::default();
+            *s.script.lock().unwrap() = errors.into();
+            s.open();
+            s
+        }
+        fn open(&self) {
+            *self.gate.0.lock().unwrap() = true;
+            self.gate.1.notify_all();
+        }
+        fn exported(&self) -> usize {
+            self.batches.lock().unwrap().iter().sum()
+        }
+    }
+
+    impl SpanExporter for Scripted {
+        fn export(&mut self, batch: &[Span]) -> Result<(), ExportError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut open = self.gate.0.lock().unwrap();
+            while !*open {
+                open = self.gate.1.wait(open).unwrap();
+            }
+            drop(open);
+            if let Some(e) = self.script.lock().unwrap().pop_front() {
+                return Err(e);
+            }
+            self.batches.lock().unwrap().push(batch.len());
+            Ok(())
+        }
+        fn force_flush(&mut self) -> Result<(), ExportError> {
+            Ok(())
+        }
+        fn shutdown(&mut self) -> Result<(), ExportError> {
+            Ok(())
+        }
+        fn name(&self) -> &str {
+            "scripted"
+        }
+    }
+
+    fn fast_retry() -> RetryPolicy {
+        RetryPolicy {
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            multiplier: 2.0,
+            max_elapsed: Duration::from_secs(30),
+            jitter: true,
+        }
+    }
+
+    fn config(cap: usize, batch: usize) -> PipelineConfig {
+        PipelineConfig {
+            queue_capacity: cap,
+            max_batch_size: batch,
+            batch_timeout: Duration::from_secs(3600),
+            retry: fast_retry(),
+        }
+    }
+
+    fn unavailable() -> ExportError {
+        ExportError::Http {
+            status: 503,
+            retry_after: None,
+            detail: String::new(),
+        }
+    }
+
+    /// Poll `cond` up to ~20 s (a bound, not an assertion on time).
+    fn wait_for(mut cond: impl FnMut() -> bool) {
+        for _ in 0..4000 {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("condition never became true");
+    }
+
+    #[test]
+    fn batches_are_cut_by_size_and_flushed_on_shutdown() {
+        let exp = Scripted::failing(vec![]);
+        let mut p = Pipeline::new(vec![Box::new(exp.clone())], config(100, 4));
+        for s in samples::spans(10) {
+            assert!(p.try_send(s));
+        }
+        wait_for(|| exp.exported() == 8);
+        assert_eq!(*exp.batches.lock().unwrap(), vec![4, 4]);
+        let stats = p.shutdown(Duration::from_secs(10));
+        assert_eq!(*exp.batches.lock().unwrap(), vec![4, 4, 2]);
+        assert_eq!(stats.exported, 10);
+        assert_eq!(stats.batches_exported, 3);
+        assert!(stats.balanced(), "{stats:?}");
+    }
+
+    #[test]
+    fn batches_are_cut_by_time() {
+        let exp = Scripted::failing(vec![]);
+        let mut cfg = config(100, 1000);
+        cfg.batch_timeout = Duration::from_millis(10);
+        let mut p = Pipeline::new(vec![Box::new(exp.clone())], cfg);
+        p.try_send_batch(samples::spans(3));
+        // No size trigger (1000): only the timer can cut this batch.
+        wait_for(|| exp.exported() == 3);
+        assert_eq!(p.stats().queued, 0);
+        p.shutdown(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts_without_blocking() {
+        let exp = Scripted::default(); // gate closed: export blocks
+        let mut p = Pipeline::new(vec![Box::new(exp.clone())], config(16, 4));
+        let mut accepted = 0;
+        for s in samples::spans(100) {
+            if p.try_send(s) {
+                accepted += 1;
+            }
+            let st = p.stats();
+            assert!(st.queued + st.in_flight <= 16, "{st:?}");
+        }
+        // The producer loop finished while the exporter is blocked.
+        assert_eq!(accepted, 16);
+        let st = p.stats();
+        assert_eq!(st.dropped_queue_full, 84);
+        assert_eq!(p.try_send_batch(samples::spans(5)), 0);
+        exp.open();
+        let stats = p.shutdown(Duration::from_secs(10));
+        assert_eq!(stats.offered, 105);
+        assert_eq!(stats.exported, 16);
+        assert_eq!(stats.dropped_queue_full, 89);
+        assert!(stats.balanced(), "{stats:?}");
+    }
+
+    #[test]
+    fn try_send_batch_takes_what_fits() {
+        let exp = Scripted::default();
+        let mut p = Pipeline::new(vec![Box::new(exp.clone())], config(10, 100));
+        assert_eq!(p.try_send_batch(samples::spans(7)), 7);
+        assert_eq!(p.try_send_batch(samples::spans(7)), 3);
+        assert_eq!(p.stats().dropped_queue_full, 4);
+        exp.open();
+        let stats = p.shutdown(Duration::from_secs(10));
+        assert_eq!(stats.exported, 10);
+        assert!(stats.balanced());
+    }
+
+    #[test]
+    fn retryable_errors_are_retried() {
+        let exp = Scripted::failing(vec![
+            unavailable(),
+            ExportError::Transport("connection refused".into()),
+            ExportError::Timeout(Duration::from_secs(1)),
+        ]);
+        let mut p = Pipeline::new(vec![Box::new(exp.clone())], config(100, 5));
+        p.try_send_batch(samples::spans(5));
+        let stats = p.shutdown(Duration::from_secs(10));
+        assert_eq!(stats.exported, 5);
+        assert_eq!(stats.retries, 3);
+        assert_eq!(stats.export_errors, 3);
+        assert_eq!(exp.calls.load(Ordering::SeqCst), 4);
+        assert!(stats.balanced());
+    }
+
+    #[test]
+    fn permanent_errors_drop_the_batch() {
+        let exp = Scripted::failing(vec![ExportError::Http {
+            status: 400,
+            retry_after: None,
+            detail: String::new(),
+        }]);
+        let mut p = Pipeline::new(vec![Box::new(exp.clone())], config(100, 5));
+        p.try_send_batch(samples::spans(10));
+        let stats = p.shutdown(Duration::from_secs(10));
+        assert_eq!(stats.dropped_rejected, 5);
+        assert_eq!(stats.exported, 5);
+        assert_eq!(stats.retries, 0);
+        assert!(stats.balanced());
+    }
+
+    #[test]
+    fn partial_success_counts_rejected_spans() {
+        let exp = Scripted::failing(vec![ExportError::PartialSuccess {
+            rejected: 2,
+            message: "bad".into(),
+        }]);
+        let mut p = Pipeline::new(vec![Box::new(exp.clone())], config(100, 5));
+        p.try_send_batch(samples::spans(5));
+        let stats = p.shutdown(Duration::from_secs(10));
+        assert_eq!(stats.exported, 3);
+        assert_eq!(stats.dropped_rejected, 2);
+        assert!(stats.balanced());
+    }
+
+    #[test]
+    fn retry_budget_is_capped() {
+        let exp = Scripted::failing((0..1000).map(|_| unavailable()).collect());
+        let mut cfg = config(100, 5);
+        cfg.retry.max_elapsed = Duration::from_millis(50);
+        let mut p = Pipeline::new(vec![Box::new(exp.clone())], cfg);
+        p.try_send_batch(samples::spans(5));
+        wait_for(|| p.stats().dropped_after_retries == 5);
+        let stats = p.shutdown(Duration::from_secs(10));
+        assert!(stats.retries >= 1);
+        assert_eq!(stats.export_errors, stats.retries + 1);
+        assert!(stats.balanced());
+    }
+
+    #[test]
+    fn retry_after_is_honoured() {
+        // A Retry-After longer than the retry budget: no retry at all.
+        let long = ExportError::Http {
+            status: 429,
+            retry_after: Some(Duration::from_secs(3600)),
+            detail: String::new(),
+        };
+        let exp = Scripted::failing(vec![long]);
+        let mut p = Pipeline::new(vec![Box::new(exp.clone())], config(100, 5));
+        p.try_send_batch(samples::spans(5));
+        wait_for(|| p.stats().dropped_after_retries == 5);
+        assert_eq!(p.stats().retries, 0);
+        // A zero Retry-After is retried (the policy's own backoff would not
+        // be used, and the budget is not the limit).
+        let zero = ExportError::Http {
+            status: 429,
+            retry_after: Some(Duration::ZERO),
+            detail: String::new(),
+        };
+        *exp.script.lock().unwrap() = vec![zero].into();
+        p.try_send_batch(samples::spans(5));
+        let stats = p.shutdown(Duration::from_secs(10));
+        assert_eq!(stats.exported, 5);
+        assert_eq!(stats.retries, 1);
+        assert!(stats.balanced());
+    }
+
+    #[test]
+    fn shutdown_deadline_stops_retrying() {
+        let exp = Scripted::failing((0..100_000).map(|_| unavailable()).collect());
+        let mut cfg = config(100, 5);
+        cfg.retry.initial_backoff = Duration::from_secs(3600);
+        cfg.retry.max_backoff = Duration::from_secs(3600);
+        cfg.retry.max_elapsed = Duration::from_secs(7200);
+        let mut p = Pipeline::new(vec![Box::new(exp.clone())], cfg);
+        p.try_send_batch(samples::spans(12));
+        // The worker is now waiting (an hour) to retry the first batch.
+        wait_for(|| exp.calls.load(Ordering::SeqCst) >= 1);
+        let stats = p.shutdown(Duration::from_millis(100));
+        assert_eq!(stats.exported, 0);
+        assert_eq!(stats.dropped_at_shutdown, 12, "{stats:?}");
+        assert!(stats.balanced());
+        // Sends after shutdown are refused and counted.
+        assert!(!p.try_send(samples::span(1, 2, None)));
+        assert!(p.stats().balanced());
+    }
+
+    #[test]
+    fn a_stuck_exporter_does_not_starve_another() {
+        let stuck = Scripted::default();
+        let healthy = InMemoryLike::default();
+        let mut p = Pipeline::new(
+            vec![Box::new(stuck.clone()), Box::new(healthy.clone())],
+            config(50, 10),
+        );
+        for s in samples::spans(200) {
+            p.try_send(s);
+        }
+        wait_for(|| healthy.0.lock().unwrap().len() >= 50);
+        let lanes = p.lane_stats();
+        assert_eq!(lanes[0].0, "scripted");
+        assert!(lanes[0].1.dropped_queue_full >= 150);
+        assert!(lanes[0].1.queued + lanes[0].1.in_flight <= 50);
+        stuck.open();
+        let stats = p.shutdown(Duration::from_secs(10));
+        assert_eq!(stats.offered, 400);
+        assert!(stats.balanced(), "{stats:?}");
+    }
+
+    #[derive(Clone, Default)]
+    struct InMemoryLike(Arc<Mutex<Vec<Span>>>);
+    impl SpanExporter for InMemoryLike {
+        fn export(&mut self, batch: &[Span]) -> Result<(), ExportError> {
+            self.0.lock().unwrap().extend_from_slice(batch);
+            Ok(())
+        }
+        fn force_flush(&mut self) -> Result<(), ExportError> {
+            Ok(())
+        }
+        fn shutdown(&mut self) -> Result<(), ExportError> {
+            Ok(())
+        }
+        fn name(&self) -> &str {
+            "mem"
+        }
+    }
+
+    #[test]
+    fn force_flush_exports_partial_batches() {
+        let exp = crate::InMemoryExporter::new();
+        let p = Pipeline::new(vec![Box::new(exp.clone())], config(100, 50));
+        p.try_send_batch(samples::spans(7));
+        p.force_flush(Duration::from_secs(10)).unwrap();
+        assert_eq!(exp.len(), 7);
+        assert_eq!(exp.flushes(), 1);
+        assert_eq!(p.stats().exported, 7);
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(350),
+            multiplier: 2.0,
+            ..RetryPolicy::default()
+        };
+        let b1 = next_backoff(policy.initial_backoff, &policy);
+        let b2 = next_backoff(b1, &policy);
+        assert_eq!(b1, Duration::from_millis(200));
+        assert_eq!(b2, Duration::from_millis(350));
+    }
+}
