@@ -56,8 +56,14 @@ pub struct PyReceiver {
 }
 
 impl PyReceiver {
-    /// Start `mode`; None when skipped (packages or spec missing).
+    /// Start `mode` on a free port; None when skipped (packages or spec
+    /// missing).
     pub fn start(mode: &str) -> Option<PyReceiver> {
+        Self::start_on(mode, 0)
+    }
+
+    /// Start `mode` on `port` (0 = any free port).
+    pub fn start_on(mode: &str, port: u16) -> Option<PyReceiver> {
         let check = Command::new(python())
             .arg(receiver_script())
             .args([mode, "--check"])
@@ -77,7 +83,9 @@ impl PyReceiver {
             }
         }
         let mut cmd = Command::new(python());
-        cmd.arg(receiver_script()).arg(mode);
+        cmd.arg(receiver_script())
+            .arg(mode)
+            .args(["--port", &port.to_string()]);
         if mode == "zipkin" {
             match zipkin_spec() {
                 Some(p) => {
