@@ -86,9 +86,11 @@ impl Default for PipelineConfig {
 
 /// Counters of one lane, or the sum over lanes (see [`Pipeline::stats`]).
 ///
-/// Each counter is exact; a snapshot taken while a worker is moving a batch
-/// may see that batch in two places for an instant. After
-/// [`Pipeline::shutdown`] returns, a snapshot is exact.
+/// Each counter is exact, and a batch the worker settles moves atomically
+/// (as seen by `stats()`) from `in_flight` to its final counter. Spans being
+/// offered by a producer at the instant of a snapshot may be counted in
+/// `offered` and not yet elsewhere, so `balanced()` holds exactly whenever no
+/// `try_send*` call is running.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PipelineStats {
     /// Spans offered through `try_send*` (accepted or not).
@@ -175,11 +177,14 @@ struct Shared {
     /// Shutdown deadline, set by `shutdown`; wakes a worker waiting to retry.
     stop: Mutex<Option<Instant>>,
     stop_cv: Condvar,
+    /// Held by the worker while it settles a batch and by `snapshot`.
+    settle_lock: Mutex<()>,
     c: Counters,
 }
 
 impl Shared {
     fn snapshot(&self) -> PipelineStats {
+        let _guard = self.settle_lock.lock().unwrap_or_else(|e| e.into_inner());
         let held = self.held.load(Ordering::Acquire) as u64;
         let in_flight = self.in_flight.load(Ordering::Acquire) as u64;
         let c = &self.c;
@@ -277,6 +282,7 @@ impl Pipeline {
                     closed: AtomicBool::new(false),
                     stop: Mutex::new(None),
                     stop_cv: Condvar::new(),
+                    settle_lock: Mutex::new(()),
                     c: Counters::default(),
                 });
                 let (tx, rx) = mpsc::channel();
@@ -577,36 +583,37 @@ impl Worker {
         let c = &shared.c;
         let first_attempt = Instant::now();
         let mut backoff = self.config.retry.initial_backoff;
+        // Where the batch's spans end up: (counter, how many).
+        let mut settle: [(&AtomicU64, u64); 2] = [(&c.exported, 0), (&c.dropped_rejected, 0)];
         loop {
             let stop = self.shared.stop_deadline();
             if stop.is_some_and(|d| Instant::now() > d) {
-                c.dropped_at_shutdown.fetch_add(n, Ordering::AcqRel);
+                settle[0] = (&c.dropped_at_shutdown, n);
                 break;
             }
             match self.exporter.export(&self.batch) {
                 Ok(()) => {
-                    c.exported.fetch_add(n, Ordering::AcqRel);
                     c.batches_exported.fetch_add(1, Ordering::AcqRel);
+                    settle[0] = (&c.exported, n);
                     break;
                 }
                 Err(ExportError::PartialSuccess { rejected, message }) => {
                     c.export_errors.fetch_add(1, Ordering::AcqRel);
+                    c.batches_exported.fetch_add(1, Ordering::AcqRel);
                     let rejected = rejected.min(n);
                     log::warn!(
                         "exporter {}: receiver rejected {rejected} of {n} spans: {message}",
                         self.exporter.name()
                     );
-                    c.exported.fetch_add(n - rejected, Ordering::AcqRel);
-                    c.dropped_rejected.fetch_add(rejected, Ordering::AcqRel);
-                    c.batches_exported.fetch_add(1, Ordering::AcqRel);
+                    settle = [(&c.exported, n - rejected), (&c.dropped_rejected, rejected)];
                     break;
                 }
                 Err(e) if e.is_retryable() => {
                     c.export_errors.fetch_add(1, Ordering::AcqRel);
-                    let wait = match e.retry_after() {
-                        Some(ra) => ra,
-                        None => self.jittered(backoff),
-                    };
+                    // Never faster than our own backoff; longer when the
+                    // receiver asks for it (Retry-After, RetryInfo).
+                    let own = self.jittered(backoff);
+                    let wait = e.retry_after().map_or(own, |ra| ra.max(own));
                     let give_up_at = first_attempt + self.config.retry.max_elapsed;
                     let resume = Instant::now() + wait;
                     if resume > give_up_at {
@@ -614,13 +621,13 @@ impl Worker {
                             "exporter {}: giving up on {n} spans after retries: {e}",
                             self.exporter.name()
                         );
-                        c.dropped_after_retries.fetch_add(n, Ordering::AcqRel);
+                        settle[0] = (&c.dropped_after_retries, n);
                         break;
                     }
                     log::debug!("exporter {}: retry in {wait:?}: {e}", self.exporter.name());
                     if !self.sleep_until(resume) {
                         // Shutdown deadline falls before the next attempt.
-                        c.dropped_at_shutdown.fetch_add(n, Ordering::AcqRel);
+                        settle[0] = (&c.dropped_at_shutdown, n);
                         break;
                     }
                     c.retries.fetch_add(1, Ordering::AcqRel);
@@ -629,14 +636,20 @@ impl Worker {
                 Err(e) => {
                     c.export_errors.fetch_add(1, Ordering::AcqRel);
                     log::warn!("exporter {}: dropping {n} spans: {e}", self.exporter.name());
-                    c.dropped_rejected.fetch_add(n, Ordering::AcqRel);
+                    settle[0] = (&c.dropped_rejected, n);
                     break;
                 }
             }
         }
+        // Move the batch from "held" to its final counters in one step, so a
+        // snapshot never sees it in both places (or in neither).
+        let _guard = shared.settle_lock.lock().unwrap_or_else(|e| e.into_inner());
+        for (counter, k) in settle {
+            counter.fetch_add(k, Ordering::AcqRel);
+        }
         self.batch.clear();
-        self.shared.in_flight.store(0, Ordering::Release);
-        self.shared.release(n as usize);
+        shared.in_flight.store(0, Ordering::Release);
+        shared.release(n as usize);
     }
 
     /// Sleep until `resume`, waking early on shutdown. Returns false when the

@@ -81,13 +81,12 @@ fn ip(attrs: &Attributes, key: &str) -> Option<IpAddr> {
 /// The address pair `(addr_key, port_key)` first, then `network.peer.*`.
 fn peer(attrs: &Attributes, addr_key: &str, port_key: &str) -> Endpoint {
     let mut ep = Endpoint::default();
-    match attrs.get_str(addr_key) {
-        Some(a) => match a.parse::<IpAddr>() {
+    if let Some(a) = attrs.get_str(addr_key) {
+        match a.parse::<IpAddr>() {
             Ok(addr) => ep.ip = Some(addr),
             Err(_) if !a.is_empty() => ep.service_name = Some(a.to_lowercase()),
             Err(_) => {}
-        },
-        None => {}
+        }
     }
     ep.port = port(attrs, port_key);
     if ep.ip.is_none() {

@@ -62,7 +62,7 @@ fn write_tag(w: &mut Writer<'_>, key: &str, v: &AttrValue) {
     w.stop();
 }
 
-fn write_tags<'k>(w: &mut Writer<'_>, id: i16, tags: &[(&'k str, AttrValue)]) {
+fn write_tags(w: &mut Writer<'_>, id: i16, tags: &[(&str, AttrValue)]) {
     w.field(TType::List, id);
     w.list(TType::Struct, tags.len());
     for (k, v) in tags {
