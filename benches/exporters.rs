@@ -20,7 +20,9 @@ fn encoders(c: &mut Criterion) {
     let formats: [(&str, Encoder); 5] = [
         ("otlp_protobuf", |s, out| otlp::encode_protobuf(s, out)),
         ("otlp_json", |s, out| otlp::encode_json(s, out).unwrap()),
-        ("zipkin_json", |s, out| zipkin::encode_zipkin_json(s, out).unwrap()),
+        ("zipkin_json", |s, out| {
+            zipkin::encode_zipkin_json(s, out).unwrap()
+        }),
         ("jaeger_thrift", |s, out| {
             for b in jaeger::encode_batches(s) {
                 out.extend_from_slice(&b);
