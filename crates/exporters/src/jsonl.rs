@@ -1,7 +1,10 @@
 //! JSON lines: one JSON object per span per line, to a file or standard
 //! output. [`span_to_json`] is also what the CLI's `--output json` prints.
 
+use crate::common::{hex128, hex64};
 use crate::{ConfigError, ExportError, SpanExporter};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use span_core::{AttrValue, Attributes, Span};
 use std::fs::OpenOptions;
@@ -97,10 +100,98 @@ fn attrs_to_json(attrs: &Attributes, first: Option<(&str, &str)>) -> Value {
     Value::Object(m)
 }
 
-/// Write `batch` as JSON lines into `out`.
+/// Serialises a span to the same JSON as [`span_to_json`], without building
+/// a `serde_json::Value` first.
+struct JsonSpan<'a>(&'a Span);
+
+struct JsonAttrs<'a>(&'a Attributes, Option<(&'a str, &'a str)>);
+
+struct JsonAttr<'a>(&'a AttrValue);
+
+impl Serialize for JsonAttr<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            AttrValue::Str(v) => s.serialize_str(v),
+            AttrValue::Int(v) => s.serialize_i64(*v),
+            AttrValue::Bool(v) => s.serialize_bool(*v),
+            AttrValue::Double(v) if v.is_finite() => s.serialize_f64(*v),
+            AttrValue::Double(v) => s.serialize_str(&v.to_string()),
+        }
+    }
+}
+
+impl Serialize for JsonAttrs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        if let Some((k, v)) = self.1 {
+            m.serialize_entry(k, v)?;
+        }
+        for kv in self.0.iter() {
+            m.serialize_entry(kv.key.as_ref(), &JsonAttr(&kv.value))?;
+        }
+        m.end()
+    }
+}
+
+struct JsonLinks<'a>(&'a [span_core::SpanLink]);
+
+impl Serialize for JsonLinks<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for l in self.0 {
+            struct Link<'b>(&'b span_core::SpanLink);
+            impl Serialize for Link<'_> {
+                fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    let mut m = s.serialize_map(Some(3))?;
+                    m.serialize_entry("trace_id", hex128(self.0.trace_id.0).as_str())?;
+                    m.serialize_entry("span_id", hex64(self.0.span_id.0).as_str())?;
+                    m.serialize_entry("attributes", &JsonAttrs(&self.0.attributes, None))?;
+                    m.end()
+                }
+            }
+            seq.serialize_element(&Link(l))?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for JsonSpan<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let sp = self.0;
+        let parent = sp.parent_span_id.map(|p| hex64(p.0));
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("trace_id", hex128(sp.trace_id.0).as_str())?;
+        m.serialize_entry("span_id", hex64(sp.span_id.0).as_str())?;
+        m.serialize_entry("parent_span_id", parent.as_ref().map_or("", |p| p.as_str()))?;
+        m.serialize_entry("name", &sp.name)?;
+        m.serialize_entry("kind", sp.kind.as_str())?;
+        m.serialize_entry("start_time_unix_nano", &sp.start_unix_nanos)?;
+        m.serialize_entry("end_time_unix_nano", &sp.end_unix_nanos)?;
+        m.serialize_entry("service_name", &sp.resource.service_name)?;
+        m.serialize_entry("status_code", sp.status.code.as_str())?;
+        if let Some(msg) = &sp.status.message {
+            m.serialize_entry("status_message", msg)?;
+        }
+        m.serialize_entry("attributes", &JsonAttrs(&sp.attributes, None))?;
+        m.serialize_entry(
+            "resource",
+            &JsonAttrs(
+                &sp.resource.attributes,
+                Some(("service.name", &sp.resource.service_name)),
+            ),
+        )?;
+        if !sp.links.is_empty() {
+            m.serialize_entry("links", &JsonLinks(&sp.links))?;
+        }
+        m.end()
+    }
+}
+
+/// Write `batch` as JSON lines into `out` (each line is
+/// [`span_to_json`] of one span).
 pub fn encode_jsonl(batch: &[Span], out: &mut Vec<u8>) -> Result<(), ExportError> {
     for span in batch {
-        serde_json::to_writer(&mut *out, &span_to_json(span))
+        serde_json::to_writer(&mut *out, &JsonSpan(span))
             .map_err(|e| ExportError::Encode(e.to_string()))?;
         out.push(b'\n');
     }

@@ -14,6 +14,7 @@ mod grpc;
 mod http;
 mod json;
 mod proto;
+mod wire;
 
 pub use grpc::{OtlpGrpcConfig, OtlpGrpcExporter};
 pub use http::{OtlpHttpConfig, OtlpHttpExporter};

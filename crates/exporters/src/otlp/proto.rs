@@ -5,7 +5,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
-use prost::Message;
 use span_core::{AttrValue, Attributes, SpanKind, StatusCode};
 
 fn any_value(v: &AttrValue) -> AnyValue {
@@ -111,17 +110,18 @@ pub fn to_request(batch: &[span_core::Span]) -> ExportTraceServiceRequest {
 
 /// Encode a batch as a binary OTLP `ExportTraceServiceRequest`, appending to
 /// `out`.
+///
+/// Writes the bytes directly (see `wire.rs`); they are identical to
+/// prost's encoding of [`to_request`].
 pub fn encode_protobuf(batch: &[span_core::Span], out: &mut Vec<u8>) {
-    let req = to_request(batch);
-    out.reserve(req.encoded_len());
-    // Encoding into a Vec cannot run out of space.
-    let _ = req.encode(out);
+    super::wire::encode(batch, out);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::samples;
+    use prost::Message;
 
     #[test]
     fn groups_resources_and_maps_fields() {
