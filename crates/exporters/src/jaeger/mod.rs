@@ -70,16 +70,13 @@ fn write_tags(w: &mut Writer<'_>, id: i16, tags: &[(&str, AttrValue)]) {
     }
 }
 
-fn span_tags(span: &Span) -> Vec<(&str, AttrValue)> {
-    let mut tags: Vec<(&str, AttrValue)> = span
-        .attributes
-        .iter()
-        .map(|kv| (kv.key.as_ref(), kv.value.clone()))
-        .collect();
+/// Tags zt-trace adds to every span, after its attributes.
+fn extra_tags(span: &Span) -> Vec<(&'static str, AttrValue)> {
     let kind = match span.kind {
         SpanKind::Server => "server",
         SpanKind::Client => "client",
     };
+    let mut tags = Vec::with_capacity(6);
     tags.push(("span.kind", AttrValue::Str(kind.into())));
     match span.status.code {
         StatusCode::Unset => {}
@@ -118,7 +115,15 @@ fn write_span(w: &mut Writer<'_>, span: &Span) {
     w.field_i32(7, 1); // flags: sampled
     w.field_i64(8, nanos_to_micros(span.start_unix_nanos) as i64);
     w.field_i64(9, duration_micros(span) as i64);
-    write_tags(w, 10, &span_tags(span));
+    let extra = extra_tags(span);
+    w.field(TType::List, 10);
+    w.list(TType::Struct, span.attributes.len() + extra.len());
+    for kv in span.attributes.iter() {
+        write_tag(w, &kv.key, &kv.value);
+    }
+    for (k, v) in &extra {
+        write_tag(w, k, v);
+    }
     w.stop();
 }
 

@@ -5,11 +5,13 @@
 //! a receiver that is down at start only makes exports fail (retryably).
 
 use crate::{ConfigError, ExportError, SpanExporter};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use bytes::BufMut;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use span_core::Span;
 use std::time::Duration;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -43,7 +45,8 @@ pub struct OtlpGrpcExporter {
     name: String,
     endpoint: String,
     rt: tokio::runtime::Runtime,
-    client: TraceServiceClient<Channel>,
+    client: tonic::client::Grpc<Channel>,
+    buf: Vec<u8>,
     metadata: MetadataMap,
     timeout: Duration,
     shut_down: bool,
@@ -111,7 +114,7 @@ impl OtlpGrpcExporter {
             let _guard = rt.enter();
             endpoint.connect_lazy()
         };
-        let mut client = TraceServiceClient::new(channel);
+        let mut client = tonic::client::Grpc::new(channel);
         if config.gzip {
             client = client
                 .send_compressed(CompressionEncoding::Gzip)
@@ -122,6 +125,7 @@ impl OtlpGrpcExporter {
             endpoint: config.endpoint,
             rt,
             client,
+            buf: Vec::new(),
             metadata,
             timeout: config.timeout,
             shut_down: false,
@@ -131,6 +135,52 @@ impl OtlpGrpcExporter {
     /// The gRPC endpoint.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+}
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// Sends an already encoded `ExportTraceServiceRequest` (from the direct
+/// protobuf writer) and decodes the `ExportTraceServiceResponse`.
+#[derive(Clone, Copy, Default)]
+struct PreEncodedCodec;
+
+struct PreEncodedEncoder;
+
+struct ResponseDecoder;
+
+impl Codec for PreEncodedCodec {
+    type Encode = Vec<u8>;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = PreEncodedEncoder;
+    type Decoder = ResponseDecoder;
+    fn encoder(&mut self) -> Self::Encoder {
+        PreEncodedEncoder
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        ResponseDecoder
+    }
+}
+
+impl Encoder for PreEncodedEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for ResponseDecoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("bad ExportTraceServiceResponse: {e}")))
     }
 }
 
@@ -210,14 +260,29 @@ impl SpanExporter for OtlpGrpcExporter {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut request = tonic::Request::new(super::to_request(batch));
+        self.buf.clear();
+        super::encode_protobuf(batch, &mut self.buf);
+        let mut request = tonic::Request::new(std::mem::take(&mut self.buf));
         *request.metadata_mut() = self.metadata.clone();
         request.set_timeout(self.timeout);
         let mut client = self.client.clone();
         let timeout = self.timeout;
-        let result = self
-            .rt
-            .block_on(async move { tokio::time::timeout(timeout, client.export(request)).await });
+        let result = self.rt.block_on(async move {
+            tokio::time::timeout(timeout, async move {
+                client
+                    .ready()
+                    .await
+                    .map_err(|e| tonic::Status::unavailable(format!("not connected: {e}")))?;
+                client
+                    .unary(
+                        request,
+                        PathAndQuery::from_static(EXPORT_PATH),
+                        PreEncodedCodec,
+                    )
+                    .await
+            })
+            .await
+        });
         match result {
             Err(_) => Err(ExportError::Timeout(timeout)),
             Ok(Err(status)) => Err(map_status(status, timeout)),
