@@ -18,6 +18,8 @@
 //! `telemetry.sdk.version`; the instrumentation scope is `zt-trace` with
 //! this crate's version (see [`common`]).
 
+#![warn(missing_docs)]
+
 pub mod common;
 pub mod config;
 mod error;
