@@ -17,6 +17,28 @@
 //! `telemetry.sdk.name=zt-trace`, `telemetry.sdk.language=rust`,
 //! `telemetry.sdk.version`; the instrumentation scope is `zt-trace` with
 //! this crate's version (see [`common`]).
+//!
+//! ```
+//! use exporters::{build_with_env, samples, ExporterSpec, InMemoryExporter, Pipeline, PipelineConfig};
+//! use std::time::Duration;
+//!
+//! // What the CLI does with `--exporter otlp-http --endpoint http://collector:4318`:
+//! let mut spec = ExporterSpec::parse("otlp-http")?;
+//! spec.endpoint = Some("http://collector:4318".into());
+//! let otlp = build_with_env(&spec, &|_| None)?; // connects lazily
+//! assert_eq!(otlp.name(), "otlp-http");
+//!
+//! // Tests use the in-memory exporter.
+//! let memory = InMemoryExporter::new();
+//! let mut pipeline = Pipeline::new(vec![Box::new(memory.clone())], PipelineConfig::default());
+//! for span in samples::trace(1, 1) {
+//!     pipeline.try_send(span); // never blocks; counts a drop when full
+//! }
+//! let stats = pipeline.shutdown(Duration::from_secs(5));
+//! assert_eq!((stats.exported, memory.len()), (4, 4));
+//! assert!(stats.balanced());
+//! # Ok::<(), exporters::ConfigError>(())
+//! ```
 
 #![warn(missing_docs)]
 
