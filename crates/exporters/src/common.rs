@@ -112,6 +112,32 @@ impl<const N: usize> std::ops::Deref for HexBuf<N> {
     }
 }
 
+/// Serialises any `Display` value as a JSON string without allocating
+/// (serde's `collect_str`).
+pub(crate) struct AsStr<T>(pub T);
+
+impl<T: std::fmt::Display> serde::Serialize for AsStr<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// Displays a string lower-cased (Unicode rules, like `str::to_lowercase`
+/// except for the final-sigma special case).
+pub(crate) struct Lower<'a>(pub &'a str);
+
+impl std::fmt::Display for Lower<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            for l in c.to_lowercase() {
+                f.write_char(l)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Nanoseconds to microseconds, rounded down (Zipkin, Jaeger timestamps).
 pub fn nanos_to_micros(ns: u64) -> u64 {
     ns / 1_000

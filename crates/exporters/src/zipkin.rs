@@ -24,7 +24,9 @@
 //! - Links and the resource's other attributes have no place in Zipkin v2
 //!   and are not sent.
 
-use crate::common::{duration_micros, hex128, hex64, nanos_to_micros, SCOPE_NAME, SCOPE_VERSION};
+use crate::common::{
+    duration_micros, hex128, hex64, nanos_to_micros, AsStr, Lower, SCOPE_NAME, SCOPE_VERSION,
+};
 use crate::http::HttpSender;
 use crate::{ConfigError, ExportError, SpanExporter};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -53,10 +55,10 @@ impl Serialize for Endpoint {
             m.serialize_entry("serviceName", name)?;
         }
         match self.ip {
-            Some(IpAddr::V4(v4)) => m.serialize_entry("ipv4", &v4.to_string())?,
+            Some(IpAddr::V4(v4)) => m.serialize_entry("ipv4", &AsStr(v4))?,
             Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-                Some(v4) => m.serialize_entry("ipv4", &v4.to_string())?,
-                None => m.serialize_entry("ipv6", &v6.to_string())?,
+                Some(v4) => m.serialize_entry("ipv4", &AsStr(v4))?,
+                None => m.serialize_entry("ipv6", &AsStr(v6))?,
             },
             None => {}
         }
@@ -138,7 +140,7 @@ impl Serialize for Tags<'_> {
         for kv in span.attributes.iter() {
             match &kv.value {
                 AttrValue::Str(v) => m.serialize_entry(kv.key.as_ref(), v)?,
-                other => m.serialize_entry(kv.key.as_ref(), &other.to_string())?,
+                other => m.serialize_entry(kv.key.as_ref(), &AsStr(other))?,
             }
         }
         match span.status.code {
@@ -168,7 +170,7 @@ impl Serialize for ZSpan<'_> {
             m.serialize_entry("parentId", hex64(p.0).as_str())?;
         }
         if !sp.name.is_empty() {
-            m.serialize_entry("name", &sp.name.to_lowercase())?;
+            m.serialize_entry("name", &AsStr(Lower(&sp.name)))?;
         }
         m.serialize_entry("kind", sp.kind.as_str())?;
         m.serialize_entry("timestamp", &nanos_to_micros(sp.start_unix_nanos))?;

@@ -5,7 +5,7 @@
 
 use super::proto::{kind_number, status_number};
 use crate::common::{
-    group_by_resource, hex128, hex64, resource_attributes, SCOPE_NAME, SCOPE_VERSION,
+    group_by_resource, hex128, hex64, resource_attributes, AsStr, SCOPE_NAME, SCOPE_VERSION,
 };
 use crate::ExportError;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -20,7 +20,7 @@ impl Serialize for Value<'_> {
         let mut m = s.serialize_map(Some(1))?;
         match self.0 {
             AttrValue::Str(v) => m.serialize_entry("stringValue", v)?,
-            AttrValue::Int(v) => m.serialize_entry("intValue", &v.to_string())?,
+            AttrValue::Int(v) => m.serialize_entry("intValue", &AsStr(v))?,
             AttrValue::Bool(v) => m.serialize_entry("boolValue", v)?,
             AttrValue::Double(v) if v.is_finite() => m.serialize_entry("doubleValue", v)?,
             AttrValue::Double(v) => {
@@ -119,8 +119,8 @@ impl Serialize for SpanJ<'_> {
         m.serialize_entry("flags", &super::SPAN_FLAGS)?;
         m.serialize_entry("name", &sp.name)?;
         m.serialize_entry("kind", &kind_number(sp.kind))?;
-        m.serialize_entry("startTimeUnixNano", &sp.start_unix_nanos.to_string())?;
-        m.serialize_entry("endTimeUnixNano", &sp.end_unix_nanos.to_string())?;
+        m.serialize_entry("startTimeUnixNano", &AsStr(sp.start_unix_nanos))?;
+        m.serialize_entry("endTimeUnixNano", &AsStr(sp.end_unix_nanos))?;
         if !sp.attributes.is_empty() {
             m.serialize_entry("attributes", &Attrs(&sp.attributes))?;
         }
