@@ -96,6 +96,7 @@ fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
             trace_linger_ms: 300,
             request_timeout_s: 30,
         },
+        export: crate::ExportArgs::default(),
         output,
         record: None,
         duration: None,

@@ -1,6 +1,7 @@
 //! `zt-trace`: zero-instrumentation distributed tracing with eBPF.
 
 mod demo;
+mod export;
 mod output;
 mod render;
 mod run;
@@ -95,12 +96,39 @@ struct AssembleArgs {
     request_timeout_s: u64,
 }
 
+#[derive(Args, Debug, Clone, Default)]
+struct ExportArgs {
+    /// Send spans to KIND, optionally at TARGET (repeatable): otlp (= otlp-grpc,
+    /// localhost:4317), otlp-grpc, otlp-http (localhost:4318/v1/traces), jaeger
+    /// (OTLP to localhost:4317: current Jaeger ingests OTLP), jaeger-thrift
+    /// (legacy collector, localhost:14268/api/traces), zipkin
+    /// (localhost:9411/api/v2/spans), jsonl (TARGET is a file, `-` for stdout).
+    /// The OTEL_EXPORTER_OTLP_* environment variables apply to the otlp kinds.
+    #[arg(long = "exporter", value_name = "KIND[=TARGET]")]
+    exporters: Vec<String>,
+    /// Header sent with every export request (repeatable), e.g. an API key.
+    /// Values are never logged.
+    #[arg(long = "header", value_name = "KEY=VALUE")]
+    headers: Vec<String>,
+    /// OTLP protocol: grpc, http/protobuf or http/json.
+    #[arg(long, value_name = "PROTOCOL")]
+    protocol: Option<String>,
+    /// Compress export requests: gzip or none.
+    #[arg(long, value_name = "ALGO")]
+    compression: Option<String>,
+    /// Spans held for export before new ones are dropped (and counted).
+    #[arg(long, default_value_t = 8192, value_name = "SPANS")]
+    export_queue: usize,
+}
+
 #[derive(Args, Debug, Clone)]
 struct RunArgs {
     #[command(flatten)]
     capture: CaptureArgs,
     #[command(flatten)]
     assemble: AssembleArgs,
+    #[command(flatten)]
+    export: ExportArgs,
     /// What to print on stdout for each completed trace.
     #[arg(long, value_enum, default_value = "tree")]
     output: OutputFormat,
@@ -132,6 +160,7 @@ fn main() -> ExitCode {
                 trace_linger_ms: 200,
                 request_timeout_s: 30,
             },
+            export: ExportArgs::default(),
             output: OutputFormat::None,
             record: Some(file),
             duration,

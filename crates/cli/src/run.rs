@@ -5,6 +5,7 @@ use crate::{AssembleArgs, RunArgs};
 use anyhow::{Context, Result};
 use ebpf_probes::record::{RecordHeader, RecordReader, RecordWriter};
 use ebpf_probes::{monotonic_ns, wall_clock_offset_ns, LiveSource, Probes, ReplaySource};
+use exporters::pipeline::Pipeline;
 use span_core::{Assembler, Config, Output, Stats};
 use std::fs::File;
 use std::path::Path;
@@ -46,12 +47,16 @@ fn random_seed() -> u64 {
     u64::from_ne_bytes(b) ^ monotonic_ns()
 }
 
-fn drain(asm: &mut Assembler, printer: &mut Printer, traces: &mut u64) -> Result<()> {
+fn drain(asm: &mut Assembler, printer: &mut Printer, export: Option<&Pipeline>, traces: &mut u64) -> Result<()> {
     while let Some(out) = asm.poll() {
         match out {
             Output::Trace(t) => {
                 *traces += 1;
                 printer.trace(&t).context("writing to stdout")?;
+                if let Some(p) = export {
+                    // Never blocks: a full queue drops and counts.
+                    p.try_send_batch(t.spans);
+                }
             }
         }
     }
@@ -88,6 +93,7 @@ pub struct Agent {
     source: LiveSource,
     asm: Assembler,
     printer: Printer,
+    export: Option<Pipeline>,
     started: Instant,
     traces: u64,
 }
@@ -101,6 +107,7 @@ impl Agent {
         if !args.capture.pids.is_empty() {
             builder = builder.pids(args.capture.pids.clone());
         }
+        let export = crate::export::pipeline(&args.export)?;
         let probes = builder.load().context("attaching the eBPF probes")?;
         log::info!(
             "attached {} probes; tracing (Ctrl-C to stop)",
@@ -131,6 +138,7 @@ impl Agent {
                 host,
             )),
             printer: Printer::new(args.output),
+            export,
             started: Instant::now(),
             traces: 0,
         })
@@ -144,7 +152,7 @@ impl Agent {
             .poll(wait, |ev| asm.handle_event(ev))
             .context("reading the ring buffer")?;
         self.asm.handle_timeout(monotonic_ns());
-        drain(&mut self.asm, &mut self.printer, &mut self.traces)
+        drain(&mut self.asm, &mut self.printer, self.export.as_ref(), &mut self.traces)
     }
 
     /// Take what is still queued, detach every probe, finish every span,
@@ -154,6 +162,7 @@ impl Agent {
             mut source,
             mut asm,
             mut printer,
+            mut export,
             started,
             mut traces,
         } = self;
@@ -163,7 +172,8 @@ impl Agent {
         source.finish().context("flushing the event log")?;
         drop(source); // detaches every program
         asm.flush();
-        drain(&mut asm, &mut printer, &mut traces)?;
+        drain(&mut asm, &mut printer, export.as_ref(), &mut traces)?;
+        let export_stats = export.as_mut().map(|p| p.shutdown(crate::export::SHUTDOWN_FLUSH));
 
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         eprintln!(
@@ -185,6 +195,9 @@ impl Agent {
             drop_list.join(", ")
         );
         print_assembler_stats(&asm.stats());
+        if let Some(s) = export_stats {
+            eprintln!("zt-trace: {}", crate::export::summary(&s));
+        }
         Ok(())
     }
 }
@@ -231,10 +244,10 @@ pub fn replay(path: &Path, a: &AssembleArgs, output: OutputFormat) -> Result<()>
         clock = clock.max(ev.order_ts());
         asm.handle_event(ev);
         asm.handle_timeout(clock);
-        drain(&mut asm, &mut printer, &mut traces)?;
+        drain(&mut asm, &mut printer, None, &mut traces)?;
     }
     asm.flush();
-    drain(&mut asm, &mut printer, &mut traces)?;
+    drain(&mut asm, &mut printer, None, &mut traces)?;
     eprintln!(
         "zt-trace: replayed {events} events ({} undecodable) into {traces} traces",
         source.decode_errors
