@@ -125,3 +125,38 @@ fn debug_dump() {
     }
     let _ = http2::looks_like;
 }
+
+/// Replay from read `k` on, as a parser created mid-connection would see it.
+/// Returns the stream offsets (client, server) the parser started at.
+fn replay_from(conn: &Conn, k: usize) -> (Http2Parser, Vec<L7Event>, [usize; 2]) {
+    let all = chunks(conn);
+    let mut base = [conn.client.len(), conn.server.len()];
+    let mut seen = [false; 2];
+    for &(side, off, _) in &all[k..] {
+        let i = (side == Side::Server) as usize;
+        if !seen[i] {
+            seen[i] = true;
+            base[i] = off;
+        }
+    }
+    let mut p = Http2Parser::new();
+    let mut ev = Vec::new();
+    for (side, _, bytes) in &all[k..] {
+        p.feed(*side, bytes);
+        drain(&mut p, &mut ev);
+    }
+    (p, ev, base)
+}
+
+#[test]
+fn debug_attach() {
+    let conn = fixture("grpc0");
+    for k in [5usize, 9, 13] {
+        let (p, ev, base) = replay_from(&conn, k);
+        println!("---- k={k} base={base:?} sync c={} s={}", p.hpack_synchronised(Side::Client), p.hpack_synchronised(Side::Server));
+        for e in ev.iter().take(24) {
+            let s = format!("{e:?}");
+            println!("{}", &s[..s.len().min(330)]);
+        }
+    }
+}

@@ -284,6 +284,25 @@ impl Decoder {
         }
     }
 
+    /// A decoder for a context whose encoder is known to use a table of
+    /// `size` octets from the start (e.g. RFC 7541 C.5's 256).
+    pub fn with_table_size(size: usize) -> Self {
+        let mut d = Self::new();
+        if size <= MAX_TABLE_SIZE {
+            d.cap = size;
+        } else {
+            d.cap = MAX_TABLE_SIZE;
+            d.cap_kind = CapKind::Guess;
+        }
+        d
+    }
+
+    /// Sum of the RFC 7541 sizes of the known entries (a lower bound where
+    /// names are unknown).
+    pub fn table_bytes(&self) -> usize {
+        self.size
+    }
+
     /// A decoder joining a connection midway: the dynamic table is unknown.
     pub fn new_mid_connection() -> Self {
         let mut d = Self::new();

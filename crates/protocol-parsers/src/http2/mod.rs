@@ -31,8 +31,11 @@
 //!
 //! # gRPC
 //!
-//! A stream is gRPC when a content-type `application/grpc*` is seen (request
-//! or response) or its trailers carry `grpc-status`. Then `grpc = true`,
+//! A stream is gRPC when a content-type `application/grpc*` or a header named
+//! `grpc-*` (`grpc-timeout`, `grpc-accept-encoding`, `grpc-status`, ...) is
+//! seen in the request or the response. Then `grpc = true` (from the event
+//! where that became known: a request whose content-type did not decode gets
+//! it at its `End` at the latest when the response said so first),
 //! `target` stays the `:path` (`/pkg.Service/Method`, see
 //! [`grpc::service_method`]), the request `End` and the response `End` carry
 //! `grpc_messages` (messages counted from the 5-byte prefixes in DATA
@@ -327,6 +330,8 @@ struct Collected {
     content_length: Option<u64>,
     grpc_status: Option<u32>,
     grpc_message: Option<String>,
+    /// A `grpc-*` header name was seen (only gRPC peers send those).
+    grpc_hint: bool,
     /// Fields that could not be decoded (unknown table entries, lost bytes,
     /// invalid UTF-8 in a pseudo-header).
     unknown: usize,
@@ -342,7 +347,10 @@ impl Collected {
     fn field(&mut self, f: Field<'_>) {
         let (name, value) = match f {
             Field::Decoded { name, value } => (name, value),
-            Field::Redacted { .. } => return,
+            Field::Redacted { name } => {
+                self.grpc_hint |= name.starts_with(b"grpc-");
+                return;
+            }
             Field::Unknown => {
                 self.unknown += 1;
                 return;
@@ -379,6 +387,7 @@ impl Collected {
         let Ok(name) = std::str::from_utf8(name) else {
             return;
         };
+        self.grpc_hint |= name.starts_with("grpc-");
         match name {
             "content-type" => self.content_type = utf8(value),
             "content-length" => {
@@ -398,10 +407,15 @@ impl Collected {
         }
     }
 
+    /// gRPC content-type, or a `grpc-*` header (`grpc-timeout`,
+    /// `grpc-accept-encoding`, `grpc-status`, ...): only gRPC peers send
+    /// those, so the stream is gRPC even when content-type did not decode.
     fn is_grpc(&self) -> bool {
-        self.content_type
-            .as_deref()
-            .is_some_and(grpc::is_grpc_content_type)
+        self.grpc_hint
+            || self
+                .content_type
+                .as_deref()
+                .is_some_and(grpc::is_grpc_content_type)
     }
 
     /// Names for `undecoded`: `expected` fields missing, while undecodable
@@ -1082,7 +1096,7 @@ impl Http2Parser {
         if s.resp.ended || s.resp.abandoned {
             return;
         }
-        if c.is_grpc() || c.grpc_status.is_some() {
+        if c.is_grpc() {
             s.grpc = true;
         }
         if !s.final_head {
