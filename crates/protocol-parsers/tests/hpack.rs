@@ -116,7 +116,11 @@ fn rfc7541_c5_responses_with_evictions() {
     let sizes = [222, 222, 215];
     let mut d = Decoder::with_table_size(256);
     for i in 0..3 {
-        assert_eq!(decode(&mut d, &hex(blocks[i])).unwrap(), expect[i], "block {i}");
+        assert_eq!(
+            decode(&mut d, &hex(blocks[i])).unwrap(),
+            expect[i],
+            "block {i}"
+        );
         assert_eq!(d.table_bytes(), sizes[i]);
     }
     // Joining after the first response: the 307 block inserts `:status: 307`
@@ -144,7 +148,10 @@ fn errors_forget_the_table() {
     assert_eq!(decode(&mut d, &[0xbe]).unwrap(), vec![None]);
     // Truncated instruction.
     let mut d = Decoder::new();
-    assert_eq!(decode(&mut d, &[0x41, 0x05, b'a']), Err(HpackError::Truncated));
+    assert_eq!(
+        decode(&mut d, &[0x41, 0x05, b'a']),
+        Err(HpackError::Truncated)
+    );
     // Integer overflow.
     let mut d = Decoder::new();
     assert_eq!(
@@ -181,7 +188,11 @@ fn truncated_block_keeps_complete_fields_and_desyncs() {
 fn retain_filter_redacts_dynamic_values() {
     let mut enc = Encoder::new();
     let fields = [
-        (&b"authorization"[..], &b"Bearer secret"[..], Indexing::Incremental),
+        (
+            &b"authorization"[..],
+            &b"Bearer secret"[..],
+            Indexing::Incremental,
+        ),
         (b"x-request-id", b"abc", Indexing::Incremental),
     ];
     let (mut b1, mut b2) = (Vec::new(), Vec::new());
@@ -209,7 +220,10 @@ fn eviction_proves_synchronisation_with_a_known_bound() {
     let mut mid = Decoder::new_mid_connection();
     mid.set_settings_max(4096);
     let mut first = Vec::new();
-    enc.encode([(&b"x-old"[..], &b"old"[..], Indexing::Incremental)], &mut first);
+    enc.encode(
+        [(&b"x-old"[..], &b"old"[..], Indexing::Incremental)],
+        &mut first,
+    );
     let mut synced_at = None;
     for i in 0..40 {
         let value = format!("{i:03}").repeat(50);

@@ -74,12 +74,13 @@
 //! direction's decoder knows its whole dynamic table. Only streams whose
 //! request HEADERS were seen produce events.
 //!
-//! `undecoded` lists, when a block had undecodable fields, the expected
-//! fields that are missing from what decoded: for requests `:method`,
-//! `:scheme`, `:path`, `:authority`, then `content-type` and `<other>` when
-//! more fields were undecodable than names listed so far; for responses
-//! `:status`, `content-type`, `<other>`; for trailers `grpc-status` (gRPC
-//! only) and `<other>`.
+//! The name of a field that refers to an unknown table entry is unknown too,
+//! so `undecoded` lists, when a block had undecodable fields, the fields every
+//! such block carries that are missing from what decoded: for requests
+//! `:method`, `:scheme`, `:path`, `:authority`; for responses `:status`; for
+//! gRPC trailers `grpc-status`; then `<other>` when more fields were
+//! undecodable than names listed (a lost part of a block counts as any
+//! number of fields).
 //!
 //! # Bounds
 //!
@@ -630,11 +631,11 @@ impl Http2Parser {
                     dir.hdr[dir.hdr_len..dir.hdr_len + n].copy_from_slice(&data[i..i + n]);
                     dir.hdr_len += n;
                     i += n;
+                    dir.pos += n as u64;
                     if dir.hdr_len == FRAME_HEADER_LEN {
                         dir.hdr_len = 0;
                         let h = FrameHeader::parse(&dir.hdr);
-                        let start = dir.pos;
-                        dir.pos += n as u64;
+                        let start = dir.pos - FRAME_HEADER_LEN as u64;
                         if !self.frame_start(d, h, start) {
                             // Implausible header: rescan from its second byte.
                             let dir = &mut self.dirs[d];
@@ -647,8 +648,6 @@ impl Http2Parser {
                             dir.pos = start + 1;
                             return i;
                         }
-                    } else {
-                        dir.pos += n as u64;
                     }
                 }
                 Mode::Payload => {
@@ -1047,7 +1046,6 @@ impl Http2Parser {
             (":scheme", c.scheme.is_some()),
             (":path", c.path.is_some()),
             (":authority", c.authority.is_some()),
-            ("content-type", c.content_type.is_some()),
         ]);
         let authority = c.authority.or_else(|| {
             c.headers
@@ -1105,10 +1103,7 @@ impl Http2Parser {
             }
             s.final_head = true;
             s.resp.head = true;
-            let undecoded = c.undecoded(&[
-                (":status", c.status.is_some()),
-                ("content-type", c.content_type.is_some()),
-            ]);
+            let undecoded = c.undecoded(&[(":status", c.status.is_some())]);
             let info = HttpResponse {
                 status: c.status,
                 version: Some(HttpVersion::Http2),
