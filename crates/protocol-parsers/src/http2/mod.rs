@@ -15,7 +15,8 @@
 //!   trailers-only response (one HEADERS with END_STREAM, `:status` and
 //!   `grpc-status`) gives `Head` and `End` both carrying the status;
 //! * RST_STREAM (from either peer) ends the unfinished messages of the
-//!   stream: `End` at the current offset of each side, whose `info` has the
+//!   stream (the response too when it had not started: an `End` without
+//!   `Head`): `End` at the current offset of each side, whose `info` has the
 //!   synthetic header `(":rst-stream", "<ERROR_NAME> (<code>)")` (a real peer
 //!   cannot send that pseudo-header) and no `grpc_status` unless trailers
 //!   gave one: consumers treat it as an error;
@@ -550,13 +551,12 @@ impl Http2Parser {
         let mut p = 0;
         let mut result = None;
         while p + FRAME_HEADER_LEN <= b.len() {
-            let h = FrameHeader::parse_slice(&b[p..]).unwrap_or_else(|| unreachable_header());
+            let h = header_at(b, p);
             if dir.plausible(&h) && self.stream_id_sane(d, &h) {
                 let end = p + FRAME_HEADER_LEN + h.length as usize;
                 let chain_len = FRAME_HEADER_LEN + h.length as usize + FRAME_HEADER_LEN;
                 if end + FRAME_HEADER_LEN <= b.len() {
-                    let next =
-                        FrameHeader::parse_slice(&b[end..]).unwrap_or_else(|| unreachable_header());
+                    let next = header_at(b, end);
                     if dir.plausible(&next) && self.stream_id_sane(d, &next) {
                         result = Some(p);
                         break;
@@ -914,10 +914,8 @@ impl Http2Parser {
         let lost = dir.payload_lost;
         let payload = std::mem::take(&mut dir.pbuf);
         match h.kind {
-            kind::DATA => {
-                if h.has(flags::END_STREAM) {
-                    self.message_end(h.stream_id, side, end);
-                }
+            kind::DATA if h.has(flags::END_STREAM) => {
+                self.message_end(h.stream_id, side, end);
             }
             kind::HEADERS | kind::PUSH_PROMISE => {
                 let promise = h.kind == kind::PUSH_PROMISE;
@@ -1226,10 +1224,9 @@ impl Http2Parser {
         let (c_end, s_end) = (self.dirs[0].pos, self.dirs[1].pos);
         self.finish_msg(sid, Side::Client, c_end, Some(req_info));
         if let Some(s) = self.streams.get_mut(&sid) {
-            if !s.resp.head {
-                // No response will come: the stream is over.
-                s.resp.abandoned = true;
-            }
+            // The response ends here even if it never started: the exchange
+            // is over (an `End` without `Head` on the server side).
+            s.resp.head = true;
         }
         self.finish_msg(sid, Side::Server, s_end, Some(resp_info));
         if let Some(s) = self.streams.get_mut(&sid) {
@@ -1297,9 +1294,14 @@ impl Http2Parser {
     }
 }
 
-#[cold]
-fn unreachable_header() -> FrameHeader {
-    FrameHeader::parse(&[0; FRAME_HEADER_LEN])
+/// The frame header at `b[p..p + 9]` (callers check the bounds; missing
+/// bytes read as zero).
+fn header_at(b: &[u8], p: usize) -> FrameHeader {
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    for (i, x) in h.iter_mut().enumerate() {
+        *x = b.get(p + i).copied().unwrap_or(0);
+    }
+    FrameHeader::parse(&h)
 }
 
 impl ConnectionParser for Http2Parser {
