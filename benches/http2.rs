@@ -45,7 +45,11 @@ fn small_calls(n: u32) -> (Vec<u8>, Vec<u8>) {
             [
                 (&b":method"[..], &b"POST"[..], Indexing::Incremental),
                 (b":scheme", b"http", Indexing::Incremental),
-                (b":path", b"/demo.v1.Greeter/SayHello", Indexing::Incremental),
+                (
+                    b":path",
+                    b"/demo.v1.Greeter/SayHello",
+                    Indexing::Incremental,
+                ),
                 (b":authority", b"127.0.0.1:50051", Indexing::Incremental),
                 (b"content-type", b"application/grpc", Indexing::Incremental),
                 (b"te", b"trailers", Indexing::Incremental),
@@ -117,9 +121,11 @@ fn bench_parser(c: &mut Criterion) {
     let (sc, ss) = small_calls(n);
     assert_eq!(run(&sc, &ss), n as usize * 4);
     g.throughput(Throughput::Elements(2 * n as u64));
-    g.bench_with_input(BenchmarkId::new("small_grpc_calls_messages", n), &n, |b, _| {
-        b.iter(|| run(&sc, &ss))
-    });
+    g.bench_with_input(
+        BenchmarkId::new("small_grpc_calls_messages", n),
+        &n,
+        |b, _| b.iter(|| run(&sc, &ss)),
+    );
     g.throughput(Throughput::Bytes((sc.len() + ss.len()) as u64));
     g.bench_with_input(BenchmarkId::new("small_grpc_calls_bytes", n), &n, |b, _| {
         b.iter(|| run(&sc, &ss))
@@ -141,9 +147,17 @@ fn bench_hpack(c: &mut Criterion) {
                 (b":scheme", b"https", Indexing::Incremental),
                 (b":path", path.as_bytes(), Indexing::Incremental),
                 (b":authority", b"api.example.com", Indexing::Incremental),
-                (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0", Indexing::Incremental),
+                (
+                    b"user-agent",
+                    b"Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0",
+                    Indexing::Incremental,
+                ),
                 (b"accept", b"application/json", Indexing::Incremental),
-                (b"accept-encoding", b"gzip, deflate, br", Indexing::Incremental),
+                (
+                    b"accept-encoding",
+                    b"gzip, deflate, br",
+                    Indexing::Incremental,
+                ),
             ],
             &mut b,
         );
