@@ -98,8 +98,8 @@ pub mod huffman;
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::{
-    is_kept_header, ConnectionParser, HttpRequest, HttpResponse, HttpVersion, L7Event, L7EventKind,
-    MessageInfo, Protocol, Side,
+    ConnectionParser, HttpRequest, HttpResponse, HttpVersion, L7Event, L7EventKind, MessageInfo,
+    Protocol, Side,
 };
 use frame::{flags, kind, FrameHeader, FRAME_HEADER_LEN, MAX_FRAME_LEN, PREFACE};
 use hpack::{Decoder, Field};
@@ -141,9 +141,7 @@ pub fn looks_like(side: Side, first_bytes: &[u8], _port: u16) -> bool {
 
 /// Keep, in HPACK dynamic tables, only values the parser may report.
 fn retain_value(name: &[u8]) -> bool {
-    name.first() == Some(&b':')
-        || std::str::from_utf8(name).is_ok_and(is_kept_header)
-        || name == b"content-type"
+    name.first() == Some(&b':') || kept_name(name).is_some() || name == b"content-type"
 }
 
 fn new_decoder(from_start: bool) -> Decoder {
@@ -197,14 +195,20 @@ struct DataProgress {
     data_left: u64,
 }
 
-/// A header block being assembled.
-#[derive(Debug)]
-struct Block {
+/// Where a header block belongs.
+#[derive(Clone, Copy, Debug)]
+struct BlockMeta {
     stream: u32,
     /// Offset of the first frame header of the block.
     start: u64,
     end_stream: bool,
     push: bool,
+}
+
+/// A header block being assembled from HEADERS/PUSH_PROMISE + CONTINUATION.
+#[derive(Debug)]
+struct Block {
+    meta: BlockMeta,
     buf: Vec<u8>,
     /// Part of the block was not captured (or exceeded the cap).
     lost: bool,
@@ -235,6 +239,8 @@ struct Dir {
     hpack: Decoder,
     blocks: u64,
     block: Option<Block>,
+    /// Spare allocation for the next multi-frame header block.
+    block_buf: Vec<u8>,
     /// Largest frame this side may send (the peer's SETTINGS_MAX_FRAME_SIZE),
     /// when known.
     max_frame: Option<u32>,
@@ -267,6 +273,7 @@ impl Dir {
             hpack: new_decoder(false),
             blocks: 0,
             block: None,
+            block_buf: Vec::new(),
             max_frame: None,
             max_stream: 0,
         }
@@ -341,6 +348,14 @@ struct Collected {
     incomplete: bool,
 }
 
+/// The [`KEPT_HEADERS`](crate::KEPT_HEADERS) entry equal to `name`.
+fn kept_name(name: &[u8]) -> Option<&'static str> {
+    crate::KEPT_HEADERS
+        .iter()
+        .copied()
+        .find(|k| k.len() == name.len() && k.as_bytes() == name)
+}
+
 fn utf8(v: &[u8]) -> Option<String> {
     String::from_utf8(v.to_vec()).ok()
 }
@@ -386,26 +401,24 @@ impl Collected {
     }
 
     fn header(&mut self, name: &[u8], value: &[u8]) {
-        let Ok(name) = std::str::from_utf8(name) else {
-            return;
-        };
-        self.grpc_hint |= name.starts_with("grpc-");
+        self.grpc_hint |= name.starts_with(b"grpc-");
         match name {
-            "content-type" => self.content_type = utf8(value),
-            "content-length" => {
+            b"content-type" => self.content_type = utf8(value),
+            b"content-length" => {
                 self.content_length = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok())
             }
-            "grpc-status" => {
+            b"grpc-status" => {
                 self.grpc_status = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok())
             }
-            "grpc-message" => self.grpc_message = grpc::decode_grpc_message(value),
+            b"grpc-message" => self.grpc_message = grpc::decode_grpc_message(value),
             _ => {}
         }
-        if is_kept_header(name) {
-            self.headers.push((
-                name.to_string(),
-                String::from_utf8_lossy(value).into_owned(),
-            ));
+        if let Some(kept) = kept_name(name) {
+            let value = match std::str::from_utf8(value) {
+                Ok(v) => v.to_owned(),
+                Err(_) => String::from_utf8_lossy(value).into_owned(),
+            };
+            self.headers.push((kept.to_owned(), value));
         }
     }
 
@@ -652,6 +665,19 @@ impl Http2Parser {
                 }
                 Mode::Payload => {
                     let n = (self.dirs[d].remaining).min((data.len() - i) as u64) as usize;
+                    let dir = &mut self.dirs[d];
+                    if matches!(dir.action, Action::Buffer)
+                        && dir.pbuf.is_empty()
+                        && n as u64 == dir.remaining
+                        && n <= MAX_BUFFERED
+                    {
+                        // Whole payload in the input: no copy.
+                        dir.pos += n as u64;
+                        dir.remaining = 0;
+                        self.frame_done(d, &data[i..i + n]);
+                        i += n;
+                        continue;
+                    }
                     self.payload(d, &data[i..i + n]);
                     i += n;
                     let dir = &mut self.dirs[d];
@@ -791,7 +817,7 @@ impl Http2Parser {
         }
         // A header block must continue with CONTINUATION frames only.
         if let Some(b) = &self.dirs[d].block {
-            if h.kind != kind::CONTINUATION || h.stream_id != b.stream {
+            if h.kind != kind::CONTINUATION || h.stream_id != b.meta.stream {
                 let block = self.dirs[d].block.take();
                 if let Some(block) = block {
                     self.finish_block(d, block, true, start);
@@ -905,6 +931,19 @@ impl Http2Parser {
     }
 
     fn frame_end(&mut self, d: usize) {
+        let payload = std::mem::take(&mut self.dirs[d].pbuf);
+        self.frame_done(d, &payload);
+        let dir = &mut self.dirs[d];
+        if dir.pbuf.is_empty() {
+            let mut payload = payload;
+            payload.clear();
+            dir.pbuf = payload;
+        }
+    }
+
+    /// The frame is complete; `payload` is what was buffered of it (or the
+    /// whole payload, straight from the input).
+    fn frame_done(&mut self, d: usize, payload: &[u8]) {
         let side = SIDES[d];
         let dir = &mut self.dirs[d];
         dir.mode = Mode::Header;
@@ -912,34 +951,34 @@ impl Http2Parser {
         let end = dir.pos;
         let start = dir.frame_start;
         let lost = dir.payload_lost;
-        let payload = std::mem::take(&mut dir.pbuf);
         match h.kind {
             kind::DATA if h.has(flags::END_STREAM) => {
                 self.message_end(h.stream_id, side, end);
             }
             kind::HEADERS | kind::PUSH_PROMISE => {
                 let promise = h.kind == kind::PUSH_PROMISE;
-                let (frag, lost) = match frame::header_fragment(&h, &payload, promise) {
+                let (frag, lost) = match frame::header_fragment(&h, payload, promise) {
                     Ok(f) => (f, lost),
                     // Lost or bad padding: keep what follows the fixed fields.
                     Err(_) => (&[][..], true),
                 };
-                let block = Block {
+                let meta = BlockMeta {
                     stream: h.stream_id,
                     start,
                     end_stream: !promise && h.has(flags::END_STREAM),
                     push: promise,
-                    buf: frag.to_vec(),
-                    lost,
                 };
                 if h.has(flags::END_HEADERS) {
-                    self.finish_block(d, block, false, end);
+                    self.decode_block(d, meta, frag, lost, end);
                 } else {
-                    self.dirs[d].block = Some(block);
+                    let mut buf = std::mem::take(&mut self.dirs[d].block_buf);
+                    buf.clear();
+                    buf.extend_from_slice(frag);
+                    self.dirs[d].block = Some(Block { meta, buf, lost });
                 }
             }
             kind::CONTINUATION => match self.dirs[d].block.take() {
-                Some(mut block) if block.stream == h.stream_id => {
+                Some(mut block) if block.meta.stream == h.stream_id => {
                     let room = MAX_BUFFERED.saturating_sub(block.buf.len());
                     if payload.len() > room || lost {
                         block.lost = true;
@@ -963,7 +1002,7 @@ impl Http2Parser {
                 }
             },
             kind::SETTINGS if !lost && !h.has(flags::ACK) => {
-                if let Ok(it) = frame::settings(&payload) {
+                if let Ok(it) = frame::settings(payload) {
                     for (id, v) in it {
                         let peer = &mut self.dirs[1 - d];
                         match id {
@@ -982,22 +1021,16 @@ impl Http2Parser {
                 let code = if lost {
                     None
                 } else {
-                    frame::rst_stream(&payload).ok()
+                    frame::rst_stream(payload).ok()
                 };
                 self.rst_stream(h.stream_id, side, code);
             }
             kind::GOAWAY if !lost => {
-                if let Ok((last, code)) = frame::goaway(&payload) {
+                if let Ok((last, code)) = frame::goaway(payload) {
                     self.goaway(side, last, code);
                 }
             }
             _ => {}
-        }
-        let dir = &mut self.dirs[d];
-        if dir.pbuf.is_empty() {
-            let mut payload = payload;
-            payload.clear();
-            dir.pbuf = payload;
         }
     }
 
@@ -1005,28 +1038,38 @@ impl Http2Parser {
 
     /// Decode a complete (or abandoned, `cut`) header block ending at `end`.
     fn finish_block(&mut self, d: usize, block: Block, cut: bool, end: u64) {
+        self.decode_block(d, block.meta, &block.buf, cut || block.lost, end);
+        let dir = &mut self.dirs[d];
+        if dir.block_buf.capacity() == 0 {
+            let mut buf = block.buf;
+            buf.clear();
+            dir.block_buf = buf;
+        }
+    }
+
+    /// Decode header block bytes (`truncated`: its end was lost).
+    fn decode_block(&mut self, d: usize, meta: BlockMeta, bytes: &[u8], truncated: bool, end: u64) {
         let side = SIDES[d];
         let dir = &mut self.dirs[d];
         dir.blocks += 1;
         let mut c = Collected::default();
-        let truncated = cut || block.lost;
         let r = if truncated {
-            dir.hpack.decode_truncated(&block.buf, |f| c.field(f))
+            dir.hpack.decode_truncated(bytes, |f| c.field(f))
         } else {
-            dir.hpack.decode(&block.buf, |f| c.field(f))
+            dir.hpack.decode(bytes, |f| c.field(f))
         };
         c.incomplete = truncated || r.is_err();
-        if block.push {
+        if meta.push {
             return;
         }
-        let sid = block.stream;
+        let sid = meta.stream;
         match side {
-            Side::Client => self.request_block(sid, block, c, end),
-            Side::Server => self.response_block(sid, block, c, end),
+            Side::Client => self.request_block(sid, meta, c, end),
+            Side::Server => self.response_block(sid, meta, c, end),
         }
     }
 
-    fn request_block(&mut self, sid: u32, block: Block, c: Collected, end: u64) {
+    fn request_block(&mut self, sid: u32, block: BlockMeta, c: Collected, end: u64) {
         if let Some(s) = self.streams.get_mut(&sid) {
             // Trailers (or a second HEADERS) of a request we know.
             if s.req.open() && block.end_stream {
@@ -1085,7 +1128,7 @@ impl Http2Parser {
         }
     }
 
-    fn response_block(&mut self, sid: u32, block: Block, c: Collected, end: u64) {
+    fn response_block(&mut self, sid: u32, block: BlockMeta, c: Collected, end: u64) {
         let Some(s) = self.streams.get_mut(&sid) else {
             return;
         };
@@ -1102,15 +1145,19 @@ impl Http2Parser {
             s.final_head = true;
             s.resp.head = true;
             let undecoded = c.undecoded(&[(":status", c.status.is_some())]);
+            // Trailers-only response: its fields are the trailers too.
+            let trailers = block
+                .end_stream
+                .then(|| (c.headers.clone(), undecoded.clone()));
             let info = HttpResponse {
                 status: c.status,
                 version: Some(HttpVersion::Http2),
-                headers: c.headers.clone(),
+                headers: c.headers,
                 content_length: c.content_length,
                 grpc_status: c.grpc_status,
                 grpc_message: c.grpc_message.clone(),
                 grpc_messages: None,
-                undecoded: undecoded.clone(),
+                undecoded,
             };
             self.push(
                 Side::Server,
@@ -1120,9 +1167,14 @@ impl Http2Parser {
                     info: MessageInfo::HttpResponse(info),
                 },
             );
-            if block.end_stream {
-                // Trailers-only response.
-                self.trailers_end(sid, end, c, undecoded);
+            if let Some((headers, undecoded)) = trailers {
+                let t = Collected {
+                    headers,
+                    grpc_status: c.grpc_status,
+                    grpc_message: c.grpc_message,
+                    ..Collected::default()
+                };
+                self.trailers_end(sid, end, t, undecoded);
             }
             return;
         }

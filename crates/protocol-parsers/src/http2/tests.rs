@@ -485,3 +485,60 @@ fn data_gap_over_pad_length_loses_the_count_only() {
         k => panic!("{k:?}"),
     }
 }
+
+#[test]
+fn many_small_calls_one_write_each() {
+    // Each call: the client writes HEADERS+DATA, the server answers with
+    // HEADERS+DATA+trailers (one write per message, as real peers do).
+    let mut p = started();
+    let (mut ce, mut se) = (Encoder::new(), Encoder::new());
+    let n = 3000u32;
+    let mut ev = Vec::new();
+    for i in 0..n {
+        let sid = 2 * i + 1;
+        let rid = format!("req-{}", i % 64);
+        let mut b = Vec::new();
+        ce.encode(
+            [
+                (&b":method"[..], &b"POST"[..], Indexing::Incremental),
+                (
+                    b":path",
+                    b"/demo.v1.Greeter/SayHello",
+                    Indexing::Incremental,
+                ),
+                (b"content-type", b"application/grpc", Indexing::Incremental),
+                (b"x-request-id", rid.as_bytes(), Indexing::Without),
+            ],
+            &mut b,
+        );
+        let mut c = frame(kind::HEADERS, flags::END_HEADERS, sid, &b);
+        c.extend(frame(kind::DATA, flags::END_STREAM, sid, &grpc_msg(3)));
+        let mut s = frame(
+            kind::HEADERS,
+            flags::END_HEADERS,
+            sid,
+            &block(
+                &mut se,
+                &[(":status", "200"), ("content-type", "application/grpc")],
+            ),
+        );
+        s.extend(frame(kind::DATA, 0, sid, &grpc_msg(3)));
+        s.extend(frame(
+            kind::HEADERS,
+            flags::END_HEADERS | flags::END_STREAM,
+            sid,
+            &block(&mut se, &[("grpc-status", "0")]),
+        ));
+        p.feed(Side::Client, &c);
+        p.feed(Side::Server, &s);
+        ev.extend(events(&mut p));
+    }
+    assert_eq!(ev.len(), 4 * n as usize);
+    assert!(ev
+        .iter()
+        .all(|e| !matches!(e.kind, L7EventKind::Desync { .. })));
+    let last = head_req(&ev[ev.len() - 4]);
+    assert_eq!(last.target.as_deref(), Some("/demo.v1.Greeter/SayHello"));
+    assert_eq!(last.header("x-request-id"), Some("req-55"));
+    assert_eq!(p.open_streams(), 0);
+}
