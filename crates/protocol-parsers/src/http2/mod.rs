@@ -802,12 +802,11 @@ impl Http2Parser {
     /// A frame header was read. Returns false when it is not believable.
     fn frame_start(&mut self, d: usize, h: FrameHeader, start: u64) -> bool {
         let dir = &self.dirs[d];
-        if h.length > dir.max_len() {
-            self.framing_lost(d, start, "frame longer than SETTINGS_MAX_FRAME_SIZE");
-            return false;
-        }
         let known = h.kind <= kind::CONTINUATION;
-        if known && !dir.plausible(&h) {
+        // Once in sync, SETTINGS_MAX_FRAME_SIZE is not enforced: the peer's
+        // SETTINGS may reach us after frames it already allowed (the two
+        // directions are captured independently).
+        if known && !h.is_plausible(dir.side == Side::Client, MAX_FRAME_LEN) {
             self.framing_lost(d, start, "implausible frame header");
             return false;
         }
