@@ -34,10 +34,10 @@
 //!
 //! A stream is gRPC when a content-type `application/grpc*` or a header named
 //! `grpc-*` (`grpc-timeout`, `grpc-accept-encoding`, `grpc-status`, ...) is
-//! seen in the request or the response. Then `grpc = true` (from the event
-//! where that became known: a request whose content-type did not decode gets
-//! it at its `End` at the latest when the response said so first),
-//! `target` stays the `:path` (`/pkg.Service/Method`, see
+//! seen in the request or the response. Then `grpc = true` on the events from
+//! the one where that became known on (a request whose content-type did not
+//! decode, joined mid-connection, gets it at its `End` if the response showed
+//! gRPC first); `target` stays the `:path` (`/pkg.Service/Method`, see
 //! [`grpc::service_method`]), the request `End` and the response `End` carry
 //! `grpc_messages` (messages counted from the 5-byte prefixes in DATA
 //! payloads, through capture gaps inside message bodies, see
@@ -88,7 +88,9 @@
 //! At most [`MAX_STREAMS`] open streams, header blocks of at most
 //! [`MAX_BUFFERED`] octets (longer ones are decoded as truncated), dynamic
 //! tables of at most [`hpack::MAX_TABLE_SIZE`] octets, and a resync window of
-//! [`MAX_BUFFERED`] octets per direction.
+//! [`MAX_BUFFERED`] octets per direction (plus the bytes of the current
+//! `feed` call). Events wait in a queue until [`ConnectionParser::poll`]
+//! takes them: callers poll after each `feed`/`gap`.
 
 pub mod frame;
 pub mod grpc;
