@@ -47,7 +47,8 @@ pub fn pipeline(args: &ExportArgs) -> Result<Option<Pipeline>> {
     }
     let mut built = Vec::new();
     for spec in &specs {
-        let exporter = exporters::config::build(spec).with_context(|| format!("exporter {}", spec.kind))?;
+        let exporter =
+            exporters::config::build(spec).with_context(|| format!("exporter {}", spec.kind))?;
         log::info!("exporting spans with {}", exporter.name());
         built.push(exporter);
     }

@@ -47,7 +47,12 @@ fn random_seed() -> u64 {
     u64::from_ne_bytes(b) ^ monotonic_ns()
 }
 
-fn drain(asm: &mut Assembler, printer: &mut Printer, export: Option<&Pipeline>, traces: &mut u64) -> Result<()> {
+fn drain(
+    asm: &mut Assembler,
+    printer: &mut Printer,
+    export: Option<&Pipeline>,
+    traces: &mut u64,
+) -> Result<()> {
     while let Some(out) = asm.poll() {
         match out {
             Output::Trace(t) => {
@@ -152,7 +157,12 @@ impl Agent {
             .poll(wait, |ev| asm.handle_event(ev))
             .context("reading the ring buffer")?;
         self.asm.handle_timeout(monotonic_ns());
-        drain(&mut self.asm, &mut self.printer, self.export.as_ref(), &mut self.traces)
+        drain(
+            &mut self.asm,
+            &mut self.printer,
+            self.export.as_ref(),
+            &mut self.traces,
+        )
     }
 
     /// Take what is still queued, detach every probe, finish every span,
@@ -173,7 +183,9 @@ impl Agent {
         drop(source); // detaches every program
         asm.flush();
         drain(&mut asm, &mut printer, export.as_ref(), &mut traces)?;
-        let export_stats = export.as_mut().map(|p| p.shutdown(crate::export::SHUTDOWN_FLUSH));
+        let export_stats = export
+            .as_mut()
+            .map(|p| p.shutdown(crate::export::SHUTDOWN_FLUSH));
 
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         eprintln!(

@@ -751,7 +751,20 @@ impl Assembler {
                     }
                 }
             }
-            L7EventKind::Desync { .. } => self.stats.parser_desyncs += 1,
+            L7EventKind::Desync { .. } => {
+                self.stats.parser_desyncs += 1;
+                // A desync naming an exchange (an HTTP/2 stream abandoned:
+                // GOAWAY, stream cap) ends only that exchange.
+                if ev.exchange != 0 {
+                    let id = self
+                        .conns
+                        .get_mut(&conn_id)
+                        .and_then(|c| c.pending.remove(&ev.exchange));
+                    if let Some(id) = id {
+                        self.force_end(id, self.now, "stream_abandoned");
+                    }
+                }
+            }
         }
     }
 
@@ -1246,6 +1259,9 @@ fn merge_info(slot: &mut Option<MessageInfo>, info: MessageInfo) {
             if b.grpc_messages.is_some() {
                 a.grpc_messages = b.grpc_messages;
             }
+            // gRPC may only be recognised at the end (a content-type that did
+            // not decode mid-connection, grpc-* trailers).
+            a.grpc |= b.grpc;
         }
         (Some(MessageInfo::DbResponse(a)), MessageInfo::DbResponse(b)) => {
             if b.error.is_some() {

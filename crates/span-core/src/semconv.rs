@@ -51,7 +51,7 @@ pub(crate) fn describe(v: &ExchangeView<'_>) -> (String, Attributes, Status) {
                 Some(MessageInfo::HttpResponse(r)) => Some(r),
                 _ => None,
             };
-            if req.grpc {
+            if req.grpc || resp.is_some_and(|r| r.grpc_status.is_some()) {
                 grpc(v, req, resp, &mut attrs)
             } else {
                 http(v, req, resp, &mut attrs)
@@ -196,6 +196,10 @@ fn http(
         attrs.set("zt.undecoded", req.undecoded.join(","));
     }
     let mut status = Status::UNSET;
+    if let Some(reset) = resp.and_then(stream_reset) {
+        attrs.set("error.type", "stream_reset");
+        status = Status::error(format!("stream reset: {reset}"));
+    }
     if let Some(r) = resp {
         if let Some(code) = r.status {
             attrs.set("http.response.status_code", code as i64);
@@ -216,6 +220,15 @@ fn http(
         (None, None) => "HTTP".to_owned(),
     };
     (name, status)
+}
+
+/// The HTTP/2 parser marks a stream ended by RST_STREAM with a
+/// pseudo-header no peer can send.
+fn stream_reset(r: &HttpResponse) -> Option<&str> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == ":rst-stream")
+        .map(|(_, v)| v.as_str())
 }
 
 fn grpc(
@@ -253,6 +266,10 @@ fn grpc(
     if let Some(r) = resp {
         if let Some(n) = r.grpc_messages {
             attrs.set("rpc.message.received_count", n as i64);
+        }
+        if let Some(reset) = stream_reset(r) {
+            attrs.set("error.type", "stream_reset");
+            status = Status::error(format!("stream reset: {reset}"));
         }
         match r.grpc_status {
             Some(code) => {
