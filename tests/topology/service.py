@@ -5,15 +5,24 @@ Every request carries a ground-truth id in its query (`rid=...`); the service
 passes it on, unchanged, to every downstream call it makes. Behaviour is
 deterministic from the path so a test can predict each trace exactly:
 
-  gateway  GET /api/users/<n>  -> auth GET /validate, then (if allowed) users GET /users/<n>
+  gateway  GET /api/users/<n>  -> auth GET /validate, then (if allowed)
+                                  [inventory gRPC GetItem(n)] and users GET /users/<n>;
+                                  502 if users failed, 500 if GetItem failed (INTERNAL)
   auth     GET /validate       -> 401 when n % 10 == 3 (n passed as query `n`), else 200
-  users    GET /users/<n>      -> profile GET /profile/<n>; 502 if profile failed
+  users    GET /users/<n>      -> [postgres SELECT profiles: an unknown column when
+                                  n % 10 == 9 -> 500 and nothing else;
+                                  redis pipeline SET + INCR: INCR fails when n % 10 == 1]
+                                  then profile GET /profile/<n>; 502 if profile failed
   profile  GET /profile/<n>    -> 404 when n % 10 == 7, else 200
+Downstreams in brackets are used only when given (inventory=PORT,
+postgres=PORT, redis=PORT); the ground-truth id travels in URLs, gRPC
+metadata (x-request-id), SQL comments and Redis keys.
 
 Usage: service.py NAME PORT [DOWNSTREAM_NAME=PORT ...]
 """
 import json
 import sys
+import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +31,48 @@ from urllib.parse import parse_qs, urlsplit
 NAME = sys.argv[1]
 PORT = int(sys.argv[2])
 DOWN = dict(arg.split("=", 1) for arg in sys.argv[3:])
+local = threading.local()
+
+if "inventory" in DOWN:
+    import grpc
+    import grpc_gen
+    pb, pb_grpc = grpc_gen.load()
+    # One long-lived channel shared by every request thread.
+    INVENTORY = pb_grpc.InventoryStub(grpc.insecure_channel("127.0.0.1:%s" % DOWN["inventory"]))
+
+
+def get_item(n, rid):
+    """gRPC call; returns the status code name."""
+    try:
+        INVENTORY.GetItem(pb.ItemRequest(id=n, rid=rid), metadata=(("x-request-id", rid),), timeout=10)
+        return "OK"
+    except grpc.RpcError as e:
+        return e.code().name
+
+
+def pg():
+    c = getattr(local, "pg", None)
+    if c is None:
+        import psycopg
+        c = psycopg.connect(host="127.0.0.1", port=int(DOWN["postgres"]), user="zt", password="zt-secret",
+                            dbname="zt_test", autocommit=True)
+        local.pg = c
+    return c
+
+
+def redis_conn():
+    c = getattr(local, "redis", None)
+    if c is None:
+        import redis
+        c = redis.Redis(host="127.0.0.1", port=int(DOWN["redis"]))
+        local.redis = c
+    return c
+
+
+def setup_postgres():
+    cur = pg().cursor()
+    cur.execute("CREATE TABLE IF NOT EXISTS profiles (id BIGINT PRIMARY KEY, name TEXT)")
+    cur.execute("INSERT INTO profiles SELECT g, 'user-' || g FROM generate_series(0, 1999) g ON CONFLICT DO NOTHING")
 
 
 def call(service, path):
@@ -56,13 +107,26 @@ class Handler(BaseHTTPRequestHandler):
             st, _ = call("auth", "/validate?rid=%s&n=%d" % (rid, n))
             if st != 200:
                 return self.reply(st, {"error": "unauthorized", "rid": rid})
+            item = get_item(n, rid) if "inventory" in DOWN else "OK"
             st, _ = call("users", "/users/%d?rid=%s" % (n, rid))
-            return self.reply(200 if st == 200 else 502, {"rid": rid, "users": st})
+            status = 502 if st != 200 else 500 if item == "INTERNAL" else 200
+            return self.reply(status, {"rid": rid, "users": st, "item": item})
         if NAME == "auth" and parts == ["validate"]:
             n = int(q.get("n", ["0"])[0])
             return self.reply(401 if n % 10 == 3 else 200, {"rid": rid})
         if NAME == "users" and parts[:1] == ["users"] and len(parts) == 2:
             n = int(parts[1])
+            if "postgres" in DOWN:
+                col = "nickname" if n % 10 == 9 else "name"
+                try:
+                    pg().execute("SELECT /* rid=%s */ %s FROM profiles WHERE id = %%s" % (rid, col), (n,)).fetchone()
+                except Exception:
+                    return self.reply(500, {"rid": rid, "error": "database"})
+            if "redis" in DOWN:
+                pipe = redis_conn().pipeline(transaction=False)
+                pipe.set("zt:%s:k" % rid, "x" if n % 10 == 1 else "7")
+                pipe.incr("zt:%s:k" % rid)
+                pipe.execute(raise_on_error=False)
             st, _ = call("profile", "/profile/%d?rid=%s" % (n, rid))
             return self.reply(200 if st == 200 else 502, {"rid": rid, "profile": st})
         if NAME == "profile" and parts[:1] == ["profile"] and len(parts) == 2:
@@ -77,6 +141,8 @@ class Server(ThreadingHTTPServer):
 
 
 if __name__ == "__main__":
+    if "postgres" in DOWN:
+        setup_postgres()
     srv = Server(("127.0.0.1", PORT), Handler)
     print("ready", NAME, PORT, flush=True)
     srv.serve_forever()
