@@ -528,12 +528,12 @@ struct Pending {
     rows: u64,
     counted: bool,
     error: Option<DbError>,
-    /// Sequence id of the first response packet.
-    first_seq: u8,
+    /// Sequence id of the last response packet seen.
+    last_seq: u8,
 }
 
 impl Pending {
-    fn new(exchange: u64, kind: Kind, first_seq: u8) -> Self {
+    fn new(exchange: u64, kind: Kind) -> Self {
         Pending {
             exchange,
             kind,
@@ -544,7 +544,7 @@ impl Pending {
             rows: 0,
             counted: false,
             error: None,
-            first_seq,
+            last_seq: 0,
         }
     }
 }
@@ -573,6 +573,8 @@ struct Machine_ {
     /// Total server bytes fed (kept by the parser for the machine).
     server_fed: u64,
     deferred: [Option<L7Event>; 2],
+    /// EOF framing seen in result sets when the handshake was not.
+    eof_learnt: Option<bool>,
 }
 
 fn idx(side: Side) -> usize {
@@ -639,8 +641,10 @@ impl Machine_ {
     }
 
     fn desync(&mut self, side: Side, offset: u64, reason: &str) {
-        self.deferred[idx(side)] = None;
-        let exchange = self.next_exchange;
+        // Name the message left without its End, if any.
+        let open = self.deferred[idx(side)].take().map(|e| e.exchange);
+        let cont = if side == Side::Client { self.client_cont.flatten() } else { None };
+        let exchange = open.or(cont).unwrap_or(self.next_exchange);
         self.push(
             side,
             exchange,
@@ -674,13 +678,7 @@ impl Machine_ {
         };
         let total = 4 + h.len;
         if let Some(exchange) = self.client_cont {
-            // Continuation of a >= 16 MiB command: skip it; the response
-            // starts at the next sequence id.
-            if let Some(p) = self.pending.back_mut() {
-                if Some(p.exchange) == exchange {
-                    p.first_seq = h.seq.wrapping_add(1);
-                }
-            }
+            // Continuation of a >= 16 MiB command: skip it.
             let used = bytes.len().min(total);
             let skip = (total - used) as u64;
             if h.len < MAX_PAYLOAD {
@@ -699,10 +697,14 @@ impl Machine_ {
             Phase::Greeted if h.seq != 0 => self.handshake_response(bytes, h, truncated),
             Phase::Init if h.seq == 1 => {
                 // Capture started between greeting and handshake response?
-                if bytes.len() >= 8 && u32le(bytes, 4).is_some_and(|c| c as u64 & caps::PROTOCOL_41 != 0) {
+                let caps_ok = u32le(bytes, 4).is_some_and(|c| c as u64 & caps::PROTOCOL_41 != 0);
+                if bytes.len() >= 40 && caps_ok && (36..4096).contains(&h.len) {
                     self.handshake_response(bytes, h, truncated)
+                } else if bytes.len() < 40 && !truncated && (36..4096).contains(&h.len) {
+                    Step::Need(40)
                 } else {
-                    self.skip_packet(bytes, h)
+                    self.client_lost = true;
+                    Step::Consume { used: 1, skip: 0 }
                 }
             }
             _ if h.seq != 0 => {
@@ -892,8 +894,7 @@ impl Machine_ {
             if self.pending.len() >= MAX_PENDING {
                 self.pending.pop_front();
             }
-            // A payload of n packets is answered from sequence id n on.
-            self.pending.push_back(Pending::new(exchange, kind, 1));
+            self.pending.push_back(Pending::new(exchange, kind));
         }
         if cmd == 0x11 {
             self.phase = Phase::Command;
@@ -951,7 +952,9 @@ impl Machine_ {
                 skip: (total - used) as u64,
             };
         }
-        if bytes.len() < want && !truncated {
+        if bytes.len() < want && !truncated || (bytes.len() < 5 && h.len > 0) {
+            // (A packet whose first payload byte was not captured cannot be
+            // classified: asking for more under `truncated` loses framing.)
             return Step::Need(want);
         }
         let used = bytes.len().min(total);
@@ -988,9 +991,14 @@ impl Machine_ {
         Step::Consume { used, skip }
     }
 
+    /// Whether EOF packets are deprecated: from the handshake, else learnt
+    /// from the result sets seen so far.
     fn deprecate_eof(&self) -> Option<bool> {
-        self.caps_known
-            .then_some(self.capabilities & caps::DEPRECATE_EOF != 0)
+        if self.caps_known {
+            Some(self.capabilities & caps::DEPRECATE_EOF != 0)
+        } else {
+            self.eof_learnt
+        }
     }
 
     fn response_packet(&mut self, p: &[u8], h: PacketHeader, at: u64, end: u64, skip: u64) {
@@ -1003,11 +1011,9 @@ impl Machine_ {
         let first = p.first().copied();
         let is_err = first == Some(0xFF);
         let is_eof = first == Some(0xFE) && h.len < 9;
+        let continues = cur.head_sent && h.seq == cur.last_seq.wrapping_add(1);
+        cur.last_seq = h.seq;
         if !cur.head_sent {
-            if h.seq != cur.first_seq && cur.state == RState::First {
-                // Not the start of this command's response: resynchronise.
-                return;
-            }
             cur.head_sent = true;
             let error = if is_err { err_info(p) } else { None };
             self.events.push_back(L7Event {
@@ -1130,6 +1136,10 @@ impl Machine_ {
                 }
             }
             RState::ColEof => {
+                self.eof_learnt = Some(!(first == Some(0xFE) && h.len == 5));
+                let Some(cur) = self.pending.front_mut() else {
+                    return;
+                };
                 if first == Some(0xFE) && h.len == 5 {
                     let status = eof_status(p).unwrap_or(0);
                     if status & SERVER_STATUS_CURSOR_EXISTS != 0 {
@@ -1175,8 +1185,13 @@ impl Machine_ {
                 }
             }
             RState::PrepParamsEof | RState::PrepColsEof => {
-                if first == Some(0xFE) && h.len == 5 {
+                if first == Some(0xFE) && h.len == 5 && continues {
                     redo_prep_eof(cur, &mut done);
+                } else if cur.state == RState::PrepParamsEof && cur.prep_cols > 0 {
+                    // No EOF after the parameters (deprecated): a column.
+                    cur.state = RState::PrepCols;
+                    cur.left = cur.prep_cols;
+                    redo = true;
                 } else {
                     // No EOF (deprecated): the response ended before this packet.
                     let x = cur.exchange;
@@ -1351,10 +1366,10 @@ impl Machine for Machine_ {
                 if self.phase == Phase::Stopped {
                     return;
                 }
-                self.client_cont = None;
                 if !self.client_lost {
                     self.desync(Side::Client, offset, "uncaptured bytes across a MySQL packet boundary");
                 }
+                self.client_cont = None;
                 self.client_lost = true;
             }
             Side::Server => {
