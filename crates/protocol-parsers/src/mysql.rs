@@ -88,10 +88,10 @@ const MAX_PENDING: usize = 256;
 /// Continuation length: a payload of 0xFFFFFF bytes is followed by more.
 const MAX_PAYLOAD: usize = 0xFF_FFFF;
 
-/// Name of a command byte (`COM_QUERY`, ...), `None` if unknown.
+/// Name of a command byte (`COM_QUERY`, ...), `None` if unknown or only
+/// used inside the server (`COM_SLEEP`, `COM_CONNECT`, `COM_TIME`, ...).
 pub fn command_name(cmd: u8) -> Option<&'static str> {
     Some(match cmd {
-        0x00 => "COM_SLEEP",
         0x01 => "COM_QUIT",
         0x02 => "COM_INIT_DB",
         0x03 => "COM_QUERY",
@@ -102,16 +102,13 @@ pub fn command_name(cmd: u8) -> Option<&'static str> {
         0x08 => "COM_SHUTDOWN",
         0x09 => "COM_STATISTICS",
         0x0A => "COM_PROCESS_INFO",
-        0x0B => "COM_CONNECT",
         0x0C => "COM_PROCESS_KILL",
         0x0D => "COM_DEBUG",
         0x0E => "COM_PING",
-        0x0F => "COM_TIME",
-        0x10 => "COM_DELAYED_INSERT",
+
         0x11 => "COM_CHANGE_USER",
         0x12 => "COM_BINLOG_DUMP",
         0x13 => "COM_TABLE_DUMP",
-        0x14 => "COM_CONNECT_OUT",
         0x15 => "COM_REGISTER_SLAVE",
         0x16 => "COM_STMT_PREPARE",
         0x17 => "COM_STMT_EXECUTE",
@@ -120,7 +117,6 @@ pub fn command_name(cmd: u8) -> Option<&'static str> {
         0x1A => "COM_STMT_RESET",
         0x1B => "COM_SET_OPTION",
         0x1C => "COM_STMT_FETCH",
-        0x1D => "COM_DAEMON",
         0x1E => "COM_BINLOG_DUMP_GTID",
         0x1F => "COM_RESET_CONNECTION",
         0xFA => "COM_STMT_BULK_EXECUTE",
@@ -286,13 +282,12 @@ pub fn parse_greeting(p: &[u8]) -> Result<Greeting, MysqlError> {
     let i = 1 + nul + 1 + 4 + 8 + 1;
     let low = u16le(p, i).ok_or(MysqlError::Truncated("greeting"))? as u64;
     // charset (1), status (2), upper capabilities (2)
-    let high = u16le(p, i + 5).unwrap_or(0) as u64;
+    let high = u16le(p, i + 5).ok_or(MysqlError::Truncated("greeting"))? as u64;
     let mut capabilities = low | high << 16;
     // auth data length (1), reserved (6), MariaDB extended capabilities (4)
     if capabilities & caps::CLIENT_MYSQL == 0 {
-        if let Some(ext) = u32le(p, i + 7 + 1 + 6) {
-            capabilities |= (ext as u64) << 32;
-        }
+        let ext = u32le(p, i + 7 + 1 + 6).ok_or(MysqlError::Truncated("greeting"))?;
+        capabilities |= (ext as u64) << 32;
     }
     Ok(Greeting {
         server_version,
@@ -388,7 +383,28 @@ enum Plausible {
     NeedMore(usize),
 }
 
+/// Whether `text` can start an SQL statement (after blanks: a letter, or
+/// `(`, a comment, `{`).
+fn sql_start(text: &[u8]) -> bool {
+    match text.iter().find(|c| !c.is_ascii_whitespace()) {
+        Some(c) => c.is_ascii_alphabetic() || matches!(c, b'(' | b'/' | b'-' | b'{' | b'#'),
+        None => false,
+    }
+}
+
+/// Commands up to this size must be whole to be recognised when looking
+/// for the framing; longer ones are judged on their first bytes.
+const CHECK_WHOLE: usize = 4096;
+
+/// Whether a client command packet starts at `b`. Short fixed-size commands
+/// (`01 00 00 00 0e` is easily found inside other data) must end where the
+/// bytes end (a client writes a command and waits) or be followed by
+/// another plausible command.
 fn plausible_command(b: &[u8]) -> Plausible {
+    plausible_command_(b, 0)
+}
+
+fn plausible_command_(b: &[u8], depth: u8) -> Plausible {
     let Ok(h) = PacketHeader::parse(b) else {
         return Plausible::NeedMore(4);
     };
@@ -398,9 +414,25 @@ fn plausible_command(b: &[u8]) -> Plausible {
     let Some(&cmd) = b.get(4) else {
         return Plausible::NeedMore(5);
     };
-    let fixed = |n: usize| if h.len == n { Plausible::Yes } else { Plausible::No };
+    let total = 4 + h.len;
+    let fixed = |n: usize| {
+        if h.len != n {
+            return Plausible::No;
+        }
+        if b.len() < total {
+            return Plausible::NeedMore(total);
+        }
+        if b.len() == total || depth > 0 {
+            return Plausible::Yes;
+        }
+        match plausible_command_(&b[total..], depth + 1) {
+            Plausible::Yes => Plausible::Yes,
+            Plausible::No => Plausible::No,
+            Plausible::NeedMore(n) => Plausible::NeedMore(total + n),
+        }
+    };
     match cmd {
-        0x01 | 0x09 | 0x0E | 0x0D | 0x1F | 0x0A | 0x0F => fixed(1),
+        0x01 | 0x09 | 0x0E | 0x0D | 0x1F | 0x0A => fixed(1),
         0x19 | 0x1A | 0x0C => fixed(5),
         0x1C => fixed(9),
         0x17 => {
@@ -409,13 +441,14 @@ fn plausible_command(b: &[u8]) -> Plausible {
             }
             match b.get(4..14) {
                 // flags (cursor type <= 0x0F), iteration count == 1
-                Some(p) => {
-                    if p[5] <= 0x0F && p[6..10] == [1, 0, 0, 0] {
-                        Plausible::Yes
+                Some(p) if p[5] <= 0x0F && p[6..10] == [1, 0, 0, 0] => {
+                    if h.len < 64 {
+                        fixed(h.len)
                     } else {
-                        Plausible::No
+                        Plausible::Yes
                     }
                 }
+                Some(_) => Plausible::No,
                 None => Plausible::NeedMore(14),
             }
         }
@@ -423,9 +456,16 @@ fn plausible_command(b: &[u8]) -> Plausible {
             if h.len < 2 {
                 return Plausible::No;
             }
-            let want = 4 + h.len.min(64);
-            let avail = &b[5..b.len().min(4 + h.len)];
-            if !plausible_text(avail) {
+            let whole = h.len < CHECK_WHOLE;
+            let want = if whole { total } else { 4 + 64 };
+            let text = &b[5..b.len().min(want)];
+            let ok = plausible_text(text)
+                && if cmd == 0x02 {
+                    !text.contains(&b' ') && h.len < 256
+                } else {
+                    sql_start(text)
+                };
+            if !ok {
                 Plausible::No
             } else if b.len() < want {
                 Plausible::NeedMore(want)
@@ -556,6 +596,8 @@ struct Machine_ {
     capabilities: u64,
     /// Capabilities come from a handshake we saw.
     caps_known: bool,
+    /// The server greeting's capabilities.
+    server_caps: Option<u64>,
     namespace: Option<String>,
     statements: HashMap<u32, String>,
     last_prepared: Option<u32>,
@@ -737,8 +779,14 @@ impl Machine_ {
             return Step::Need(want);
         }
         let p = &bytes[4..bytes.len().min(4 + h.len)];
-        if let Ok(r) = parse_handshake_response(p) {
-            let server = if self.caps_known { self.capabilities } else { u64::MAX };
+        let parsed = if p.len() == h.len || p.len() >= 36 && h.len <= 32 {
+            parse_handshake_response(p)
+        } else {
+            // Cut by a gap: the capabilities may be right, but not for sure.
+            Err(MysqlError::Truncated("handshake response"))
+        };
+        if let Ok(r) = parsed {
+            let server = self.server_caps.unwrap_or(u64::MAX);
             self.capabilities = r.capabilities & server;
             self.caps_known = true;
             if r.ssl_request && h.len <= 32 {
@@ -902,7 +950,10 @@ impl Machine_ {
         Step::Consume { used, skip }
     }
 
-    fn client_scan(&mut self, bytes: &[u8], truncated: bool) -> Step {
+    /// Look for a command to lock on. Only what was fed so far is looked
+    /// at (waiting for more could put a command after responses already
+    /// parsed): a candidate cut short is passed over.
+    fn client_scan(&mut self, bytes: &[u8], _truncated: bool) -> Step {
         for p in 0..bytes.len() {
             match plausible_command(&bytes[p..]) {
                 Plausible::Yes => {
@@ -910,12 +961,6 @@ impl Machine_ {
                         // Synchronised: `step` parses the command now.
                         self.client_lost = false;
                         return Step::Need(1);
-                    }
-                    return Step::Consume { used: p, skip: 0 };
-                }
-                Plausible::NeedMore(n) if !truncated => {
-                    if p == 0 {
-                        return Step::Need(n);
                     }
                     return Step::Consume { used: p, skip: 0 };
                 }
@@ -964,10 +1009,11 @@ impl Machine_ {
         self.server_cont = h.len == MAX_PAYLOAD;
         match self.phase {
             Phase::Init => {
-                if h.seq == 0 {
+                if h.seq == 0 && p.len() == h.len {
                     if let Ok(g) = parse_greeting(p) {
-                        self.capabilities = g.capabilities;
-                        self.caps_known = true;
+                        // Negotiated capabilities are known once the
+                        // client's handshake response is seen too.
+                        self.server_caps = Some(g.capabilities);
                         self.phase = Phase::Greeted;
                     }
                 }

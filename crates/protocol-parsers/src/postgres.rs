@@ -192,9 +192,76 @@ enum Plausible {
     NeedMore(usize),
 }
 
+/// Whether `text` can start an SQL statement (after blanks: a letter, or
+/// `(`, a comment, `{`).
+fn sql_start(text: &[u8]) -> bool {
+    match text.iter().find(|c| !c.is_ascii_whitespace()) {
+        Some(c) => c.is_ascii_alphabetic() || matches!(c, b'(' | b'/' | b'-' | b'{'),
+        None => false,
+    }
+}
+
+fn be16(b: &[u8]) -> Option<usize> {
+    Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]) as usize)
+}
+
+/// Structure of a complete `Bind` body: names, formats, parameters, result
+/// formats, ending exactly at the end.
+fn bind_well_formed(body: &[u8]) -> bool {
+    let walk = || -> Option<bool> {
+        let (portal, n1) = cstr(body)?;
+        let (stmt, n2) = cstr(&body[n1..])?;
+        if !plausible_name(portal) || !plausible_name(stmt) {
+            return Some(false);
+        }
+        let mut i = n1 + n2;
+        let nfmt = be16(body.get(i..)?)?;
+        i += 2 + 2 * nfmt;
+        let nparams = be16(body.get(i..)?)?;
+        i += 2;
+        for _ in 0..nparams {
+            let l = be32(body.get(i..)?)? as i32;
+            i += 4;
+            if l > 0 {
+                i = i.checked_add(l as usize)?;
+            } else if l < -1 {
+                return Some(false);
+            }
+        }
+        let nres = be16(body.get(i..)?)?;
+        i += 2 + 2 * nres;
+        Some(i == body.len())
+    };
+    walk().unwrap_or(false)
+}
+
+/// Structure of a complete `Parse` body.
+fn parse_well_formed(body: &[u8]) -> bool {
+    let walk = || -> Option<bool> {
+        let (name, n1) = cstr(body)?;
+        let (text, n2) = cstr(&body[n1..])?;
+        if !plausible_name(name) || !plausible_text(text) || !sql_start(text) {
+            return Some(false);
+        }
+        let n = be16(body.get(n1 + n2..)?)?;
+        Some(n1 + n2 + 2 + 4 * n == body.len())
+    };
+    walk().unwrap_or(false)
+}
+
+/// Messages up to this size must be whole to be recognised when looking
+/// for the framing; longer ones are judged on their first bytes.
+const CHECK_WHOLE: usize = 4096;
+
 /// Whether a regular client message starts at `b` (strict: used to join a
 /// connection midway and to find the framing again).
 fn plausible_client(b: &[u8]) -> Plausible {
+    plausible_client_(b, true)
+}
+
+/// `strict`: also require a query to look like SQL (off for the first
+/// bytes of a capture, which start on a write boundary anyway).
+fn plausible_client_(b: &[u8], strict: bool) -> Plausible {
     if b.len() < 5 {
         return Plausible::NeedMore(5);
     }
@@ -204,70 +271,73 @@ fn plausible_client(b: &[u8]) -> Plausible {
         return Plausible::No;
     }
     let body_len = len - 4;
-    let want = 5 + body_len.min(64);
-    let avail = &b[5..b.len().min(1 + len)];
+    let whole = len < CHECK_WHOLE;
     let complete = b.len() >= 1 + len;
-    let more = || if complete || b.len() >= want { Plausible::No } else { Plausible::NeedMore(want) };
+    let verdict = |ok: bool| if ok { Plausible::Yes } else { Plausible::No };
     match t {
-        b'S' | b'H' | b'X' => {
-            if len == 4 {
-                Plausible::Yes
+        b'S' | b'H' | b'X' => verdict(len == 4),
+        b'Q' | b'P' | b'B' if whole && !complete => {
+            // Reject early what is already wrong, else wait for the whole.
+            let avail = &b[5..];
+            let early_ok = match t {
+                b'Q' => plausible_text(avail.split(|&c| c == 0).next().unwrap_or(avail)),
+                _ => cstr(avail).is_none_or(|(name, _)| plausible_name(name)),
+            };
+            if early_ok {
+                Plausible::NeedMore(1 + len)
             } else {
                 Plausible::No
             }
         }
-        b'Q' => {
-            if body_len < 1 {
-                return Plausible::No;
+        b'Q' if whole => {
+            let body = &b[5..1 + len];
+            let text = &body[..body_len.saturating_sub(1)];
+            verdict(
+                body_len >= 1
+                    && body[body_len - 1] == 0
+                    && plausible_text(text)
+                    && (!strict || sql_start(text)),
+            )
+        }
+        b'P' if whole => verdict(parse_well_formed(&b[5..1 + len])),
+        b'B' if whole => verdict(bind_well_formed(&b[5..1 + len])),
+        b'Q' | b'P' | b'B' => {
+            // A long message: judge its first 64 bytes.
+            if b.len() < 5 + 64 {
+                return Plausible::NeedMore(5 + 64);
             }
-            let text_end = if complete { body_len - 1 } else { avail.len() };
-            if complete && avail.last() != Some(&0) {
-                return Plausible::No;
-            }
-            if !plausible_text(&avail[..text_end.min(avail.len())]) {
-                Plausible::No
-            } else if complete || b.len() >= want {
-                Plausible::Yes
-            } else {
-                Plausible::NeedMore(want)
+            let avail = &b[5..5 + 64];
+            let ok = match t {
+                b'Q' => plausible_text(avail) && sql_start(avail),
+                b'P' => cstr(avail).is_some_and(|(name, n)| {
+                    plausible_name(name) && plausible_text(&avail[n..]) && sql_start(&avail[n..])
+                }),
+                _ => cstr(avail).is_some_and(|(portal, n)| {
+                    plausible_name(portal) && cstr(&avail[n..]).is_some_and(|(s, _)| plausible_name(s))
+                }),
+            };
+            verdict(ok)
+        }
+        b'E' => {
+            let avail = &b[5..b.len().min(1 + len)];
+            match cstr(avail) {
+                Some((name, n)) => verdict(plausible_name(name) && body_len == n + 4),
+                None if body_len < 68 && !complete => Plausible::NeedMore(1 + len),
+                None => Plausible::No,
             }
         }
-        b'P' | b'B' => match cstr(avail) {
-            Some((name, n)) if plausible_name(name) => {
-                let rest = &avail[n..];
-                let ok = if t == b'P' {
-                    let text = cstr(rest).map(|(s, _)| s).unwrap_or(rest);
-                    plausible_text(text) && (!text.is_empty() || complete)
-                } else {
-                    match cstr(rest) {
-                        Some((stmt, _)) => plausible_name(stmt),
-                        None => !complete && plausible_name(rest),
-                    }
-                };
-                if !ok {
-                    Plausible::No
-                } else if complete || b.len() >= want {
-                    Plausible::Yes
-                } else {
-                    Plausible::NeedMore(want)
-                }
-            }
-            Some(_) => Plausible::No,
-            None => more(),
-        },
-        b'E' => match cstr(avail) {
-            Some((name, n)) if plausible_name(name) && body_len == n + 4 => Plausible::Yes,
-            Some(_) => Plausible::No,
-            None => more(),
-        },
         b'D' | b'C' => {
-            if !matches!(avail.first(), Some(b'S' | b'P')) {
-                return if avail.is_empty() { more() } else { Plausible::No };
+            let avail = &b[5..b.len().min(1 + len)];
+            if avail.is_empty() {
+                return Plausible::NeedMore(6);
+            }
+            if !matches!(avail[0], b'S' | b'P') {
+                return Plausible::No;
             }
             match cstr(&avail[1..]) {
-                Some((name, n)) if plausible_name(name) && body_len == 1 + n => Plausible::Yes,
-                Some(_) => Plausible::No,
-                None => more(),
+                Some((name, n)) => verdict(plausible_name(name) && body_len == 1 + n),
+                None if body_len < 68 && !complete => Plausible::NeedMore(1 + len),
+                None => Plausible::No,
             }
         }
         _ => Plausible::No,
@@ -457,6 +527,12 @@ struct Pg {
     pending: VecDeque<Pending>,
     client_lost: bool,
     server_lost: bool,
+    /// A request was sent since the backend's framing was lost.
+    sent_since_loss: bool,
+    /// Server bytes before this offset belong to responses given up on.
+    server_discard_until: u64,
+    /// Total server bytes fed (kept up to date by the parser).
+    server_fed: u64,
     deferred: [Option<L7Event>; 2],
 }
 
@@ -554,7 +630,7 @@ impl Pg {
                 if bytes.len() < 8 && !truncated {
                     // A startup message is at least 8 bytes; a typed one
                     // may be shorter, but only `S`/`H`/`X` (5 bytes).
-                    if !(bytes.len() >= 5 && plausible_client(bytes) == Plausible::Yes) {
+                    if !(bytes.len() >= 5 && plausible_client_(bytes, false) == Plausible::Yes) {
                         return Step::Need(8);
                     }
                 }
@@ -568,7 +644,7 @@ impl Pg {
                     self.client_phase = ClientPhase::Startup;
                     return self.startup(bytes, truncated);
                 }
-                match plausible_client(bytes) {
+                match plausible_client_(bytes, false) {
                     Plausible::Yes => {
                         self.client_phase = ClientPhase::Typed;
                         self.client_message(bytes, at, truncated)
@@ -656,6 +732,24 @@ impl Pg {
         let body = &bytes[5..used.max(5)];
         let complete = used == total;
         let end = at + total as u64;
+        let starts_exchange = matches!(t, b'Q' | b'F') || (self.group.is_none() && matches!(t, b'P' | b'B' | b'D' | b'C' | b'E'));
+        if starts_exchange && self.server_lost && !self.sent_since_loss {
+            // The backend's framing was lost while it answered, and the
+            // client waited before sending more: those answers are over.
+            // End them where the backend stream is now. (A client that
+            // pipelined more requests meanwhile keeps the parser looking.)
+            self.server_lost = false;
+            self.server_discard_until = self.server_fed;
+            while let Some(p) = self.pending.pop_front() {
+                if p.head_sent {
+                    let end = self.server_fed;
+                    self.push(Side::Server, p.exchange, L7EventKind::End { end, info: None });
+                }
+            }
+        }
+        if self.server_lost && (starts_exchange || t == b'S') {
+            self.sent_since_loss = true;
+        }
         match t {
             b'Q' => {
                 self.group = None;
@@ -795,7 +889,10 @@ impl Pg {
         Step::Consume { used, skip }
     }
 
-    fn client_scan(&mut self, bytes: &[u8], truncated: bool) -> Step {
+    /// Look for a message the framing can be found again on. Only what was
+    /// fed so far is looked at (waiting for more bytes could put a request
+    /// after responses already parsed): a candidate cut short is passed over.
+    fn client_scan(&mut self, bytes: &[u8], _truncated: bool) -> Step {
         for p in 0..bytes.len() {
             if !matches!(bytes[p], b'Q' | b'P' | b'B' | b'E' | b'S' | b'H' | b'D' | b'C' | b'X') {
                 continue;
@@ -807,13 +904,6 @@ impl Pg {
                         return Step::Need(1);
                     }
                     return Step::Consume { used: p, skip: 0 };
-                }
-                Plausible::NeedMore(n) if !truncated => {
-                    return if p == 0 {
-                        Step::Need(n)
-                    } else {
-                        Step::Consume { used: p, skip: 0 }
-                    };
                 }
                 _ => {}
             }
@@ -827,6 +917,10 @@ impl Pg {
     // ----------------------------------------------------------------- server
 
     fn server_step(&mut self, bytes: &[u8], at: u64, truncated: bool) -> Step {
+        if at < self.server_discard_until {
+            let n = (self.server_discard_until - at).min(bytes.len() as u64) as usize;
+            return Step::Consume { used: n, skip: 0 };
+        }
         if self.server_phase == ServerPhase::EncryptionReply {
             self.server_phase = ServerPhase::Typed;
             match bytes[0] {
@@ -982,7 +1076,7 @@ impl Pg {
 
     /// Framing lost: find a plausible backend message. `None` when one
     /// starts at 0 (parse normally).
-    fn server_scan(&mut self, bytes: &[u8], truncated: bool) -> Option<Step> {
+    fn server_scan(&mut self, bytes: &[u8], _truncated: bool) -> Option<Step> {
         for p in 0..bytes.len() {
             if !matches!(bytes[p], b'Z' | b'C' | b'E' | b'N' | b'1' | b'2' | b'3' | b'n' | b'I' | b's') {
                 continue;
@@ -990,13 +1084,6 @@ impl Pg {
             match plausible_server(&bytes[p..]) {
                 Plausible::Yes => {
                     return if p == 0 { None } else { Some(Step::Consume { used: p, skip: 0 }) };
-                }
-                Plausible::NeedMore(n) if !truncated => {
-                    return Some(if p == 0 {
-                        Step::Need(n)
-                    } else {
-                        Step::Consume { used: p, skip: 0 }
-                    });
                 }
                 _ => {}
             }
@@ -1078,6 +1165,9 @@ impl Machine for Pg {
                         },
                     );
                 }
+                if !self.server_lost {
+                    self.sent_since_loss = false;
+                }
                 self.server_lost = true;
             }
         }
@@ -1114,6 +1204,7 @@ impl ConnectionParser for PostgresParser {
     }
 
     fn feed(&mut self, side: Side, data: &[u8]) {
+        self.m.server_fed = self.server.fed();
         match side {
             Side::Client => self.client.feed(&mut self.m, side, data),
             Side::Server => self.server.feed(&mut self.m, side, data),
@@ -1121,6 +1212,7 @@ impl ConnectionParser for PostgresParser {
     }
 
     fn gap(&mut self, side: Side, len: u64) {
+        self.m.server_fed = self.server.fed();
         match side {
             Side::Client => self.client.gap(&mut self.m, side, len),
             Side::Server => self.server.gap(&mut self.m, side, len),

@@ -13,6 +13,9 @@ use crate::Side;
 /// loss.
 pub(crate) const MAX_BUFFER: usize = 64 * 1024;
 
+/// Bytes appended to a partial message beyond what the machine asked for.
+const LOOKAHEAD: usize = 256;
+
 /// What a [`Machine`] did with the bytes it was shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -101,7 +104,13 @@ impl SideStream {
                         self.lose(m, side);
                         continue;
                     }
-                    let want = n.saturating_sub(self.buf.len()).max(1).min(data.len());
+                    // Take a little more than asked, so a machine scanning
+                    // for a message boundary sees what follows.
+                    let want = n
+                        .saturating_sub(self.buf.len())
+                        .max(LOOKAHEAD)
+                        .min(MAX_BUFFER.saturating_sub(self.buf.len()).max(1))
+                        .min(data.len());
                     self.buf.extend_from_slice(&data[..want]);
                     data = &data[want..];
                 }
