@@ -614,6 +614,10 @@ struct Machine_ {
     server_discard_until: u64,
     /// Total server bytes fed (kept by the parser for the machine).
     server_fed: u64,
+    /// Client bytes before this offset waited in the buffer while server
+    /// bytes were parsed: commands found there may have been answered
+    /// already, so they get no response.
+    client_stale_until: u64,
     deferred: [Option<L7Event>; 2],
     /// EOF framing seen in result sets when the handshake was not.
     eof_learnt: Option<bool>,
@@ -742,8 +746,6 @@ impl Machine_ {
                 let caps_ok = u32le(bytes, 4).is_some_and(|c| c as u64 & caps::PROTOCOL_41 != 0);
                 if bytes.len() >= 40 && caps_ok && (36..4096).contains(&h.len) {
                     self.handshake_response(bytes, h, truncated)
-                } else if bytes.len() < 40 && !truncated && (36..4096).contains(&h.len) {
-                    Step::Need(40)
                 } else {
                     self.client_lost = true;
                     Step::Consume { used: 1, skip: 0 }
@@ -825,9 +827,10 @@ impl Machine_ {
             return Step::Consume { used: 1, skip: 0 };
         };
         if self.phase == Phase::Init {
+            // Judge the first command on what was fed: waiting for more
+            // could put it after responses already parsed.
             match plausible_command(bytes) {
                 Plausible::Yes => {}
-                Plausible::NeedMore(n) if !truncated => return Step::Need(n),
                 _ => {
                     self.client_lost = true;
                     return Step::Consume { used: 1, skip: 0 };
@@ -938,7 +941,7 @@ impl Machine_ {
         } else {
             self.end(Side::Client, exchange, at + total as u64, None, skip);
         }
-        if let Some(kind) = kind {
+        if let Some(kind) = kind.filter(|_| at >= self.client_stale_until) {
             if self.pending.len() >= MAX_PENDING {
                 self.pending.pop_front();
             }
@@ -1475,7 +1478,12 @@ impl ConnectionParser for MysqlParser {
         self.m.server_fed = self.server.fed();
         match side {
             Side::Client => self.client.feed(&mut self.m, side, data),
-            Side::Server => self.server.feed(&mut self.m, side, data),
+            Side::Server => {
+                if self.client.buffered() > 0 {
+                    self.m.client_stale_until = self.client.fed();
+                }
+                self.server.feed(&mut self.m, side, data)
+            }
         }
     }
 

@@ -296,7 +296,7 @@ fn plausible_client_(b: &[u8], strict: bool) -> Plausible {
                 body_len >= 1
                     && body[body_len - 1] == 0
                     && plausible_text(text)
-                    && (!strict || sql_start(text)),
+                    && (!strict || text.is_empty() || sql_start(text)),
             )
         }
         b'P' if whole => verdict(parse_well_formed(&b[5..1 + len])),
@@ -357,12 +357,14 @@ fn plausible_server(b: &[u8]) -> Plausible {
     match t {
         b'Z' => match b.get(5) {
             None if len == 5 => Plausible::NeedMore(6),
-            Some(b'I' | b'T' | b'E') if len == 5 => Plausible::Yes,
+            Some(b'I' | b'T' | b'E') if len == 5 => followed_well(&b[6..]),
             _ => Plausible::No,
         },
+        // Short fixed messages are easily found inside row data: they must
+        // end the bytes or be followed by a plausible message.
         b'1' | b'2' | b'3' | b'n' | b'I' | b's' => {
             if len == 4 {
-                Plausible::Yes
+                followed_well(&b[5..])
             } else {
                 Plausible::No
             }
@@ -403,6 +405,39 @@ fn plausible_server(b: &[u8]) -> Plausible {
     }
 }
 
+/// Whether `b` starts with the head of a startup-phase message: protocol
+/// 3.0-3.2 with a sensible length, or an SSL / GSSENC / cancel request.
+fn is_startup_head(b: &[u8]) -> bool {
+    if b.len() < 8 {
+        return false;
+    }
+    let len = be32(b).unwrap_or(0) as usize;
+    match be32(&b[4..]).unwrap_or(0) {
+        SSL_REQUEST | GSSENC_REQUEST => len == 8,
+        CANCEL_REQUEST => len == 16,
+        0x0003_0000..=0x0003_0002 => {
+            (9..10_000).contains(&len) && (b.len() < len || b[len - 1] == 0)
+        }
+        _ => false,
+    }
+}
+
+/// After a short anchor: nothing, or a plausible backend message header.
+fn followed_well(rest: &[u8]) -> Plausible {
+    if rest.is_empty() {
+        return Plausible::Yes;
+    }
+    if rest.len() < 5 {
+        return Plausible::NeedMore(rest.len() + 5);
+    }
+    let len = be32(&rest[1..]).unwrap_or(0) as usize;
+    if SERVER_TYPES.contains(&rest[0]) && (4..1 << 24).contains(&len) {
+        Plausible::Yes
+    } else {
+        Plausible::No
+    }
+}
+
 /// Whether the first bytes `side` sent on a connection look like PostgreSQL:
 /// a startup message / `SSLRequest` / `GSSENCRequest` (client), a reply to
 /// those or an authentication request (server), or, for connections joined
@@ -413,17 +448,8 @@ pub fn looks_like(side: Side, first_bytes: &[u8], port: u16) -> bool {
     let b = first_bytes;
     match side {
         Side::Client => {
-            if b.len() >= 8 {
-                let len = be32(b).unwrap_or(0) as usize;
-                let code = be32(&b[4..]).unwrap_or(0);
-                let startup = match code {
-                    SSL_REQUEST | GSSENC_REQUEST => len == 8,
-                    CANCEL_REQUEST => len == 16,
-                    c => c >> 16 == 3 && (8..10_000).contains(&len),
-                };
-                if startup {
-                    return true;
-                }
+            if is_startup_head(b) {
+                return true;
             }
             if !matches!(b.first(), Some(b'Q' | b'P')) {
                 return false;
@@ -533,6 +559,10 @@ struct Pg {
     server_discard_until: u64,
     /// Total server bytes fed (kept up to date by the parser).
     server_fed: u64,
+    /// Client bytes before this offset waited in the buffer while server
+    /// bytes were parsed: requests found there may have been answered
+    /// already, so they get no response.
+    client_stale_until: u64,
     deferred: [Option<L7Event>; 2],
 }
 
@@ -604,7 +634,10 @@ impl Pg {
         }
     }
 
-    fn new_pending(&mut self, exchange: u64, kind: PKind) {
+    fn new_pending(&mut self, exchange: u64, kind: PKind, at: u64) {
+        if at < self.client_stale_until {
+            return;
+        }
         if self.pending.len() >= MAX_PENDING {
             self.pending.pop_front();
         }
@@ -627,34 +660,27 @@ impl Pg {
         }
         match self.client_phase {
             ClientPhase::Unknown => {
-                if bytes.len() < 8 && !truncated {
-                    // A startup message is at least 8 bytes; a typed one
-                    // may be shorter, but only `S`/`H`/`X` (5 bytes).
-                    if !(bytes.len() >= 5 && plausible_client_(bytes, false) == Plausible::Yes) {
-                        return Step::Need(8);
-                    }
+                // The first bytes of a capture: a startup message, or a
+                // regular message we can judge on what was fed (waiting for
+                // more could put a request after responses already parsed).
+                if bytes.len() < 8
+                    && !truncated
+                    && plausible_client_(bytes, false) != Plausible::Yes
+                {
+                    // A startup message is at least 8 bytes (and written at once).
+                    return Step::Need(8);
                 }
-                let startup = bytes.len() >= 8 && {
-                    let len = be32(bytes).unwrap_or(0) as usize;
-                    let code = be32(&bytes[4..]).unwrap_or(0);
-                    matches!(code, SSL_REQUEST | GSSENC_REQUEST | CANCEL_REQUEST)
-                        || (code >> 16 == 3 && (8..1 << 20).contains(&len))
-                };
+                let startup = is_startup_head(bytes);
                 if startup {
                     self.client_phase = ClientPhase::Startup;
                     return self.startup(bytes, truncated);
                 }
-                match plausible_client_(bytes, false) {
-                    Plausible::Yes => {
-                        self.client_phase = ClientPhase::Typed;
-                        self.client_message(bytes, at, truncated)
-                    }
-                    Plausible::NeedMore(n) if !truncated => Step::Need(n),
-                    _ => {
-                        self.client_phase = ClientPhase::Typed;
-                        self.client_lost = true;
-                        Step::Consume { used: 1, skip: 0 }
-                    }
+                self.client_phase = ClientPhase::Typed;
+                if plausible_client_(bytes, false) == Plausible::Yes {
+                    self.client_message(bytes, at, truncated)
+                } else {
+                    self.client_lost = true;
+                    Step::Consume { used: 1, skip: 0 }
                 }
             }
             ClientPhase::Startup => self.startup(bytes, truncated),
@@ -767,7 +793,7 @@ impl Pg {
                     },
                 );
                 self.end(Side::Client, x, end, None, skip);
-                self.new_pending(x, PKind::Simple);
+                self.new_pending(x, PKind::Simple, at);
             }
             b'P' => {
                 let g = self.group.get_or_insert_with(|| Group {
@@ -841,7 +867,7 @@ impl Pg {
                     },
                 );
                 self.end(Side::Client, x, end, None, skip);
-                self.new_pending(x, PKind::Exec);
+                self.new_pending(x, PKind::Exec, at);
             }
             b'S' => {
                 if let Some(g) = self.group.take() {
@@ -862,9 +888,9 @@ impl Pg {
                         },
                     );
                     self.end(Side::Client, x, end, None, skip);
-                    self.new_pending(x, PKind::SyncGroup);
+                    self.new_pending(x, PKind::SyncGroup, at);
                 } else {
-                    self.new_pending(self.next_exchange, PKind::SyncMark);
+                    self.new_pending(self.next_exchange, PKind::SyncMark, at);
                 }
             }
             b'F' => {
@@ -881,7 +907,7 @@ impl Pg {
                     },
                 );
                 self.end(Side::Client, x, end, None, skip);
-                self.new_pending(x, PKind::Function);
+                self.new_pending(x, PKind::Function, at);
             }
             // Flush, Terminate, CopyData/Done/Fail, password/SASL (never kept).
             _ => {}
@@ -1207,7 +1233,12 @@ impl ConnectionParser for PostgresParser {
         self.m.server_fed = self.server.fed();
         match side {
             Side::Client => self.client.feed(&mut self.m, side, data),
-            Side::Server => self.server.feed(&mut self.m, side, data),
+            Side::Server => {
+                if self.client.buffered() > 0 {
+                    self.m.client_stale_until = self.client.fed();
+                }
+                self.server.feed(&mut self.m, side, data)
+            }
         }
     }
 

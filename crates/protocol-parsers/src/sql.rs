@@ -79,10 +79,10 @@ impl<'a> Lexer<'a> {
         self.s.get(self.i + k).copied().unwrap_or(0)
     }
 
-    /// Whether the previous byte continues an identifier (so a digit or a
-    /// quote here belongs to it).
-    fn after_ident(&self) -> bool {
-        self.i > 0 && is_ident_cont(self.s[self.i - 1])
+    /// Whether the previous byte ends a word or quoted name (`t.5` is not a
+    /// number).
+    fn prev_is_ident(&self) -> bool {
+        self.i > 0 && matches!(self.s[self.i - 1], b'"' | b'`') || self.i > 0 && is_ident_cont(self.s[self.i - 1]) && self.s[self.i - 1] != b'$'
     }
 
     /// Skip a quoted run starting at `self.i` (the opening quote), honouring
@@ -227,11 +227,13 @@ impl<'a> Lexer<'a> {
                 self.i += 1;
                 Tok::Placeholder
             }
-            b'0'..=b'9' if !self.after_ident() => {
+            // Words are consumed whole, so a digit starting a token is a
+            // number (`t1`, `col_2` never get here).
+            b'0'..=b'9' => {
                 self.number();
                 Tok::Literal
             }
-            b'.' if self.at(1).is_ascii_digit() && !self.after_ident() => {
+            b'.' if self.at(1).is_ascii_digit() && !self.prev_is_ident() => {
                 self.number();
                 Tok::Literal
             }

@@ -227,10 +227,11 @@ proptest! {
         let Some(x_mid) = zcap::first_exchange_from(&ev, cb - cb0) else {
             return Err(TestCaseError::fail(format!("no request after {}", cb - cb0)));
         };
-        prop_assert_eq!(
-            zcap::by_side(zcap::framing(&ev, cb - cb0, sb - sb0, x_mid)),
-            zcap::by_side(zcap::framing(&base, cb, sb, x_base))
-        );
+        // Requests found in bytes that waited while responses went by get
+        // no response (missing is fine, wrong is not).
+        let got = zcap::by_side(zcap::framing(&ev, cb - cb0, sb - sb0, x_mid));
+        let want = zcap::by_side(zcap::framing(&base, cb, sb, x_base));
+        zcap::check_subsequence(&got, &want).map_err(TestCaseError::fail)?;
     }
 
     #[test]
