@@ -1261,6 +1261,7 @@ impl Machine_ {
                     cur.error = err_info(p);
                 } else if let Ok(ok) = parse_ok(p, session_track) {
                     cur.rows += ok.affected_rows;
+                    cur.counted = true;
                 }
                 done = true;
             }
@@ -1515,5 +1516,163 @@ impl ConnectionParser for MysqlParser {
 
     fn poll(&mut self) -> Option<L7Event> {
         self.m.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+        v.push(seq);
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn events(p: &mut MysqlParser) -> Vec<L7Event> {
+        std::iter::from_fn(|| p.poll()).collect()
+    }
+
+    /// MariaDB 10.11's greeting, as recorded in the fixtures.
+    const GREETING: &[u8] = b"\n5.5.5-10.11.19-MariaDB-0+deb12u1\x00\x08\x00\x00\x00#A_<MMy;\x00\xfe\xf7-\x02\x00\xff\x81\x15\x00\x00\x00\x00\x00\x00\x1d\x00\x00\x00Y/~MEFk=C:7G\x00mysql_native_password\x00";
+
+    #[test]
+    fn decodes_lenenc_ints() {
+        assert_eq!(lenenc_int(&[0xFA]), Ok((250, 1)));
+        assert_eq!(lenenc_int(&[0xFC, 0x34, 0x12]), Ok((0x1234, 3)));
+        assert_eq!(lenenc_int(&[0xFD, 1, 2, 3]), Ok((0x030201, 4)));
+        assert_eq!(lenenc_int(&[0xFE, 1, 0, 0, 0, 0, 0, 0, 1]), Ok((0x0100_0000_0000_0001, 9)));
+        assert_eq!(lenenc_int(&[0xFC, 1]), Err(MysqlError::Truncated("lenenc")));
+        assert_eq!(lenenc_int(&[0xFF]), Err(MysqlError::Malformed("lenenc")));
+        assert_eq!(lenenc_int(&[]), Err(MysqlError::Truncated("lenenc")));
+    }
+
+    #[test]
+    fn decodes_ok_err_and_session_schema() {
+        let ok = parse_ok(b"\x00\x03\x00\x01\x00\x00\x00", false).unwrap();
+        assert_eq!((ok.affected_rows, ok.status), (3, 0x0001));
+        // mysqlclient's COM_INIT_DB answer: session-tracked schema change.
+        let ok = parse_ok(b"\x00\x00\x00\x01@\x00\x00\x00\x0b\x01\t\x08ztfx_db2", true).unwrap();
+        assert_eq!(ok.schema.as_deref(), Some("ztfx_db2"));
+        let e = parse_err(b"\xffz\x04#42S02Table 'ztfx_db.ztfx_missing' doesn't exist").unwrap();
+        assert_eq!(e.code, 1146);
+        assert_eq!(e.sql_state.as_deref(), Some("42S02"));
+        assert_eq!(e.message, "Table 'ztfx_db.ztfx_missing' doesn't exist");
+        assert!(parse_err(b"\xff").is_err());
+        assert!(parse_ok(b"\x00\xfc", false).is_err());
+    }
+
+    #[test]
+    fn decodes_greeting() {
+        let g = parse_greeting(GREETING).unwrap();
+        assert_eq!(g.server_version, "5.5.5-10.11.19-MariaDB-0+deb12u1");
+        assert!(g.capabilities & caps::DEPRECATE_EOF != 0);
+        assert!(g.capabilities & caps::MARIADB_CACHE_METADATA != 0);
+        assert!(parse_greeting(&GREETING[..30]).is_err());
+    }
+
+    #[test]
+    fn ssl_request_stops_parsing_quietly() {
+        let mut p = MysqlParser::new();
+        p.feed(Side::Server, &packet(0, GREETING));
+        // SSL request: capabilities with CLIENT_SSL, max packet, charset, filler.
+        let mut ssl = (caps::PROTOCOL_41 | caps::SSL | caps::SECURE_CONNECTION) as u32;
+        ssl |= 0x8; // CONNECT_WITH_DB
+        let mut payload = ssl.to_le_bytes().to_vec();
+        payload.extend_from_slice(&[0, 0, 0, 1, 45]);
+        payload.extend_from_slice(&[0; 23]);
+        p.feed(Side::Client, &packet(1, &payload));
+        // TLS records follow, on both sides, with a query-looking payload.
+        p.feed(Side::Client, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+        p.feed(Side::Client, &packet(0, b"\x03SELECT 1"));
+        p.feed(Side::Server, b"\x16\x03\x03\x00\x7a\x02\x00\x00\x76\x03\x03");
+        p.gap(Side::Client, 100);
+        assert!(events(&mut p).is_empty());
+        assert_eq!(p.buffered(), 0);
+    }
+
+    #[test]
+    fn compressed_protocol_stops_parsing() {
+        let mut p = MysqlParser::new();
+        p.feed(Side::Server, &packet(0, GREETING));
+        let c = (caps::PROTOCOL_41 | caps::COMPRESS | caps::SECURE_CONNECTION) as u32;
+        let mut payload = c.to_le_bytes().to_vec();
+        payload.extend_from_slice(&[0, 0, 0, 1, 45]);
+        payload.extend_from_slice(&[0; 23]);
+        payload.extend_from_slice(b"u\0\x00");
+        p.feed(Side::Client, &packet(1, &payload));
+        p.feed(Side::Client, &packet(0, b"\x03SELECT 1"));
+        assert!(events(&mut p).is_empty());
+    }
+
+    #[test]
+    fn local_infile_and_field_list() {
+        let mut p = MysqlParser::new();
+        p.feed(Side::Client, &packet(0, b"\x03LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE t"));
+        p.feed(Side::Server, &packet(1, b"\xfbx.csv"));
+        p.feed(Side::Client, &packet(2, b"1,2\n3,4\n"));
+        p.feed(Side::Client, &packet(3, b""));
+        p.feed(Side::Server, &packet(4, b"\x00\x02\x00\x02\x00\x00\x00"));
+        p.feed(Side::Client, &packet(0, b"\x04t\x00"));
+        p.feed(Side::Server, &packet(1, &{
+            let mut d = b"\x03def\x01d\x01t\x01t\x01a\x01a\x0c".to_vec();
+            d.extend_from_slice(&[0; 12]);
+            d
+        }));
+        p.feed(Side::Server, &packet(2, b"\xfe\x00\x00\x02\x00"));
+        let ev = events(&mut p);
+        let ends: Vec<_> = ev
+            .iter()
+            .filter_map(|e| match &e.kind {
+                L7EventKind::End { info: Some(MessageInfo::DbResponse(r)), end } if e.side == Side::Server => {
+                    Some((e.exchange, *end, r.rows))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends.len(), 2, "{ev:?}");
+        assert_eq!(ends[0].0, 0);
+        assert_eq!(ends[0].2, Some(2));
+        assert_eq!(ends[1].0, 1);
+        let tables: Vec<_> = ev
+            .iter()
+            .filter_map(|e| match &e.kind {
+                L7EventKind::Head { info: MessageInfo::DbRequest(r), .. } => Some(r.target.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tables[0].as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn use_statement_sets_namespace() {
+        assert_eq!(use_target("USE `shop`;"), Some("shop".into()));
+        assert_eq!(use_target("use shop"), Some("shop".into()));
+        assert_eq!(use_target("user_x"), None);
+        let mut p = MysqlParser::new();
+        p.feed(Side::Client, &packet(0, b"\x03USE shop"));
+        p.feed(Side::Server, &packet(1, b"\x00\x00\x00\x02\x00\x00\x00"));
+        p.feed(Side::Client, &packet(0, b"\x03SELECT 1"));
+        let ns = events(&mut p).into_iter().filter_map(|e| match e.kind {
+            L7EventKind::Head { info: MessageInfo::DbRequest(r), .. } => Some(r.namespace),
+            _ => None,
+        });
+        assert_eq!(ns.collect::<Vec<_>>(), vec![None, Some("shop".into())]);
+    }
+
+    #[test]
+    fn plausible_commands() {
+        assert_eq!(plausible_command(&packet(0, b"\x0e")), Plausible::Yes);
+        assert_eq!(plausible_command(&packet(0, b"\x03SELECT 1")), Plausible::Yes);
+        assert_eq!(plausible_command(&packet(1, b"\x03SELECT 1")), Plausible::No);
+        assert_eq!(plausible_command(&packet(0, b"\x03\x01\x02")), Plausible::No);
+        assert_eq!(plausible_command(&packet(0, b"\x42abc")), Plausible::No);
+        // A ping followed by junk is not a command boundary.
+        let mut b = packet(0, b"\x0e");
+        b.extend_from_slice(b"\xff\xff\xff\xff\xff");
+        assert_eq!(plausible_command(&b), Plausible::No);
+        assert!(looks_like(Side::Server, &packet(0, GREETING), 1));
+        assert!(!looks_like(Side::Server, b"HTTP/1.1 200 OK\r\n", 3306));
     }
 }

@@ -1272,3 +1272,151 @@ impl ConnectionParser for PostgresParser {
         self.m.events.pop_front()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(t: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![t];
+        v.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn events(p: &mut PostgresParser) -> Vec<L7Event> {
+        std::iter::from_fn(|| p.poll()).collect()
+    }
+
+    fn startup() -> Vec<u8> {
+        let body = b"\x00\x03\x00\x00user\x00bob\x00database\x00shop\x00\x00";
+        let mut v = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn requests(ev: &[L7Event]) -> Vec<DbRequest> {
+        ev.iter()
+            .filter_map(|e| match &e.kind {
+                L7EventKind::Head { info: MessageInfo::DbRequest(r), .. } => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn responses(ev: &[L7Event]) -> Vec<(u64, DbResponse)> {
+        ev.iter()
+            .filter_map(|e| match &e.kind {
+                L7EventKind::End { info: Some(MessageInfo::DbResponse(r)), .. } => Some((e.exchange, r.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn decodes_startup_errors_and_tags() {
+        match parse_startup(&startup()).unwrap() {
+            Startup::Startup { minor, params } => {
+                assert_eq!(minor, 0);
+                assert_eq!(params[1], ("database".into(), "shop".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_startup(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]), Ok(Startup::SslRequest));
+        assert_eq!(parse_startup(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x30]), Ok(Startup::GssEncRequest));
+        assert!(parse_startup(&[0, 0, 0, 8, 9, 9, 9, 9]).is_err());
+        assert!(parse_startup(&[0, 0]).is_err());
+        let f = parse_error_fields(b"SERROR\0VERROR\0C42P01\0Mrelation \"x\" does not exist\0\0");
+        assert_eq!(f.code.as_deref(), Some("42P01"));
+        assert_eq!(f.severity.as_deref(), Some("ERROR"));
+        assert_eq!(tag_rows("INSERT 0 5"), Some(5));
+        assert_eq!(tag_rows("SELECT 12"), Some(12));
+        assert_eq!(tag_rows("CREATE TABLE"), None);
+    }
+
+    #[test]
+    fn gssenc_accepted_stops_quietly() {
+        let mut p = PostgresParser::new();
+        p.feed(Side::Client, &[0, 0, 0, 8, 4, 0xd2, 0x16, 0x30]);
+        p.feed(Side::Server, b"G");
+        p.feed(Side::Client, &msg(b'Q', b"SELECT 1\0"));
+        p.feed(Side::Server, &msg(b'Z', b"I"));
+        assert!(events(&mut p).is_empty());
+    }
+
+    #[test]
+    fn password_messages_are_never_kept() {
+        let mut p = PostgresParser::new();
+        p.feed(Side::Client, &startup());
+        p.feed(Side::Server, &msg(b'R', &[0, 0, 0, 3]));
+        p.feed(Side::Client, &msg(b'p', b"hunter2\0"));
+        p.feed(Side::Server, &msg(b'R', &[0, 0, 0, 0]));
+        p.feed(Side::Server, &msg(b'Z', b"I"));
+        p.feed(Side::Client, &msg(b'Q', b"SELECT 1\0"));
+        let ev = events(&mut p);
+        assert!(!format!("{ev:?}").contains("hunter2"));
+        assert_eq!(requests(&ev)[0].namespace.as_deref(), Some("shop"));
+    }
+
+    #[test]
+    fn describe_close_suspend_and_function_call() {
+        let mut p = PostgresParser::new();
+        p.feed(Side::Client, &startup());
+        p.feed(Side::Server, &msg(b'Z', b"I"));
+        // Describe-only group.
+        p.feed(Side::Client, &[msg(b'D', b"Sst1\0"), msg(b'S', b"")].concat());
+        p.feed(Side::Server, &[msg(b't', b"\0\0"), msg(b'n', b""), msg(b'Z', b"I")].concat());
+        // Named statement, portal with a row limit: PortalSuspended.
+        p.feed(Side::Client, &[
+            msg(b'P', b"st1\0SELECT a FROM t\0\0\0"),
+            msg(b'B', b"cur\0st1\0\0\0\0\0\0\0"),
+            msg(b'E', b"cur\0\0\0\0\x02"),
+            msg(b'H', b""),
+        ].concat());
+        p.feed(Side::Server, &[
+            msg(b'1', b""), msg(b'2', b""),
+            msg(b'D', b"\0\x01\0\0\0\x011"), msg(b'D', b"\0\x01\0\0\0\x012"),
+            msg(b's', b""),
+        ].concat());
+        // Resume the portal: an Execute alone.
+        p.feed(Side::Client, &[msg(b'E', b"cur\0\0\0\0\x02"), msg(b'S', b"")].concat());
+        p.feed(Side::Server, &[msg(b'D', b"\0\x01\0\0\0\x013"), msg(b'C', b"SELECT 1\0"), msg(b'Z', b"I")].concat());
+        // Close-only group.
+        p.feed(Side::Client, &[msg(b'C', b"Sst1\0"), msg(b'S', b"")].concat());
+        p.feed(Side::Server, &[msg(b'3', b""), msg(b'Z', b"I")].concat());
+        // Function call.
+        p.feed(Side::Client, &msg(b'F', b"\0\0\x04\xd2\0\0\0\0\0\0"));
+        p.feed(Side::Server, &[msg(b'V', b"\0\0\0\x01x"), msg(b'Z', b"I")].concat());
+        let ev = events(&mut p);
+        let ops: Vec<_> = requests(&ev).into_iter().map(|r| (r.operation, r.statement)).collect();
+        assert_eq!(
+            ops,
+            vec![
+                (Some("DESCRIBE".into()), None),
+                (Some("SELECT".into()), Some("st1".into())),
+                (Some("SELECT".into()), Some("st1".into())),
+                (Some("CLOSE".into()), None),
+                (Some("FUNCTION_CALL".into()), None),
+            ]
+        );
+        let rows: Vec<_> = responses(&ev).into_iter().map(|(x, r)| (x, r.rows)).collect();
+        assert_eq!(rows, vec![(0, None), (1, Some(2)), (2, Some(1)), (3, None), (4, None)]);
+    }
+
+    #[test]
+    fn plausible_messages() {
+        assert_eq!(plausible_client(&msg(b'Q', b"SELECT 1\0")), Plausible::Yes);
+        assert_eq!(plausible_client(&msg(b'Q', b"\x01\x02\0")), Plausible::No);
+        assert_eq!(plausible_client(&msg(b'S', b"")), Plausible::Yes);
+        assert_eq!(plausible_client(&msg(b'E', b"\0\0\0\0\0")), Plausible::Yes);
+        assert_eq!(plausible_client(&msg(b'P', b"\0SELECT 1\0\0\0")), Plausible::Yes);
+        assert_eq!(plausible_client(&msg(b'P', b"\0SELECT 1\0\0\x05")), Plausible::No);
+        assert_eq!(plausible_server(&msg(b'Z', b"I")), Plausible::Yes);
+        assert_eq!(plausible_server(&msg(b'C', b"SELECT 3\0")), Plausible::Yes);
+        assert_eq!(plausible_server(&msg(b'C', b"select 3\0")), Plausible::No);
+        // `s` then junk: not a boundary (the text "it's" in a row looks so).
+        let mut b = msg(b's', b"");
+        b.extend_from_slice(b"3.00C");
+        assert_eq!(plausible_server(&b), Plausible::No);
+    }
+}

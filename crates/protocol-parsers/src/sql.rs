@@ -476,6 +476,8 @@ pub fn summarize(sql: &str) -> SqlSummary {
             name_before_list(&toks, skip_words(&toks, i, &["ONLY", "TABLE", "TABLES"]))
         }
         "TRUNCATE" => name_at(&toks, skip_words(&toks, i, &["TABLE", "ONLY"])),
+        // LOAD DATA [LOCAL] INFILE '...' INTO TABLE t
+        "LOAD" => find_kw(&toks, i, "INTO").and_then(|k| name_before_list(&toks, skip_words(&toks, k + 1, &["TABLE"]))),
         "CREATE" | "DROP" | "ALTER" => {
             let j = skip_words(&toks, i, &["OR", "REPLACE", "TEMPORARY", "TEMP", "UNLOGGED", "GLOBAL", "LOCAL"]);
             if toks.get(j).is_some_and(|t| is_kw(t, "TABLE")) {
