@@ -53,7 +53,8 @@ fn mysql_rows() -> Exchanges {
     (0..EXCHANGES)
         .map(|i| {
             let mut c = Vec::new();
-            let q = format!("\x03SELECT id, name, price FROM ztfx_items WHERE id > {i} ORDER BY id");
+            let q =
+                format!("\x03SELECT id, name, price FROM ztfx_items WHERE id > {i} ORDER BY id");
             my_packet(&mut c, 0, q.as_bytes());
             let mut s = Vec::new();
             my_packet(&mut s, 1, &[3]);
@@ -80,11 +81,17 @@ fn pg_rows(out: &mut Vec<u8>, n: usize) {
     let mut t = vec![0, 3];
     for name in ["id", "name", "price"] {
         t.extend_from_slice(name.as_bytes());
-        t.extend_from_slice(&[0, 0, 0, 0x40, 6, 0, 1, 0, 0, 0, 0x17, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0]);
+        t.extend_from_slice(&[
+            0, 0, 0, 0x40, 6, 0, 1, 0, 0, 0, 0x17, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ]);
     }
     pg_msg(out, b'T', &t);
     for _ in 0..n {
-        pg_msg(out, b'D', b"\x00\x03\x00\x00\x00\x0212\x00\x00\x00\x05apple\x00\x00\x00\x041.25");
+        pg_msg(
+            out,
+            b'D',
+            b"\x00\x03\x00\x00\x00\x0212\x00\x00\x00\x05apple\x00\x00\x00\x041.25",
+        );
     }
     pg_msg(out, b'C', format!("SELECT {n}\0").as_bytes());
 }
@@ -115,8 +122,16 @@ fn pg_extended() -> Exchanges {
     (0..EXCHANGES)
         .map(|_| {
             let mut c = Vec::new();
-            pg_msg(&mut c, b'P', b"\0SELECT name FROM ztfx_items WHERE id = $1\0\0\x01\0\0\0\x17");
-            pg_msg(&mut c, b'B', b"\0\0\0\x01\0\x01\0\x01\0\0\0\x04\0\0\0\x07\0\x01\0\x01");
+            pg_msg(
+                &mut c,
+                b'P',
+                b"\0SELECT name FROM ztfx_items WHERE id = $1\0\0\x01\0\0\0\x17",
+            );
+            pg_msg(
+                &mut c,
+                b'B',
+                b"\0\0\0\x01\0\x01\0\x01\0\0\0\x04\0\0\0\x07\0\x01\0\x01",
+            );
             pg_msg(&mut c, b'D', b"P\0");
             pg_msg(&mut c, b'E', b"\0\0\0\0\0");
             pg_msg(&mut c, b'S', b"");
@@ -157,7 +172,12 @@ fn wire(c: &mut Criterion) {
         ("mysql_query_ok", mysql_small(), 2, my),
         ("mysql_select_20_rows", mysql_rows(), 2 + 4 + 1 + 20 + 1, my),
         ("pg_simple_update", pg_simple(0), 3, pg),
-        ("pg_simple_select_20_rows", pg_simple(20), 1 + 1 + 20 + 2, pg),
+        (
+            "pg_simple_select_20_rows",
+            pg_simple(20),
+            1 + 1 + 20 + 2,
+            pg,
+        ),
         ("pg_extended_select", pg_extended(), 5 + 6, pg),
     ];
     for (name, ex, per, make) in &cases {
@@ -190,16 +210,33 @@ fn text(c: &mut Criterion) {
     let bytes: u64 = QUERIES.iter().map(|q| q.len() as u64).sum();
     let mut g = c.benchmark_group("sql_sanitize");
     g.throughput(Throughput::Bytes(bytes));
-    g.bench_function("bytes", |b| b.iter(|| QUERIES.iter().map(|q| sanitize(black_box(q)).len()).sum::<usize>()));
+    g.bench_function("bytes", |b| {
+        b.iter(|| {
+            QUERIES
+                .iter()
+                .map(|q| sanitize(black_box(q)).len())
+                .sum::<usize>()
+        })
+    });
     g.throughput(Throughput::Elements(QUERIES.len() as u64));
     g.bench_function("statements", |b| {
-        b.iter(|| QUERIES.iter().map(|q| sanitize(black_box(q)).len()).sum::<usize>())
+        b.iter(|| {
+            QUERIES
+                .iter()
+                .map(|q| sanitize(black_box(q)).len())
+                .sum::<usize>()
+        })
     });
     g.finish();
     let mut g = c.benchmark_group("sql_summarize");
     g.throughput(Throughput::Elements(QUERIES.len() as u64));
     g.bench_function("statements", |b| {
-        b.iter(|| QUERIES.iter().filter(|q| summarize(black_box(q)).table.is_some()).count())
+        b.iter(|| {
+            QUERIES
+                .iter()
+                .filter(|q| summarize(black_box(q)).table.is_some())
+                .count()
+        })
     });
     g.finish();
 }

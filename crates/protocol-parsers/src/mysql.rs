@@ -335,9 +335,13 @@ pub fn parse_handshake_response(p: &[u8]) -> Result<HandshakeResponse, MysqlErro
     // Skip the auth data: it is never kept.
     if low & caps::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
         let (n, k) = lenenc_int(&rest[i.min(rest.len())..])?;
-        i = i.saturating_add(k).saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+        i = i
+            .saturating_add(k)
+            .saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
     } else if low & caps::SECURE_CONNECTION != 0 {
-        let n = *rest.get(i).ok_or(MysqlError::Truncated("handshake response"))? as usize;
+        let n = *rest
+            .get(i)
+            .ok_or(MysqlError::Truncated("handshake response"))? as usize;
         i += 1 + n;
     } else {
         let n = rest[i.min(rest.len())..]
@@ -365,7 +369,9 @@ pub fn parse_handshake_response(p: &[u8]) -> Result<HandshakeResponse, MysqlErro
 /// Text that may be SQL: no control bytes but tab/CR/LF, and UTF-8 where
 /// complete (a cut multi-byte character at the end is allowed).
 fn plausible_text(b: &[u8]) -> bool {
-    if b.iter().any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r') || c == 0x7F) {
+    if b.iter()
+        .any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r') || c == 0x7F)
+    {
         return false;
     }
     match std::str::from_utf8(b) {
@@ -525,8 +531,12 @@ enum Phase {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Kind {
     /// COM_QUERY; `use_db` when it is `USE db`.
-    Query { use_db: Option<String> },
-    Prepare { sql: Option<String> },
+    Query {
+        use_db: Option<String>,
+    },
+    Prepare {
+        sql: Option<String>,
+    },
     Execute,
     Fetch,
     InitDb(String),
@@ -689,7 +699,11 @@ impl Machine_ {
     fn desync(&mut self, side: Side, offset: u64, reason: &str) {
         // Name the message left without its End, if any.
         let open = self.deferred[idx(side)].take().map(|e| e.exchange);
-        let cont = if side == Side::Client { self.client_cont.flatten() } else { None };
+        let cont = if side == Side::Client {
+            self.client_cont.flatten()
+        } else {
+            None
+        };
         let exchange = open.or(cont).unwrap_or(self.next_exchange);
         self.push(
             side,
@@ -701,7 +715,12 @@ impl Machine_ {
         );
     }
 
-    fn request(&self, operation: &str, query: Option<String>, statement: Option<String>) -> DbRequest {
+    fn request(
+        &self,
+        operation: &str,
+        query: Option<String>,
+        statement: Option<String>,
+    ) -> DbRequest {
         let summary = query.as_deref().map(sql::summarize).unwrap_or_default();
         DbRequest {
             system: DbSystem::Mysql,
@@ -863,7 +882,11 @@ impl Machine_ {
             if let Some(p) = self.pending.pop_front() {
                 if p.head_sent {
                     let end = self.server_fed;
-                    self.push(Side::Server, p.exchange, L7EventKind::End { end, info: None });
+                    self.push(
+                        Side::Server,
+                        p.exchange,
+                        L7EventKind::End { end, info: None },
+                    );
                 }
             }
         }
@@ -1130,7 +1153,9 @@ impl Machine_ {
                             }
                             ok.status & SERVER_MORE_RESULTS_EXISTS != 0
                         }
-                        Err(_) => eof_status(p).is_some_and(|s| s & SERVER_MORE_RESULTS_EXISTS != 0),
+                        Err(_) => {
+                            eof_status(p).is_some_and(|s| s & SERVER_MORE_RESULTS_EXISTS != 0)
+                        }
                     };
                     let Some(cur) = self.pending.front_mut() else {
                         return;
@@ -1162,7 +1187,8 @@ impl Machine_ {
                     Kind::Fetch => {
                         cur.counted = true;
                         if is_eof {
-                            done = eof_status(p).is_none_or(|s| s & SERVER_MORE_RESULTS_EXISTS == 0);
+                            done =
+                                eof_status(p).is_none_or(|s| s & SERVER_MORE_RESULTS_EXISTS == 0);
                         } else {
                             cur.rows += 1;
                             cur.state = RState::Rows;
@@ -1294,7 +1320,9 @@ impl Machine_ {
             _ => {}
         }
         let rows = match cur.kind {
-            Kind::Query { .. } | Kind::Execute | Kind::Fetch if cur.counted && cur.error.is_none() => {
+            Kind::Query { .. } | Kind::Execute | Kind::Fetch
+                if cur.counted && cur.error.is_none() =>
+            {
                 Some(cur.rows)
             }
             _ => None,
@@ -1320,12 +1348,15 @@ impl Machine_ {
         }
         let exchange = cur.exchange;
         // Classic EOF: 05 00 00 seq FE w w s s
-        let eof_at = n.checked_sub(9).filter(|&i| {
-            bytes[i..i + 3] == [5, 0, 0] && bytes[i + 4] == 0xFE
-        });
+        let eof_at = n
+            .checked_sub(9)
+            .filter(|&i| bytes[i..i + 3] == [5, 0, 0] && bytes[i + 4] == 0xFE);
         // DEPRECATE_EOF OK: 07 00 00 seq FE 00 00 s s w w
         let ok_at = n.checked_sub(11).filter(|&i| {
-            bytes[i..i + 3] == [7, 0, 0] && bytes[i + 4] == 0xFE && bytes[i + 5] < 0xFB && bytes[i + 6] < 0xFB
+            bytes[i..i + 3] == [7, 0, 0]
+                && bytes[i + 4] == 0xFE
+                && bytes[i + 5] < 0xFB
+                && bytes[i + 6] < 0xFB
         });
         let status = match (eof_at, ok_at) {
             (Some(i), _) => u16le(bytes, i + 7),
@@ -1417,7 +1448,11 @@ impl Machine for Machine_ {
                     return;
                 }
                 if !self.client_lost {
-                    self.desync(Side::Client, offset, "uncaptured bytes across a MySQL packet boundary");
+                    self.desync(
+                        Side::Client,
+                        offset,
+                        "uncaptured bytes across a MySQL packet boundary",
+                    );
                 }
                 self.client_cont = None;
                 self.client_lost = true;
@@ -1426,7 +1461,11 @@ impl Machine for Machine_ {
                 self.deferred[1] = None;
                 self.server_cont = false;
                 let in_response = self.pending.front().is_some_and(|p| p.head_sent);
-                if !in_response && !self.server_lost && self.phase == Phase::Command && !self.pending.is_empty() {
+                if !in_response
+                    && !self.server_lost
+                    && self.phase == Phase::Command
+                    && !self.pending.is_empty()
+                {
                     // The lost bytes may hold the start of the response.
                     if let Some(p) = self.pending.front() {
                         let x = p.exchange;
@@ -1542,7 +1581,10 @@ mod tests {
         assert_eq!(lenenc_int(&[0xFA]), Ok((250, 1)));
         assert_eq!(lenenc_int(&[0xFC, 0x34, 0x12]), Ok((0x1234, 3)));
         assert_eq!(lenenc_int(&[0xFD, 1, 2, 3]), Ok((0x030201, 4)));
-        assert_eq!(lenenc_int(&[0xFE, 1, 0, 0, 0, 0, 0, 0, 1]), Ok((0x0100_0000_0000_0001, 9)));
+        assert_eq!(
+            lenenc_int(&[0xFE, 1, 0, 0, 0, 0, 0, 0, 1]),
+            Ok((0x0100_0000_0000_0001, 9))
+        );
         assert_eq!(lenenc_int(&[0xFC, 1]), Err(MysqlError::Truncated("lenenc")));
         assert_eq!(lenenc_int(&[0xFF]), Err(MysqlError::Malformed("lenenc")));
         assert_eq!(lenenc_int(&[]), Err(MysqlError::Truncated("lenenc")));
@@ -1584,9 +1626,15 @@ mod tests {
         payload.extend_from_slice(&[0; 23]);
         p.feed(Side::Client, &packet(1, &payload));
         // TLS records follow, on both sides, with a query-looking payload.
-        p.feed(Side::Client, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+        p.feed(
+            Side::Client,
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        );
         p.feed(Side::Client, &packet(0, b"\x03SELECT 1"));
-        p.feed(Side::Server, b"\x16\x03\x03\x00\x7a\x02\x00\x00\x76\x03\x03");
+        p.feed(
+            Side::Server,
+            b"\x16\x03\x03\x00\x7a\x02\x00\x00\x76\x03\x03",
+        );
         p.gap(Side::Client, 100);
         assert!(events(&mut p).is_empty());
         assert_eq!(p.buffered(), 0);
@@ -1609,25 +1657,32 @@ mod tests {
     #[test]
     fn local_infile_and_field_list() {
         let mut p = MysqlParser::new();
-        p.feed(Side::Client, &packet(0, b"\x03LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE t"));
+        p.feed(
+            Side::Client,
+            &packet(0, b"\x03LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE t"),
+        );
         p.feed(Side::Server, &packet(1, b"\xfbx.csv"));
         p.feed(Side::Client, &packet(2, b"1,2\n3,4\n"));
         p.feed(Side::Client, &packet(3, b""));
         p.feed(Side::Server, &packet(4, b"\x00\x02\x00\x02\x00\x00\x00"));
         p.feed(Side::Client, &packet(0, b"\x04t\x00"));
-        p.feed(Side::Server, &packet(1, &{
-            let mut d = b"\x03def\x01d\x01t\x01t\x01a\x01a\x0c".to_vec();
-            d.extend_from_slice(&[0; 12]);
-            d
-        }));
+        p.feed(
+            Side::Server,
+            &packet(1, &{
+                let mut d = b"\x03def\x01d\x01t\x01t\x01a\x01a\x0c".to_vec();
+                d.extend_from_slice(&[0; 12]);
+                d
+            }),
+        );
         p.feed(Side::Server, &packet(2, b"\xfe\x00\x00\x02\x00"));
         let ev = events(&mut p);
         let ends: Vec<_> = ev
             .iter()
             .filter_map(|e| match &e.kind {
-                L7EventKind::End { info: Some(MessageInfo::DbResponse(r)), end } if e.side == Side::Server => {
-                    Some((e.exchange, *end, r.rows))
-                }
+                L7EventKind::End {
+                    info: Some(MessageInfo::DbResponse(r)),
+                    end,
+                } if e.side == Side::Server => Some((e.exchange, *end, r.rows)),
                 _ => None,
             })
             .collect();
@@ -1638,7 +1693,10 @@ mod tests {
         let tables: Vec<_> = ev
             .iter()
             .filter_map(|e| match &e.kind {
-                L7EventKind::Head { info: MessageInfo::DbRequest(r), .. } => Some(r.target.clone()),
+                L7EventKind::Head {
+                    info: MessageInfo::DbRequest(r),
+                    ..
+                } => Some(r.target.clone()),
                 _ => None,
             })
             .collect();
@@ -1655,7 +1713,10 @@ mod tests {
         p.feed(Side::Server, &packet(1, b"\x00\x00\x00\x02\x00\x00\x00"));
         p.feed(Side::Client, &packet(0, b"\x03SELECT 1"));
         let ns = events(&mut p).into_iter().filter_map(|e| match e.kind {
-            L7EventKind::Head { info: MessageInfo::DbRequest(r), .. } => Some(r.namespace),
+            L7EventKind::Head {
+                info: MessageInfo::DbRequest(r),
+                ..
+            } => Some(r.namespace),
             _ => None,
         });
         assert_eq!(ns.collect::<Vec<_>>(), vec![None, Some("shop".into())]);
@@ -1664,9 +1725,18 @@ mod tests {
     #[test]
     fn plausible_commands() {
         assert_eq!(plausible_command(&packet(0, b"\x0e")), Plausible::Yes);
-        assert_eq!(plausible_command(&packet(0, b"\x03SELECT 1")), Plausible::Yes);
-        assert_eq!(plausible_command(&packet(1, b"\x03SELECT 1")), Plausible::No);
-        assert_eq!(plausible_command(&packet(0, b"\x03\x01\x02")), Plausible::No);
+        assert_eq!(
+            plausible_command(&packet(0, b"\x03SELECT 1")),
+            Plausible::Yes
+        );
+        assert_eq!(
+            plausible_command(&packet(1, b"\x03SELECT 1")),
+            Plausible::No
+        );
+        assert_eq!(
+            plausible_command(&packet(0, b"\x03\x01\x02")),
+            Plausible::No
+        );
         assert_eq!(plausible_command(&packet(0, b"\x42abc")), Plausible::No);
         // A ping followed by junk is not a command boundary.
         let mut b = packet(0, b"\x0e");

@@ -81,7 +81,10 @@ const SERVER_TYPES: &[u8] = b"RSKZ123ntTDCEIsNAGHWdcVv";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Startup {
     /// Protocol 3.x startup with its parameters (`user`, `database`, ...).
-    Startup { minor: u16, params: Vec<(String, String)> },
+    Startup {
+        minor: u16,
+        params: Vec<(String, String)>,
+    },
     SslRequest,
     GssEncRequest,
     /// Query cancellation (its secret key is not kept).
@@ -172,7 +175,9 @@ fn be32(b: &[u8]) -> Option<u32> {
 }
 
 fn plausible_text(b: &[u8]) -> bool {
-    if b.iter().any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r') || c == 0x7F) {
+    if b.iter()
+        .any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r') || c == 0x7F)
+    {
         return false;
     }
     match std::str::from_utf8(b) {
@@ -313,7 +318,8 @@ fn plausible_client_(b: &[u8], strict: bool) -> Plausible {
                     plausible_name(name) && plausible_text(&avail[n..]) && sql_start(&avail[n..])
                 }),
                 _ => cstr(avail).is_some_and(|(portal, n)| {
-                    plausible_name(portal) && cstr(&avail[n..]).is_some_and(|(s, _)| plausible_name(s))
+                    plausible_name(portal)
+                        && cstr(&avail[n..]).is_some_and(|(s, _)| plausible_name(s))
                 }),
             };
             verdict(ok)
@@ -380,7 +386,9 @@ fn plausible_server(b: &[u8]) -> Plausible {
             if rest == [0]
                 && !tag.is_empty()
                 && tag[0].is_ascii_uppercase()
-                && tag.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b' ')
+                && tag
+                    .iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b' ')
             {
                 Plausible::Yes
             } else {
@@ -389,8 +397,14 @@ fn plausible_server(b: &[u8]) -> Plausible {
         }
         b'E' | b'N' => {
             const SEV: &[&[u8]] = &[
-                b"SERROR\0", b"SFATAL\0", b"SPANIC\0", b"SWARNING\0", b"SNOTICE\0", b"SDEBUG\0",
-                b"SINFO\0", b"SLOG\0",
+                b"SERROR\0",
+                b"SFATAL\0",
+                b"SPANIC\0",
+                b"SWARNING\0",
+                b"SNOTICE\0",
+                b"SDEBUG\0",
+                b"SINFO\0",
+                b"SLOG\0",
             ];
             let body = &b[5..b.len().min(1 + len)];
             if SEV.iter().any(|s| body.starts_with(s)) {
@@ -622,7 +636,12 @@ impl Pg {
         }
     }
 
-    fn request(&self, operation: Option<String>, query: Option<String>, statement: Option<String>) -> DbRequest {
+    fn request(
+        &self,
+        operation: Option<String>,
+        query: Option<String>,
+        statement: Option<String>,
+    ) -> DbRequest {
         let summary = query.as_deref().map(sql::summarize).unwrap_or_default();
         DbRequest {
             system: DbSystem::Postgresql,
@@ -758,7 +777,8 @@ impl Pg {
         let body = &bytes[5..used.max(5)];
         let complete = used == total;
         let end = at + total as u64;
-        let starts_exchange = matches!(t, b'Q' | b'F') || (self.group.is_none() && matches!(t, b'P' | b'B' | b'D' | b'C' | b'E'));
+        let starts_exchange = matches!(t, b'Q' | b'F')
+            || (self.group.is_none() && matches!(t, b'P' | b'B' | b'D' | b'C' | b'E'));
         if starts_exchange && self.server_lost && !self.sent_since_loss {
             // The backend's framing was lost while it answered, and the
             // client waited before sending more: those answers are over.
@@ -769,7 +789,11 @@ impl Pg {
             while let Some(p) = self.pending.pop_front() {
                 if p.head_sent {
                     let end = self.server_fed;
-                    self.push(Side::Server, p.exchange, L7EventKind::End { end, info: None });
+                    self.push(
+                        Side::Server,
+                        p.exchange,
+                        L7EventKind::End { end, info: None },
+                    );
                 }
             }
         }
@@ -779,7 +803,11 @@ impl Pg {
         match t {
             b'Q' => {
                 self.group = None;
-                let text = if complete { body.strip_suffix(&[0]).unwrap_or(body) } else { body };
+                let text = if complete {
+                    body.strip_suffix(&[0]).unwrap_or(body)
+                } else {
+                    body
+                };
                 let sql = sql_text(text, !complete);
                 let x = self.next_exchange;
                 self.next_exchange += 1;
@@ -853,7 +881,11 @@ impl Pg {
                 let portal = cstr(body).map(|(p, _)| String::from_utf8_lossy(p).into_owned());
                 let stmt = portal.and_then(|p| self.portals.get(&p).cloned());
                 let sql = stmt.as_ref().and_then(|s| self.statements.get(s).cloned());
-                let op = if sql.is_none() { Some("EXECUTE".to_owned()) } else { None };
+                let op = if sql.is_none() {
+                    Some("EXECUTE".to_owned())
+                } else {
+                    None
+                };
                 let named = stmt.filter(|s| !s.is_empty());
                 let req = self.request(op, sql, named);
                 let x = self.next_exchange;
@@ -872,7 +904,9 @@ impl Pg {
             b'S' => {
                 if let Some(g) = self.group.take() {
                     let (op, sql, stmt) = match g.parsed {
-                        Some((name, sql)) => ("PREPARE", Some(sql), Some(name).filter(|n| !n.is_empty())),
+                        Some((name, sql)) => {
+                            ("PREPARE", Some(sql), Some(name).filter(|n| !n.is_empty()))
+                        }
                         None if g.described => ("DESCRIBE", None, None),
                         None => ("CLOSE", None, None),
                     };
@@ -920,7 +954,10 @@ impl Pg {
     /// after responses already parsed): a candidate cut short is passed over.
     fn client_scan(&mut self, bytes: &[u8], _truncated: bool) -> Step {
         for p in 0..bytes.len() {
-            if !matches!(bytes[p], b'Q' | b'P' | b'B' | b'E' | b'S' | b'H' | b'D' | b'C' | b'X') {
+            if !matches!(
+                bytes[p],
+                b'Q' | b'P' | b'B' | b'E' | b'S' | b'H' | b'D' | b'C' | b'X'
+            ) {
                 continue;
             }
             match plausible_client(&bytes[p..]) {
@@ -1067,7 +1104,11 @@ impl Pg {
         let Some(cur) = self.pending.pop_front() else {
             return;
         };
-        let rows = if cur.error.is_some() { None } else { cur.tag_rows };
+        let rows = if cur.error.is_some() {
+            None
+        } else {
+            cur.tag_rows
+        };
         let info = MessageInfo::DbResponse(DbResponse {
             error: cur.error,
             rows,
@@ -1095,7 +1136,14 @@ impl Pg {
             // An Execute the backend never answered (framing lost or skipped).
             let cur = self.pending.pop_front();
             if let Some(cur) = cur.filter(|c| c.head_sent) {
-                self.push(Side::Server, cur.exchange, L7EventKind::End { end: at, info: None });
+                self.push(
+                    Side::Server,
+                    cur.exchange,
+                    L7EventKind::End {
+                        end: at,
+                        info: None,
+                    },
+                );
             }
         }
     }
@@ -1104,12 +1152,19 @@ impl Pg {
     /// starts at 0 (parse normally).
     fn server_scan(&mut self, bytes: &[u8], _truncated: bool) -> Option<Step> {
         for p in 0..bytes.len() {
-            if !matches!(bytes[p], b'Z' | b'C' | b'E' | b'N' | b'1' | b'2' | b'3' | b'n' | b'I' | b's') {
+            if !matches!(
+                bytes[p],
+                b'Z' | b'C' | b'E' | b'N' | b'1' | b'2' | b'3' | b'n' | b'I' | b's'
+            ) {
                 continue;
             }
             match plausible_server(&bytes[p..]) {
                 Plausible::Yes => {
-                    return if p == 0 { None } else { Some(Step::Consume { used: p, skip: 0 }) };
+                    return if p == 0 {
+                        None
+                    } else {
+                        Some(Step::Consume { used: p, skip: 0 })
+                    };
                 }
                 _ => {}
             }
@@ -1181,7 +1236,11 @@ impl Machine for Pg {
                     // ReadyForQuery once found again.
                     cur.rows_unreliable = true;
                 } else if !self.server_lost {
-                    let x = self.pending.front().map(|p| p.exchange).unwrap_or(self.next_exchange);
+                    let x = self
+                        .pending
+                        .front()
+                        .map(|p| p.exchange)
+                        .unwrap_or(self.next_exchange);
                     self.push(
                         Side::Server,
                         x,
@@ -1298,7 +1357,10 @@ mod tests {
     fn requests(ev: &[L7Event]) -> Vec<DbRequest> {
         ev.iter()
             .filter_map(|e| match &e.kind {
-                L7EventKind::Head { info: MessageInfo::DbRequest(r), .. } => Some(r.clone()),
+                L7EventKind::Head {
+                    info: MessageInfo::DbRequest(r),
+                    ..
+                } => Some(r.clone()),
                 _ => None,
             })
             .collect()
@@ -1307,7 +1369,10 @@ mod tests {
     fn responses(ev: &[L7Event]) -> Vec<(u64, DbResponse)> {
         ev.iter()
             .filter_map(|e| match &e.kind {
-                L7EventKind::End { info: Some(MessageInfo::DbResponse(r)), .. } => Some((e.exchange, r.clone())),
+                L7EventKind::End {
+                    info: Some(MessageInfo::DbResponse(r)),
+                    ..
+                } => Some((e.exchange, r.clone())),
                 _ => None,
             })
             .collect()
@@ -1322,8 +1387,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(parse_startup(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]), Ok(Startup::SslRequest));
-        assert_eq!(parse_startup(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x30]), Ok(Startup::GssEncRequest));
+        assert_eq!(
+            parse_startup(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]),
+            Ok(Startup::SslRequest)
+        );
+        assert_eq!(
+            parse_startup(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x30]),
+            Ok(Startup::GssEncRequest)
+        );
         assert!(parse_startup(&[0, 0, 0, 8, 9, 9, 9, 9]).is_err());
         assert!(parse_startup(&[0, 0]).is_err());
         let f = parse_error_fields(b"SERROR\0VERROR\0C42P01\0Mrelation \"x\" does not exist\0\0");
@@ -1364,31 +1435,67 @@ mod tests {
         p.feed(Side::Client, &startup());
         p.feed(Side::Server, &msg(b'Z', b"I"));
         // Describe-only group.
-        p.feed(Side::Client, &[msg(b'D', b"Sst1\0"), msg(b'S', b"")].concat());
-        p.feed(Side::Server, &[msg(b't', b"\0\0"), msg(b'n', b""), msg(b'Z', b"I")].concat());
+        p.feed(
+            Side::Client,
+            &[msg(b'D', b"Sst1\0"), msg(b'S', b"")].concat(),
+        );
+        p.feed(
+            Side::Server,
+            &[msg(b't', b"\0\0"), msg(b'n', b""), msg(b'Z', b"I")].concat(),
+        );
         // Named statement, portal with a row limit: PortalSuspended.
-        p.feed(Side::Client, &[
-            msg(b'P', b"st1\0SELECT a FROM t\0\0\0"),
-            msg(b'B', b"cur\0st1\0\0\0\0\0\0\0"),
-            msg(b'E', b"cur\0\0\0\0\x02"),
-            msg(b'H', b""),
-        ].concat());
-        p.feed(Side::Server, &[
-            msg(b'1', b""), msg(b'2', b""),
-            msg(b'D', b"\0\x01\0\0\0\x011"), msg(b'D', b"\0\x01\0\0\0\x012"),
-            msg(b's', b""),
-        ].concat());
+        p.feed(
+            Side::Client,
+            &[
+                msg(b'P', b"st1\0SELECT a FROM t\0\0\0"),
+                msg(b'B', b"cur\0st1\0\0\0\0\0\0\0"),
+                msg(b'E', b"cur\0\0\0\0\x02"),
+                msg(b'H', b""),
+            ]
+            .concat(),
+        );
+        p.feed(
+            Side::Server,
+            &[
+                msg(b'1', b""),
+                msg(b'2', b""),
+                msg(b'D', b"\0\x01\0\0\0\x011"),
+                msg(b'D', b"\0\x01\0\0\0\x012"),
+                msg(b's', b""),
+            ]
+            .concat(),
+        );
         // Resume the portal: an Execute alone.
-        p.feed(Side::Client, &[msg(b'E', b"cur\0\0\0\0\x02"), msg(b'S', b"")].concat());
-        p.feed(Side::Server, &[msg(b'D', b"\0\x01\0\0\0\x013"), msg(b'C', b"SELECT 1\0"), msg(b'Z', b"I")].concat());
+        p.feed(
+            Side::Client,
+            &[msg(b'E', b"cur\0\0\0\0\x02"), msg(b'S', b"")].concat(),
+        );
+        p.feed(
+            Side::Server,
+            &[
+                msg(b'D', b"\0\x01\0\0\0\x013"),
+                msg(b'C', b"SELECT 1\0"),
+                msg(b'Z', b"I"),
+            ]
+            .concat(),
+        );
         // Close-only group.
-        p.feed(Side::Client, &[msg(b'C', b"Sst1\0"), msg(b'S', b"")].concat());
+        p.feed(
+            Side::Client,
+            &[msg(b'C', b"Sst1\0"), msg(b'S', b"")].concat(),
+        );
         p.feed(Side::Server, &[msg(b'3', b""), msg(b'Z', b"I")].concat());
         // Function call.
         p.feed(Side::Client, &msg(b'F', b"\0\0\x04\xd2\0\0\0\0\0\0"));
-        p.feed(Side::Server, &[msg(b'V', b"\0\0\0\x01x"), msg(b'Z', b"I")].concat());
+        p.feed(
+            Side::Server,
+            &[msg(b'V', b"\0\0\0\x01x"), msg(b'Z', b"I")].concat(),
+        );
         let ev = events(&mut p);
-        let ops: Vec<_> = requests(&ev).into_iter().map(|r| (r.operation, r.statement)).collect();
+        let ops: Vec<_> = requests(&ev)
+            .into_iter()
+            .map(|r| (r.operation, r.statement))
+            .collect();
         assert_eq!(
             ops,
             vec![
@@ -1399,8 +1506,14 @@ mod tests {
                 (Some("FUNCTION_CALL".into()), None),
             ]
         );
-        let rows: Vec<_> = responses(&ev).into_iter().map(|(x, r)| (x, r.rows)).collect();
-        assert_eq!(rows, vec![(0, None), (1, Some(2)), (2, Some(1)), (3, None), (4, None)]);
+        let rows: Vec<_> = responses(&ev)
+            .into_iter()
+            .map(|(x, r)| (x, r.rows))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![(0, None), (1, Some(2)), (2, Some(1)), (3, None), (4, None)]
+        );
     }
 
     #[test]
@@ -1409,8 +1522,14 @@ mod tests {
         assert_eq!(plausible_client(&msg(b'Q', b"\x01\x02\0")), Plausible::No);
         assert_eq!(plausible_client(&msg(b'S', b"")), Plausible::Yes);
         assert_eq!(plausible_client(&msg(b'E', b"\0\0\0\0\0")), Plausible::Yes);
-        assert_eq!(plausible_client(&msg(b'P', b"\0SELECT 1\0\0\0")), Plausible::Yes);
-        assert_eq!(plausible_client(&msg(b'P', b"\0SELECT 1\0\0\x05")), Plausible::No);
+        assert_eq!(
+            plausible_client(&msg(b'P', b"\0SELECT 1\0\0\0")),
+            Plausible::Yes
+        );
+        assert_eq!(
+            plausible_client(&msg(b'P', b"\0SELECT 1\0\0\x05")),
+            Plausible::No
+        );
         assert_eq!(plausible_server(&msg(b'Z', b"I")), Plausible::Yes);
         assert_eq!(plausible_server(&msg(b'C', b"SELECT 3\0")), Plausible::Yes);
         assert_eq!(plausible_server(&msg(b'C', b"select 3\0")), Plausible::No);

@@ -82,7 +82,8 @@ impl<'a> Lexer<'a> {
     /// Whether the previous byte ends a word or quoted name (`t.5` is not a
     /// number).
     fn prev_is_ident(&self) -> bool {
-        self.i > 0 && matches!(self.s[self.i - 1], b'"' | b'`') || self.i > 0 && is_ident_cont(self.s[self.i - 1]) && self.s[self.i - 1] != b'$'
+        self.i > 0 && matches!(self.s[self.i - 1], b'"' | b'`')
+            || self.i > 0 && is_ident_cont(self.s[self.i - 1]) && self.s[self.i - 1] != b'$'
     }
 
     /// Skip a quoted run starting at `self.i` (the opening quote), honouring
@@ -117,7 +118,9 @@ impl<'a> Lexer<'a> {
             }
             return;
         }
-        if s[self.i] == b'0' && matches!(self.at(1), b'b' | b'B') && matches!(self.at(2), b'0' | b'1')
+        if s[self.i] == b'0'
+            && matches!(self.at(1), b'b' | b'B')
+            && matches!(self.at(2), b'0' | b'1')
         {
             self.i += 2;
             while self.i < s.len() && matches!(s[self.i], b'0' | b'1') {
@@ -135,7 +138,11 @@ impl<'a> Lexer<'a> {
             }
         }
         if matches!(self.at(0), b'e' | b'E') {
-            let k = if matches!(self.at(1), b'+' | b'-') { 2 } else { 1 };
+            let k = if matches!(self.at(1), b'+' | b'-') {
+                2
+            } else {
+                1
+            };
             if self.at(k).is_ascii_digit() {
                 self.i += k;
                 while self.i < s.len() && s[self.i].is_ascii_digit() {
@@ -163,7 +170,9 @@ impl<'a> Lexer<'a> {
         let b = *s.get(self.i)?;
         let tok = match b {
             b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => {
-                while self.i < s.len() && matches!(s[self.i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+                while self.i < s.len()
+                    && matches!(s[self.i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+                {
                     self.i += 1;
                 }
                 Tok::Space
@@ -311,7 +320,10 @@ fn significant(sql: &str) -> impl Iterator<Item = Sig<'_>> {
 
 fn unquote(s: &str) -> String {
     let bytes = s.as_bytes();
-    if bytes.len() >= 2 && (bytes[0] == b'"' || bytes[0] == b'`') && bytes[bytes.len() - 1] == bytes[0] {
+    if bytes.len() >= 2
+        && (bytes[0] == b'"' || bytes[0] == b'`')
+        && bytes[bytes.len() - 1] == bytes[0]
+    {
         let q = &s[..1];
         let inner = &s[1..s.len() - 1];
         inner.replace(&format!("{q}{q}"), q)
@@ -324,9 +336,36 @@ fn unquote(s: &str) -> String {
 
 /// Words that end a table-name search or can never be a table name.
 const NOT_A_TABLE: &[&str] = &[
-    "SELECT", "WHERE", "SET", "VALUES", "VALUE", "FROM", "INTO", "AS", "ON", "USING", "WITH",
-    "LATERAL", "DUAL", "DEFAULT", "GROUP", "ORDER", "LIMIT", "UNION", "JOIN", "LEFT", "RIGHT",
-    "INNER", "OUTER", "CROSS", "NATURAL", "HAVING", "WINDOW", "RETURNING", "FOR", "OFFSET",
+    "SELECT",
+    "WHERE",
+    "SET",
+    "VALUES",
+    "VALUE",
+    "FROM",
+    "INTO",
+    "AS",
+    "ON",
+    "USING",
+    "WITH",
+    "LATERAL",
+    "DUAL",
+    "DEFAULT",
+    "GROUP",
+    "ORDER",
+    "LIMIT",
+    "UNION",
+    "JOIN",
+    "LEFT",
+    "RIGHT",
+    "INNER",
+    "OUTER",
+    "CROSS",
+    "NATURAL",
+    "HAVING",
+    "WINDOW",
+    "RETURNING",
+    "FOR",
+    "OFFSET",
 ];
 
 /// Read a possibly qualified name (`a`, `s.a`, `"S"."A"`) starting at `toks[i]`.
@@ -413,7 +452,10 @@ pub fn summarize(sql: &str) -> SqlSummary {
     if first.tok != Tok::Word {
         // `(SELECT ...)` and friends: look inside the first parenthesis.
         if first.tok == Tok::Punct && first.text == "(" {
-            let inner = toks.iter().skip(1).find(|t| t.tok != Tok::Punct || t.text != "(");
+            let inner = toks
+                .iter()
+                .skip(1)
+                .find(|t| t.tok != Tok::Punct || t.text != "(");
             if inner.is_some_and(|t| is_kw(t, "SELECT")) {
                 return SqlSummary {
                     operation: Some("SELECT".into()),
@@ -437,9 +479,11 @@ pub fn summarize(sql: &str) -> SqlSummary {
                 }
             } else if depth == 0
                 && t.tok == Tok::Word
-                && ["SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "VALUES", "TABLE"]
-                    .iter()
-                    .any(|kw| t.text.eq_ignore_ascii_case(kw))
+                && [
+                    "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "VALUES", "TABLE",
+                ]
+                .iter()
+                .any(|kw| t.text.eq_ignore_ascii_case(kw))
                 && toks[k - 1].tok == Tok::Punct
                 && toks[k - 1].text == ")"
             {
@@ -461,29 +505,59 @@ pub fn summarize(sql: &str) -> SqlSummary {
     let op = op_tok.text.to_ascii_uppercase();
     let i = start + 1;
     let table = match op.as_str() {
-        "SELECT" => find_kw(&toks, i, "FROM").and_then(|k| name_at(&toks, skip_words(&toks, k + 1, &["ONLY"]))),
-        "DELETE" => find_kw(&toks, i, "FROM").and_then(|k| name_at(&toks, skip_words(&toks, k + 1, &["ONLY"]))),
+        "SELECT" => find_kw(&toks, i, "FROM")
+            .and_then(|k| name_at(&toks, skip_words(&toks, k + 1, &["ONLY"]))),
+        "DELETE" => find_kw(&toks, i, "FROM")
+            .and_then(|k| name_at(&toks, skip_words(&toks, k + 1, &["ONLY"]))),
         "INSERT" | "REPLACE" | "MERGE" => {
-            let j = skip_words(&toks, i, &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE"]);
+            let j = skip_words(
+                &toks,
+                i,
+                &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE"],
+            );
             if toks.get(j).is_some_and(|t| is_kw(t, "INTO")) {
                 name_before_list(&toks, j + 1)
             } else {
                 name_before_list(&toks, j)
             }
         }
-        "UPDATE" => name_at(&toks, skip_words(&toks, i, &["LOW_PRIORITY", "IGNORE", "ONLY"])),
+        "UPDATE" => name_at(
+            &toks,
+            skip_words(&toks, i, &["LOW_PRIORITY", "IGNORE", "ONLY"]),
+        ),
         "TABLE" | "COPY" | "LOCK" => {
             name_before_list(&toks, skip_words(&toks, i, &["ONLY", "TABLE", "TABLES"]))
         }
         "TRUNCATE" => name_at(&toks, skip_words(&toks, i, &["TABLE", "ONLY"])),
         // LOAD DATA [LOCAL] INFILE '...' INTO TABLE t
-        "LOAD" => find_kw(&toks, i, "INTO").and_then(|k| name_before_list(&toks, skip_words(&toks, k + 1, &["TABLE"]))),
+        "LOAD" => find_kw(&toks, i, "INTO")
+            .and_then(|k| name_before_list(&toks, skip_words(&toks, k + 1, &["TABLE"]))),
         "CREATE" | "DROP" | "ALTER" => {
-            let j = skip_words(&toks, i, &["OR", "REPLACE", "TEMPORARY", "TEMP", "UNLOGGED", "GLOBAL", "LOCAL"]);
+            let j = skip_words(
+                &toks,
+                i,
+                &[
+                    "OR",
+                    "REPLACE",
+                    "TEMPORARY",
+                    "TEMP",
+                    "UNLOGGED",
+                    "GLOBAL",
+                    "LOCAL",
+                ],
+            );
             if toks.get(j).is_some_and(|t| is_kw(t, "TABLE")) {
-                name_before_list(&toks, skip_words(&toks, j + 1, &["IF", "NOT", "EXISTS", "ONLY"]))
-            } else if toks.get(j).is_some_and(|t| is_kw(t, "INDEX") || is_kw(t, "UNIQUE")) && op == "CREATE" {
-                find_kw(&toks, j, "ON").and_then(|k| name_before_list(&toks, skip_words(&toks, k + 1, &["ONLY"])))
+                name_before_list(
+                    &toks,
+                    skip_words(&toks, j + 1, &["IF", "NOT", "EXISTS", "ONLY"]),
+                )
+            } else if toks
+                .get(j)
+                .is_some_and(|t| is_kw(t, "INDEX") || is_kw(t, "UNIQUE"))
+                && op == "CREATE"
+            {
+                find_kw(&toks, j, "ON")
+                    .and_then(|k| name_before_list(&toks, skip_words(&toks, k + 1, &["ONLY"])))
             } else {
                 None
             }
@@ -502,7 +576,10 @@ mod tests {
 
     fn sum(sql: &str) -> (Option<&'static str>, Option<String>) {
         let s = summarize(sql);
-        (s.operation.map(|o| &*Box::leak(o.into_boxed_str())), s.table)
+        (
+            s.operation.map(|o| &*Box::leak(o.into_boxed_str())),
+            s.table,
+        )
     }
 
     #[test]
@@ -513,16 +590,31 @@ mod tests {
         );
         assert_eq!(sanitize(r"SELECT 'it\'s', E'a\'b'"), "SELECT ?, ?");
         assert_eq!(sanitize("SELECT $$a'b$$, $fn$ x $$ y $fn$"), "SELECT ?, ?");
-        assert_eq!(sanitize("SELECT x'0F', 0xFF, b'101', 0b11, X'AB'"), "SELECT ?, ?, ?, ?, ?");
-        assert_eq!(sanitize("SELECT col_2, t1.c3 FROM t1"), "SELECT col_2, t1.c3 FROM t1");
+        assert_eq!(
+            sanitize("SELECT x'0F', 0xFF, b'101', 0b11, X'AB'"),
+            "SELECT ?, ?, ?, ?, ?"
+        );
+        assert_eq!(
+            sanitize("SELECT col_2, t1.c3 FROM t1"),
+            "SELECT col_2, t1.c3 FROM t1"
+        );
         assert_eq!(sanitize("WHERE id IN (1, 2, 3)"), "WHERE id IN (?, ?, ?)");
-        assert_eq!(sanitize("WHERE a = $1 AND b = ? AND c = :name AND d::int4 = .5"), "WHERE a = $1 AND b = ? AND c = :name AND d::int4 = ?");
-        assert_eq!(sanitize(r#"SELECT "a1", `b2` FROM "t 3""#), r#"SELECT "a1", `b2` FROM "t 3""#);
+        assert_eq!(
+            sanitize("WHERE a = $1 AND b = ? AND c = :name AND d::int4 = .5"),
+            "WHERE a = $1 AND b = ? AND c = :name AND d::int4 = ?"
+        );
+        assert_eq!(
+            sanitize(r#"SELECT "a1", `b2` FROM "t 3""#),
+            r#"SELECT "a1", `b2` FROM "t 3""#
+        );
         assert_eq!(
             sanitize("/* traceparent='00-abc-01' */ SELECT 1 -- id 7\n"),
             "/* traceparent='00-abc-01' */ SELECT ? -- id 7\n"
         );
-        assert_eq!(sanitize("SELECT N'x', U&'d\\0061t', _utf8mb4'y'"), "SELECT ?, ?, _utf8mb4?");
+        assert_eq!(
+            sanitize("SELECT N'x', U&'d\\0061t', _utf8mb4'y'"),
+            "SELECT ?, ?, _utf8mb4?"
+        );
     }
 
     #[test]
@@ -538,35 +630,86 @@ mod tests {
     #[test]
     fn sanitize_keeps_truncation_marker() {
         let s = format!("INSERT INTO t VALUES ('abc{TRUNCATED_MARKER}");
-        assert_eq!(sanitize(&s), format!("INSERT INTO t VALUES (?{TRUNCATED_MARKER}"));
+        assert_eq!(
+            sanitize(&s),
+            format!("INSERT INTO t VALUES (?{TRUNCATED_MARKER}")
+        );
     }
 
     #[test]
     fn sanitize_multibyte() {
-        assert_eq!(sanitize("SELECT 'é', ünï FROM t WHERE x='日本'"), "SELECT ?, ünï FROM t WHERE x=?");
+        assert_eq!(
+            sanitize("SELECT 'é', ünï FROM t WHERE x='日本'"),
+            "SELECT ?, ünï FROM t WHERE x=?"
+        );
     }
 
     #[test]
     fn summarizes_common_statements() {
-        assert_eq!(sum("SELECT a FROM users WHERE id = 1"), (Some("SELECT"), Some("users".into())));
-        assert_eq!(sum("/* c */ -- x\n select * from public.\"Users\" u join b on 1"), (Some("SELECT"), Some("public.Users".into())));
-        assert_eq!(sum("insert into `db`.`t` (a) values (1)"), (Some("INSERT"), Some("db.t".into())));
-        assert_eq!(sum("INSERT IGNORE INTO t VALUES (1)"), (Some("INSERT"), Some("t".into())));
-        assert_eq!(sum("UPDATE ONLY t SET a = 1"), (Some("UPDATE"), Some("t".into())));
-        assert_eq!(sum("DELETE FROM t WHERE a"), (Some("DELETE"), Some("t".into())));
-        assert_eq!(sum("WITH x AS (SELECT * FROM a) SELECT * FROM x"), (Some("SELECT"), Some("x".into())));
-        assert_eq!(sum("WITH RECURSIVE x(n) AS (SELECT 1 UNION SELECT n+1 FROM x) DELETE FROM t"), (Some("DELETE"), Some("t".into())));
+        assert_eq!(
+            sum("SELECT a FROM users WHERE id = 1"),
+            (Some("SELECT"), Some("users".into()))
+        );
+        assert_eq!(
+            sum("/* c */ -- x\n select * from public.\"Users\" u join b on 1"),
+            (Some("SELECT"), Some("public.Users".into()))
+        );
+        assert_eq!(
+            sum("insert into `db`.`t` (a) values (1)"),
+            (Some("INSERT"), Some("db.t".into()))
+        );
+        assert_eq!(
+            sum("INSERT IGNORE INTO t VALUES (1)"),
+            (Some("INSERT"), Some("t".into()))
+        );
+        assert_eq!(
+            sum("UPDATE ONLY t SET a = 1"),
+            (Some("UPDATE"), Some("t".into()))
+        );
+        assert_eq!(
+            sum("DELETE FROM t WHERE a"),
+            (Some("DELETE"), Some("t".into()))
+        );
+        assert_eq!(
+            sum("WITH x AS (SELECT * FROM a) SELECT * FROM x"),
+            (Some("SELECT"), Some("x".into()))
+        );
+        assert_eq!(
+            sum("WITH RECURSIVE x(n) AS (SELECT 1 UNION SELECT n+1 FROM x) DELETE FROM t"),
+            (Some("DELETE"), Some("t".into()))
+        );
         assert_eq!(sum("SELECT * FROM (SELECT 1) s"), (Some("SELECT"), None));
-        assert_eq!(sum("SELECT * FROM generate_series(1, 3)"), (Some("SELECT"), None));
+        assert_eq!(
+            sum("SELECT * FROM generate_series(1, 3)"),
+            (Some("SELECT"), None)
+        );
         assert_eq!(sum("SELECT 1"), (Some("SELECT"), None));
-        assert_eq!(sum("CREATE TABLE IF NOT EXISTS s.t (a int)"), (Some("CREATE"), Some("s.t".into())));
-        assert_eq!(sum("DROP TABLE IF EXISTS t"), (Some("DROP"), Some("t".into())));
-        assert_eq!(sum("CREATE UNIQUE INDEX i ON t (a)"), (Some("CREATE"), Some("t".into())));
+        assert_eq!(
+            sum("CREATE TABLE IF NOT EXISTS s.t (a int)"),
+            (Some("CREATE"), Some("s.t".into()))
+        );
+        assert_eq!(
+            sum("DROP TABLE IF EXISTS t"),
+            (Some("DROP"), Some("t".into()))
+        );
+        assert_eq!(
+            sum("CREATE UNIQUE INDEX i ON t (a)"),
+            (Some("CREATE"), Some("t".into()))
+        );
         assert_eq!(sum("TABLE t"), (Some("TABLE"), Some("t".into())));
-        assert_eq!(sum("COPY t (a) FROM STDIN"), (Some("COPY"), Some("t".into())));
-        assert_eq!(sum("TRUNCATE TABLE t"), (Some("TRUNCATE"), Some("t".into())));
+        assert_eq!(
+            sum("COPY t (a) FROM STDIN"),
+            (Some("COPY"), Some("t".into()))
+        );
+        assert_eq!(
+            sum("TRUNCATE TABLE t"),
+            (Some("TRUNCATE"), Some("t".into()))
+        );
         assert_eq!(sum("begin"), (Some("BEGIN"), None));
-        assert_eq!(sum("SELECT a FROM t; DELETE FROM u"), (Some("SELECT"), Some("t".into())));
+        assert_eq!(
+            sum("SELECT a FROM t; DELETE FROM u"),
+            (Some("SELECT"), Some("t".into()))
+        );
         assert_eq!(sum(""), (None, None));
         assert_eq!(sum("  /* only a comment */ "), (None, None));
         assert_eq!(sum("(SELECT 1)"), (Some("SELECT"), None));

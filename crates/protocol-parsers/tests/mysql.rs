@@ -6,9 +6,7 @@ mod zcap;
 
 use proptest::prelude::*;
 use protocol_parsers::mysql::{self, MysqlParser};
-use protocol_parsers::{
-    ConnectionParser, DbResponse, L7Event, L7EventKind, MessageInfo, Side,
-};
+use protocol_parsers::{ConnectionParser, DbResponse, L7Event, L7EventKind, MessageInfo, Side};
 
 const SMALL: &[&str] = &[
     "mysql/pymysql_session.zcap",
@@ -53,18 +51,26 @@ fn golden_events() {
 fn fixtures_have_no_desync_and_pair_every_response() {
     for f in SMALL.iter().chain([&BIG]) {
         let (_, ev) = baseline(f);
-        assert!(!ev.iter().any(|e| matches!(e.kind, L7EventKind::Desync { .. })), "{f}");
+        assert!(
+            !ev.iter()
+                .any(|e| matches!(e.kind, L7EventKind::Desync { .. })),
+            "{f}"
+        );
         // Every response answers a request seen before it.
         for e in ev.iter().filter(|e| e.side == Side::Server) {
             assert!(
-                ev.iter().any(|h| h.side == Side::Client && h.exchange == e.exchange),
+                ev.iter()
+                    .any(|h| h.side == Side::Client && h.exchange == e.exchange),
                 "{f}: response {} without request",
                 e.exchange
             );
         }
         // Credentials never leave the parser.
         let text = zcap::render(&ev);
-        assert!(!text.contains("ztfx_pw") && !text.contains("ztfx_user"), "{f}");
+        assert!(
+            !text.contains("ztfx_pw") && !text.contains("ztfx_user"),
+            "{f}"
+        );
     }
 }
 
@@ -92,15 +98,25 @@ fn prepared_statements_report_their_sql() {
     let execs: Vec<_> = ev
         .iter()
         .filter_map(|e| match &e.kind {
-            L7EventKind::Head { info: MessageInfo::DbRequest(r), .. } if r.statement.is_some() => Some(r),
+            L7EventKind::Head {
+                info: MessageInfo::DbRequest(r),
+                ..
+            } if r.statement.is_some() => Some(r),
             _ => None,
         })
         .collect();
-    assert!(execs.iter().any(|r| r.operation.as_deref() == Some("SELECT")
-        && r.query.as_deref() == Some("SELECT id, name, price FROM ztfx_items WHERE id >= ? ORDER BY id")
-        && r.statement.as_deref() == Some("6")));
-    assert!(execs.iter().any(|r| r.operation.as_deref() == Some("COM_STMT_RESET")));
-    assert!(execs.iter().any(|r| r.operation.as_deref() == Some("COM_STMT_CLOSE")));
+    assert!(execs
+        .iter()
+        .any(|r| r.operation.as_deref() == Some("SELECT")
+            && r.query.as_deref()
+                == Some("SELECT id, name, price FROM ztfx_items WHERE id >= ? ORDER BY id")
+            && r.statement.as_deref() == Some("6")));
+    assert!(execs
+        .iter()
+        .any(|r| r.operation.as_deref() == Some("COM_STMT_RESET")));
+    assert!(execs
+        .iter()
+        .any(|r| r.operation.as_deref() == Some("COM_STMT_CLOSE")));
     // Binary-protocol result set: rows counted.
     assert_eq!(response_end(&ev, 5).unwrap().1.unwrap().rows, Some(2));
 }
@@ -140,14 +156,20 @@ fn big_payloads_are_never_buffered() {
     let head = ev
         .iter()
         .find_map(|e| match &e.kind {
-            L7EventKind::Head { info: MessageInfo::DbRequest(r), .. } if e.exchange == 3 => Some(r.clone()),
+            L7EventKind::Head {
+                info: MessageInfo::DbRequest(r),
+                ..
+            } if e.exchange == 3 => Some(r.clone()),
             _ => None,
         })
         .unwrap();
     let q = head.query.unwrap();
     assert!(q.starts_with("INSERT INTO ztfx_blobs (id, body) VALUES (1, 'zzzz"));
     assert!(q.ends_with(protocol_parsers::sql::TRUNCATED_MARKER));
-    assert_eq!(q.len(), 16 * 1024 + protocol_parsers::sql::TRUNCATED_MARKER.len());
+    assert_eq!(
+        q.len(),
+        16 * 1024 + protocol_parsers::sql::TRUNCATED_MARKER.len()
+    );
     let (total_client, total_server) = *zcap::side_offsets(&recs).last().unwrap();
     assert!(total_client > 17 * 1024 * 1024 && total_server > 17 * 1024 * 1024);
     // The > 16 MiB row: one row.
@@ -175,11 +197,17 @@ fn big_payloads_with_gaps() {
     // lost (Desync at that header), the parser finds the next command, and
     // every response still goes with its own request.
     let mut want = zcap::framing(&base, 0, 0, 0);
-    let i = want.iter().position(|l| l == "Client 3 End 17826123").unwrap();
+    let i = want
+        .iter()
+        .position(|l| l == "Client 3 End 17826123")
+        .unwrap();
     want[i] = format!("Client 3 Desync {}", 274 + 4 + 0xFF_FFFF);
     // The > 16 MiB row lost its continuation headers too: the response still
     // ends at the right place, with the row count unknown.
-    let j = want.iter().position(|l| l == "Server 4 End 17826111 rows=1").unwrap();
+    let j = want
+        .iter()
+        .position(|l| l == "Server 4 End 17826111 rows=1")
+        .unwrap();
     want[j] = "Server 4 End 17826111".into();
     let got = zcap::framing(&ev, 0, 0, 0);
     assert_eq!(got, want);
@@ -206,11 +234,13 @@ fn rows_gap_ends_response_at_terminator() {
     ev.extend(zcap::run(&mut p, &recs[k + 1..]));
     let (end, info) = response_end(&ev, 4).unwrap();
     assert_eq!(end, end5);
-    assert_eq!(info.and_then(|r| r.rows), None, "row count unknown after a gap");
+    assert_eq!(
+        info.and_then(|r| r.rows),
+        None,
+        "row count unknown after a gap"
+    );
     // Later exchanges are untouched.
-    let later = |v: &[L7Event]| -> Vec<String> {
-        zcap::framing(v, 0, 0, 5)
-    };
+    let later = |v: &[L7Event]| -> Vec<String> { zcap::framing(v, 0, 0, 5) };
     assert_eq!(later(&ev), later(&base));
 }
 
@@ -256,8 +286,16 @@ fn detects_mysql() {
         protocol_parsers::detect(Side::Client, &first_cmd.1, 1234),
         Some(protocol_parsers::Protocol::Mysql)
     );
-    assert!(!mysql::looks_like(Side::Client, b"GET / HTTP/1.1\r\n\r\n", 3306));
-    assert!(!mysql::looks_like(Side::Client, b"*1\r\n$4\r\nPING\r\n", 3306));
+    assert!(!mysql::looks_like(
+        Side::Client,
+        b"GET / HTTP/1.1\r\n\r\n",
+        3306
+    ));
+    assert!(!mysql::looks_like(
+        Side::Client,
+        b"*1\r\n$4\r\nPING\r\n",
+        3306
+    ));
 }
 
 proptest! {

@@ -13,7 +13,10 @@ const FIXTURES: &[&str] = &[
     "postgres/psycopg_extended.zcap",
     "postgres/psycopg_ssl.zcap",
 ];
-const PLAIN: &[&str] = &["postgres/psycopg_simple.zcap", "postgres/psycopg_extended.zcap"];
+const PLAIN: &[&str] = &[
+    "postgres/psycopg_simple.zcap",
+    "postgres/psycopg_extended.zcap",
+];
 
 fn make() -> Box<dyn ConnectionParser> {
     Box::new(PostgresParser::new())
@@ -40,7 +43,10 @@ fn response_end(ev: &[L7Event], x: u64) -> Option<(u64, Option<DbResponse>)> {
 
 fn request(ev: &[L7Event], x: u64) -> Option<protocol_parsers::DbRequest> {
     ev.iter().find_map(|e| match &e.kind {
-        L7EventKind::Head { info: MessageInfo::DbRequest(r), .. } if e.exchange == x => Some(r.clone()),
+        L7EventKind::Head {
+            info: MessageInfo::DbRequest(r),
+            ..
+        } if e.exchange == x => Some(r.clone()),
         _ => None,
     })
 }
@@ -57,11 +63,22 @@ fn golden_events() {
 fn fixtures_have_no_desync_and_keep_no_credentials() {
     for f in FIXTURES {
         let (_, ev) = baseline(f);
-        assert!(!ev.iter().any(|e| matches!(e.kind, L7EventKind::Desync { .. })), "{f}");
+        assert!(
+            !ev.iter()
+                .any(|e| matches!(e.kind, L7EventKind::Desync { .. })),
+            "{f}"
+        );
         let text = zcap::render(&ev);
-        assert!(!text.contains("ztfx_pw") && !text.contains("SCRAM") && !text.contains("c=biws"), "{f}");
+        assert!(
+            !text.contains("ztfx_pw") && !text.contains("SCRAM") && !text.contains("c=biws"),
+            "{f}"
+        );
         for e in ev.iter().filter(|e| e.side == Side::Server) {
-            assert!(ev.iter().any(|h| h.side == Side::Client && h.exchange == e.exchange), "{f}");
+            assert!(
+                ev.iter()
+                    .any(|h| h.side == Side::Client && h.exchange == e.exchange),
+                "{f}"
+            );
         }
     }
 }
@@ -99,7 +116,10 @@ fn simple_query_facts() {
 fn extended_protocol_facts() {
     let (_, ev) = baseline("postgres/psycopg_extended.zcap");
     let r = request(&ev, 0).unwrap();
-    assert_eq!(r.query.as_deref(), Some("SELECT id, name FROM ztfx_items WHERE id > $1 ORDER BY id"));
+    assert_eq!(
+        r.query.as_deref(),
+        Some("SELECT id, name FROM ztfx_items WHERE id > $1 ORDER BY id")
+    );
     assert_eq!(r.statement, None);
     assert_eq!(response_end(&ev, 0).unwrap().1.unwrap().rows, Some(3));
     let e = response_end(&ev, 3).unwrap().1.unwrap().error.unwrap();
@@ -111,7 +131,10 @@ fn extended_protocol_facts() {
     for x in 5..=7 {
         let r = request(&ev, x).unwrap();
         assert_eq!(r.statement.as_deref(), Some("_pg3_0"));
-        assert_eq!(r.query.as_deref(), Some("SELECT name FROM ztfx_items WHERE id = $1"));
+        assert_eq!(
+            r.query.as_deref(),
+            Some("SELECT name FROM ztfx_items WHERE id = $1")
+        );
         assert_eq!(response_end(&ev, x).unwrap().1.unwrap().rows, Some(1));
     }
     // Pipeline: three Executes, three responses.
@@ -170,19 +193,33 @@ fn detects_postgres() {
     let (recs, _) = baseline("postgres/psycopg_simple.zcap");
     assert!(postgres::looks_like(Side::Client, &recs[0].1, 23011));
     assert!(postgres::looks_like(Side::Server, &recs[1].1, 23011));
-    let q = recs.iter().find(|r| r.0 == Side::Client && r.1[0] == b'Q').unwrap();
+    let q = recs
+        .iter()
+        .find(|r| r.0 == Side::Client && r.1[0] == b'Q')
+        .unwrap();
     assert!(postgres::looks_like(Side::Client, &q.1, 1234));
     assert_eq!(
         protocol_parsers::detect(Side::Client, &q.1, 1234),
         Some(protocol_parsers::Protocol::Postgres)
     );
     let (ext, _) = baseline("postgres/psycopg_extended.zcap");
-    let p = ext.iter().find(|r| r.0 == Side::Client && r.1[0] == b'P').unwrap();
+    let p = ext
+        .iter()
+        .find(|r| r.0 == Side::Client && r.1[0] == b'P')
+        .unwrap();
     assert!(postgres::looks_like(Side::Client, &p.1, 1234));
     let (ssl, _) = baseline("postgres/psycopg_ssl.zcap");
     assert!(postgres::looks_like(Side::Client, &ssl[0].1, 1234));
-    assert!(!postgres::looks_like(Side::Client, b"GET / HTTP/1.1\r\n\r\n", 5432));
-    assert!(!postgres::looks_like(Side::Client, b"*1\r\n$4\r\nPING\r\n", 5432));
+    assert!(!postgres::looks_like(
+        Side::Client,
+        b"GET / HTTP/1.1\r\n\r\n",
+        5432
+    ));
+    assert!(!postgres::looks_like(
+        Side::Client,
+        b"*1\r\n$4\r\nPING\r\n",
+        5432
+    ));
 }
 
 #[test]

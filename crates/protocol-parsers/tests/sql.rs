@@ -17,8 +17,10 @@ fn token() -> impl Strategy<Value = (String, String)> {
     prop_oneof![
         // identifiers, digits inside included (t1, col_2)
         "[a-z_][a-z0-9_]{0,8}".prop_map(keep),
-        prop::sample::select(vec!["SELECT", "FROM", "WHERE", "IN", "AND", "NULL", "TRUE", "INSERT", "VALUES"])
-            .prop_map(|s: &str| keep(s.to_string())),
+        prop::sample::select(vec![
+            "SELECT", "FROM", "WHERE", "IN", "AND", "NULL", "TRUE", "INSERT", "VALUES"
+        ])
+        .prop_map(|s: &str| keep(s.to_string())),
         // quoted identifiers
         "\"[a-zA-Z0-9 ]{1,6}\"".prop_map(keep),
         "`[a-zA-Z0-9 ]{1,6}`".prop_map(keep),
@@ -32,9 +34,18 @@ fn token() -> impl Strategy<Value = (String, String)> {
         // comments (kept: they carry trace context)
         "/\\* [a-z0-9=' -]{0,12} \\*/".prop_map(keep),
         // string literals with '' and backslash escapes
-        prop::collection::vec(prop_oneof!["[a-zA-Z0-9 ,;()\"$-]".prop_map(|s| s), Just("''".to_string()), Just("\\'".to_string()), Just("\\\\".to_string())], 0..8)
-            .prop_map(|parts| lit(format!("'{}'", parts.concat()))),
-        prop::collection::vec("[a-zA-Z0-9 ']", 0..6).prop_map(|p: Vec<String>| lit(format!("E'{}'", p.concat().replace('\'', "\\'")))),
+        prop::collection::vec(
+            prop_oneof![
+                "[a-zA-Z0-9 ,;()\"$-]".prop_map(|s| s),
+                Just("''".to_string()),
+                Just("\\'".to_string()),
+                Just("\\\\".to_string())
+            ],
+            0..8
+        )
+        .prop_map(|parts| lit(format!("'{}'", parts.concat()))),
+        prop::collection::vec("[a-zA-Z0-9 ']", 0..6)
+            .prop_map(|p: Vec<String>| lit(format!("E'{}'", p.concat().replace('\'', "\\'")))),
         // numbers
         "[0-9]{1,6}".prop_map(lit),
         "[0-9]{1,4}\\.[0-9]{1,3}".prop_map(lit),
@@ -127,5 +138,8 @@ fn real_queries_from_the_fixtures() {
     assert_eq!(sanitize("DO $$ BEGIN RAISE NOTICE 'hello'; END $$"), "DO ?");
     assert_eq!(sanitize("SELECT $1::int"), "SELECT $1::int");
     let s = summarize("SELECT count(*) FROM ztfx_items WHERE id >= $1");
-    assert_eq!((s.operation.as_deref(), s.table.as_deref()), (Some("SELECT"), Some("ztfx_items")));
+    assert_eq!(
+        (s.operation.as_deref(), s.table.as_deref()),
+        (Some("SELECT"), Some("ztfx_items"))
+    );
 }

@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
         let len = (rest[1] as usize).min(rest.len() - 2);
         let chunk = &rest[2..2 + len];
         rest = &rest[2 + len..];
-        let side = if ctl & 1 == 0 { Side::Client } else { Side::Server };
+        let side = if ctl & 1 == 0 {
+            Side::Client
+        } else {
+            Side::Server
+        };
         let i = (ctl & 1) as usize;
         p.feed(side, chunk);
         fed[i] += chunk.len() as u64;
@@ -31,7 +35,9 @@ fuzz_target!(|data: &[u8]| {
         while let Some(ev) = p.poll() {
             let limit = fed[if ev.side == Side::Client { 0 } else { 1 }];
             match ev.kind {
-                L7EventKind::Head { offset, .. } | L7EventKind::Desync { offset, .. } => assert!(offset <= limit),
+                L7EventKind::Head { offset, .. } | L7EventKind::Desync { offset, .. } => {
+                    assert!(offset <= limit)
+                }
                 L7EventKind::End { end, .. } => assert!(end <= limit),
             }
         }

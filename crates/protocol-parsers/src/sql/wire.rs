@@ -79,7 +79,11 @@ impl SideStream {
 
     fn apply(&mut self, used: usize, skip: u64, avail: usize) -> usize {
         // Guarantee progress whatever the machine answers.
-        let used = if used == 0 && skip == 0 { 1 } else { used.min(avail) };
+        let used = if used == 0 && skip == 0 {
+            1
+        } else {
+            used.min(avail)
+        };
         self.pos += used as u64;
         self.skip = skip;
         used
