@@ -981,16 +981,13 @@ impl Machine_ {
     /// parsed): a candidate cut short is passed over.
     fn client_scan(&mut self, bytes: &[u8], _truncated: bool) -> Step {
         for p in 0..bytes.len() {
-            match plausible_command(&bytes[p..]) {
-                Plausible::Yes => {
-                    if p == 0 {
-                        // Synchronised: `step` parses the command now.
-                        self.client_lost = false;
-                        return Step::Need(1);
-                    }
-                    return Step::Consume { used: p, skip: 0 };
+            if plausible_command(&bytes[p..]) == Plausible::Yes {
+                if p == 0 {
+                    // Synchronised: `step` parses the command now.
+                    self.client_lost = false;
+                    return Step::Need(1);
                 }
-                _ => {}
+                return Step::Consume { used: p, skip: 0 };
             }
         }
         Step::Consume {

@@ -277,7 +277,7 @@ fn plausible_client_(b: &[u8], strict: bool) -> Plausible {
     }
     let body_len = len - 4;
     let whole = len < CHECK_WHOLE;
-    let complete = b.len() >= 1 + len;
+    let complete = b.len() > len;
     let verdict = |ok: bool| if ok { Plausible::Yes } else { Plausible::No };
     match t {
         b'S' | b'H' | b'X' => verdict(len == 4),
@@ -960,15 +960,13 @@ impl Pg {
             ) {
                 continue;
             }
-            match plausible_client(&bytes[p..]) {
-                Plausible::Yes => {
-                    if p == 0 {
-                        self.client_lost = false;
-                        return Step::Need(1);
-                    }
-                    return Step::Consume { used: p, skip: 0 };
+            if plausible_client(&bytes[p..]) == Plausible::Yes {
+                if p == 0 {
+                    // Synchronised: `step` parses the message now.
+                    self.client_lost = false;
+                    return Step::Need(1);
                 }
-                _ => {}
+                return Step::Consume { used: p, skip: 0 };
             }
         }
         Step::Consume {
@@ -1158,15 +1156,12 @@ impl Pg {
             ) {
                 continue;
             }
-            match plausible_server(&bytes[p..]) {
-                Plausible::Yes => {
-                    return if p == 0 {
-                        None
-                    } else {
-                        Some(Step::Consume { used: p, skip: 0 })
-                    };
-                }
-                _ => {}
+            if plausible_server(&bytes[p..]) == Plausible::Yes {
+                return if p == 0 {
+                    None
+                } else {
+                    Some(Step::Consume { used: p, skip: 0 })
+                };
             }
         }
         Some(Step::Consume {
