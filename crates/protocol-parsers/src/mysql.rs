@@ -832,10 +832,11 @@ impl Machine_ {
     }
 
     fn command(&mut self, bytes: &[u8], at: u64, h: PacketHeader, truncated: bool) -> Step {
+        if h.len == 0 {
+            // An empty packet (end of LOCAL INFILE data, or junk).
+            return self.skip_packet(bytes, h);
+        }
         let Some(&cmd) = bytes.get(4) else {
-            if h.len == 0 {
-                return self.skip_packet(bytes, h);
-            }
             return Step::Need(5);
         };
         let Some(name) = command_name(cmd) else {
@@ -1717,6 +1718,20 @@ mod tests {
             _ => None,
         });
         assert_eq!(ns.collect::<Vec<_>>(), vec![None, Some("shop".into())]);
+    }
+
+    #[test]
+    fn empty_packet_then_command() {
+        // Found by fuzzing: an empty packet followed by more bytes.
+        let mut p = MysqlParser::new();
+        p.feed(Side::Client, &packet(0, b"\x03SELECT 1"));
+        p.feed(Side::Client, &[0, 0, 0, 0, 3, 0, 0, 0]);
+        p.feed(Side::Client, &packet(0, b"\x0e"));
+        let heads = events(&mut p)
+            .into_iter()
+            .filter(|e| matches!(e.kind, L7EventKind::Head { .. }))
+            .count();
+        assert_eq!(heads, 2);
     }
 
     #[test]

@@ -376,7 +376,7 @@ fn plausible_server(b: &[u8]) -> Plausible {
             }
         }
         b'C' => {
-            if len > 68 {
+            if !(6..=68).contains(&len) {
                 return Plausible::No;
             }
             let Some(body) = b.get(5..1 + len) else {
@@ -1528,6 +1528,8 @@ mod tests {
         assert_eq!(plausible_server(&msg(b'Z', b"I")), Plausible::Yes);
         assert_eq!(plausible_server(&msg(b'C', b"SELECT 3\0")), Plausible::Yes);
         assert_eq!(plausible_server(&msg(b'C', b"select 3\0")), Plausible::No);
+        // Found by fuzzing: an empty CommandComplete body.
+        assert_eq!(plausible_server(&msg(b'C', b"")), Plausible::No);
         // `s` then junk: not a boundary (the text "it's" in a row looks so).
         let mut b = msg(b's', b"");
         b.extend_from_slice(b"3.00C");

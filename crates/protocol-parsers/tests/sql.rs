@@ -69,7 +69,7 @@ fn statement() -> impl Strategy<Value = (String, String)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     /// Every literal becomes `?`, everything else is kept as written: so no
     /// literal (digits, quoted text) survives.
