@@ -35,6 +35,11 @@
 //!
 //! The parser expects a command's bytes to be fed before its response's
 //! (capture order); server bytes that answer no known command are skipped.
+//! A command found in bytes that waited in the buffer while server bytes
+//! were parsed gets no response (its answer may have gone by): a response
+//! can be missing, never paired with the wrong command. When the framing of
+//! a response is lost, "the next command ends the previous response" relies
+//! on MySQL clients not pipelining commands (true of the common drivers).
 
 use std::collections::{HashMap, VecDeque};
 

@@ -40,7 +40,15 @@
 //!
 //! The parser expects a message's bytes to be fed before the backend's
 //! answer to it (capture order); backend messages that answer nothing known
-//! are skipped.
+//! are skipped. A request found in bytes that waited in the buffer while
+//! backend bytes were parsed gets no response (its answer may have gone by).
+//! When the backend's framing is lost and the client then sends a new
+//! request before any other, the responses in flight end where the backend
+//! stream is (the client waited for them). Known limit: joining a connection
+//! in the middle of a pipelined batch, or losing the backend's framing while
+//! the client keeps pipelining, can pair a response with the wrong
+//! `Execute`; the parser assumes no unseen request is outstanding when it
+//! locks on the first one it sees.
 
 use std::collections::{HashMap, VecDeque};
 
