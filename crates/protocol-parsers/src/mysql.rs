@@ -720,21 +720,36 @@ impl Machine_ {
         );
     }
 
-    fn request(
+    /// `operation`: fixed (`COM_PING`, `PREPARE`), else the SQL's first
+    /// keyword, else `fallback`.
+    fn request_op(
         &self,
-        operation: &str,
+        operation: Option<&str>,
+        fallback: &str,
         query: Option<String>,
         statement: Option<String>,
     ) -> DbRequest {
         let summary = query.as_deref().map(sql::summarize).unwrap_or_default();
         DbRequest {
             system: DbSystem::Mysql,
-            operation: Some(operation.to_owned()),
+            operation: operation
+                .map(str::to_owned)
+                .or(summary.operation)
+                .or_else(|| (!fallback.is_empty()).then(|| fallback.to_owned())),
             query,
             target: summary.table,
             namespace: self.namespace.clone(),
             statement,
         }
+    }
+
+    fn request(
+        &self,
+        operation: &str,
+        query: Option<String>,
+        statement: Option<String>,
+    ) -> DbRequest {
+        self.request_op(Some(operation), "", query, statement)
     }
 
     // ----------------------------------------------------------------- client
@@ -905,14 +920,12 @@ impl Machine_ {
             };
             m.statements.get(&id).cloned()
         };
-        let stmt_str = stmt_id.map(|id| id.to_string());
+        let stmt_str = || stmt_id.map(|id| id.to_string());
         let (req, kind) = match cmd {
             0x03 => {
                 let sql = sql_text(p, full_len, more);
-                let op = sql::summarize(&sql).operation;
                 let use_db = use_target(&sql);
-                let mut r = self.request("", Some(sql), None);
-                r.operation = op;
+                let r = self.request_op(None, "", Some(sql), None);
                 (r, Some(Kind::Query { use_db }))
             }
             0x16 => {
@@ -922,15 +935,12 @@ impl Machine_ {
             }
             0x17 | 0xFA => {
                 let sql = stmt_sql(self);
-                let op = sql
-                    .as_deref()
-                    .and_then(|s| sql::summarize(s).operation)
-                    .unwrap_or_else(|| name.to_owned());
-                (self.request(&op, sql, stmt_str), Some(Kind::Execute))
+                let r = self.request_op(None, name, sql, stmt_str());
+                (r, Some(Kind::Execute))
             }
             0x1C => {
                 let sql = stmt_sql(self);
-                (self.request(name, sql, stmt_str), Some(Kind::Fetch))
+                (self.request(name, sql, stmt_str()), Some(Kind::Fetch))
             }
             0x19 | 0x18 => {
                 let sql = stmt_sql(self);
@@ -939,11 +949,11 @@ impl Machine_ {
                         self.statements.remove(&id);
                     }
                 }
-                (self.request(name, sql, stmt_str), None)
+                (self.request(name, sql, stmt_str()), None)
             }
             0x1A => {
                 let sql = stmt_sql(self);
-                (self.request(name, sql, stmt_str), Some(Kind::Simple))
+                (self.request(name, sql, stmt_str()), Some(Kind::Simple))
             }
             0x02 => {
                 let db = String::from_utf8_lossy(p).into_owned();

@@ -59,12 +59,36 @@ struct Lexer<'a> {
     i: usize,
 }
 
+/// Byte classes: 1 = starts an identifier, 2 = continues one, 4 = blank.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 {
+            t[i] |= 1 | 2;
+        }
+        if b.is_ascii_digit() || b == b'$' {
+            t[i] |= 2;
+        }
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+            t[i] |= 4;
+        }
+        i += 1;
+    }
+    t
+};
+
 fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+    CLASS[b as usize] & 1 != 0
 }
 
 fn is_ident_cont(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+    CLASS[b as usize] & 2 != 0
+}
+
+fn is_blank(b: u8) -> bool {
+    CLASS[b as usize] & 4 != 0
 }
 
 impl<'a> Lexer<'a> {
@@ -169,12 +193,11 @@ impl<'a> Lexer<'a> {
         let start = self.i;
         let b = *s.get(self.i)?;
         let tok = match b {
-            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => {
-                while self.i < s.len()
-                    && matches!(s[self.i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
-                {
-                    self.i += 1;
-                }
+            _ if is_blank(b) => {
+                self.i += s[self.i..]
+                    .iter()
+                    .position(|&c| !is_blank(c))
+                    .unwrap_or(s.len() - self.i);
                 Tok::Space
             }
             b'-' if self.at(1) == b'-' => {
@@ -259,9 +282,10 @@ impl<'a> Lexer<'a> {
                 Tok::Literal
             }
             _ if is_ident_start(b) => {
-                while self.i < s.len() && is_ident_cont(s[self.i]) {
-                    self.i += 1;
-                }
+                self.i += s[self.i..]
+                    .iter()
+                    .position(|&c| !is_ident_cont(c))
+                    .unwrap_or(s.len() - self.i);
                 Tok::Word
             }
             _ => {
@@ -290,14 +314,18 @@ pub fn sanitize(sql: &str) -> String {
     };
     let mut out = String::with_capacity(body.len() + marker.len());
     let mut lx = Lexer::new(body);
+    // Copy the text between literals in runs. Token bounds always fall on
+    // ASCII bytes, so the slices are on character boundaries; `get` keeps
+    // it panic-free regardless.
+    let mut copied = 0;
     while let Some((tok, a, b)) = lx.next() {
-        match tok {
-            Tok::Literal => out.push('?'),
-            // Byte positions always fall on ASCII boundaries, so slicing is
-            // safe; `get` keeps it panic-free regardless.
-            _ => out.push_str(body.get(a..b).unwrap_or("")),
+        if tok == Tok::Literal {
+            out.push_str(body.get(copied..a).unwrap_or(""));
+            out.push('?');
+            copied = b;
         }
     }
+    out.push_str(body.get(copied..).unwrap_or(""));
     out.push_str(marker);
     out
 }
@@ -400,7 +428,11 @@ fn name_at_(toks: &[Sig<'_>], mut i: usize, list_ok: bool) -> Option<String> {
             _ => break,
         }
     }
-    Some(parts.join("."))
+    Some(if parts.len() == 1 {
+        parts.pop().unwrap_or_default()
+    } else {
+        parts.join(".")
+    })
 }
 
 fn is_kw(t: &Sig<'_>, kw: &str) -> bool {
@@ -436,16 +468,15 @@ fn skip_words(toks: &[Sig<'_>], mut i: usize, skip: &[&str]) -> usize {
     i
 }
 
+/// Tokens of a statement's head looked at by [`summarize`] (a table named
+/// after that is not found).
+const MAX_SUMMARY_TOKENS: usize = 512;
+
 /// Operation and main table of `sql`, best effort (see [`SqlSummary`]).
 pub fn summarize(sql: &str) -> SqlSummary {
     // A statement's head is enough: cap the work on huge texts.
-    let mut toks: Vec<Sig<'_>> = Vec::new();
-    for t in significant(sql) {
-        if toks.len() >= 4096 {
-            break;
-        }
-        toks.push(t);
-    }
+    let mut toks: Vec<Sig<'_>> = Vec::with_capacity(32);
+    toks.extend(significant(sql).take(MAX_SUMMARY_TOKENS));
     let Some(first) = toks.first() else {
         return SqlSummary::default();
     };
