@@ -65,15 +65,25 @@ pub enum MysqlError {
 pub mod caps {
     /// Unset by MariaDB peers, which then send extended capabilities.
     pub const CLIENT_MYSQL: u64 = 1;
+    /// The handshake response names a database.
     pub const CONNECT_WITH_DB: u64 = 0x8;
+    /// zlib-compressed protocol (not parsed).
     pub const COMPRESS: u64 = 0x20;
+    /// The 4.1 protocol (every current client).
     pub const PROTOCOL_41: u64 = 0x200;
+    /// TLS: set in an SSL request.
     pub const SSL: u64 = 0x800;
+    /// Auth data with a 1-byte length.
     pub const SECURE_CONNECTION: u64 = 0x8000;
+    /// Authentication plugins.
     pub const PLUGIN_AUTH: u64 = 0x80000;
+    /// Auth data with a length-encoded length.
     pub const PLUGIN_AUTH_LENENC_CLIENT_DATA: u64 = 0x20_0000;
+    /// OK packets carry session-state changes (schema, variables).
     pub const SESSION_TRACK: u64 = 0x80_0000;
+    /// Result sets end with an OK packet instead of EOF packets.
     pub const DEPRECATE_EOF: u64 = 0x100_0000;
+    /// zstd-compressed protocol (not parsed).
     pub const ZSTD_COMPRESSION: u64 = 0x400_0000;
     /// MariaDB extended capability (bit 36): result-set metadata may be
     /// omitted (`metadata follows` byte after the column count).
@@ -132,7 +142,9 @@ pub fn command_name(cmd: u8) -> Option<&'static str> {
 /// A packet header: 3-byte little-endian payload length and sequence id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketHeader {
+    /// Payload length (0xFFFFFF: more packets follow).
     pub len: usize,
+    /// Sequence id (0 for the first packet of a command).
     pub seq: u8,
 }
 
@@ -178,9 +190,13 @@ fn u32le(b: &[u8], at: usize) -> Option<u32> {
 /// An OK packet (header `0x00`, or `0xFE` when it ends a result set).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OkPacket {
+    /// Rows changed by the statement.
     pub affected_rows: u64,
+    /// `LAST_INSERT_ID()`.
     pub last_insert_id: u64,
+    /// Server status flags (`SERVER_MORE_RESULTS_EXISTS`, ...).
     pub status: u16,
+    /// Warning count.
     pub warnings: u16,
     /// Schema set by the statement (session-state tracking), if reported.
     pub schema: Option<String>,
@@ -239,8 +255,11 @@ fn session_schema(rest: &[u8]) -> Option<String> {
 /// An ERR packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ErrPacket {
+    /// Error number (1146 ...).
     pub code: u16,
+    /// Five-character SQL state, when sent.
     pub sql_state: Option<String>,
+    /// Human-readable message.
     pub message: String,
 }
 
@@ -268,6 +287,7 @@ pub fn parse_err(p: &[u8]) -> Result<ErrPacket, MysqlError> {
 /// What the server greeting says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Greeting {
+    /// Version string (`5.5.5-10.11.19-MariaDB-...`).
     pub server_version: String,
     /// Capabilities, MariaDB extended ones in bits 32..64.
     pub capabilities: u64,
@@ -303,10 +323,13 @@ pub fn parse_greeting(p: &[u8]) -> Result<Greeting, MysqlError> {
 /// What the client's handshake response says (its auth data is skipped).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandshakeResponse {
+    /// Client capabilities (MariaDB extended ones in bits 32..64).
     pub capabilities: u64,
     /// Only the SSL request prefix was sent: TLS follows.
     pub ssl_request: bool,
+    /// User name.
     pub username: Option<String>,
+    /// Database to use (`CLIENT_CONNECT_WITH_DB`).
     pub database: Option<String>,
 }
 
@@ -605,7 +628,7 @@ impl Pending {
 }
 
 #[derive(Debug, Default)]
-struct Machine_ {
+struct MysqlState {
     events: VecDeque<L7Event>,
     phase: Phase,
     capabilities: u64,
@@ -678,7 +701,7 @@ fn use_target(sql: &str) -> Option<String> {
     Some(name.trim_matches('`').to_owned())
 }
 
-impl Machine_ {
+impl MysqlState {
     fn push(&mut self, side: Side, exchange: u64, kind: L7EventKind) {
         self.events.push_back(L7Event {
             side,
@@ -1432,7 +1455,7 @@ fn err_info(p: &[u8]) -> Option<DbError> {
     })
 }
 
-impl Machine for Machine_ {
+impl Machine for MysqlState {
     fn step(&mut self, side: Side, bytes: &[u8], at: u64, truncated: bool) -> Step {
         match side {
             Side::Client => {
@@ -1505,7 +1528,7 @@ impl Machine for Machine_ {
 /// Incremental MySQL / MariaDB parser for both directions of a connection.
 #[derive(Debug, Default)]
 pub struct MysqlParser {
-    m: Machine_,
+    m: MysqlState,
     client: SideStream,
     server: SideStream,
 }

@@ -90,10 +90,14 @@ const SERVER_TYPES: &[u8] = b"RSKZ123ntTDCEIsNAGHWdcVv";
 pub enum Startup {
     /// Protocol 3.x startup with its parameters (`user`, `database`, ...).
     Startup {
+        /// Minor protocol version.
         minor: u16,
+        /// Parameters in order (`user`, `database`, `application_name`, ...).
         params: Vec<(String, String)>,
     },
+    /// Asks for TLS.
     SslRequest,
+    /// Asks for GSSAPI encryption.
     GssEncRequest,
     /// Query cancellation (its secret key is not kept).
     Cancel,
