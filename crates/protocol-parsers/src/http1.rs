@@ -46,9 +46,11 @@
 //!   responses pair only with requests sent after the loss;
 //! * a loss on the client side may have hidden requests, so it puts a
 //!   barrier in the queue: responses that reach it get fresh exchange
-//!   numbers. The barrier is removed when the client sends its next request
-//!   while no response is pending or in progress (a client that does not
-//!   pipeline has then received every answer to the lost requests).
+//!   numbers, and when known requests wait behind it they are given up too
+//!   (their responses cannot be told from those of the lost requests). The
+//!   barrier is removed when the client sends its next request while no
+//!   response is pending or in progress (a client that does not pipeline
+//!   has then received every answer to the lost requests).
 //!
 //! Headers: only [`KEPT_HEADERS`](crate::KEPT_HEADERS) are stored (names
 //! lower-case, values lossily converted to UTF-8), so `Authorization` and
@@ -803,8 +805,11 @@ impl Half {
                 (exchange, head, connect)
             }
             Some(Pending::Lost) => {
+                // This response may answer a lost request or the next known
+                // one: give up pairing the requests waiting now.
                 if sh.pending.len() > 1 {
-                    sh.pending.pop_front();
+                    sh.pending.clear();
+                    sh.pending.push_back(Pending::Lost);
                 }
                 (sh.fresh_exchange(), false, false)
             }
