@@ -48,9 +48,13 @@
 //!   barrier in the queue: responses that reach it get fresh exchange
 //!   numbers, and when known requests wait behind it they are given up too
 //!   (their responses cannot be told from those of the lost requests). The
-//!   barrier is removed when the client sends its next request while no
-//!   response is pending or in progress (a client that does not pipeline
-//!   has then received every answer to the lost requests).
+//!   barrier is removed when the client sends its next request while only
+//!   barriers wait, no response is in progress, the server sent something
+//!   since the loss, and either a response reached the barrier or the
+//!   client never pipelined (a client that waits for each response has then
+//!   received every answer to the lost requests). A pipelining client whose
+//!   lost requests are still being answered when it sends the next one can
+//!   still be mis-paired; everything else pairs right or not at all.
 //!
 //! Headers: only [`KEPT_HEADERS`](crate::KEPT_HEADERS) are stored (names
 //! lower-case, values lossily converted to UTF-8), so `Authorization` and
@@ -598,8 +602,15 @@ enum Pending {
         head: bool,
         connect: bool,
     },
-    /// Requests may have been lost here.
-    Lost,
+    /// Requests may have been lost here. `epoch`: server activity count
+    /// when it was put; `absorbed`: a response reached it.
+    Lost { epoch: u64, absorbed: bool },
+}
+
+impl Pending {
+    fn is_lost(&self) -> bool {
+        matches!(self, Pending::Lost { .. })
+    }
 }
 
 enum Head {
@@ -615,6 +626,10 @@ struct Shared {
     next_exchange: u64,
     /// The connection left HTTP/1 (101, CONNECT).
     tunnel: bool,
+    /// A request was sent while another waited for its response.
+    pipelined: bool,
+    /// Number of server feeds and gaps so far.
+    server_epoch: u64,
 }
 
 impl Shared {
@@ -629,6 +644,36 @@ impl Shared {
         let e = self.next_exchange;
         self.next_exchange += 1;
         e
+    }
+
+    /// Put a loss barrier at the back of the queue (unless one is there).
+    fn push_lost(&mut self, absorbed: bool) {
+        if !self.pending.back().is_some_and(Pending::is_lost) {
+            if self.pending.len() >= MAX_PENDING {
+                self.pending.clear();
+            }
+            self.pending.push_back(Pending::Lost {
+                epoch: self.server_epoch,
+                absorbed,
+            });
+        }
+    }
+
+    /// A request is about to be queued: drop the loss barriers when the
+    /// lost requests were surely answered. That is when only barriers wait,
+    /// the server is between responses and has sent something since the
+    /// loss, and either a response reached a barrier or the client never
+    /// pipelined (a client that waits for each response got them all).
+    fn clear_barriers(&mut self, peer_idle: bool) {
+        let now = self.server_epoch;
+        let pipelined = self.pipelined;
+        let answered = |p: &Pending| match p {
+            Pending::Lost { epoch, absorbed } => *epoch < now && (*absorbed || !pipelined),
+            Pending::Request { .. } => false,
+        };
+        if peer_idle && self.pending.iter().all(answered) {
+            self.pending.clear();
+        }
     }
 }
 
@@ -695,14 +740,7 @@ impl Half {
             );
         }
         match self.side {
-            Side::Client => {
-                if sh.pending.back() != Some(&Pending::Lost) {
-                    if sh.pending.len() >= MAX_PENDING {
-                        sh.pending.clear();
-                    }
-                    sh.pending.push_back(Pending::Lost);
-                }
-            }
+            Side::Client => sh.push_lost(false),
             Side::Server => sh.pending.clear(),
         }
     }
@@ -740,12 +778,13 @@ impl Half {
         match head {
             Head::Request(req) => {
                 let exchange = sh.fresh_exchange();
-                if peer_idle && sh.pending.iter().all(|p| *p == Pending::Lost) {
-                    sh.pending.clear();
-                }
+                sh.clear_barriers(peer_idle);
                 if sh.pending.len() >= MAX_PENDING {
                     sh.pending.clear();
-                    sh.pending.push_back(Pending::Lost);
+                    sh.push_lost(false);
+                }
+                if sh.pending.iter().any(|p| !p.is_lost()) {
+                    sh.pipelined = true;
                 }
                 let method = req.info.method.as_deref();
                 sh.pending.push_back(Pending::Request {
@@ -804,13 +843,11 @@ impl Half {
                 sh.pending.pop_front();
                 (exchange, head, connect)
             }
-            Some(Pending::Lost) => {
+            Some(Pending::Lost { .. }) => {
                 // This response may answer a lost request or the next known
                 // one: give up pairing the requests waiting now.
-                if sh.pending.len() > 1 {
-                    sh.pending.clear();
-                    sh.pending.push_back(Pending::Lost);
-                }
+                sh.pending.clear();
+                sh.push_lost(true);
                 (sh.fresh_exchange(), false, false)
             }
             None => (sh.fresh_exchange(), false, false),
@@ -1348,6 +1385,7 @@ impl ConnectionParser for Http1Parser {
             Side::Server => {
                 let idle = self.client.idle();
                 self.server.feed(&mut self.shared, data, idle);
+                self.shared.server_epoch += 1;
             }
         }
     }
@@ -1355,7 +1393,10 @@ impl ConnectionParser for Http1Parser {
     fn gap(&mut self, side: Side, len: u64) {
         match side {
             Side::Client => self.client.gap(&mut self.shared, len),
-            Side::Server => self.server.gap(&mut self.shared, len),
+            Side::Server => {
+                self.server.gap(&mut self.shared, len);
+                self.shared.server_epoch += 1;
+            }
         }
     }
 

@@ -56,11 +56,13 @@
 //! resynchronises at its next "turn": the first server byte after the client
 //! completed a command. A loss on the server side drops the commands still
 //! waiting for a reply (their replies may have been lost); a loss on the
-//! client side may have hidden commands, so replies that reach it get fresh
-//! exchange numbers (and when known commands wait behind it, they are given
-//! up: their replies cannot be told from those of the lost commands) until
-//! the client sends a command while no reply is pending or in progress (the
-//! same rules as [`crate::http1`]).
+//! client side may have hidden commands, so it puts a barrier in the queue:
+//! replies that reach it get fresh exchange numbers (and when known commands
+//! wait behind it, they are given up: their replies cannot be told from
+//! those of the lost commands) until the lost commands are surely answered
+//! (the same rules as [`crate::http1`]). Commands whose reply is uncertain
+//! because their deciding words were not captured (`CLIENT` with a lost
+//! subcommand) act as such a barrier.
 
 use std::collections::VecDeque;
 
@@ -570,8 +572,8 @@ enum Pending {
         answered: bool,
         epoch: u64,
     },
-    /// Commands may have been lost here.
-    Lost { epoch: u64 },
+    /// Commands may have been lost here; `absorbed`: a reply reached it.
+    Lost { epoch: u64, absorbed: bool },
 }
 
 impl Pending {
@@ -580,7 +582,7 @@ impl Pending {
     }
     fn epoch(&self) -> u64 {
         match self {
-            Pending::Cmd { epoch, .. } | Pending::Lost { epoch } => *epoch,
+            Pending::Cmd { epoch, .. } | Pending::Lost { epoch, .. } => *epoch,
         }
     }
 }
@@ -606,6 +608,8 @@ struct Shared {
     reply_mode: ReplyMode,
     /// After `MONITOR`'s reply everything from the server is out of band.
     monitor: bool,
+    /// A command was sent while another waited for its reply.
+    pipelined: bool,
     /// Number of server feeds and gaps so far. When the server side
     /// resynchronises at a turn, commands sent before the previous server
     /// activity were answered in bytes it skipped.
@@ -613,9 +617,33 @@ struct Shared {
 }
 
 impl Shared {
-    fn lost(&self) -> Pending {
-        Pending::Lost {
-            epoch: self.server_epoch,
+    /// Put a loss barrier at the back of the queue (unless one is there).
+    fn push_lost(&mut self, absorbed: bool) {
+        if !self.pending.back().is_some_and(Pending::is_lost) {
+            if self.pending.len() >= MAX_PENDING {
+                self.pending.clear();
+            }
+            self.pending.push_back(Pending::Lost {
+                epoch: self.server_epoch,
+                absorbed,
+            });
+        }
+    }
+
+    /// A command is about to be queued: drop the loss barriers when the
+    /// lost commands were surely answered. That is when only barriers wait,
+    /// the server is between replies and has sent something since the loss,
+    /// and either a reply reached a barrier or the client never pipelined
+    /// (a client that waits for each reply got them all before this one).
+    fn clear_barriers(&mut self, peer_idle: bool) {
+        let now = self.server_epoch;
+        let pipelined = self.pipelined;
+        let answered = |p: &Pending| match p {
+            Pending::Lost { epoch, absorbed } => *epoch < now && (*absorbed || !pipelined),
+            Pending::Cmd { .. } => false,
+        };
+        if peer_idle && self.pending.iter().all(answered) {
+            self.pending.clear();
         }
     }
 }
@@ -773,15 +801,7 @@ impl Reader {
             );
         }
         match self.side {
-            Side::Client => {
-                if !sh.pending.back().is_some_and(Pending::is_lost) {
-                    if sh.pending.len() >= MAX_PENDING {
-                        sh.pending.clear();
-                    }
-                    let lost = sh.lost();
-                    sh.pending.push_back(lost);
-                }
-            }
+            Side::Client => sh.push_lost(false),
             Side::Server => sh.pending.clear(),
         }
     }
@@ -1038,15 +1058,14 @@ impl Reader {
         let client_sub_lost = op == Some("CLIENT") && m.argc > 1 && words[1].is_none();
         let reply_arg_lost = op == Some("CLIENT REPLY") && m.argc > 2 && words[2].is_none();
         if cmd.info.operation.is_none() || client_sub_lost || reply_arg_lost {
-            if !sh.pending.back().is_some_and(Pending::is_lost) {
-                let lost = sh.lost();
-                sh.pending.push_back(lost);
-            }
+            sh.push_lost(false);
         } else if replies {
             if sh.pending.len() >= MAX_PENDING {
                 sh.pending.clear();
-                let lost = sh.lost();
-                sh.pending.push_back(lost);
+                sh.push_lost(false);
+            }
+            if sh.pending.iter().any(|p| !p.is_lost()) {
+                sh.pipelined = true;
             }
             sh.pending.push_back(Pending::Cmd {
                 exchange,
@@ -1078,9 +1097,7 @@ impl Reader {
                 self.inline_command(sh, line, start, end, peer_idle);
                 return;
             }
-            if peer_idle && sh.pending.iter().all(Pending::is_lost) {
-                sh.pending.clear();
-            }
+            sh.clear_barriers(peer_idle);
         }
         let header = match parse_header(line) {
             Ok(h) => h,
@@ -1242,9 +1259,11 @@ impl Reader {
         let Some(first) = words.next() else {
             return; // Empty line: no command, no reply.
         };
-        if peer_idle && sh.pending.iter().all(Pending::is_lost) {
-            sh.pending.clear();
+        if command_name(first).is_none() {
+            // Not a command name: garbage rather than an inline command.
+            return self.desync(sh, start, RedisError::BadLine);
         }
+        sh.clear_barriers(peer_idle);
         // Quotes would make a word differ from the argument Redis sees.
         let plain = |w: &&[u8]| !w.iter().any(|c| *c == b'"' || *c == b'\'');
         let rest: Vec<&[u8]> = words.collect();
@@ -1375,11 +1394,8 @@ impl Reader {
             Some(Pending::Lost { .. }) => {
                 // This reply may answer a lost command or the next known one:
                 // give up pairing the commands waiting now.
-                if sh.pending.len() > 1 {
-                    sh.pending.clear();
-                    let lost = sh.lost();
-                    sh.pending.push_back(lost);
-                }
+                sh.pending.clear();
+                sh.push_lost(true);
                 Class::Reply(sh.fresh_exchange())
             }
             None => Class::Reply(sh.fresh_exchange()),
@@ -1575,7 +1591,7 @@ pub fn looks_like(side: Side, first_bytes: &[u8], port: u16) -> bool {
             let Ok(header) = parse_header(&b[..e]) else {
                 return false;
             };
-            if !b.get(e + 1).is_none_or(|c| *c == b'\n') {
+            if b.get(e + 1).is_some_and(|c| *c != b'\n') {
                 return false;
             }
             let next = b.get(e + 2);
@@ -1620,6 +1636,7 @@ impl RedisParser {
                 resp3: false,
                 reply_mode: ReplyMode::On,
                 monitor: false,
+                pipelined: false,
                 server_epoch: 0,
             },
         }
@@ -1684,6 +1701,761 @@ impl RedisParser {
             match side {
                 Side::Client => self.server.turn = true,
                 Side::Server => self.client.turn = true,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const C: Side = Side::Client;
+    const S: Side = Side::Server;
+
+    fn cmd(words: &[&[u8]]) -> Vec<u8> {
+        let mut v = format!("*{}\r\n", words.len()).into_bytes();
+        for w in words {
+            v.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
+            v.extend_from_slice(w);
+            v.extend_from_slice(b"\r\n");
+        }
+        v
+    }
+
+    fn drain(p: &mut RedisParser) -> Vec<L7Event> {
+        std::iter::from_fn(|| p.poll()).collect()
+    }
+
+    /// (side, exchange, kind, offset)
+    fn shape(ev: &[L7Event]) -> Vec<(Side, u64, &'static str, u64)> {
+        ev.iter()
+            .map(|e| match &e.kind {
+                L7EventKind::Head { offset, .. } => (e.side, e.exchange, "head", *offset),
+                L7EventKind::End { end, .. } => (e.side, e.exchange, "end", *end),
+                L7EventKind::Desync { offset, .. } => (e.side, 0, "desync", *offset),
+            })
+            .collect()
+    }
+
+    fn request(e: &L7Event) -> &DbRequest {
+        match &e.kind {
+            L7EventKind::Head {
+                info: MessageInfo::DbRequest(r),
+                ..
+            } => r,
+            other => panic!("not a command head: {other:?}"),
+        }
+    }
+
+    fn response(e: &L7Event) -> &DbResponse {
+        match &e.kind {
+            L7EventKind::Head {
+                info: MessageInfo::DbResponse(r),
+                ..
+            } => r,
+            other => panic!("not a reply head: {other:?}"),
+        }
+    }
+
+    /// Reply heads as (exchange, rows, error code).
+    fn reply_heads(ev: &[L7Event]) -> Vec<(u64, Option<u64>, Option<String>)> {
+        ev.iter()
+            .filter(|e| e.side == S)
+            .filter_map(|e| match &e.kind {
+                L7EventKind::Head {
+                    info: MessageInfo::DbResponse(r),
+                    ..
+                } => Some((
+                    e.exchange,
+                    r.rows,
+                    r.error.as_ref().and_then(|e| e.code.clone()),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(parse_header(b"+OK"), Ok(Header::Simple(b"OK")));
+        assert_eq!(parse_header(b"-ERR x"), Ok(Header::Error(b"ERR x")));
+        assert_eq!(parse_header(b":-12"), Ok(Header::Integer(-12)));
+        assert_eq!(parse_header(b"$-1"), Ok(Header::Bulk(None)));
+        assert_eq!(parse_header(b"$0"), Ok(Header::Bulk(Some(0))));
+        assert_eq!(
+            parse_header(b"*-1"),
+            Ok(Header::Aggregate(Aggregate::Array, None))
+        );
+        assert_eq!(
+            parse_header(b"%2"),
+            Ok(Header::Aggregate(Aggregate::Map, Some(2)))
+        );
+        assert_eq!(
+            parse_header(b">3"),
+            Ok(Header::Aggregate(Aggregate::Push, Some(3)))
+        );
+        assert_eq!(parse_header(b"_"), Ok(Header::Null));
+        assert_eq!(parse_header(b",3.14"), Ok(Header::Double));
+        assert_eq!(parse_header(b",-inf"), Ok(Header::Double));
+        assert_eq!(parse_header(b"#t"), Ok(Header::Boolean(true)));
+        assert_eq!(
+            parse_header(b"(3492890328409238509324850943850943825024385"),
+            Ok(Header::BigNumber)
+        );
+        assert_eq!(parse_header(b"!21"), Ok(Header::BlobError(21)));
+        assert_eq!(parse_header(b"=15"), Ok(Header::Verbatim(15)));
+        assert_eq!(parse_header(b"$?"), Err(RedisError::Streamed));
+        assert_eq!(parse_header(b"$-2"), Err(RedisError::BadLength));
+        assert_eq!(parse_header(b"*x"), Err(RedisError::BadLength));
+        assert_eq!(parse_header(b"%-1"), Err(RedisError::BadLength));
+        assert_eq!(parse_header(b"#x"), Err(RedisError::BadLine));
+        assert_eq!(parse_header(b"(1a"), Err(RedisError::BadLine));
+        assert_eq!(parse_header(b"GET"), Err(RedisError::UnknownType(b'G')));
+        assert_eq!(parse_header(b""), Err(RedisError::BadLine));
+    }
+
+    #[test]
+    fn command_descriptions() {
+        let d = |w: &[&[u8]]| {
+            let words: Vec<Option<&[u8]>> = w.iter().map(|x| Some(*x)).collect();
+            let c = describe(&words, w.len() as u64);
+            (c.info.operation, c.info.target)
+        };
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(d(&[b"get", b"user:1"]), (s("GET"), s("user:1")));
+        assert_eq!(d(&[b"config", b"get"]), (s("CONFIG GET"), None));
+        assert_eq!(d(&[b"CLIENT", b"setname"]), (s("CLIENT SETNAME"), None));
+        assert_eq!(
+            d(&[b"OBJECT", b"ENCODING", b"k"]),
+            (s("OBJECT ENCODING"), s("k"))
+        );
+        assert_eq!(d(&[b"AUTH", b"secret"]), (s("AUTH"), None));
+        assert_eq!(d(&[b"HELLO", b"3"]), (s("HELLO"), None));
+        assert_eq!(d(&[b"JSON.GET", b"doc"]), (s("JSON.GET"), None));
+        assert_eq!(d(&[b"\x00\x01"]), (None, None));
+        // A binary key is not reported (never a wrong value).
+        assert_eq!(d(&[b"GET", b"\xff\xfe"]), (s("GET"), None));
+        assert_eq!(first_key_index("MGET"), Some(1));
+        assert_eq!(first_key_index("XINFO STREAM"), Some(2));
+        assert_eq!(first_key_index("EVAL"), None);
+    }
+
+    #[test]
+    fn errors_split_code_and_message() {
+        let e = db_error(b"WRONGTYPE Operation against a key");
+        assert_eq!(e.code.as_deref(), Some("WRONGTYPE"));
+        assert_eq!(e.message, "Operation against a key");
+        let e = db_error(b"something odd");
+        assert_eq!(e.code, None);
+        assert_eq!(e.message, "something odd");
+        assert_eq!(
+            db_error(b"MOVED 3999 127.0.0.1:6381").code.as_deref(),
+            Some("MOVED")
+        );
+    }
+
+    #[test]
+    fn command_and_reply() {
+        let mut p = RedisParser::new();
+        let c = cmd(&[b"SET", b"user:1", b"value"]);
+        p.feed(C, &c);
+        p.feed(S, b"+OK\r\n");
+        let ev = drain(&mut p);
+        assert_eq!(
+            shape(&ev),
+            vec![
+                (C, 0, "head", 0),
+                (C, 0, "end", c.len() as u64),
+                (S, 0, "head", 0),
+                (S, 0, "end", 5)
+            ]
+        );
+        let r = request(&ev[0]);
+        assert_eq!(r.operation.as_deref(), Some("SET"));
+        assert_eq!(r.target.as_deref(), Some("user:1"));
+        assert_eq!(r.query, None);
+        assert_eq!(r.system, DbSystem::Redis);
+    }
+
+    #[test]
+    fn head_is_reported_before_a_large_value() {
+        let mut p = RedisParser::new();
+        let c = cmd(&[b"SET", b"big", &[b'x'; 100_000]]);
+        p.feed(C, &c[..4096]);
+        let ev = drain(&mut p);
+        assert_eq!(shape(&ev), vec![(C, 0, "head", 0)]);
+        p.gap(C, (c.len() - 4096) as u64);
+        let ev = drain(&mut p);
+        assert_eq!(shape(&ev), vec![(C, 0, "end", c.len() as u64)]);
+        // And a large bulk reply mostly uncaptured.
+        let mut r = b"$100000\r\n".to_vec();
+        r.extend_from_slice(&[b'y'; 100]);
+        p.feed(S, &r);
+        p.gap(S, 100_000 - 100 + 2);
+        p.feed(S, b":1\r\n");
+        let ev = drain(&mut p);
+        assert_eq!(
+            shape(&ev),
+            vec![
+                (S, 0, "head", 0),
+                (S, 0, "end", 100_011),
+                (S, 1, "head", 100_011),
+                (S, 1, "end", 100_015)
+            ]
+        );
+    }
+
+    #[test]
+    fn credentials_never_leave() {
+        let mut p = RedisParser::new();
+        p.feed(C, &cmd(&[b"AUTH", b"user", b"hunter2-secret"]));
+        p.feed(
+            C,
+            &cmd(&[b"HELLO", b"3", b"AUTH", b"user", b"hunter2-secret"]),
+        );
+        p.feed(C, b"AUTH hunter2-secret\r\n");
+        p.feed(
+            C,
+            &cmd(&[
+                b"MIGRATE",
+                b"h",
+                b"1",
+                b"k",
+                b"0",
+                b"5",
+                b"AUTH",
+                b"hunter2-secret",
+            ]),
+        );
+        let ev = drain(&mut p);
+        assert_eq!(ev.len(), 8);
+        assert!(!format!("{ev:?}").contains("hunter2"));
+        // The reader never even buffered them.
+        assert!(!format!("{p:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn pipelined_commands_pair_fifo() {
+        let mut p = RedisParser::new();
+        let mut c = Vec::new();
+        for k in [b"a", b"b", b"c"] {
+            c.extend(cmd(&[b"GET", k]));
+        }
+        c.extend(cmd(&[b"LPUSH", b"a", b"x"]));
+        c.extend(cmd(&[b"MGET", b"a", b"b"]));
+        p.feed(C, &c);
+        p.feed(
+            S,
+            b"$1\r\n1\r\n$-1\r\n$1\r\n3\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n*2\r\n$1\r\n1\r\n$-1\r\n",
+        );
+        let ev = drain(&mut p);
+        assert_eq!(
+            reply_heads(&ev),
+            vec![
+                (0, None, None),
+                (1, None, None),
+                (2, None, None),
+                (3, None, Some("WRONGTYPE".to_owned())),
+                (4, Some(2), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn resp3_attribute_push_and_types() {
+        let mut p = RedisParser::new();
+        p.feed(C, &cmd(&[b"HELLO", b"3"]));
+        p.feed(C, &cmd(&[b"GET", b"k"]));
+        p.feed(C, &cmd(&[b"HGETALL", b"h"]));
+        p.feed(C, &cmd(&[b"SMEMBERS", b"s"]));
+        let hello = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n";
+        p.feed(S, hello);
+        // Attribute then the reply it describes; a push in between replies.
+        let attr = b"|1\r\n+key-popularity\r\n%1\r\n$1\r\nk\r\n,0.19\r\n$1\r\nv\r\n";
+        p.feed(S, attr);
+        p.feed(S, b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n");
+        p.feed(
+            S,
+            b"%1\r\n$1\r\nf\r\n#t\r\n~3\r\n(1\r\n_\r\n=7\r\ntxt:abc\r\n",
+        );
+        let ev = drain(&mut p);
+        let at = hello.len() as u64;
+        let push_len = 32u64;
+        assert_eq!(
+            shape(&ev)
+                .into_iter()
+                .filter(|e| e.0 == S)
+                .collect::<Vec<_>>(),
+            vec![
+                (S, 0, "head", 0),
+                (S, 0, "end", at),
+                (S, 1, "head", at),
+                (S, 1, "end", at + attr.len() as u64),
+                (S, 2, "head", at + attr.len() as u64 + push_len),
+                (S, 2, "end", at + attr.len() as u64 + push_len + 15),
+                (S, 3, "head", at + attr.len() as u64 + push_len + 15),
+                (S, 3, "end", at + attr.len() as u64 + push_len + 15 + 24),
+            ]
+        );
+        assert_eq!(
+            reply_heads(&ev),
+            vec![
+                (0, Some(2), None),
+                (1, None, None),
+                (2, Some(1), None),
+                (3, Some(3), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn blob_error() {
+        let mut p = RedisParser::new();
+        p.feed(C, &cmd(&[b"X"]));
+        p.feed(S, b"!21\r\nSYNTAX invalid syntax\r\n");
+        let ev = drain(&mut p);
+        let r = response(&ev[2]);
+        let e = r.error.as_ref().unwrap();
+        assert_eq!(e.code.as_deref(), Some("SYNTAX"));
+        assert_eq!(e.message, "invalid syntax");
+    }
+
+    #[test]
+    fn resp2_subscribe_mode() {
+        let mut p = RedisParser::new();
+        p.feed(C, &cmd(&[b"SUBSCRIBE", b"a", b"b"]));
+        p.feed(
+            S,
+            b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n",
+        );
+        p.feed(S, b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$5\r\nhello\r\n");
+        p.feed(C, &cmd(&[b"PING"]));
+        p.feed(S, b"*3\r\n$7\r\nmessage\r\n$1\r\nb\r\n$5\r\nworld\r\n");
+        p.feed(S, b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+        p.feed(C, &cmd(&[b"UNSUBSCRIBE"]));
+        p.feed(
+            S,
+            b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n",
+        );
+        // Out of subscribe mode: an array starting with "message" is a reply.
+        p.feed(C, &cmd(&[b"LRANGE", b"l", b"0", b"-1"]));
+        p.feed(S, b"*1\r\n$7\r\nmessage\r\n");
+        let ev = drain(&mut p);
+        assert_eq!(
+            reply_heads(&ev),
+            vec![
+                (0, Some(3), None),
+                (1, Some(2), None),
+                (2, Some(3), None),
+                (3, Some(1), None)
+            ]
+        );
+        assert!(!p.shared.subscribed);
+        assert!(p.shared.pending.is_empty());
+    }
+
+    #[test]
+    fn resp3_pushes_never_consume_commands() {
+        let mut p = RedisParser::new();
+        p.feed(C, &cmd(&[b"HELLO", b"3"]));
+        p.feed(S, b"%1\r\n$5\r\nproto\r\n:3\r\n");
+        p.feed(C, &cmd(&[b"SUBSCRIBE", b"ch"]));
+        p.feed(C, &cmd(&[b"GET", b"k"]));
+        p.feed(S, b">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n");
+        p.feed(S, b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n");
+        p.feed(S, b"$1\r\nv\r\n");
+        let ev = drain(&mut p);
+        assert_eq!(
+            reply_heads(&ev),
+            vec![(0, Some(1), None), (1, Some(3), None), (2, None, None)]
+        );
+    }
+
+    #[test]
+    fn monitor_and_client_reply() {
+        let mut p = RedisParser::new();
+        p.feed(C, &cmd(&[b"CLIENT", b"REPLY", b"OFF"]));
+        p.feed(C, &cmd(&[b"SET", b"a", b"1"]));
+        p.feed(C, &cmd(&[b"CLIENT", b"REPLY", b"ON"]));
+        p.feed(S, b"+OK\r\n");
+        p.feed(C, &cmd(&[b"MONITOR"]));
+        p.feed(
+            S,
+            b"+OK\r\n+1700000000.000000 [0 127.0.0.1:5000] \"GET\" \"k\"\r\n",
+        );
+        let ev = drain(&mut p);
+        assert_eq!(reply_heads(&ev), vec![(2, None, None), (3, None, None)]);
+        assert_eq!(ev.iter().filter(|e| e.side == C).count(), 8);
+    }
+
+    #[test]
+    fn empty_commands_are_ignored() {
+        let mut p = RedisParser::new();
+        p.feed(C, b"*0\r\n\r\n*-1\r\nPING\r\n");
+        p.feed(S, b"+PONG\r\n");
+        let ev = drain(&mut p);
+        assert_eq!(
+            shape(&ev),
+            vec![
+                (C, 0, "head", 11),
+                (C, 0, "end", 17),
+                (S, 0, "head", 0),
+                (S, 0, "end", 7)
+            ]
+        );
+    }
+
+    #[test]
+    fn orphan_reply_gets_fresh_exchange() {
+        let mut p = RedisParser::new();
+        p.feed(S, b"+OK\r\n");
+        p.feed(C, &cmd(&[b"PING"]));
+        p.feed(S, b"+PONG\r\n");
+        let ev = drain(&mut p);
+        assert_eq!(reply_heads(&ev), vec![(0, None, None), (1, None, None)]);
+        assert_eq!(ev[2].exchange, 1);
+    }
+
+    #[test]
+    fn too_deep_desyncs() {
+        let mut p = RedisParser::new();
+        p.feed(C, &cmd(&[b"GET", b"k"]));
+        let mut r = Vec::new();
+        for _ in 0..=MAX_DEPTH {
+            r.extend_from_slice(b"*1\r\n");
+        }
+        r.extend_from_slice(b":1\r\n");
+        p.feed(S, &r);
+        let ev = drain(&mut p);
+        let s = shape(&ev);
+        assert_eq!(s[2], (S, 0, "head", 0));
+        assert_eq!(s[3], (S, 0, "desync", 4 * MAX_DEPTH as u64));
+        assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn client_garbage_then_resync() {
+        let mut p = RedisParser::new();
+        let mut c = b"\x00\x01garbage\r\nmore*junk\r\n".to_vec();
+        let g = c.len() as u64;
+        c.extend(cmd(&[b"GET", b"k"]));
+        for piece in c.chunks(3) {
+            p.feed(C, piece);
+        }
+        let ev = drain(&mut p);
+        assert_eq!(
+            shape(&ev),
+            vec![
+                (C, 0, "desync", 0),
+                (C, 0, "head", g),
+                (C, 0, "end", c.len() as u64)
+            ]
+        );
+    }
+
+    #[test]
+    fn server_loss_resyncs_at_the_turn() {
+        let mut p = RedisParser::new();
+        p.feed(C, &cmd(&[b"LRANGE", b"l", b"0", b"-1"]));
+        p.feed(S, b"*100\r\n$5\r\nitem0\r\n$5\r\nit");
+        p.gap(S, 5000); // array framing lost
+        p.feed(S, b"em7\r\n$5\r\nitem8\r\n");
+        p.feed(C, &cmd(&[b"GET", b"k"]));
+        p.feed(S, b"$1\r\nv\r\n");
+        let ev = drain(&mut p);
+        assert_eq!(
+            reply_heads(&ev),
+            vec![(0, Some(100), None), (1, None, None)]
+        );
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e.kind, L7EventKind::Desync { .. }))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn client_loss_never_pairs_across() {
+        let mut p = RedisParser::new();
+        // The client's command framing is lost: how many commands were in
+        // the gap is unknown, so the replies are not paired.
+        let c = cmd(&[b"GET", b"a"]);
+        p.feed(C, &c[..6]);
+        p.gap(C, 200);
+        p.feed(C, &cmd(&[b"GET", b"b"]));
+        p.feed(S, b"$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n");
+        let ev = drain(&mut p);
+        // GET a's name was lost (not reported); GET b is exchange 0. The
+        // client pipelined: no reply may pair with GET b.
+        assert_eq!(request(&ev[1]).target.as_deref(), Some("b"));
+        let heads = reply_heads(&ev);
+        assert_eq!(heads.len(), 3);
+        assert!(heads.iter().all(|(x, _, _)| *x != 0));
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e.kind, L7EventKind::Desync { .. }))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn inline_commands() {
+        let mut p = RedisParser::new();
+        p.feed(C, b"SET \"my key\" v\r\nget k\nPING\r\n");
+        let ev = drain(&mut p);
+        let ops: Vec<_> = ev
+            .iter()
+            .filter(|e| matches!(e.kind, L7EventKind::Head { .. }))
+            .map(|e| {
+                let r = request(e);
+                (r.operation.clone(), r.target.clone())
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            vec![
+                (Some("SET".into()), None),
+                (Some("GET".into()), Some("k".into())),
+                (Some("PING".into()), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn detection() {
+        assert!(looks_like(C, b"*1\r\n$4\r\nPING\r\n", 1234));
+        assert!(looks_like(C, b"*3\r\n$3\r\nSET", 1234));
+        assert!(looks_like(C, b"*2", 6379));
+        assert!(!looks_like(C, b"*2", 1234));
+        assert!(looks_like(C, b"PING\r\n", 1234));
+        assert!(looks_like(C, b"get k\r\n", 1234));
+        assert!(!looks_like(C, b"GET / HTTP/1.1\r\n", 6379));
+        assert!(!looks_like(C, b"*\r\n", 6379));
+        assert!(!looks_like(C, b"\x16\x03\x01", 6379));
+        assert!(looks_like(S, b"+PONG\r\n", 6379));
+        assert!(!looks_like(S, b"+OK POP3 ready\r\n", 110));
+        assert!(looks_like(S, b"%7\r\n$6\r\nserver", 7000));
+        assert!(!looks_like(S, b"HTTP/1.1 200 OK\r\n", 6379));
+    }
+
+    /// A RESP value tree for round trips.
+    #[derive(Clone, Debug)]
+    enum V {
+        Simple(String),
+        Err(String),
+        Int(i64),
+        Bulk(Vec<u8>),
+        Null,
+        Arr(Vec<V>),
+        Map(Vec<(V, V)>),
+        Set(Vec<V>),
+        Attr(Vec<(V, V)>, Box<V>),
+        Dbl(f64),
+        Bool(bool),
+    }
+
+    fn encode(v: &V, out: &mut Vec<u8>) {
+        match v {
+            V::Simple(s) => out.extend_from_slice(format!("+{s}\r\n").as_bytes()),
+            V::Err(s) => out.extend_from_slice(format!("-ERR {s}\r\n").as_bytes()),
+            V::Int(i) => out.extend_from_slice(format!(":{i}\r\n").as_bytes()),
+            V::Bulk(b) => {
+                out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+                out.extend_from_slice(b);
+                out.extend_from_slice(b"\r\n");
+            }
+            V::Null => out.extend_from_slice(b"_\r\n"),
+            V::Arr(items) | V::Set(items) => {
+                let t = if matches!(v, V::Arr(_)) { '*' } else { '~' };
+                out.extend_from_slice(format!("{t}{}\r\n", items.len()).as_bytes());
+                items.iter().for_each(|i| encode(i, out));
+            }
+            V::Map(pairs) => {
+                out.extend_from_slice(format!("%{}\r\n", pairs.len()).as_bytes());
+                for (k, v) in pairs {
+                    encode(k, out);
+                    encode(v, out);
+                }
+            }
+            V::Attr(pairs, inner) => {
+                out.extend_from_slice(format!("|{}\r\n", pairs.len()).as_bytes());
+                for (k, v) in pairs {
+                    encode(k, out);
+                    encode(v, out);
+                }
+                encode(inner, out);
+            }
+            V::Dbl(d) => out.extend_from_slice(format!(",{d:?}\r\n").as_bytes()),
+            V::Bool(b) => out.extend_from_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
+        }
+    }
+
+    fn is_err(v: &V) -> bool {
+        match v {
+            V::Err(_) => true,
+            V::Attr(_, inner) => is_err(inner),
+            _ => false,
+        }
+    }
+
+    fn rows(v: &V) -> Option<u64> {
+        match v {
+            V::Arr(i) | V::Set(i) => Some(i.len() as u64),
+            V::Map(p) => Some(p.len() as u64),
+            V::Attr(_, inner) => rows(inner),
+            _ => None,
+        }
+    }
+
+    fn value() -> impl Strategy<Value = V> {
+        let leaf = prop_oneof![
+            "[a-zA-Z0-9 ]{0,12}".prop_map(V::Simple),
+            "[a-z ]{0,12}".prop_map(V::Err),
+            any::<i64>().prop_map(V::Int),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(V::Bulk),
+            Just(V::Null),
+            (-1e9f64..1e9).prop_map(V::Dbl),
+            any::<bool>().prop_map(V::Bool),
+        ];
+        leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(V::Arr),
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(V::Set),
+                proptest::collection::vec((inner.clone(), inner.clone()), 0..4).prop_map(V::Map),
+                (
+                    proptest::collection::vec((inner.clone(), inner.clone()), 1..3),
+                    inner
+                )
+                    .prop_map(|(a, v)| V::Attr(a, Box::new(v))),
+            ]
+        })
+    }
+
+    fn run_split(client: &[u8], server: &[u8], cuts_c: &[usize], cuts_s: &[usize]) -> Vec<L7Event> {
+        let mut p = RedisParser::new();
+        for (side, data, cuts) in [(C, client, cuts_c), (S, server, cuts_s)] {
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut prev = 0;
+            for c in cuts.into_iter().chain([data.len()]) {
+                p.feed(side, &data[prev..c]);
+                prev = c;
+            }
+            p.close(side);
+        }
+        drain(&mut p)
+    }
+
+    proptest! {
+        #[test]
+        fn encoded_replies_are_framed_exactly(
+            values in proptest::collection::vec(value(), 1..8),
+            cuts in proptest::collection::vec(any::<usize>(), 0..10),
+        ) {
+            let mut client = Vec::new();
+            for _ in &values {
+                client.extend(cmd(&[b"GET", b"k"]));
+            }
+            let mut server = Vec::new();
+            let mut bounds = Vec::new();
+            for v in &values {
+                let start = server.len() as u64;
+                encode(v, &mut server);
+                bounds.push((start, server.len() as u64));
+            }
+            let ev = run_split(&client, &server, &[], &cuts);
+            let replies: Vec<_> = ev.iter().filter(|e| e.side == S).collect();
+            prop_assert_eq!(replies.len(), 2 * values.len());
+            for (i, v) in values.iter().enumerate() {
+                let (h, e) = (&replies[2 * i], &replies[2 * i + 1]);
+                prop_assert_eq!(h.exchange, i as u64);
+                match &h.kind {
+                    L7EventKind::Head { offset, info: MessageInfo::DbResponse(r) } => {
+                        prop_assert_eq!(*offset, bounds[i].0);
+                        prop_assert_eq!(r.rows, rows(v));
+                        prop_assert_eq!(r.error.is_some(), is_err(v));
+                    }
+                    other => prop_assert!(false, "{other:?}"),
+                }
+                prop_assert_eq!(&e.kind, &L7EventKind::End { end: bounds[i].1, info: None });
+            }
+        }
+
+        #[test]
+        fn splitting_never_changes_events(
+            cuts_c in proptest::collection::vec(any::<usize>(), 0..12),
+            cuts_s in proptest::collection::vec(any::<usize>(), 0..12),
+        ) {
+            let mut client = cmd(&[b"HELLO", b"3"]);
+            client.extend(cmd(&[b"SET", b"k", &[b'v'; 300]]));
+            client.extend(b"PING\r\n");
+            client.extend(cmd(&[b"HGETALL", b"h"]));
+            let server = b"%1\r\n$5\r\nproto\r\n:3\r\n+OK\r\n>2\r\n$7\r\nmessage\r\n$1\r\nx\r\n+PONG\r\n|1\r\n$1\r\na\r\n#t\r\n%1\r\n$1\r\nf\r\n=7\r\ntxt:abc\r\n";
+            let whole = run_split(&client, server, &[], &[]);
+            prop_assert_eq!(whole.len(), 16);
+            prop_assert_eq!(run_split(&client, server, &cuts_c, &cuts_s), whole);
+        }
+
+        #[test]
+        fn splitting_arbitrary_bytes_never_changes_events(
+            client in proptest::collection::vec(any::<u8>(), 0..300),
+            server in proptest::collection::vec(any::<u8>(), 0..300),
+            cuts_c in proptest::collection::vec(any::<usize>(), 0..8),
+            cuts_s in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let whole = run_split(&client, &server, &[], &[]);
+            prop_assert_eq!(run_split(&client, &server, &cuts_c, &cuts_s), whole);
+        }
+
+        #[test]
+        fn splitting_mutated_resp_never_changes_events(
+            flips in proptest::collection::vec((any::<usize>(), prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'*'), Just(b'$'), any::<u8>()]), 0..5),
+            cuts_c in proptest::collection::vec(any::<usize>(), 0..8),
+            cuts_s in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut client = cmd(&[b"SUBSCRIBE", b"a", b"b"]);
+            client.extend(cmd(&[b"PING"]));
+            client.extend(cmd(&[b"GET", b"key"]));
+            let mut server = b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n-ERR only allowed\r\n".to_vec();
+            for (i, (pos, b)) in flips.iter().enumerate() {
+                let v = if i % 2 == 0 { &mut client } else { &mut server };
+                let n = v.len();
+                v[pos % n] = *b;
+            }
+            let whole = run_split(&client, &server, &[], &[]);
+            prop_assert_eq!(run_split(&client, &server, &cuts_c, &cuts_s), whole);
+        }
+
+        #[test]
+        fn arbitrary_operations_never_panic(
+            ops in proptest::collection::vec(
+                (any::<bool>(), 0u8..4, proptest::collection::vec(any::<u8>(), 0..64), 0u64..10_000),
+                0..40,
+            )
+        ) {
+            let mut p = RedisParser::new();
+            let mut ends = [0u64; 2];
+            for (client, op, bytes, n) in ops {
+                let side = if client { C } else { S };
+                match op {
+                    0 | 1 => { p.feed(side, &bytes); ends[client as usize] += bytes.len() as u64 }
+                    2 => { p.gap(side, n); ends[client as usize] += n }
+                    _ => p.close(side),
+                }
+                while let Some(e) = p.poll() {
+                    let limit = ends[(e.side == C) as usize];
+                    match e.kind {
+                        L7EventKind::Head { offset, .. } => prop_assert!(offset <= limit),
+                        L7EventKind::End { end, .. } => prop_assert!(end <= limit),
+                        L7EventKind::Desync { offset, .. } => prop_assert!(offset <= limit),
+                    }
+                }
+                prop_assert!(p.client.line.len() <= MAX_LINE && p.server.line.len() <= MAX_LINE);
+                prop_assert!(p.client.stack.len() <= MAX_DEPTH && p.server.stack.len() <= MAX_DEPTH);
             }
         }
     }
