@@ -83,7 +83,7 @@ const MAX_TRAILERS: u32 = 64 * 1024;
 /// Most requests waiting for a response on one connection.
 const MAX_PENDING: usize = 4096;
 /// Headers decoded without a heap allocation.
-const STACK_HEADERS: usize = 64;
+const STACK_HEADERS: usize = 32;
 
 /// Why a head or a body could not be framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -216,7 +216,7 @@ fn scan_headers(headers: &[httparse::Header<'_>]) -> HeaderScan {
     let mut s = HeaderScan::default();
     for h in headers {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.len() == 14 && name.eq_ignore_ascii_case("content-length") {
             for part in h.value.split(|b| *b == b',') {
                 match parse_u64(trim_ows(part)) {
                     Some(n) if s.content_length.is_none_or(|old| old == n) => {
@@ -241,7 +241,7 @@ fn scan_headers(headers: &[httparse::Header<'_>]) -> HeaderScan {
         }
         if let Some(kept) = crate::KEPT_HEADERS
             .iter()
-            .find(|k| k.eq_ignore_ascii_case(name))
+            .find(|k| k.len() == name.len() && k.eq_ignore_ascii_case(name))
         {
             let value = String::from_utf8_lossy(trim_ows(h.value)).into_owned();
             if *kept == "host" && s.host.is_none() {

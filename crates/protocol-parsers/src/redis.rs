@@ -461,6 +461,16 @@ fn needed_words(name: &str) -> usize {
     }
 }
 
+/// [`needed_words`] of a command name as sent (any case).
+fn needed_words_raw(name: &[u8]) -> usize {
+    let is = |list: &[&str]| list.iter().any(|c| c.as_bytes().eq_ignore_ascii_case(name));
+    if name.eq_ignore_ascii_case(b"HELLO") || is(CONTAINERS) || is(KEY_FIRST) {
+        2
+    } else {
+        1
+    }
+}
+
 /// What a command does to the connection's reply stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CmdKind {
@@ -977,16 +987,22 @@ impl Reader {
     fn after_word(&mut self, sh: &mut Shared, k: usize) {
         let Some(m) = &mut self.msg else { return };
         if k == 0 {
-            let name = m.words[0].as_deref().and_then(command_name);
-            m.need = name.as_deref().map_or(1, needed_words);
+            m.need = m.words[0].as_deref().map_or(1, needed_words_raw);
         } else if k == 1 {
             // `CLIENT REPLY` and subcommands with a key need a third word.
-            let name = m.words[0].as_deref().and_then(command_name);
-            let sub = m.words[1].as_deref().and_then(command_name);
-            if let (Some(n), Some(s)) = (name, sub) {
-                let op = format!("{n} {s}");
-                if op == "CLIENT REPLY" || KEY_AFTER_SUB.contains(&op.as_str()) {
-                    m.need = 3;
+            let container = m.words[0].as_deref().is_some_and(|w| {
+                CONTAINERS
+                    .iter()
+                    .any(|c| c.as_bytes().eq_ignore_ascii_case(w))
+            });
+            if container {
+                let name = m.words[0].as_deref().and_then(command_name);
+                let sub = m.words[1].as_deref().and_then(command_name);
+                if let (Some(n), Some(s)) = (name, sub) {
+                    let op = format!("{n} {s}");
+                    if op == "CLIENT REPLY" || KEY_AFTER_SUB.contains(&op.as_str()) {
+                        m.need = 3;
+                    }
                 }
             }
         }
@@ -1001,7 +1017,11 @@ impl Reader {
         if m.exchange.is_some() {
             return;
         }
-        let words: Vec<Option<&[u8]>> = m.words.iter().map(|w| w.as_deref()).collect();
+        let words: [Option<&[u8]>; 3] = [
+            m.words[0].as_deref(),
+            m.words[1].as_deref(),
+            m.words[2].as_deref(),
+        ];
         let cmd = describe(&words, m.argc);
         let exchange = sh.fresh_exchange();
         m.exchange = Some(exchange);
