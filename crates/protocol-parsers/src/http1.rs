@@ -1901,6 +1901,39 @@ mod tests {
     }
 
     #[test]
+    fn pipelined_client_loss_never_pairs_across() {
+        let mut p = Http1Parser::new();
+        // The first request's head is lost entirely; the client pipelines a
+        // second one before any response. The first response cannot be told
+        // from the second one's: neither pairs with /b.
+        p.feed(C, b"GET /a HT");
+        p.gap(C, 300);
+        p.feed(C, b"GET /b HTTP/1.1\r\n\r\n");
+        p.feed(
+            S,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 404 Nope\r\nContent-Length: 1\r\n\r\nb",
+        );
+        // Later, a clean exchange pairs again.
+        p.feed(C, b"GET /c HTTP/1.1\r\n\r\n");
+        p.feed(S, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+        let ev = drain(&mut p);
+        let req: Vec<_> = ev
+            .iter()
+            .filter(|e| e.side == C && matches!(e.kind, L7EventKind::Head { .. }))
+            .map(|e| (e.exchange, request(e).target.clone().unwrap()))
+            .collect();
+        let res: Vec<_> = ev
+            .iter()
+            .filter(|e| e.side == S && matches!(e.kind, L7EventKind::Head { .. }))
+            .map(|e| (e.exchange, response(e).status.unwrap()))
+            .collect();
+        let b = req.iter().find(|(_, t)| t == "/b").unwrap().0;
+        let c = req.iter().find(|(_, t)| t == "/c").unwrap().0;
+        assert!(res.iter().all(|(x, _)| *x != b));
+        assert!(res.contains(&(c, 201)));
+    }
+
+    #[test]
     fn server_loss_drops_pending_requests() {
         let mut p = Http1Parser::new();
         p.feed(C, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n");
