@@ -46,9 +46,15 @@
 //!   responses pair only with requests sent after the loss;
 //! * a loss on the client side may have hidden requests, so it puts a
 //!   barrier in the queue: responses that reach it get fresh exchange
-//!   numbers. The barrier is removed when the client sends its next request
-//!   while no response is pending or in progress (a client that does not
-//!   pipeline has then received every answer to the lost requests).
+//!   numbers, and when known requests wait behind it they are given up too
+//!   (their responses cannot be told from those of the lost requests). The
+//!   barrier is removed when the client sends its next request while only
+//!   barriers wait, no response is in progress, the server sent something
+//!   since the loss, and either a response reached the barrier or the
+//!   client never pipelined (a client that waits for each response has then
+//!   received every answer to the lost requests). A pipelining client whose
+//!   lost requests are still being answered when it sends the next one can
+//!   still be mis-paired; everything else pairs right or not at all.
 //!
 //! Headers: only [`KEPT_HEADERS`](crate::KEPT_HEADERS) are stored (names
 //! lower-case, values lossily converted to UTF-8), so `Authorization` and
@@ -77,7 +83,7 @@ const MAX_TRAILERS: u32 = 64 * 1024;
 /// Most requests waiting for a response on one connection.
 const MAX_PENDING: usize = 4096;
 /// Headers decoded without a heap allocation.
-const STACK_HEADERS: usize = 64;
+const STACK_HEADERS: usize = 32;
 
 /// Why a head or a body could not be framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -210,7 +216,7 @@ fn scan_headers(headers: &[httparse::Header<'_>]) -> HeaderScan {
     let mut s = HeaderScan::default();
     for h in headers {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.len() == 14 && name.eq_ignore_ascii_case("content-length") {
             for part in h.value.split(|b| *b == b',') {
                 match parse_u64(trim_ows(part)) {
                     Some(n) if s.content_length.is_none_or(|old| old == n) => {
@@ -235,7 +241,7 @@ fn scan_headers(headers: &[httparse::Header<'_>]) -> HeaderScan {
         }
         if let Some(kept) = crate::KEPT_HEADERS
             .iter()
-            .find(|k| k.eq_ignore_ascii_case(name))
+            .find(|k| k.len() == name.len() && k.eq_ignore_ascii_case(name))
         {
             let value = String::from_utf8_lossy(trim_ows(h.value)).into_owned();
             if *kept == "host" && s.host.is_none() {
@@ -596,8 +602,15 @@ enum Pending {
         head: bool,
         connect: bool,
     },
-    /// Requests may have been lost here.
-    Lost,
+    /// Requests may have been lost here. `epoch`: server activity count
+    /// when it was put; `absorbed`: a response reached it.
+    Lost { epoch: u64, absorbed: bool },
+}
+
+impl Pending {
+    fn is_lost(&self) -> bool {
+        matches!(self, Pending::Lost { .. })
+    }
 }
 
 enum Head {
@@ -613,6 +626,10 @@ struct Shared {
     next_exchange: u64,
     /// The connection left HTTP/1 (101, CONNECT).
     tunnel: bool,
+    /// A request was sent while another waited for its response.
+    pipelined: bool,
+    /// Number of server feeds and gaps so far.
+    server_epoch: u64,
 }
 
 impl Shared {
@@ -627,6 +644,36 @@ impl Shared {
         let e = self.next_exchange;
         self.next_exchange += 1;
         e
+    }
+
+    /// Put a loss barrier at the back of the queue (unless one is there).
+    fn push_lost(&mut self, absorbed: bool) {
+        if !self.pending.back().is_some_and(Pending::is_lost) {
+            if self.pending.len() >= MAX_PENDING {
+                self.pending.clear();
+            }
+            self.pending.push_back(Pending::Lost {
+                epoch: self.server_epoch,
+                absorbed,
+            });
+        }
+    }
+
+    /// A request is about to be queued: drop the loss barriers when the
+    /// lost requests were surely answered. That is when only barriers wait,
+    /// the server is between responses and has sent something since the
+    /// loss, and either a response reached a barrier or the client never
+    /// pipelined (a client that waits for each response got them all).
+    fn clear_barriers(&mut self, peer_idle: bool) {
+        let now = self.server_epoch;
+        let pipelined = self.pipelined;
+        let answered = |p: &Pending| match p {
+            Pending::Lost { epoch, absorbed } => *epoch < now && (*absorbed || !pipelined),
+            Pending::Request { .. } => false,
+        };
+        if peer_idle && self.pending.iter().all(answered) {
+            self.pending.clear();
+        }
     }
 }
 
@@ -693,14 +740,7 @@ impl Half {
             );
         }
         match self.side {
-            Side::Client => {
-                if sh.pending.back() != Some(&Pending::Lost) {
-                    if sh.pending.len() >= MAX_PENDING {
-                        sh.pending.clear();
-                    }
-                    sh.pending.push_back(Pending::Lost);
-                }
-            }
+            Side::Client => sh.push_lost(false),
             Side::Server => sh.pending.clear(),
         }
     }
@@ -738,12 +778,13 @@ impl Half {
         match head {
             Head::Request(req) => {
                 let exchange = sh.fresh_exchange();
-                if peer_idle && sh.pending.iter().all(|p| *p == Pending::Lost) {
-                    sh.pending.clear();
-                }
+                sh.clear_barriers(peer_idle);
                 if sh.pending.len() >= MAX_PENDING {
                     sh.pending.clear();
-                    sh.pending.push_back(Pending::Lost);
+                    sh.push_lost(false);
+                }
+                if sh.pending.iter().any(|p| !p.is_lost()) {
+                    sh.pipelined = true;
                 }
                 let method = req.info.method.as_deref();
                 sh.pending.push_back(Pending::Request {
@@ -802,10 +843,11 @@ impl Half {
                 sh.pending.pop_front();
                 (exchange, head, connect)
             }
-            Some(Pending::Lost) => {
-                if sh.pending.len() > 1 {
-                    sh.pending.pop_front();
-                }
+            Some(Pending::Lost { .. }) => {
+                // This response may answer a lost request or the next known
+                // one: give up pairing the requests waiting now.
+                sh.pending.clear();
+                sh.push_lost(true);
                 (sh.fresh_exchange(), false, false)
             }
             None => (sh.fresh_exchange(), false, false),
@@ -1343,6 +1385,7 @@ impl ConnectionParser for Http1Parser {
             Side::Server => {
                 let idle = self.client.idle();
                 self.server.feed(&mut self.shared, data, idle);
+                self.shared.server_epoch += 1;
             }
         }
     }
@@ -1350,7 +1393,10 @@ impl ConnectionParser for Http1Parser {
     fn gap(&mut self, side: Side, len: u64) {
         match side {
             Side::Client => self.client.gap(&mut self.shared, len),
-            Side::Server => self.server.gap(&mut self.shared, len),
+            Side::Server => {
+                self.server.gap(&mut self.shared, len);
+                self.shared.server_epoch += 1;
+            }
         }
     }
 
@@ -1852,6 +1898,39 @@ mod tests {
         assert_eq!(s[3], head(C, 1, 19));
         assert_eq!(s[5], head(S, 1, 38));
         assert_eq!(response(&ev[5]).status, Some(404));
+    }
+
+    #[test]
+    fn pipelined_client_loss_never_pairs_across() {
+        let mut p = Http1Parser::new();
+        // The first request's head is lost entirely; the client pipelines a
+        // second one before any response. The first response cannot be told
+        // from the second one's: neither pairs with /b.
+        p.feed(C, b"GET /a HT");
+        p.gap(C, 300);
+        p.feed(C, b"GET /b HTTP/1.1\r\n\r\n");
+        p.feed(
+            S,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 404 Nope\r\nContent-Length: 1\r\n\r\nb",
+        );
+        // Later, a clean exchange pairs again.
+        p.feed(C, b"GET /c HTTP/1.1\r\n\r\n");
+        p.feed(S, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+        let ev = drain(&mut p);
+        let req: Vec<_> = ev
+            .iter()
+            .filter(|e| e.side == C && matches!(e.kind, L7EventKind::Head { .. }))
+            .map(|e| (e.exchange, request(e).target.clone().unwrap()))
+            .collect();
+        let res: Vec<_> = ev
+            .iter()
+            .filter(|e| e.side == S && matches!(e.kind, L7EventKind::Head { .. }))
+            .map(|e| (e.exchange, response(e).status.unwrap()))
+            .collect();
+        let b = req.iter().find(|(_, t)| t == "/b").unwrap().0;
+        let c = req.iter().find(|(_, t)| t == "/c").unwrap().0;
+        assert!(res.iter().all(|(x, _)| *x != b));
+        assert!(res.contains(&(c, 201)));
     }
 
     #[test]
