@@ -1,5 +1,6 @@
 """Generates the Python gRPC code for proto/inventory.proto (into gen/,
 gitignored) and imports it. Shared by the services and tests."""
+import importlib
 import os
 import sys
 
@@ -19,6 +20,7 @@ def load():
                           "--grpc_python_out=" + GEN, os.path.join(HERE, "proto", "inventory.proto")])
         if rc != 0:
             raise RuntimeError("protoc failed")
+        importlib.invalidate_caches()
         import inventory_pb2, inventory_pb2_grpc  # noqa: F401
     import inventory_pb2
     import inventory_pb2_grpc

@@ -33,6 +33,10 @@ data = conn.recv(100)                                   # recvfrom
 conn.sendmsg([b"vec-", b"tor-", b"ed"])                 # sendmsg, 3 iovecs
 buf1, buf2 = bytearray(4), bytearray(100)
 n = os.readv(cli.fileno(), [buf1, buf2])                # readv
+conn.sendmsg([b"%03d," % i for i in range(300)])        # 300 iovecs (gRPC C-core style)
+many = b""
+while len(many) < 1200:
+    many += cli.recv(4096)
 os.write(cli.fileno(), b"x" * 10000)                    # write, larger than the capture
 got = 0
 while got < 10000:
@@ -151,6 +155,14 @@ fn captures_loopback_tcp_from_a_child_process() {
         .find(|d| d.direction == Direction::Ingress && d.payload == b"vec-tor-ed".as_slice())
         .expect("readv gathered");
     assert_eq!(vec_out.seq, vec_in.seq);
+    let many: Vec<u8> = (0..300)
+        .flat_map(|i| format!("{i:03},").into_bytes())
+        .collect();
+    assert!(
+        data.iter()
+            .any(|d| d.direction == Direction::Egress && d.payload == many.as_slice()),
+        "all 300 iovecs of one sendmsg gathered"
+    );
 
     // A 10000-byte write: byte count exact, capture bounded to 4096.
     let big = data
@@ -165,6 +177,7 @@ fn captures_loopback_tcp_from_a_child_process() {
         .map(|d| d.bytes)
         .sum();
     assert_eq!(received, hello.len() as u64 + 10000);
+    assert_eq!(probes.drops().get("iovec_truncated"), 0);
 
     // Close events for both ends, and the process lifecycle.
     let closed: Vec<u64> = events

@@ -224,22 +224,36 @@ static __always_inline __u32 copy_user(__u8 *room, __u32 off, const void *src, _
 	return n;
 }
 
+struct zt_gather {
+	__u8 *room;
+	const struct iovec *iov;
+	__u64 total; /* bytes the call transferred, still to attribute */
+	__u32 iovcnt;
+	__u32 off; /* bytes captured so far */
+};
+
+/* One iovec; bpf_loop callback (verified once, whatever the iovec count). */
+static long gather_one(__u32 i, void *data)
+{
+	struct zt_gather *g = data;
+	if (i >= g->iovcnt || g->total == 0 || g->off >= zt_capture_max)
+		return 1;
+	struct iovec v;
+	if (bpf_probe_read_user(&v, sizeof(v), &g->iov[i]))
+		return 1;
+	__u64 n = v.iov_len < g->total ? v.iov_len : g->total;
+	g->off += copy_user(g->room, g->off, v.iov_base, n);
+	g->total -= n;
+	return 0;
+}
+
 static __always_inline __u32 gather_iov(__u8 *room, const struct iovec *iov, __u32 iovcnt, __u64 total)
 {
-	__u32 off = 0;
-	for (int i = 0; i < ZT_MAX_IOV; i++) {
-		if (i >= iovcnt || total == 0 || off >= zt_capture_max)
-			return off;
-		struct iovec v;
-		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
-			return off;
-		__u64 n = v.iov_len < total ? v.iov_len : total;
-		off += copy_user(room, off, v.iov_base, n);
-		total -= n;
-	}
-	if (total > 0 && off < zt_capture_max)
+	struct zt_gather g = { .room = room, .iov = iov, .total = total, .iovcnt = iovcnt, .off = 0 };
+	bpf_loop(ZT_MAX_IOV, gather_one, &g, 0);
+	if (g.total > 0 && g.off < zt_capture_max)
 		count_drop(ZT_DROP_IOV_TRUNC);
-	return off;
+	return g.off;
 }
 
 static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source)

@@ -8,7 +8,7 @@
 #define ZT_EVENTS_H
 
 #define ZT_MAX_CAPTURE 8192 /* upper bound of the per-call payload prefix; power of two (the per-CPU scratch holds 2x this plus the header, under the 32 KiB per-CPU value limit) */
-#define ZT_MAX_IOV 16        /* iovecs walked per vectored call */
+#define ZT_MAX_IOV 1024      /* iovecs walked per vectored call (UIO_MAXIOV; gRPC C-core writes one slice per iovec) */
 #define ZT_ARGS_LEN 512      /* bytes of argv kept per exec */
 #define ZT_PATH_LEN 256
 
