@@ -7,8 +7,8 @@ query comment. Ids ending in 7 have no row (NOT_FOUND); ids ending in 5 query
 a table that does not exist (MySQL error 1146 -> INTERNAL). Odd ids use the
 C client (mysqlclient), even ids the pure-Python one (pymysql).
 """
+import queue
 import sys
-import threading
 from concurrent import futures
 
 import grpc
@@ -20,16 +20,28 @@ import grpc_gen
 pb, pb_grpc = grpc_gen.load()
 PORT = int(sys.argv[1])
 DB = dict(host="127.0.0.1", port=3306, user="zt", password="zt-secret", database="zt_test")
-local = threading.local()
+POOLS = {}
 
 
-def conn(kind):
-    c = getattr(local, kind, None)
-    if c is None:
-        c = pymysql.connect(**DB, autocommit=True) if kind == "py" else MySQLdb.connect(
-            host=DB["host"], port=DB["port"], user=DB["user"], passwd=DB["password"], db=DB["database"], autocommit=True)
-        setattr(local, kind, c)
-    return c
+def connect(kind):
+    if kind == "py":
+        return pymysql.connect(**DB, autocommit=True)
+    return MySQLdb.connect(host=DB["host"], port=DB["port"], user=DB["user"], passwd=DB["password"],
+                           db=DB["database"], autocommit=True)
+
+
+class conn:
+    """A connection opened at start-up, borrowed for one call."""
+
+    def __init__(self, kind):
+        self.q = POOLS[kind]
+
+    def __enter__(self):
+        self.c = self.q.get()
+        return self.c
+
+    def __exit__(self, *exc):
+        self.q.put(self.c)
 
 
 def setup():
@@ -47,12 +59,17 @@ class Inventory(pb_grpc.InventoryServicer):
     def GetItem(self, request, context):
         n, rid = request.id, request.rid
         table = "missing_items" if n % 10 == 5 else "items"
-        cur = conn("c" if n % 2 else "py").cursor()
-        try:
-            cur.execute("SELECT /* rid=%s */ id, name, stock FROM %s WHERE id = %d" % (rid, table, n))
-            row = cur.fetchone()
-        except (pymysql.MySQLError, MySQLdb.MySQLError) as e:
-            context.abort(grpc.StatusCode.INTERNAL, "query failed: %s" % e.args[0])
+        with conn("c" if n % 2 else "py") as c:
+            cur = c.cursor()
+            try:
+                cur.execute("SELECT /* rid=%s */ id, name, stock FROM %s WHERE id = %d" % (rid, table, n))
+                row = cur.fetchone()
+            except (pymysql.MySQLError, MySQLdb.MySQLError) as e:
+                row, err = None, e.args[0]
+            else:
+                err = None
+        if err is not None:
+            context.abort(grpc.StatusCode.INTERNAL, "query failed: %s" % err)
         if row is None:
             context.abort(grpc.StatusCode.NOT_FOUND, "no item %d" % n)
         return pb.Item(id=row[0], name=row[1], stock=row[2])
@@ -60,6 +77,10 @@ class Inventory(pb_grpc.InventoryServicer):
 
 if __name__ == "__main__":
     setup()
+    for kind in ("py", "c"):
+        POOLS[kind] = queue.Queue()
+        for _ in range(10):
+            POOLS[kind].put(connect(kind))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     pb_grpc.add_InventoryServicer_to_server(Inventory(), server)
     server.add_insecure_port("127.0.0.1:%d" % PORT)

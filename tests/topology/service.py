@@ -21,8 +21,8 @@ metadata (x-request-id), SQL comments and Redis keys.
 Usage: service.py NAME PORT [DOWNSTREAM_NAME=PORT ...]
 """
 import json
+import queue
 import sys
-import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +31,6 @@ from urllib.parse import parse_qs, urlsplit
 NAME = sys.argv[1]
 PORT = int(sys.argv[2])
 DOWN = dict(arg.split("=", 1) for arg in sys.argv[3:])
-local = threading.local()
 
 if "inventory" in DOWN:
     import grpc
@@ -50,29 +49,41 @@ def get_item(n, rid):
         return e.code().name
 
 
-def pg():
-    c = getattr(local, "pg", None)
-    if c is None:
-        import psycopg
-        c = psycopg.connect(host="127.0.0.1", port=int(DOWN["postgres"]), user="zt", password="zt-secret",
-                            dbname="zt_test", autocommit=True)
-        local.pg = c
-    return c
+class Pool:
+    """Connections opened at start-up and reused, so requests never pay (or
+    trace) connection setup."""
+
+    def __init__(self, make, size):
+        self.q = queue.Queue()
+        for _ in range(size):
+            self.q.put(make())
+
+    def __enter__(self):
+        self.c = self.q.get()
+        return self.c
+
+    def __exit__(self, *exc):
+        self.q.put(self.c)
 
 
-def redis_conn():
-    c = getattr(local, "redis", None)
-    if c is None:
-        import redis
-        c = redis.Redis(host="127.0.0.1", port=int(DOWN["redis"]))
-        local.redis = c
+def pg_connect():
+    import psycopg
+    return psycopg.connect(host="127.0.0.1", port=int(DOWN["postgres"]), user="zt", password="zt-secret",
+                           dbname="zt_test", autocommit=True)
+
+
+def redis_connect():
+    import redis
+    c = redis.Redis(host="127.0.0.1", port=int(DOWN["redis"]))
+    # Open (HELLO, CLIENT SETINFO) the connection pipelines will reuse.
+    c.pipeline(transaction=False).ping().execute()
     return c
 
 
 def setup_postgres():
-    cur = pg().cursor()
-    cur.execute("CREATE TABLE IF NOT EXISTS profiles (id BIGINT PRIMARY KEY, name TEXT)")
-    cur.execute("INSERT INTO profiles SELECT g, 'user-' || g FROM generate_series(0, 1999) g ON CONFLICT DO NOTHING")
+    with pg_connect() as c:
+        c.execute("CREATE TABLE IF NOT EXISTS profiles (id BIGINT PRIMARY KEY, name TEXT)")
+        c.execute("INSERT INTO profiles SELECT g, 'user-' || g FROM generate_series(0, 1999) g ON CONFLICT DO NOTHING")
 
 
 def call(service, path):
@@ -119,14 +130,16 @@ class Handler(BaseHTTPRequestHandler):
             if "postgres" in DOWN:
                 col = "nickname" if n % 10 == 9 else "name"
                 try:
-                    pg().execute("SELECT /* rid=%s */ %s FROM profiles WHERE id = %%s" % (rid, col), (n,)).fetchone()
+                    with PG as c:
+                        c.execute("SELECT /* rid=%s */ %s FROM profiles WHERE id = %%s" % (rid, col), (n,)).fetchone()
                 except Exception:
                     return self.reply(500, {"rid": rid, "error": "database"})
             if "redis" in DOWN:
-                pipe = redis_conn().pipeline(transaction=False)
-                pipe.set("zt:%s:k" % rid, "x" if n % 10 == 1 else "7")
-                pipe.incr("zt:%s:k" % rid)
-                pipe.execute(raise_on_error=False)
+                with REDIS as r:
+                    pipe = r.pipeline(transaction=False)
+                    pipe.set("zt:%s:k" % rid, "x" if n % 10 == 1 else "7")
+                    pipe.incr("zt:%s:k" % rid)
+                    pipe.execute(raise_on_error=False)
             st, _ = call("profile", "/profile/%d?rid=%s" % (n, rid))
             return self.reply(200 if st == 200 else 502, {"rid": rid, "profile": st})
         if NAME == "profile" and parts[:1] == ["profile"] and len(parts) == 2:
@@ -143,6 +156,9 @@ class Server(ThreadingHTTPServer):
 if __name__ == "__main__":
     if "postgres" in DOWN:
         setup_postgres()
+        PG = Pool(pg_connect, 20)
+    if "redis" in DOWN:
+        REDIS = Pool(redis_connect, 20)
     srv = Server(("127.0.0.1", PORT), Handler)
     print("ready", NAME, PORT, flush=True)
     srv.serve_forever()

@@ -81,7 +81,7 @@ fn print_assembler_stats(s: &Stats) {
         s.unlinked_ambiguous_thread
     );
     eprintln!(
-        "zt-trace: connections {} seen, {} parsed, {} not a known protocol; parser desyncs {}, unmatched responses {}, timed-out requests {}, spans dropped (table full) {}, late events {}",
+        "zt-trace: connections {} seen, {} parsed, {} ignored (no known protocol, or a database's own end); parser desyncs {}, unmatched responses {}, timed-out requests {}, spans dropped (table full) {}, late events {}",
         s.conns_seen,
         s.conns_parsed,
         s.conns_ignored,

@@ -597,6 +597,13 @@ impl Assembler {
             }
             let detected = detect_protocol(role, d.direction, &d.payload, server_port);
             match detected {
+                // A database or cache is a leaf seen from its clients: its
+                // own end of the connection is not parsed at all.
+                Some((Protocol::Mysql | Protocol::Postgres | Protocol::Redis, Role::Server)) => {
+                    conn.state = ParseState::Ignored;
+                    self.stats.conns_ignored += 1;
+                    return;
+                }
                 Some((protocol, role)) => {
                     conn.role = role;
                     conn.state = ParseState::Parsing {
@@ -901,8 +908,14 @@ impl Assembler {
                     _ => {
                         // Weak evidence only: the single request in flight in
                         // the process, served by another thread.
-                        rec.link_reason = "unlinked_no_request_on_thread";
+                        rec.link_reason = "root_no_open_request";
                         if let Some(p) = self.procs.get(&pid) {
+                            if !p.open_server.is_empty() {
+                                // The process is serving requests, on other
+                                // threads (a pool, an event loop, a runtime
+                                // such as grpcio's C-core): no proof which.
+                                rec.link_reason = "unlinked_request_served_on_other_thread";
+                            }
                             if p.open_server.len() == 1 {
                                 let other = p.open_server[0];
                                 self.stats.links_inferred += 1;

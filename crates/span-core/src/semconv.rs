@@ -148,6 +148,7 @@ fn http(
     if let Some(ua) = req.header("user-agent") {
         attrs.set("user_agent.original", ua.to_owned());
     }
+    request_id(req, attrs);
     let authority = req.authority.as_deref().map(split_authority);
     let route = req.target.as_deref().map(route_template);
     if let Some(t) = &req.target {
@@ -222,6 +223,14 @@ fn http(
     (name, status)
 }
 
+/// `x-request-id`, the de-facto correlation header, as
+/// `http.request.header.x-request-id` (semantic conventions: header values).
+fn request_id(req: &HttpRequest, attrs: &mut Attributes) {
+    if let Some(v) = req.header("x-request-id") {
+        attrs.set("http.request.header.x-request-id", v.to_owned());
+    }
+}
+
 /// The HTTP/2 parser marks a stream ended by RST_STREAM with a
 /// pseudo-header no peer can send.
 fn stream_reset(r: &HttpResponse) -> Option<&str> {
@@ -256,6 +265,7 @@ fn grpc(
     }
     attrs.set("network.protocol.name", "http");
     attrs.set("network.protocol.version", "2");
+    request_id(req, attrs);
     if let Some(n) = req.grpc_messages {
         attrs.set("rpc.message.sent_count", n as i64);
     }

@@ -95,9 +95,19 @@ pub fn wait_port(port: u16, what: &str) {
 
 /// Start a topology service (tests/topology/service.py).
 pub fn service(name: &str, port: u16, downstream: &[(&str, u16)]) -> Proc {
-    let script = repo_root().join("tests/topology/service.py");
+    script_service("service.py", name, port, downstream)
+}
+
+/// Start `tests/topology/<script> NAME PORT [down=port...]` (inventory.py
+/// takes only the port).
+pub fn script_service(script: &str, name: &str, port: u16, downstream: &[(&str, u16)]) -> Proc {
+    let path = repo_root().join("tests/topology").join(script);
     let mut cmd = Command::new("python3");
-    cmd.arg(script).arg(name).arg(port.to_string());
+    cmd.arg(path);
+    if script == "service.py" {
+        cmd.arg(name);
+    }
+    cmd.arg(port.to_string());
     for (n, p) in downstream {
         cmd.arg(format!("{n}={p}"));
     }
@@ -239,7 +249,13 @@ pub fn label(span: &Value) -> String {
     let status = attr(span, "http.response.status_code")
         .or_else(|| attr(span, "rpc.grpc.status_code"))
         .map(|v| v.to_string())
-        .unwrap_or_else(|| "-".into());
+        .unwrap_or_else(|| {
+            if span["status_code"] == "ERROR" {
+                "ERROR".into()
+            } else {
+                "-".into()
+            }
+        });
     format!(
         "{} {} {} {}",
         span["service_name"].as_str().unwrap(),
@@ -388,4 +404,36 @@ pub fn check_topology(spans: &[Value], load: &[Value], what: &str) -> BTreeMap<S
             .join("\n")
     );
     shapes
+}
+
+/// Whether any string attribute of the span mentions `rid` (URLs, gRPC
+/// metadata, SQL comments, Redis keys all carry it).
+pub fn mentions(span: &Value, rid: &str) -> bool {
+    span["attributes"].as_object().is_some_and(|m| {
+        m.values()
+            .any(|v| v.as_str().is_some_and(|s| s.contains(rid)))
+    })
+}
+
+/// Generate the gRPC code once, before several services import it at once.
+pub fn grpc_codegen() {
+    let st = Command::new("python3")
+        .current_dir(repo_root().join("tests/topology"))
+        .args(["-c", "import grpc_gen; grpc_gen.load()"])
+        .status()
+        .expect("python3");
+    assert!(
+        st.success(),
+        "grpc code generation failed (pip install grpcio grpcio-tools)"
+    );
+}
+
+/// The database and cache servers must be up (scripts/start-servers.sh).
+pub fn require_servers() {
+    for (what, port) in [("MariaDB", 3306), ("PostgreSQL", 5432), ("Redis", 6379)] {
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "{what} is not listening on 127.0.0.1:{port}: run scripts/start-servers.sh (CI does)"
+        );
+    }
 }
