@@ -74,6 +74,9 @@ class Inventory(pb_grpc.InventoryServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, "no item %d" % n)
         return pb.Item(id=row[0], name=row[1], stock=row[2])
 
+    def Stock(self, request, context):
+        return pb.Item(id=request.id, stock=request.id * 3)
+
 
 if __name__ == "__main__":
     setup()

@@ -193,9 +193,7 @@ fn http(
             }
         }
     }
-    if !req.undecoded.is_empty() {
-        attrs.set("zt.undecoded", req.undecoded.join(","));
-    }
+    set_undecoded(req, resp, attrs);
     let mut status = Status::UNSET;
     if let Some(reset) = resp.and_then(stream_reset) {
         attrs.set("error.type", "stream_reset");
@@ -221,6 +219,20 @@ fn http(
         (None, None) => "HTTP".to_owned(),
     };
     (name, status)
+}
+
+/// Fields of the request or response that could not be decoded (HTTP/2
+/// joined mid-connection): listed, never guessed.
+fn set_undecoded(req: &HttpRequest, resp: Option<&HttpResponse>, attrs: &mut Attributes) {
+    let mut all: Vec<&str> = req.undecoded.iter().map(String::as_str).collect();
+    if let Some(r) = resp {
+        all.extend(r.undecoded.iter().map(String::as_str));
+    }
+    all.sort_unstable();
+    all.dedup();
+    if !all.is_empty() {
+        attrs.set("zt.undecoded", all.join(","));
+    }
 }
 
 /// `x-request-id`, the de-facto correlation header, as
@@ -269,9 +281,7 @@ fn grpc(
     if let Some(n) = req.grpc_messages {
         attrs.set("rpc.message.sent_count", n as i64);
     }
-    if !req.undecoded.is_empty() {
-        attrs.set("zt.undecoded", req.undecoded.join(","));
-    }
+    set_undecoded(req, resp, attrs);
     let mut status = Status::UNSET;
     if let Some(r) = resp {
         if let Some(n) = r.grpc_messages {
