@@ -6,13 +6,13 @@ set -euo pipefail
 APT_PACKAGES=(
   clang llvm libbpf-dev bpftool          # building the eBPF programs
   pkg-config libmariadb-dev              # mysqlclient (C MySQL client) for the tests
-  iproute2 procps curl                   # test plumbing
+  iproute2 procps curl openssl           # test plumbing
   nginx wrk                              # TLS proxy tests, overhead benchmark
   redis-server mariadb-server postgresql # real servers the tests talk to
 )
 PIP_PACKAGES=(
   grpcio grpcio-tools protobuf pymysql mysqlclient "psycopg[binary]" redis
-  opentelemetry-proto thrift jsonschema pyyaml
+  opentelemetry-proto thrift six jsonschema pyyaml
 )
 
 missing=()
@@ -25,13 +25,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c "import grpc, grpc_tools, pymysql, MySQLdb, psycopg, redis, opentelemetry.proto, thrift, jsonschema, yaml" 2>/dev/null; then
+if ! python3 -c "import grpc, grpc_tools, pymysql, MySQLdb, psycopg, redis, opentelemetry.proto, thrift, six, jsonschema, yaml" 2>/dev/null; then
   echo "install-deps: pip install ${PIP_PACKAGES[*]}"
   python3 -m pip install -q "${PIP_PACKAGES[@]}"
 fi
 # Jaeger's generated Thrift types (decode what the jaeger-thrift exporter sends).
 if ! python3 -c "import jaeger_client.thrift_gen.jaeger" 2>/dev/null; then
   python3 -m pip install -q --no-deps jaeger-client
+fi
+
+if ! command -v node >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null
 fi
 
 # Tracepoints need tracefs (the agent mounts it too; tests may list probes).

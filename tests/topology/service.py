@@ -18,10 +18,15 @@ Downstreams in brackets are used only when given (inventory=PORT,
 postgres=PORT, redis=PORT); the ground-truth id travels in URLs, gRPC
 metadata (x-request-id), SQL comments and Redis keys.
 
+With ZT_TLS_CERT and ZT_TLS_KEY set, the service serves HTTPS and calls its
+HTTP downstreams over HTTPS (certificates not verified: test-only).
+
 Usage: service.py NAME PORT [DOWNSTREAM_NAME=PORT ...]
 """
 import json
+import os
 import queue
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -86,10 +91,18 @@ def setup_postgres():
         c.execute("INSERT INTO profiles SELECT g, 'user-' || g FROM generate_series(0, 1999) g ON CONFLICT DO NOTHING")
 
 
+TLS = bool(os.environ.get("ZT_TLS_CERT"))
+CLIENT_CTX = None
+if TLS:
+    CLIENT_CTX = ssl.create_default_context()
+    CLIENT_CTX.check_hostname = False
+    CLIENT_CTX.verify_mode = ssl.CERT_NONE
+
+
 def call(service, path):
-    url = "http://127.0.0.1:%s%s" % (DOWN[service], path)
+    url = "%s://127.0.0.1:%s%s" % ("https" if TLS else "http", DOWN[service], path)
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(url, timeout=10, context=CLIENT_CTX) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         e.read()
@@ -160,5 +173,9 @@ if __name__ == "__main__":
     if "redis" in DOWN:
         REDIS = Pool(redis_connect, 20)
     srv = Server(("127.0.0.1", PORT), Handler)
+    if TLS:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.environ["ZT_TLS_CERT"], os.environ["ZT_TLS_KEY"])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print("ready", NAME, PORT, flush=True)
     srv.serve_forever()

@@ -114,14 +114,14 @@ impl Agent {
         }
         let export = crate::export::pipeline(&args.export)?;
         let probes = builder.load().context("attaching the eBPF probes")?;
-        log::info!(
-            "attached {} probes; tracing (Ctrl-C to stop)",
-            probes.attached().len()
-        );
 
         let offset = wall_clock_offset_ns();
         let host = host_name();
         let mut source = LiveSource::new(probes, !args.capture.no_tls);
+        log::info!(
+            "attached {} probes; tracing (Ctrl-C to stop)",
+            source.probes().attached().len()
+        );
         if let Some(path) = &args.record {
             let header = RecordHeader {
                 version: ebpf_probes::record::FORMAT_VERSION,

@@ -98,9 +98,29 @@ pub fn service(name: &str, port: u16, downstream: &[(&str, u16)]) -> Proc {
     script_service("service.py", name, port, downstream)
 }
 
+/// A topology service with extra environment (e.g. ZT_TLS_CERT/ZT_TLS_KEY).
+pub fn service_env(
+    name: &str,
+    port: u16,
+    downstream: &[(&str, u16)],
+    env: &[(&str, &str)],
+) -> Proc {
+    script_service_env("service.py", name, port, downstream, env)
+}
+
 /// Start `tests/topology/<script> NAME PORT [down=port...]` (inventory.py
 /// takes only the port).
 pub fn script_service(script: &str, name: &str, port: u16, downstream: &[(&str, u16)]) -> Proc {
+    script_service_env(script, name, port, downstream, &[])
+}
+
+pub fn script_service_env(
+    script: &str,
+    name: &str,
+    port: u16,
+    downstream: &[(&str, u16)],
+    env: &[(&str, &str)],
+) -> Proc {
     let path = repo_root().join("tests/topology").join(script);
     let mut cmd = Command::new("python3");
     cmd.arg(path);
@@ -111,6 +131,7 @@ pub fn script_service(script: &str, name: &str, port: u16, downstream: &[(&str, 
     for (n, p) in downstream {
         cmd.arg(format!("{n}={p}"));
     }
+    cmd.envs(env.iter().copied());
     cmd.env("OTEL_SERVICE_NAME", name)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -436,4 +457,37 @@ pub fn require_servers() {
             "{what} is not listening on 127.0.0.1:{port}: run scripts/start-servers.sh (CI does)"
         );
     }
+}
+
+/// A self-signed certificate and key for 127.0.0.1/localhost in `dir`.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(st.success(), "openssl req failed");
+    (cert, key)
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("zt-{tag}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }
