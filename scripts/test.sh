@@ -16,5 +16,8 @@ if [ "$(id -u)" = 0 ]; then export ZT_REQUIRE_BPF=1; fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace --all-targets --no-fail-fast -- --test-threads=1
+# Root tests start tracers and servers: one test at a time.
+cargo test --workspace --lib --bins --tests --examples --no-fail-fast -- --test-threads=1
 cargo test --workspace --doc
+# Each criterion benchmark once, as a smoke test (figures: BENCHMARKS.md).
+cargo test --workspace --benches
