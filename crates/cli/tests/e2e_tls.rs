@@ -124,8 +124,9 @@ fn node_https_server_and_client_started_after_the_tracer() {
                 }
             }
             _ => failures.push(format!(
-                "{rid}: {} spans, want a client and a server span",
-                of.len()
+                "{rid}: {} spans, want a client and a server span: {:?}",
+                of.len(),
+                of.iter().map(|s| label(s)).collect::<Vec<_>>()
             )),
         }
     }

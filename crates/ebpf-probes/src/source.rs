@@ -41,6 +41,9 @@ pub struct SourceStats {
     pub record_bytes: u64,
     pub decode_errors: u64,
     pub processes_resolved: u64,
+    /// Processes whose environment had to be read again after exec.
+    pub env_rechecks_changed: u64,
+    pub env_rechecks: u64,
 }
 
 /// Adds [`ProcessInfo`] the first time a pid shows up, so spans get their
@@ -57,6 +60,7 @@ impl Enricher {
     fn recheck(&mut self, pid: u32) -> Option<Event> {
         let (name, ts) = self.known.get(&pid)?.clone();
         let fresh = procfs::service_name_from_env(pid);
+        log::debug!("service name recheck of {pid}: {name:?} -> {fresh:?}");
         if fresh.is_none() || fresh == name {
             return None;
         }
@@ -83,6 +87,7 @@ impl Enricher {
                     }
                     info = fresh;
                 }
+                log::debug!("exec {pid} {:?}: service name {:?}", info.args.first(), info.service_name);
                 self.known.insert(pid, (info.service_name.clone(), info.ts));
                 *resolved += 1;
                 out.push((ev, true));
@@ -172,7 +177,9 @@ impl LiveSource {
             !ready
         });
         for pid in due {
+            self.stats.env_rechecks += 1;
             if let Some(ev) = self.enricher.recheck(pid) {
+                self.stats.env_rechecks_changed += 1;
                 if let (Some(w), Event::Process(p)) = (self.recorder.as_mut(), &ev) {
                     w.process(p)?;
                 }
