@@ -87,7 +87,11 @@ impl Enricher {
                     }
                     info = fresh;
                 }
-                log::debug!("exec {pid} {:?}: service name {:?}", info.args.first(), info.service_name);
+                log::debug!(
+                    "exec {pid} {:?}: service name {:?}",
+                    info.args.first(),
+                    info.service_name
+                );
                 self.known.insert(pid, (info.service_name.clone(), info.ts));
                 *resolved += 1;
                 out.push((ev, true));

@@ -253,6 +253,9 @@ struct ThreadState {
 
 struct Proc {
     resource: Arc<Resource>,
+    /// When the process was exec'd or first seen: a span that started
+    /// earlier belongs to an earlier process with the same pid.
+    since: MonoNanos,
     open_server: Vec<SpanId>,
 }
 
@@ -427,15 +430,17 @@ impl Assembler {
 
     fn on_process(&mut self, p: ProcessInfo) {
         let resource = Arc::new(self.make_resource(&p));
-        let open_server = self
-            .procs
-            .remove(&p.pid)
-            .map(|pr| pr.open_server)
-            .unwrap_or_default();
+        // An entry still here is the same process (exits remove entries):
+        // an update, or a re-exec of the same pid.
+        let (open_server, since) = match self.procs.remove(&p.pid) {
+            Some(old) => (old.open_server, old.since.min(p.ts)),
+            None => (Vec::new(), p.ts),
+        };
         self.procs.insert(
             p.pid,
             Proc {
                 resource,
+                since,
                 open_server,
             },
         );
@@ -479,6 +484,7 @@ impl Assembler {
             pid,
             Proc {
                 resource: resource.clone(),
+                since: 0,
                 open_server: Vec::new(),
             },
         );
@@ -1191,7 +1197,14 @@ impl Assembler {
             status,
             attributes,
             links,
-            resource: rec.resource.clone(),
+            // The latest details of the process (its environment may have
+            // been read only after the span started), else those the span
+            // started with.
+            resource: self
+                .procs
+                .get(&rec.thread.pid)
+                .filter(|p| p.since <= rec.start)
+                .map_or_else(|| rec.resource.clone(), |p| p.resource.clone()),
         }
     }
 }

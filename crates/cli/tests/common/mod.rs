@@ -169,7 +169,10 @@ impl Tracer {
         let stderr = dir.join("tracer.err");
         let child = Command::new(zt_trace_bin())
             .args(args)
-            .env("RUST_LOG", std::env::var("ZT_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("ZT_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
