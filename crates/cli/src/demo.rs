@@ -100,6 +100,7 @@ fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
         output,
         record: None,
         duration: None,
+        stage: crate::Stage::Full,
     };
     let mut agent = Agent::start(&args)?;
     let mut load = Command::new("python3")

@@ -138,6 +138,17 @@ struct RunArgs {
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
+    /// Overhead analysis: stop the pipeline after `drain` (read the ring
+    /// buffer only) or `decode` (decode and enrich, no assembly).
+    #[arg(long, value_enum, default_value = "full", hide = true)]
+    stage: Stage,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Stage {
+    Drain,
+    Decode,
+    Full,
 }
 
 fn main() -> ExitCode {
@@ -164,6 +175,7 @@ fn main() -> ExitCode {
             output: OutputFormat::None,
             record: Some(file),
             duration,
+            stage: Stage::Full,
         }),
         Some(Command::Demo { requests, output }) => demo::demo(requests, output),
         Some(Command::Replay {

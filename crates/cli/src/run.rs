@@ -1,7 +1,7 @@
 //! The live agent loop and replay.
 
 use crate::output::{OutputFormat, Printer};
-use crate::{AssembleArgs, RunArgs};
+use crate::{AssembleArgs, RunArgs, Stage};
 use anyhow::{Context, Result};
 use ebpf_probes::record::{RecordHeader, RecordReader, RecordWriter};
 use ebpf_probes::{monotonic_ns, wall_clock_offset_ns, LiveSource, Probes, ReplaySource};
@@ -95,6 +95,7 @@ fn print_assembler_stats(s: &Stats) {
 
 /// A running agent: probes, decoding, assembly and output.
 pub struct Agent {
+    stage: Stage,
     source: LiveSource,
     asm: Assembler,
     printer: Printer,
@@ -135,6 +136,7 @@ impl Agent {
             log::info!("recording events to {}", path.display());
         }
         Ok(Agent {
+            stage: args.stage,
             source,
             asm: Assembler::new(assembler_config(
                 &args.assemble,
@@ -153,6 +155,21 @@ impl Agent {
     /// print finished traces.
     pub fn step(&mut self, wait: Duration) -> Result<()> {
         let asm = &mut self.asm;
+        match self.stage {
+            Stage::Drain => {
+                self.source
+                    .drain_raw(wait)
+                    .context("reading the ring buffer")?;
+                return Ok(());
+            }
+            Stage::Decode => {
+                self.source
+                    .poll(wait, drop)
+                    .context("reading the ring buffer")?;
+                return Ok(());
+            }
+            Stage::Full => {}
+        }
         self.source
             .poll(wait, |ev| asm.handle_event(ev))
             .context("reading the ring buffer")?;
@@ -169,6 +186,7 @@ impl Agent {
     /// print the rest and a summary on stderr.
     pub fn shutdown(self) -> Result<()> {
         let Agent {
+            stage: _,
             mut source,
             mut asm,
             mut printer,

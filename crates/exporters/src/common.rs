@@ -23,7 +23,10 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// resource does not already carry them.
 pub fn resource_attributes(res: &Resource) -> Vec<(&str, AttrValue)> {
     let mut out: Vec<(&str, AttrValue)> = Vec::with_capacity(res.attributes.len() + 5);
-    out.push(("service.name", AttrValue::Str(res.service_name.clone())));
+    out.push((
+        "service.name",
+        AttrValue::Str(res.service_name.clone().into()),
+    ));
     for kv in res.attributes.iter() {
         if kv.key != "service.name" {
             out.push((kv.key.as_ref(), kv.value.clone()));
@@ -38,7 +41,7 @@ pub fn resource_attributes(res: &Resource) -> Vec<(&str, AttrValue)> {
     for (key, value) in defaults {
         if let Some(value) = value {
             if res.attributes.get(key).is_none() {
-                out.push((key, AttrValue::Str(value.to_owned())));
+                out.push((key, AttrValue::Str(value.to_owned().into())));
             }
         }
     }

@@ -79,7 +79,7 @@ pub fn span_to_json(span: &Span) -> Value {
 
 fn attr_to_json(v: &AttrValue) -> Value {
     match v {
-        AttrValue::Str(s) => Value::String(s.clone()),
+        AttrValue::Str(s) => Value::String(s.to_string()),
         AttrValue::Int(i) => Value::from(*i),
         AttrValue::Bool(b) => Value::Bool(*b),
         // Non-finite doubles have no JSON number: write them as strings.

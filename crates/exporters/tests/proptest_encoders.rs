@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 fn attr_value() -> impl Strategy<Value = AttrValue> {
     prop_oneof![
-        ".{0,20}".prop_map(AttrValue::Str),
+        ".{0,20}".prop_map(AttrValue::from),
         any::<i64>().prop_map(AttrValue::Int),
         any::<bool>().prop_map(AttrValue::Bool),
         prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::INFINITY)].prop_map(AttrValue::Double),

@@ -203,6 +203,12 @@ impl Conn {
     /// The segment holding stream offset `off` of `side`.
     fn seg_at(&self, side: Side, off: u64) -> Option<Seg> {
         let segs = &self.segs[side_idx(side)];
+        // Almost always the latest segment.
+        if let Some(last) = segs.back() {
+            if off >= last.start {
+                return Some(*last);
+            }
+        }
         let i = segs.partition_point(|s| s.end <= off);
         segs.get(i).or_else(|| segs.front()).copied()
     }
@@ -271,7 +277,12 @@ pub struct Assembler {
     spans: HashMap<SpanId, Box<SpanRec>>,
     client_index: HashMap<SeqKey, SpanId>,
     waiting_servers: HashMap<SeqKey, SpanId>,
+    /// (when, span): trees to try to emit.
     checks: BinaryHeap<Reverse<(MonoNanos, SpanId)>>,
+    /// (deadline, span) in creation order: requests that may time out. Spans
+    /// start in (nearly) increasing time, so a queue does what a heap would,
+    /// at O(1).
+    timeouts: VecDeque<(MonoNanos, SpanId)>,
     emitted: HashMap<SpanId, TraceId>,
     emitted_order: VecDeque<SpanId>,
     /// TLS plaintext whose socket is not known yet, by (pid, SSL*).
@@ -298,6 +309,7 @@ impl Assembler {
             client_index: HashMap::new(),
             waiting_servers: HashMap::new(),
             checks: BinaryHeap::new(),
+            timeouts: VecDeque::new(),
             emitted: HashMap::new(),
             emitted_order: VecDeque::new(),
             tls_unbound: HashMap::new(),
@@ -355,7 +367,13 @@ impl Assembler {
     /// When `handle_timeout` next has work to do.
     pub fn poll_timeout(&self) -> Option<MonoNanos> {
         let a = self.reorder.next_ready_at();
-        let b = self.checks.peek().map(|Reverse((t, _))| *t);
+        let b = self
+            .checks
+            .peek()
+            .map(|Reverse((t, _))| *t)
+            .into_iter()
+            .chain(self.timeouts.front().map(|(t, _)| *t))
+            .min();
         match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -977,7 +995,7 @@ impl Assembler {
         }
         let timeout_at = start + self.cfg.request_timeout_ns;
         self.spans.insert(id, Box::new(rec));
-        self.checks.push(Reverse((timeout_at, id)));
+        self.timeouts.push_back((timeout_at, id));
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.pending.insert(exchange, id);
         }
@@ -1029,21 +1047,24 @@ impl Assembler {
     }
 
     fn run_checks(&mut self, force: bool) {
+        while let Some(&(t, id)) = self.timeouts.front() {
+            if t > self.now && !force {
+                break;
+            }
+            self.timeouts.pop_front();
+            if self.spans.get(&id).is_some_and(|s| s.end.is_none()) && t <= self.now {
+                self.stats.spans_timed_out += 1;
+                self.force_end(id, t, "no_response");
+            }
+        }
         while let Some(Reverse((t, id))) = self.checks.peek().copied() {
             if t > self.now && !force {
                 break;
             }
             self.checks.pop();
-            let Some(s) = self.spans.get(&id) else {
-                continue;
-            };
-            if s.end.is_none() {
-                if s.start + self.cfg.request_timeout_ns <= self.now {
-                    self.stats.spans_timed_out += 1;
-                    let at = s.start + self.cfg.request_timeout_ns;
-                    self.force_end(id, at, "no_response");
-                }
-                continue;
+            match self.spans.get(&id) {
+                Some(s) if s.end.is_some() => {}
+                _ => continue,
             }
             let root = self.find_root(id);
             self.try_emit(root, force);

@@ -7,6 +7,7 @@ use crate::span::{Attributes, SpanKind, Status, StatusCode};
 use protocol_parsers::{
     sql, DbRequest, DbResponse, HttpRequest, HttpResponse, MessageInfo, Protocol,
 };
+use std::borrow::Cow;
 
 /// What a finished exchange looked like, input to naming.
 pub(crate) struct ExchangeView<'a> {
@@ -44,7 +45,7 @@ const GRPC_CODE_NAMES: &[&str] = &[
 
 /// Name, attributes and status of a span.
 pub(crate) fn describe(v: &ExchangeView<'_>) -> (String, Attributes, Status) {
-    let mut attrs = Attributes::new();
+    let mut attrs = Attributes(Vec::with_capacity(28));
     let (name, status) = match (v.request, v.response) {
         (Some(MessageInfo::HttpRequest(req)), resp) => {
             let resp = match resp {
@@ -132,14 +133,17 @@ fn http(
     resp: Option<&HttpResponse>,
     attrs: &mut Attributes,
 ) -> (String, Status) {
-    let method = req.method.clone();
+    let method = req.method.as_deref().map(static_method);
     if let Some(m) = &method {
         attrs.set("http.request.method", m.clone());
     }
-    let scheme =
-        req.scheme
-            .clone()
-            .unwrap_or_else(|| if v.tls { "https".into() } else { "http".into() });
+    let scheme: Cow<'static, str> = match req.scheme.as_deref() {
+        Some("https") => "https".into(),
+        Some("http") => "http".into(),
+        Some(other) => other.to_owned().into(),
+        None if v.tls => "https".into(),
+        None => "http".into(),
+    };
     attrs.set("url.scheme", scheme.clone());
     if let Some(ver) = req.version {
         attrs.set("network.protocol.name", "http");
@@ -214,11 +218,22 @@ fn http(
     }
     let name = match (&method, &route) {
         (Some(m), Some(r)) => format!("{m} {r}"),
-        (Some(m), None) => m.clone(),
+        (Some(m), None) => m.to_string(),
         (None, Some(r)) => format!("HTTP {r}"),
         (None, None) => "HTTP".to_owned(),
     };
     (name, status)
+}
+
+/// The standard methods without an allocation.
+fn static_method(m: &str) -> Cow<'static, str> {
+    const KNOWN: &[&str] = &[
+        "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    match KNOWN.iter().find(|k| **k == m) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(m.to_owned()),
+    }
 }
 
 /// Fields of the request or response that could not be decoded (HTTP/2

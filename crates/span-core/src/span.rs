@@ -113,19 +113,25 @@ impl Status {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum AttrValue {
-    Str(String),
+    /// Constant values (`"tcp"`, `"GET"`) are borrowed: no allocation.
+    Str(Cow<'static, str>),
     Int(i64),
     Bool(bool),
     Double(f64),
 }
 
-impl From<&str> for AttrValue {
-    fn from(v: &str) -> Self {
-        AttrValue::Str(v.to_owned())
+impl From<&'static str> for AttrValue {
+    fn from(v: &'static str) -> Self {
+        AttrValue::Str(Cow::Borrowed(v))
     }
 }
 impl From<String> for AttrValue {
     fn from(v: String) -> Self {
+        AttrValue::Str(Cow::Owned(v))
+    }
+}
+impl From<Cow<'static, str>> for AttrValue {
+    fn from(v: Cow<'static, str>) -> Self {
         AttrValue::Str(v)
     }
 }

@@ -85,7 +85,10 @@ fn extra_tags(span: &Span) -> Vec<(&'static str, AttrValue)> {
             tags.push(("otel.status_code", AttrValue::Str("ERROR".into())));
             tags.push(("error", AttrValue::Bool(true)));
             if let Some(msg) = &span.status.message {
-                tags.push(("otel.status_description", AttrValue::Str(msg.clone())));
+                tags.push((
+                    "otel.status_description",
+                    AttrValue::Str(msg.clone().into()),
+                ));
             }
         }
     }

@@ -10,7 +10,7 @@ use span_core::{AttrValue, Attributes, SpanKind, StatusCode};
 fn any_value(v: &AttrValue) -> AnyValue {
     AnyValue {
         value: Some(match v {
-            AttrValue::Str(s) => any_value::Value::StringValue(s.clone()),
+            AttrValue::Str(s) => any_value::Value::StringValue(s.to_string()),
             AttrValue::Int(i) => any_value::Value::IntValue(*i),
             AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
             AttrValue::Double(d) => any_value::Value::DoubleValue(*d),
