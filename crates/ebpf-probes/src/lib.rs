@@ -19,5 +19,5 @@ pub mod record;
 mod source;
 pub mod tls;
 
-pub use loader::{DropCounters, LoadError, Probes, ProbesBuilder};
+pub use loader::{cgroup2_mount, DropCounters, LoadError, Probes, ProbesBuilder};
 pub use source::{monotonic_ns, wall_clock_offset_ns, LiveSource, ReplaySource, SourceStats};

@@ -170,6 +170,11 @@ impl ProbesBuilder {
         }
         ensure_tracefs().map_err(LoadError::Tracefs)?;
         raise_memlock();
+        let cgroup2 = cgroup2_mount();
+        match &cgroup2 {
+            Some(p) => log::debug!("cgroup2 hierarchy at {}", p.display()),
+            None => log::debug!("no cgroup2 hierarchy mounted (cgroup filters unavailable)"),
+        }
 
         let filter = u8::from(self.pids.is_some());
         let mut bpf = EbpfLoader::new()
@@ -277,6 +282,7 @@ impl ProbesBuilder {
         })?;
         Ok(Probes {
             bpf,
+            cgroup2,
             _emit_prog: emit_prog,
             _emit_tls_prog: emit_tls_prog,
             tls_seen: crate::tls::Seen::default(),
@@ -290,6 +296,7 @@ impl ProbesBuilder {
 /// The loaded, attached probes. Dropping this detaches every program.
 pub struct Probes {
     bpf: Ebpf,
+    cgroup2: Option<std::path::PathBuf>,
     _emit_tls_prog: Option<ProgramArray<MapData>>,
     tls_seen: crate::tls::Seen,
     /// Kept open: the kernel empties a program array when its last user
@@ -328,6 +335,11 @@ impl DropCounters {
 impl Probes {
     pub fn builder() -> ProbesBuilder {
         ProbesBuilder::default()
+    }
+
+    /// The cgroup v2 mount found at load time.
+    pub fn cgroup2(&self) -> Option<&Path> {
+        self.cgroup2.as_deref()
     }
 
     /// What is attached (`tracepoint/syscalls/sys_enter_read`, ...,
@@ -494,6 +506,23 @@ fn ensure_tracefs() -> io::Result<()> {
     Ok(())
 }
 
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` on unified
+/// hosts, `/sys/fs/cgroup/unified` on hybrid ones, like this project's VMs):
+/// read from /proc/mounts, never assumed. Cgroup-attached programs (sockops,
+/// cgroup_skb) attach there.
+pub fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    cgroup2_in(&mounts)
+}
+
+fn cgroup2_in(mounts: &str) -> Option<std::path::PathBuf> {
+    mounts.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (_dev, dir, fstype) = (f.next()?, f.next()?, f.next()?);
+        (fstype == "cgroup2").then(|| std::path::PathBuf::from(dir))
+    })
+}
+
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 fn raise_memlock() {
     let rlim = libc::rlimit {
@@ -505,6 +534,25 @@ fn raise_memlock() {
         log::debug!(
             "could not raise RLIMIT_MEMLOCK: {}",
             io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_cgroup2_in_hybrid_and_unified_layouts() {
+        let hybrid = "tmpfs /sys/fs/cgroup tmpfs rw 0 0\ncgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
+        assert_eq!(cgroup2_in(hybrid), Some("/sys/fs/cgroup/unified".into()));
+        assert_eq!(
+            cgroup2_in("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n"),
+            Some("/sys/fs/cgroup".into())
+        );
+        assert_eq!(
+            cgroup2_in("cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\n"),
+            None
         );
     }
 }
