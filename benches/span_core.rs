@@ -70,6 +70,7 @@ fn keepalive_events(requests: usize, conns: usize) -> Vec<Event> {
                 seq,
                 payload: Bytes::from_static(p),
                 ssl: 0,
+                exec_ctx: 0,
             })
         };
         ev.push(data(

@@ -13,6 +13,7 @@ const HEADERS: &[&str] = &[
     "zt_events.h",
     "tls_state.bpf.h",
     "tls.bpf.h",
+    "pyctx.bpf.h",
 ];
 
 const INSTALL_HINT: &str =

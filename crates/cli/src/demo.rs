@@ -89,6 +89,7 @@ fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
             pids: vec![],
             ring_buffer_mib: 16,
             no_tls: false,
+            no_python_contexts: false,
         },
         assemble: AssembleArgs {
             raw_sql: false,

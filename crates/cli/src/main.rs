@@ -77,6 +77,11 @@ struct CaptureArgs {
     /// Do not attach the OpenSSL uprobes (HTTPS plaintext).
     #[arg(long)]
     no_tls: bool,
+    /// Do not attach the CPython context probes (Context.run in libpython),
+    /// which link calls made in thread pools (grpcio handlers) and asyncio
+    /// tasks to the request they serve.
+    #[arg(long)]
+    no_python_contexts: bool,
 }
 
 #[derive(Args, Debug, Clone)]

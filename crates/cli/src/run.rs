@@ -70,12 +70,13 @@ fn drain(
 
 fn print_assembler_stats(s: &Stats) {
     eprintln!(
-        "zt-trace: spans {} started, {} emitted in {} traces; links: {} tcp-seq, {} thread, {} traceparent, {} inferred-only, {} ambiguous-thread",
+        "zt-trace: spans {} started, {} emitted in {} traces; links: {} tcp-seq, {} thread, {} context, {} traceparent, {} inferred-only, {} ambiguous-thread",
         s.spans_started,
         s.spans_emitted,
         s.traces_emitted,
         s.links_tcp_seq,
         s.links_thread,
+        s.links_context,
         s.links_traceparent,
         s.links_inferred,
         s.unlinked_ambiguous_thread
@@ -109,7 +110,8 @@ impl Agent {
         let mut builder = Probes::builder()
             .capture_bytes(args.capture.capture_bytes)
             .ring_buffer_bytes(args.capture.ring_buffer_mib.saturating_mul(1 << 20))
-            .tls(!args.capture.no_tls);
+            .tls(!args.capture.no_tls)
+            .contexts(!args.capture.no_python_contexts);
         if !args.capture.pids.is_empty() {
             builder = builder.pids(args.capture.pids.clone());
         }

@@ -29,9 +29,13 @@ fn leaf(svc: &str, name: &str, status: &str) -> Shape {
 }
 
 /// Expected status and trace of request `n` (tests/topology/service.py,
-/// inventory.py). MariaDB calls of the grpcio handlers are not in the tree:
-/// grpcio runs handlers on a thread pool fed by its C-core poller threads,
-/// and nothing proves which RPC a pool thread serves (checked separately).
+/// inventory.py). The MariaDB call of the grpcio handler is under the
+/// inventory server span: grpcio runs handlers on a thread pool fed by its
+/// C-core poller threads, so the thread proves nothing, but each RPC runs in
+/// its own Python Context and the response written in that Context names
+/// the request (link reason `context`). Where grpcio's C-core writes the
+/// response from another thread, nothing proves the link: the query is left
+/// unparented, saying why (checked separately).
 fn expected(n: usize) -> (u64, Shape) {
     let auth_ok = n % 10 != 3;
     let grpc = match n % 10 {
@@ -65,12 +69,21 @@ fn expected(n: usize) -> (u64, Shape) {
         vec![],
     )];
     if auth_ok {
+        let table = if n % 10 == 5 {
+            "SELECT missing_items"
+        } else {
+            "SELECT items"
+        };
         gw.push(hop(
             "gateway",
             "inventory",
             "/zt.test.Inventory/GetItem",
             grpc,
-            vec![],
+            vec![leaf(
+                "inventory",
+                table,
+                if n % 10 == 5 { "ERROR" } else { "-" },
+            )],
         ));
         let mut u = vec![leaf(
             "users",
@@ -249,6 +262,18 @@ fn grpc_mysql_postgres_redis_topology() {
                 }
             }
         }
+        // The MariaDB query of an RPC whose response grpcio wrote from
+        // another thread has no provable parent: not in the tree.
+        let db_orphan = spans.iter().any(|s| {
+            attr_str(s, "db.system") == "mysql" && mentions(s, rid) && s["parent_span_id"] == ""
+        });
+        if db_orphan {
+            for h in &mut want.children[0].children {
+                if h.label.contains("Inventory") {
+                    h.children[0].children.clear();
+                }
+            }
+        }
         match shape_of(&trace) {
             Err(e) => failures.push(format!("{rid}: {e}")),
             Ok(got) if got != vec![want.clone()] => {
@@ -283,6 +308,8 @@ fn grpc_mysql_postgres_redis_topology() {
         .map(|s| (s["span_id"].as_str().unwrap(), s))
         .collect();
     let mut unlinked = 0;
+    let mut by_context = 0;
+    let mut why_unlinked: BTreeMap<String, usize> = BTreeMap::new();
     for req in &load {
         let rid = req["rid"].as_str().unwrap();
         let n = req["n"].as_u64().unwrap();
@@ -324,6 +351,9 @@ fn grpc_mysql_postgres_redis_topology() {
         match s["parent_span_id"].as_str().unwrap() {
             "" => {
                 unlinked += 1;
+                *why_unlinked
+                    .entry(attr_str(s, "zt.link.reason").to_owned())
+                    .or_default() += 1;
                 if !attr_str(s, "zt.link.reason").starts_with("unlinked_") {
                     failures.push(format!(
                         "{rid}: unparented MariaDB span says {}",
@@ -337,10 +367,26 @@ fn grpc_mysql_postgres_redis_topology() {
                 {
                     failures.push(format!("{rid}: MariaDB span has a WRONG parent"));
                 }
+                if attr_str(s, "zt.link.reason") == "context" {
+                    by_context += 1;
+                }
             }
         }
     }
-    eprintln!("MariaDB spans under grpcio handlers without a provable parent: {unlinked}");
+    let queries = load
+        .iter()
+        .filter(|r| r["n"].as_u64().unwrap() % 10 != 3)
+        .count();
+    eprintln!(
+        "MariaDB spans under grpcio handlers: {by_context} of {queries} parented through the RPC's Python Context, {unlinked} without a provable parent {why_unlinked:?}"
+    );
+    // Most responses are written by the handler's own thread, in its
+    // Context, alone; some by grpcio's C-core threads, or together with
+    // other RPCs' responses (no proof then). Typically 85% are linked.
+    assert!(
+        by_context * 2 >= queries,
+        "only {by_context} of {queries} MariaDB spans linked through the Python Context"
+    );
     assert!(
         failures.is_empty(),
         "{} failures; first ones:\n{}",

@@ -14,6 +14,7 @@
 
 mod loader;
 pub mod procfs;
+pub mod pyctx;
 pub mod raw;
 pub mod record;
 mod source;

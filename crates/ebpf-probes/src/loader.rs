@@ -101,6 +101,7 @@ pub struct ProbesBuilder {
     pids: Option<Vec<u32>>,
     exclude_pid: u32,
     tls: bool,
+    contexts: bool,
 }
 
 impl Default for ProbesBuilder {
@@ -112,6 +113,7 @@ impl Default for ProbesBuilder {
             pids: None,
             exclude_pid: std::process::id(),
             tls: true,
+            contexts: true,
         }
     }
 }
@@ -143,6 +145,13 @@ impl ProbesBuilder {
     /// libraries with [`Probes::attach_tls`].
     pub fn tls(mut self, on: bool) -> Self {
         self.tls = on;
+        self
+    }
+
+    /// Load the CPython execution-context probes (default: yes). They are
+    /// attached to Python runtimes with [`Probes::attach_contexts`].
+    pub fn contexts(mut self, on: bool) -> Self {
+        self.contexts = on;
         self
     }
 
@@ -241,6 +250,23 @@ impl ProbesBuilder {
             None
         };
 
+        if self.contexts {
+            for name in crate::pyctx::CTX_PROGRAMS {
+                let p: &mut UProbe = bpf
+                    .program_mut(name)
+                    .ok_or(LoadError::Missing("context program"))?
+                    .try_into()
+                    .map_err(|source| LoadError::Program {
+                        program: (*name).to_owned(),
+                        source,
+                    })?;
+                p.load().map_err(|source| LoadError::Program {
+                    program: (*name).to_owned(),
+                    source,
+                })?;
+            }
+        }
+
         let mut attached = Vec::new();
         for &(prog, category, name, required) in TRACEPOINTS {
             let result = (|| -> Result<(), ProgramError> {
@@ -286,6 +312,8 @@ impl ProbesBuilder {
             _emit_prog: emit_prog,
             _emit_tls_prog: emit_tls_prog,
             tls_seen: crate::tls::Seen::default(),
+            contexts: self.contexts,
+            ctx_seen: crate::tls::Seen::default(),
             ring,
             drops,
             attached,
@@ -299,6 +327,8 @@ pub struct Probes {
     cgroup2: Option<std::path::PathBuf>,
     _emit_tls_prog: Option<ProgramArray<MapData>>,
     tls_seen: crate::tls::Seen,
+    contexts: bool,
+    ctx_seen: crate::tls::Seen,
     /// Kept open: the kernel empties a program array when its last user
     /// file descriptor closes.
     _emit_prog: ProgramArray<MapData>,
@@ -382,6 +412,58 @@ impl Probes {
             }
         }
         log::info!("TLS: {done} OpenSSL probes on {}", path.display());
+        self.attached.push(format!("uprobe/{}", path.display()));
+        Ok(true)
+    }
+
+    /// Whether the CPython context probes were loaded.
+    pub fn contexts_loaded(&self) -> bool {
+        self.contexts
+    }
+
+    /// Attach the CPython execution-context probes to `path` (a
+    /// `libpython3.X.so`, or an interpreter that carries the runtime). A file
+    /// already handled (same inode) is skipped: returns `Ok(false)`. Fails
+    /// when the file has no `context_run` in its symbol table (a stripped
+    /// build) or the probes were loaded without contexts.
+    pub fn attach_contexts(&mut self, path: &Path) -> Result<bool, LoadError> {
+        if !self.contexts {
+            return Err(LoadError::Config("context probes were not loaded".into()));
+        }
+        if !self.ctx_seen.first_time(path) {
+            return Ok(false);
+        }
+        let mut links = Vec::new();
+        for &(prog, symbol, _ret) in crate::pyctx::CTX_PROBES {
+            let p: &mut UProbe = self
+                .bpf
+                .program_mut(prog)
+                .ok_or(LoadError::Missing("context program"))?
+                .try_into()
+                .map_err(|source| LoadError::Program {
+                    program: prog.to_owned(),
+                    source,
+                })?;
+            match p.attach(symbol, path, UProbeScope::AllProcesses) {
+                Ok(link) => links.push((prog, link)),
+                Err(e) => {
+                    // All or nothing: entries without returns (or ids never
+                    // forgotten) would be wrong, not merely missing.
+                    for (prog, link) in links {
+                        if let Some(p) = self.bpf.program_mut(prog) {
+                            if let Ok(p) = <&mut UProbe>::try_from(p) {
+                                let _ = p.detach(link);
+                            }
+                        }
+                    }
+                    return Err(LoadError::Program {
+                        program: format!("{prog} on {} ({symbol})", path.display()),
+                        source: e,
+                    });
+                }
+            }
+        }
+        log::info!("contexts: CPython context probes on {}", path.display());
         self.attached.push(format!("uprobe/{}", path.display()));
         Ok(true)
     }

@@ -68,6 +68,7 @@ pub struct RawDataEvent {
     pub tuple: RawTuple,
     pub comm: [u8; 16],
     pub ssl: u64,
+    pub ctx: u64,
 }
 
 #[repr(C)]
@@ -190,6 +191,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 seq: r.seq,
                 payload: Bytes::copy_from_slice(&buf[hdr..hdr + captured]),
                 ssl: r.ssl,
+                exec_ctx: r.ctx,
             }))
         }
         EV_CONN_OPEN | EV_CONN_CLOSE | EV_TLS_BIND => {
@@ -327,7 +329,8 @@ mod tests {
     #[test]
     fn layouts_match_c() {
         assert_eq!(size_of::<RawTuple>(), 40);
-        assert_eq!(size_of::<RawDataEvent>(), 136);
+        assert_eq!(size_of::<RawDataEvent>(), 144);
+        assert_eq!(offset_of!(RawDataEvent, ctx), 136);
         assert_eq!(offset_of!(RawDataEvent, ssl), 128);
         assert_eq!(offset_of!(RawDataEvent, seq), 56);
         assert_eq!(offset_of!(RawDataEvent, direction), 64);

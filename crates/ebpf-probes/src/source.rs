@@ -150,16 +150,36 @@ impl LiveSource {
             execs: Vec::new(),
             env_rechecks: Vec::new(),
         };
-        if tls {
-            let mut targets = crate::tls::system_libraries();
+        let contexts = s.probes.contexts_loaded();
+        if tls || contexts {
+            let mut targets = if tls {
+                crate::tls::system_libraries()
+            } else {
+                Vec::new()
+            };
+            let mut py = Vec::new();
             for pid in procfs::all_pids() {
-                targets.extend(crate::tls::process_candidates(pid));
+                if tls {
+                    targets.extend(crate::tls::process_candidates(pid));
+                }
+                if contexts {
+                    py.extend(crate::pyctx::process_candidates(pid));
+                }
             }
             for t in targets {
                 s.attach_tls(&t);
             }
+            for p in py {
+                s.attach_contexts(&p);
+            }
         }
         s
+    }
+
+    fn attach_contexts(&mut self, path: &std::path::Path) {
+        if let Err(e) = self.probes.attach_contexts(path) {
+            log::debug!("context probes not attached to {}: {e}", path.display());
+        }
     }
 
     fn attach_tls(&mut self, path: &std::path::Path) {
@@ -203,7 +223,7 @@ impl LiveSource {
                 self.env_rechecks
                     .push((now + Duration::from_millis(after), pid));
             }
-            if self.tls {
+            if self.tls || self.probes.contexts_loaded() {
                 for after in [0, 300, 1500, 5000] {
                     self.rescans.push((now + Duration::from_millis(after), pid));
                 }
@@ -221,8 +241,15 @@ impl LiveSource {
         due.sort_unstable();
         due.dedup();
         for pid in due {
-            for t in crate::tls::process_candidates(pid) {
-                self.attach_tls(&t);
+            if self.tls {
+                for t in crate::tls::process_candidates(pid) {
+                    self.attach_tls(&t);
+                }
+            }
+            if self.probes.contexts_loaded() {
+                for p in crate::pyctx::process_candidates(pid) {
+                    self.attach_contexts(&p);
+                }
             }
         }
         // Bounded even if processes exec faster than we look.

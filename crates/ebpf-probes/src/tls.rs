@@ -75,10 +75,16 @@ pub fn system_libraries() -> Vec<PathBuf> {
 
 /// TLS candidates a process maps or runs, as paths usable from here.
 pub fn process_candidates(pid: u32) -> Vec<PathBuf> {
+    process_files(pid, is_tls_candidate)
+}
+
+/// Files a process runs or maps that `want` accepts, as paths usable from
+/// here (through the process's own root).
+pub(crate) fn process_files(pid: u32, want: fn(&Path) -> bool) -> Vec<PathBuf> {
     let root = PathBuf::from(format!("/proc/{pid}/root"));
     let mut out = Vec::new();
     if let Ok(exe) = fs::read_link(format!("/proc/{pid}/exe")) {
-        if is_tls_candidate(&exe) {
+        if want(&exe) {
             out.push(join_root(&root, &exe));
         }
     }
@@ -89,7 +95,7 @@ pub fn process_candidates(pid: u32) -> Vec<PathBuf> {
                 continue;
             };
             let p = Path::new(path);
-            if path.starts_with('/') && is_tls_candidate(p) {
+            if path.starts_with('/') && want(p) {
                 out.push(join_root(&root, p));
             }
         }

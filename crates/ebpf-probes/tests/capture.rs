@@ -205,3 +205,118 @@ fn captures_loopback_tcp_from_a_child_process() {
         .any(|e| matches!(e, Event::ProcessExit { pid, .. } if *pid == sent.pid)));
     assert_eq!(probes.drops().events_lost(), 0);
 }
+
+const CONTEXT_SCRIPT: &str = r#"
+import contextvars, gc, socket, sys
+m = sys.argv[1]
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+cli = socket.create_connection(srv.getsockname())
+conn, _ = srv.accept()
+def send(tag):
+    cli.sendall(("%s-%s;" % (m, tag)).encode())
+    conn.recv(100)
+c1, c2 = contextvars.Context(), contextvars.Context()
+send("none")
+c1.run(send, "c1a")
+c1.run(send, "c1b")
+c2.run(send, "c2")
+c1.run(lambda: c2.run(send, "nested"))
+c1.run(lambda: (c2.run(lambda: None), send("after")))
+send("outside")
+del c1
+gc.collect()
+c3 = contextvars.Context()
+c3.run(send, "c3")
+cli.close(); conn.close(); srv.close()
+"#;
+
+/// The libpython3.X.so the test's python3 runs on, if it has one.
+fn libpython() -> Option<std::path::PathBuf> {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import sysconfig as s, os; print(os.path.join(s.get_config_var('LIBDIR'), s.get_config_var('INSTSONAME') or ''))")
+        .output()
+        .ok()?;
+    let p = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    p.is_file().then_some(p)
+}
+
+/// CPython's Context.run marks every socket call made inside it with the
+/// context's id: the same id for the same context, a fresh one for a new
+/// context (even one reusing a freed context's memory), the innermost one
+/// when nested, 0 outside any.
+#[test]
+fn data_events_carry_the_python_context_they_were_made_in() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(lib) = libpython() else {
+        assert!(
+            std::env::var("ZT_REQUIRE_BPF").as_deref() != Ok("1"),
+            "ZT_REQUIRE_BPF=1 but python3 has no shared libpython to probe"
+        );
+        eprintln!("SKIP: python3 has no shared libpython3.X.so here");
+        return;
+    };
+    let mut probes = Probes::builder().load().expect("load probes");
+    assert_eq!(
+        probes.attach_contexts(&lib).expect("attach to libpython"),
+        true
+    );
+    assert_eq!(
+        probes.attach_contexts(&lib).unwrap(),
+        false,
+        "once per file"
+    );
+
+    let marker = format!("ctx{}", std::process::id());
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(CONTEXT_SCRIPT)
+        .arg(&marker)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut ctx_of = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && ctx_of.len() < 8 {
+        probes
+            .poll(Duration::from_millis(50), |rec| {
+                if let Ok(Event::Data(d)) = raw::decode(rec) {
+                    let text = String::from_utf8_lossy(&d.payload).into_owned();
+                    if d.direction == Direction::Egress {
+                        if let Some(tag) = text.strip_prefix(&format!("{marker}-")) {
+                            ctx_of.insert(tag.trim_end_matches(';').to_owned(), d.exec_ctx);
+                        }
+                    }
+                }
+            })
+            .unwrap();
+    }
+    let get = |t: &str| {
+        *ctx_of
+            .get(t)
+            .unwrap_or_else(|| panic!("no event for {t}: {ctx_of:?}"))
+    };
+    assert_eq!(get("none"), 0, "{ctx_of:?}");
+    assert_eq!(get("outside"), 0, "{ctx_of:?}");
+    assert_ne!(get("c1a"), 0, "{ctx_of:?}");
+    assert_eq!(get("c1a"), get("c1b"), "{ctx_of:?}");
+    assert_ne!(get("c2"), 0, "{ctx_of:?}");
+    assert_ne!(get("c2"), get("c1a"), "{ctx_of:?}");
+    assert_eq!(get("nested"), get("c2"), "innermost wins: {ctx_of:?}");
+    assert_eq!(
+        get("after"),
+        get("c1a"),
+        "back in the outer context: {ctx_of:?}"
+    );
+    assert!(
+        ![0, get("c1a"), get("c2")].contains(&get("c3")),
+        "a new context never inherits an id: {ctx_of:?}"
+    );
+}

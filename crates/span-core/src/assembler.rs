@@ -47,6 +47,10 @@ pub struct Config {
     pub detect_attempts: u32,
     /// Keep SQL literals in `db.query.text` (default: replaced with `?`).
     pub raw_sql: bool,
+    /// How long a client call made inside an execution context (a CPython
+    /// `contextvars.Context`) waits for a response written in the same
+    /// context, which names the request it was made for.
+    pub context_wait_ns: u64,
     /// Turn inferred links (weak evidence) into parent edges. Off by default:
     /// a wrong parent is worse than a missing one.
     pub promote_inferred_links: bool,
@@ -70,6 +74,7 @@ impl Default for Config {
             max_open_spans: 200_000,
             detect_attempts: 4,
             raw_sql: false,
+            context_wait_ns: 2_000 * MS,
             promote_inferred_links: false,
             id_seed: 0x5eed,
             host_name: None,
@@ -106,6 +111,7 @@ pub struct Stats {
     pub links_tcp_seq: u64,
     pub links_thread: u64,
     pub links_inferred: u64,
+    pub links_context: u64,
     pub unlinked_ambiguous_thread: u64,
     pub tls_events: u64,
     pub tls_unbound_dropped: u64,
@@ -132,6 +138,8 @@ struct Seg {
     seq: Option<u64>,
     source: Source,
     thread: ThreadKey,
+    /// Execution context of the call (0: none).
+    ctx: u64,
 }
 
 /// TLS record header (handshake, alert, change cipher spec, application
@@ -245,6 +253,9 @@ struct SpanRec {
     own_trace: TraceId,
     link_reason: &'static str,
     inferred_link: Option<SpanId>,
+    /// (pid, execution context) of a client call waiting for a response
+    /// written in the same context.
+    ctx_key: Option<(u32, u64)>,
     seq_key: Option<SeqKey>,
     peer_deadline: MonoNanos,
     incomplete: Option<&'static str>,
@@ -277,6 +288,12 @@ pub struct Assembler {
     spans: HashMap<SpanId, Box<SpanRec>>,
     client_index: HashMap<SeqKey, SpanId>,
     waiting_servers: HashMap<SeqKey, SpanId>,
+    /// Client calls by (pid, execution context), waiting for a response
+    /// written in that context.
+    ctx_waiting: HashMap<(u32, u64), Vec<SpanId>>,
+    /// (server span, pid, context, write entry) of the response heads the
+    /// data event being handled carried.
+    ctx_heads: Vec<(SpanId, u32, u64, MonoNanos)>,
     /// (when, span): trees to try to emit.
     checks: BinaryHeap<Reverse<(MonoNanos, SpanId)>>,
     /// (deadline, span) in creation order: requests that may time out. Spans
@@ -294,6 +311,8 @@ pub struct Assembler {
 }
 
 const EMITTED_MEMORY: usize = 200_000;
+/// Client calls waiting in one execution context (more: not linked).
+const MAX_CTX_WAITING: usize = 4096;
 
 impl Assembler {
     pub fn new(cfg: Config) -> Self {
@@ -308,6 +327,8 @@ impl Assembler {
             spans: HashMap::new(),
             client_index: HashMap::new(),
             waiting_servers: HashMap::new(),
+            ctx_waiting: HashMap::new(),
+            ctx_heads: Vec::new(),
             checks: BinaryHeap::new(),
             timeouts: VecDeque::new(),
             emitted: HashMap::new(),
@@ -666,6 +687,7 @@ impl Assembler {
             },
             source: d.source,
             thread: d.thread(),
+            ctx: d.exec_ctx,
         };
         if conn.segs[i].len() >= MAX_SEGS {
             conn.segs[i].pop_front();
@@ -685,6 +707,44 @@ impl Assembler {
         }
         for ev in events {
             self.on_l7(d.conn_id, d.pid, &d.comm, ev);
+        }
+        self.link_ctx_heads();
+    }
+
+    /// Responses whose head this write carried, in an execution context.
+    /// One: its context's waiting calls are its own. More than one (a
+    /// runtime flushing other requests' responses along with its own, as
+    /// grpcio's C-core does): no proof which calls belong to which.
+    fn link_ctx_heads(&mut self) {
+        match self.ctx_heads.len() {
+            0 => {}
+            1 => {
+                let (srv, pid, ctx, at) = self.ctx_heads[0];
+                self.ctx_heads.clear();
+                self.link_by_context(srv, pid, ctx, at);
+            }
+            _ => {
+                let heads = std::mem::take(&mut self.ctx_heads);
+                for (_, pid, ctx, at) in heads {
+                    let Some(waiting) = self.ctx_waiting.remove(&(pid, ctx)) else {
+                        continue;
+                    };
+                    let mut keep = Vec::new();
+                    for y in waiting {
+                        match self.spans.get_mut(&y) {
+                            Some(c) if c.start >= at => keep.push(y),
+                            Some(c) => {
+                                c.ctx_key = None;
+                                c.link_reason = "unlinked_context_ambiguous";
+                            }
+                            None => {}
+                        }
+                    }
+                    if !keep.is_empty() {
+                        self.ctx_waiting.insert((pid, ctx), keep);
+                    }
+                }
+            }
         }
     }
 
@@ -706,6 +766,7 @@ impl Assembler {
             for ev in events {
                 self.on_l7(c.conn_id, pid, "", ev);
             }
+            self.link_ctx_heads();
             let Some(conn) = self.conns.remove(&c.conn_id) else {
                 return;
             };
@@ -737,10 +798,14 @@ impl Assembler {
                     let Some(conn) = self.conns.get(&conn_id) else {
                         return;
                     };
+                    let seg = conn.seg_at(Side::Server, offset);
                     match conn.pending.get(&ev.exchange).copied() {
                         Some(id) => {
                             if let Some(s) = self.spans.get_mut(&id) {
                                 s.response = Some(info);
+                            }
+                            if let Some(g) = seg.filter(|g| g.ctx != 0) {
+                                self.ctx_heads.push((id, pid, g.ctx, g.enter));
                             }
                         }
                         None => self.stats.unmatched_responses += 1,
@@ -878,6 +943,7 @@ impl Assembler {
             own_trace,
             link_reason: "root",
             inferred_link: None,
+            ctx_key: None,
             seq_key: None,
             peer_deadline: start,
             incomplete: None,
@@ -953,6 +1019,17 @@ impl Assembler {
                         }
                     }
                 }
+                if new_parent.is_none() && seg.ctx != 0 {
+                    // Made inside an execution context: the response written
+                    // in the same context names the request (link_by_context).
+                    let key = (pid, seg.ctx);
+                    rec.ctx_key = Some(key);
+                    rec.peer_deadline = rec.peer_deadline.max(start + self.cfg.context_wait_ns);
+                    let w = self.ctx_waiting.entry(key).or_default();
+                    if w.len() < MAX_CTX_WAITING {
+                        w.push(id);
+                    }
+                }
                 if let Some(seq) = seq {
                     let key = SeqKey {
                         tuple,
@@ -998,6 +1075,63 @@ impl Assembler {
         self.timeouts.push_back((timeout_at, id));
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.pending.insert(exchange, id);
+        }
+    }
+
+    /// Server span `srv` of process `pid` wrote the head of its response at
+    /// `at`, inside execution context `ctx`. Client calls made in that same
+    /// context that started after the request arrived and were answered
+    /// before this response are the request's own calls: a CPython Context
+    /// serves one request at a time (grpcio gives every RPC a fresh one; an
+    /// asyncio task runs one handler), whichever threads do the work.
+    fn link_by_context(&mut self, srv: SpanId, pid: u32, ctx: u64, at: MonoNanos) {
+        let Some(srv_start) = self
+            .spans
+            .get(&srv)
+            .filter(|s| s.kind == SpanKind::Server)
+            .map(|s| s.start)
+        else {
+            return;
+        };
+        let Some(waiting) = self.ctx_waiting.remove(&(pid, ctx)) else {
+            return;
+        };
+        let mut keep = Vec::new();
+        let mut linked = Vec::new();
+        for y in waiting {
+            let Some(c) = self.spans.get(&y) else {
+                continue;
+            };
+            if c.start >= at {
+                // A later request's call, in a reused context.
+                keep.push(y);
+                continue;
+            }
+            let answered = c.end.is_some_and(|e| e <= at);
+            if c.parent == Parent::None && c.start >= srv_start && answered {
+                linked.push(y);
+            }
+            // Otherwise it outlived the request or predates it: no proof.
+        }
+        if !keep.is_empty() {
+            self.ctx_waiting.insert((pid, ctx), keep);
+        }
+        for y in linked {
+            if let Some(c) = self.spans.get_mut(&y) {
+                c.parent = Parent::Local(srv);
+                if c.link_reason == "unlinked_thread_ambiguous" {
+                    self.stats.unlinked_ambiguous_thread -= 1;
+                }
+                c.link_reason = "context";
+                c.ctx_key = None;
+                if c.inferred_link.take().is_some() {
+                    self.stats.links_inferred -= 1;
+                }
+            }
+            if let Some(s) = self.spans.get_mut(&srv) {
+                s.children.push(y);
+            }
+            self.stats.links_context += 1;
         }
     }
 
@@ -1106,6 +1240,14 @@ impl Assembler {
             let Some(rec) = self.spans.remove(id) else {
                 continue;
             };
+            if let Some(k) = rec.ctx_key {
+                if let Some(w) = self.ctx_waiting.get_mut(&k) {
+                    w.retain(|x| x != id);
+                    if w.is_empty() {
+                        self.ctx_waiting.remove(&k);
+                    }
+                }
+            }
             if let Some(k) = rec.seq_key {
                 if self.client_index.get(&k) == Some(id) {
                     self.client_index.remove(&k);

@@ -138,6 +138,11 @@ pub struct DataEvent {
     /// TLS session (`SSL*`) of `Source::Tls` data, else 0.
     #[serde(default)]
     pub ssl: u64,
+    /// Execution context the call was made in (a CPython
+    /// `contextvars.Context`: one grpcio RPC handler, one asyncio task),
+    /// unique while it lives; 0 when none or unknown.
+    #[serde(default)]
+    pub exec_ctx: u64,
 }
 
 impl DataEvent {

@@ -9,6 +9,8 @@ const MS: u64 = 1_000_000;
 
 struct Builder {
     events: Vec<Event>,
+    /// Execution context given to the events pushed from now on.
+    ctx: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -24,7 +26,10 @@ fn addr(s: &str) -> SocketAddr {
 
 impl Builder {
     fn new() -> Self {
-        Builder { events: Vec::new() }
+        Builder {
+            events: Vec::new(),
+            ctx: 0,
+        }
     }
 
     fn proc_(&mut self, pid: u32, name: &str) {
@@ -70,6 +75,7 @@ impl Builder {
             seq,
             payload: Bytes::copy_from_slice(payload),
             ssl: 0,
+            exec_ctx: self.ctx,
         }));
     }
 
@@ -578,4 +584,150 @@ fn garbage_on_a_connection_never_panics_and_is_ignored() {
     let (spans, stats) = b.run(Config::default());
     assert!(spans.is_empty());
     assert_eq!(stats.conns_ignored, 1);
+}
+
+#[test]
+fn calls_link_to_the_request_whose_response_their_context_wrote() {
+    // grpcio-style: two requests read on one I/O thread, handled on two pool
+    // threads, each in its own execution context; every response is written
+    // by the handler in its context. The thread proves nothing (two requests
+    // open); the context does.
+    let (p1, p2) = (
+        Th {
+            pid: 20,
+            tid: 22,
+            start: 5,
+        },
+        Th {
+            pid: 20,
+            tid: 23,
+            start: 6,
+        },
+    );
+    let mut b = Builder::new();
+    b.proc_(20, "gateway");
+    b.proc_(30, "backend");
+    let (ca, cc, s) = ("127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:80");
+    for (conn, c, path, t) in [(2, ca, "/a", 100), (4, cc, "/c", 101)] {
+        b.data(
+            GW,
+            conn,
+            Role::Server,
+            s,
+            c,
+            Direction::Ingress,
+            (t - 1) * MS,
+            t * MS,
+            1,
+            format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes(),
+        );
+    }
+    b.ctx = 7;
+    b.exchange(p1, BACK, 6000, 81, 10, "/b1", 102, 5, 200);
+    b.ctx = 8;
+    b.exchange(p2, BACK, 6001, 81, 20, "/b2", 103, 5, 200);
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    b.server_reply(p2, 4, s, cc, 110, ok);
+    b.ctx = 7;
+    // Still running when its request is answered: outlived it, no proof.
+    b.exchange(p1, BACK, 6002, 81, 30, "/late", 109, 6, 200);
+    b.server_reply(p1, 2, s, ca, 111, ok);
+    // A call in a context whose response is written without one.
+    b.ctx = 9;
+    b.exchange(p2, BACK, 6003, 81, 40, "/ctx9", 112, 2, 200);
+    b.ctx = 0;
+    b.data(
+        GW,
+        6,
+        Role::Server,
+        s,
+        "127.0.0.1:5003",
+        Direction::Ingress,
+        111 * MS,
+        111 * MS + 5,
+        1,
+        b"GET /d HTTP/1.1\r\n\r\n",
+    );
+    b.server_reply(GW, 6, s, "127.0.0.1:5003", 118, ok);
+    let (spans, stats) = b.run(Config::default());
+
+    let a = find(&spans, "gateway", SpanKind::Server, "/a");
+    let c = find(&spans, "gateway", SpanKind::Server, "/c");
+    let b1 = find(&spans, "gateway", SpanKind::Client, "/b1");
+    let b2 = find(&spans, "gateway", SpanKind::Client, "/b2");
+    assert_eq!(b1.parent_span_id, Some(a.span_id));
+    assert_eq!(b1.trace_id, a.trace_id);
+    assert_eq!(b2.parent_span_id, Some(c.span_id));
+    assert_eq!(b2.trace_id, c.trace_id);
+    for x in [b1, b2] {
+        assert_eq!(x.attributes.get_str("zt.link.reason"), Some("context"));
+        assert!(x.links.is_empty());
+    }
+    for p in ["/late", "/ctx9"] {
+        let x = find(&spans, "gateway", SpanKind::Client, p);
+        assert_eq!(x.parent_span_id, None, "{p}");
+        assert!(
+            x.attributes
+                .get_str("zt.link.reason")
+                .unwrap()
+                .starts_with("unlinked_"),
+            "{p}"
+        );
+    }
+    // The backend's server spans still hang off the calls (tcp_seq), in the
+    // request's trace.
+    let b1_srv = find(&spans, "backend", SpanKind::Server, "/b1");
+    assert_eq!(b1_srv.parent_span_id, Some(b1.span_id));
+    assert_eq!(b1_srv.trace_id, a.trace_id);
+    assert_eq!(stats.links_context, 2);
+}
+
+#[test]
+fn one_write_answering_two_requests_proves_nothing() {
+    // Two pipelined requests; a call made in context 7; then one write in
+    // context 7 carries both responses (a runtime flushing another
+    // request's response along with its own): which request made the call
+    // is not proven, so it gets no parent.
+    let pool = Th {
+        pid: 20,
+        tid: 22,
+        start: 5,
+    };
+    let mut b = Builder::new();
+    b.proc_(20, "gateway");
+    b.proc_(30, "backend");
+    let (c, s) = ("127.0.0.1:5001", "127.0.0.1:80");
+    b.data(
+        GW,
+        2,
+        Role::Server,
+        s,
+        c,
+        Direction::Ingress,
+        99 * MS,
+        100 * MS,
+        1,
+        b"GET /a HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n",
+    );
+    b.ctx = 7;
+    b.exchange(pool, BACK, 6000, 81, 10, "/b", 102, 5, 200);
+    b.server_reply(
+        pool,
+        2,
+        s,
+        c,
+        110,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    let (spans, stats) = b.run(Config::default());
+    let call = find(&spans, "gateway", SpanKind::Client, "/b");
+    assert_eq!(call.parent_span_id, None);
+    assert_eq!(
+        call.attributes.get_str("zt.link.reason"),
+        Some("unlinked_context_ambiguous")
+    );
+    assert_eq!(stats.links_context, 0);
+    for p in ["/a", "/c"] {
+        find(&spans, "gateway", SpanKind::Server, p);
+    }
 }

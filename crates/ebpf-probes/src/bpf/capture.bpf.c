@@ -256,6 +256,8 @@ static __always_inline __u32 gather_iov(__u8 *room, const struct iovec *iov, __u
 	return g.off;
 }
 
+#include "pyctx.bpf.h"
+
 static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source)
 {
 	__u32 zero = 0;
@@ -286,6 +288,7 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	e->call = a->call;
 	e->pad = 0;
 	e->ssl = a->ssl;
+	e->ctx = current_ctx(id);
 	if (a->sk)
 		read_tuple((struct sock *)a->sk, &e->tuple);
 	else

@@ -95,6 +95,7 @@ struct zt_data_event {
 	struct zt_tuple tuple;
 	char comm[16];
 	__u64 ssl; /* TLS session (SSL*) for ZT_SRC_TLS, else 0 */
+	__u64 ctx; /* execution context (pyctx.bpf.h) the call was made in, else 0 */
 	/* followed by `captured` payload bytes */
 };
 
