@@ -159,6 +159,7 @@ enum Stage {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .target(env_logger::Target::Stderr)
+        .format_timestamp_millis()
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -209,14 +209,15 @@ impl Agent {
 
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         eprintln!(
-            "zt-trace: {} events in {:.1}s ({:.0} events/s, {:.1} MiB), {} undecodable; {} processes resolved ({} service names found on a second look)",
+            "zt-trace: {} events in {:.1}s ({:.0} events/s, {:.1} MiB), {} undecodable; {} processes resolved ({} service names found on a second look); {} events of zt-trace's own connections left out",
             src_stats.records,
             secs,
             src_stats.records as f64 / secs,
             src_stats.record_bytes as f64 / (1 << 20) as f64,
             src_stats.decode_errors,
             src_stats.processes_resolved,
-            src_stats.env_rechecks_changed
+            src_stats.env_rechecks_changed,
+            src_stats.agent_peer_events
         );
         let drop_list: Vec<String> = drops
             .by_reason

@@ -40,7 +40,7 @@ fn python_https_topology_like_plain_http() {
     .collect();
     let (out, err) = tracer.stop();
     assert!(
-        err.contains("OpenSSL probes on"),
+        err.contains("OpenSSL probes ("),
         "TLS probes attached:\n{err}"
     );
     let spans = parse_spans(&out);

@@ -12,6 +12,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod elfsym;
 mod loader;
 pub mod procfs;
 pub mod pyctx;

@@ -1,8 +1,9 @@
 //! Loading and attaching the probes (aya), and reading their ring buffer.
 
+use crate::elfsym::{Offsets, Target};
 use crate::raw::{DROP_REASONS, DROP_SLOTS, MAX_CAPTURE};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
-use aya::programs::uprobe::UProbeScope;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
 use aya::programs::{ProgramError, TracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
 use std::io;
@@ -378,47 +379,23 @@ impl Probes {
         &self.attached
     }
 
-    /// Attach the OpenSSL uprobes to `path` (a libssl, or an executable that
-    /// carries OpenSSL such as `node`). A file already handled (same inode) is
-    /// skipped: returns `Ok(false)`. Fails when the file has no `SSL_write` /
-    /// `SSL_read` or the probes were loaded without TLS.
-    pub fn attach_tls(&mut self, path: &Path) -> Result<bool, LoadError> {
-        if self._emit_tls_prog.is_none() {
-            return Err(LoadError::Config("TLS probes were not loaded".into()));
-        }
-        if !self.tls_seen.first_time(path) {
-            return Ok(false);
-        }
-        let mut done = 0;
-        for &(prog, symbol, _ret) in crate::tls::TLS_PROBES {
-            let p: &mut UProbe = self
-                .bpf
-                .program_mut(prog)
-                .ok_or(LoadError::Missing("TLS program"))?
-                .try_into()
-                .map_err(|source| LoadError::Program {
-                    program: prog.to_owned(),
-                    source,
-                })?;
-            match p.attach(symbol, path, UProbeScope::AllProcesses) {
-                Ok(_) => done += 1,
-                Err(e) if symbol == "SSL_write" || symbol == "SSL_read" => {
-                    return Err(LoadError::Program {
-                        program: format!("{prog} on {} ({symbol})", path.display()),
-                        source: e,
-                    })
-                }
-                Err(e) => log::debug!("{symbol} not probed in {}: {e}", path.display()),
-            }
-        }
-        log::info!("TLS: {done} OpenSSL probes on {}", path.display());
-        self.attached.push(format!("uprobe/{}", path.display()));
-        Ok(true)
-    }
-
     /// Whether the CPython context probes were loaded.
     pub fn contexts_loaded(&self) -> bool {
         self.contexts
+    }
+
+    /// Whether the OpenSSL probes were loaded.
+    pub fn tls_loaded(&self) -> bool {
+        self._emit_tls_prog.is_some()
+    }
+
+    /// Attach the OpenSSL uprobes to `path` (a libssl, or an executable that
+    /// carries OpenSSL such as `node`). A file already handled (same inode) is
+    /// skipped: returns `Ok(false)`. Fails when the file has no `SSL_write` /
+    /// `SSL_read` or the probes were loaded without TLS. Resolves the
+    /// symbols here, on the calling thread; see [`Probes::attach_resolved`].
+    pub fn attach_tls(&mut self, path: &Path) -> Result<bool, LoadError> {
+        self.attach_file(path, Target::Tls)
     }
 
     /// Attach the CPython execution-context probes to `path` (a
@@ -427,28 +404,99 @@ impl Probes {
     /// when the file has no `context_run` in its symbol table (a stripped
     /// build) or the probes were loaded without contexts.
     pub fn attach_contexts(&mut self, path: &Path) -> Result<bool, LoadError> {
-        if !self.contexts {
-            return Err(LoadError::Config("context probes were not loaded".into()));
-        }
-        if !self.ctx_seen.first_time(path) {
+        self.attach_file(path, Target::PythonContexts)
+    }
+
+    fn attach_file(&mut self, path: &Path, target: Target) -> Result<bool, LoadError> {
+        self.check_loaded(target)?;
+        if !self.seen(target).first_time(path) {
             return Ok(false);
         }
+        let offsets = crate::elfsym::resolve(path, &target.symbols())
+            .map_err(|e| LoadError::Config(e.to_string()))?;
+        self.attach_offsets(path, target, &offsets).map(|()| true)
+    }
+
+    /// Attach the probes of `target` to `path` at symbol offsets resolved
+    /// beforehand ([`crate::elfsym`], possibly on another thread). A file
+    /// already handled (same inode) is skipped: returns `Ok(false)`.
+    pub fn attach_resolved(
+        &mut self,
+        path: &Path,
+        target: Target,
+        offsets: &Offsets,
+    ) -> Result<bool, LoadError> {
+        self.check_loaded(target)?;
+        if !self.seen(target).first_time(path) {
+            return Ok(false);
+        }
+        self.attach_offsets(path, target, offsets).map(|()| true)
+    }
+
+    fn check_loaded(&self, target: Target) -> Result<(), LoadError> {
+        match target {
+            Target::Tls if self._emit_tls_prog.is_none() => {
+                Err(LoadError::Config("TLS probes were not loaded".into()))
+            }
+            Target::PythonContexts if !self.contexts => {
+                Err(LoadError::Config("context probes were not loaded".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn seen(&mut self, target: Target) -> &mut crate::tls::Seen {
+        match target {
+            Target::Tls => &mut self.tls_seen,
+            Target::PythonContexts => &mut self.ctx_seen,
+        }
+    }
+
+    fn attach_offsets(
+        &mut self,
+        path: &Path,
+        target: Target,
+        offsets: &Offsets,
+    ) -> Result<(), LoadError> {
+        let (probes, required): (&[(&str, &str, bool)], &[&str]) = match target {
+            Target::Tls => (crate::tls::TLS_PROBES, &["SSL_write", "SSL_read"]),
+            // All or nothing: entries without returns (or ids never
+            // forgotten) would be wrong, not merely missing.
+            Target::PythonContexts => (
+                crate::pyctx::CTX_PROBES,
+                &["context_run", "context_tp_dealloc"],
+            ),
+        };
+        for sym in required {
+            if !offsets.contains_key(*sym) {
+                return Err(LoadError::Config(format!(
+                    "{} defines no {sym}",
+                    path.display()
+                )));
+            }
+        }
         let mut links = Vec::new();
-        for &(prog, symbol, _ret) in crate::pyctx::CTX_PROBES {
+        for &(prog, symbol, _ret) in probes {
+            let Some(&offset) = offsets.get(symbol) else {
+                log::debug!("{symbol} not probed in {}: not defined", path.display());
+                continue;
+            };
             let p: &mut UProbe = self
                 .bpf
                 .program_mut(prog)
-                .ok_or(LoadError::Missing("context program"))?
+                .ok_or(LoadError::Missing("uprobe program"))?
                 .try_into()
                 .map_err(|source| LoadError::Program {
                     program: prog.to_owned(),
                     source,
                 })?;
-            match p.attach(symbol, path, UProbeScope::AllProcesses) {
+            match p.attach(
+                UProbeAttachLocation::AbsoluteOffset(offset),
+                path,
+                UProbeScope::AllProcesses,
+            ) {
                 Ok(link) => links.push((prog, link)),
-                Err(e) => {
-                    // All or nothing: entries without returns (or ids never
-                    // forgotten) would be wrong, not merely missing.
+                Err(e) if required.contains(&symbol) => {
                     for (prog, link) in links {
                         if let Some(p) = self.bpf.program_mut(prog) {
                             if let Ok(p) = <&mut UProbe>::try_from(p) {
@@ -461,11 +509,16 @@ impl Probes {
                         source: e,
                     });
                 }
+                Err(e) => log::debug!("{symbol} not probed in {}: {e}", path.display()),
             }
         }
-        log::info!("contexts: CPython context probes on {}", path.display());
+        let what = match target {
+            Target::Tls => "TLS: OpenSSL",
+            Target::PythonContexts => "contexts: CPython context",
+        };
+        log::info!("{what} probes ({}) on {}", links.len(), path.display());
         self.attached.push(format!("uprobe/{}", path.display()));
-        Ok(true)
+        Ok(())
     }
 
     /// Hand every queued record to `f`; if none is queued, wait up to

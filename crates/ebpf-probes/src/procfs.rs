@@ -76,6 +76,78 @@ pub fn service_name_from_env(pid: u32) -> Option<String> {
     from_attrs
 }
 
+/// Local endpoints of this process's own TCP sockets (from its socket fds
+/// and /proc/self/net/tcp{,6}).
+pub fn own_tcp_endpoints() -> std::collections::HashSet<std::net::SocketAddr> {
+    let mut inodes = std::collections::HashSet::new();
+    if let Ok(rd) = fs::read_dir("/proc/self/fd") {
+        for e in rd.flatten() {
+            if let Ok(t) = fs::read_link(e.path()) {
+                let t = t.to_string_lossy();
+                if let Some(i) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    if let Ok(i) = i.parse::<u64>() {
+                        inodes.insert(i);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = std::collections::HashSet::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        if let Ok(text) = fs::read_to_string(table) {
+            out.extend(tcp_table_endpoints(&text, &inodes));
+        }
+    }
+    out
+}
+
+/// Local endpoints of the sockets of `inodes` in a /proc/net/tcp{,6} table.
+fn tcp_table_endpoints(
+    text: &str,
+    inodes: &std::collections::HashSet<u64>,
+) -> Vec<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(inode)) = (f.get(1), f.get(9)) else {
+            continue;
+        };
+        if !inode.parse::<u64>().is_ok_and(|i| inodes.contains(&i)) {
+            continue;
+        }
+        let Some((addr, port)) = local.split_once(':') else {
+            continue;
+        };
+        let Ok(port) = u16::from_str_radix(port, 16) else {
+            continue;
+        };
+        // Each 32-bit word is printed as the host-order value of the
+        // network-order bytes.
+        let words: Option<Vec<[u8; 4]>> = (0..addr.len() / 8)
+            .map(|i| {
+                u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16)
+                    .ok()
+                    .map(u32::to_ne_bytes)
+            })
+            .collect();
+        let ip = match words.as_deref() {
+            Some([w]) => IpAddr::V4(Ipv4Addr::from(*w)),
+            Some([a, b, c, d]) => {
+                let mut bytes = [0u8; 16];
+                for (i, w) in [a, b, c, d].into_iter().enumerate() {
+                    bytes[i * 4..i * 4 + 4].copy_from_slice(w);
+                }
+                let v6 = Ipv6Addr::from(bytes);
+                v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+            }
+            _ => continue,
+        };
+        out.push(SocketAddr::new(ip, port));
+    }
+    out
+}
+
 /// Pids of every process now running.
 pub fn all_pids() -> Vec<u32> {
     fs::read_dir("/proc")
@@ -89,6 +161,19 @@ pub fn all_pids() -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_endpoints_include_a_socket_we_hold() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let l6 = std::net::TcpListener::bind("[::1]:0");
+        let own = own_tcp_endpoints();
+        assert!(own.contains(&l.local_addr().unwrap()), "{own:?}");
+        assert!(own.contains(&c.local_addr().unwrap()), "{own:?}");
+        if let Ok(l6) = l6 {
+            assert!(own.contains(&l6.local_addr().unwrap()), "{own:?}");
+        }
+    }
 
     #[test]
     fn reads_own_process() {

@@ -44,6 +44,51 @@ pub struct SourceStats {
     /// Processes whose environment had to be read again after exec.
     pub env_rechecks_changed: u64,
     pub env_rechecks: u64,
+    /// Events of connections whose other end is zt-trace itself (its
+    /// exporters talking to a collector on this host), left out so the
+    /// export traffic is never traced in a loop.
+    pub agent_peer_events: u64,
+}
+
+/// Connections whose peer is one of the agent's own sockets.
+#[derive(Default)]
+struct AgentPeers {
+    conns: std::collections::HashSet<u64>,
+    own: std::collections::HashSet<std::net::SocketAddr>,
+    refreshed: Option<Instant>,
+}
+
+impl AgentPeers {
+    /// Whether `ev` belongs to a connection with the agent at the other end.
+    fn filter(&mut self, ev: &Event) -> bool {
+        match ev {
+            Event::ConnOpen(c) => {
+                let peer = c.tuple.remote;
+                if !peer.ip().is_loopback() && !self.own.iter().any(|a| a.ip() == peer.ip()) {
+                    return false;
+                }
+                if !self.own.contains(&peer) {
+                    // The agent connected just now: look again (at most
+                    // every 10 ms).
+                    let stale = self
+                        .refreshed
+                        .is_none_or(|t| t.elapsed() > Duration::from_millis(10));
+                    if stale {
+                        self.own = procfs::own_tcp_endpoints();
+                        self.refreshed = Some(Instant::now());
+                    }
+                }
+                if self.own.contains(&peer) {
+                    self.conns.insert(c.conn_id);
+                    return true;
+                }
+                false
+            }
+            Event::Data(d) => !self.conns.is_empty() && self.conns.contains(&d.conn_id),
+            Event::ConnClose(c) => self.conns.remove(&c.conn_id),
+            _ => false,
+        }
+    }
 }
 
 /// Adds [`ProcessInfo`] the first time a pid shows up, so spans get their
@@ -58,7 +103,10 @@ impl Enricher {
     /// Read a process's environment again (right after exec it can still be
     /// empty): the updated details if its service name changed.
     fn recheck(&mut self, pid: u32) -> Option<Event> {
-        let (name, ts) = self.known.get(&pid)?.clone();
+        let Some((name, ts)) = self.known.get(&pid).cloned() else {
+            log::debug!("service name recheck of {pid}: exited already");
+            return None;
+        };
         let fresh = procfs::service_name_from_env(pid);
         log::debug!("service name recheck of {pid}: {name:?} -> {fresh:?}");
         if fresh.is_none() || fresh == name {
@@ -98,6 +146,7 @@ impl Enricher {
                 out.push((Event::Process(info), false));
             }
             Event::ProcessExit { pid, .. } => {
+                log::debug!("exit {pid}");
                 self.known.remove(pid);
                 out.push((ev, true));
             }
@@ -129,6 +178,11 @@ pub struct LiveSource {
     /// (libssl is often loaded lazily, after exec).
     tls: bool,
     rescans: Vec<(Instant, u32)>,
+    agent_peers: AgentPeers,
+    /// Symbol resolution of libraries found in new processes, off the loop.
+    resolver: Option<crate::elfsym::Resolver>,
+    /// Files already sent to the resolver, per target.
+    requested: [crate::tls::Seen; 2],
     execs: Vec<u32>,
     /// (when, pid): read a new process's environment again.
     env_rechecks: Vec<(Instant, u32)>,
@@ -147,6 +201,9 @@ impl LiveSource {
             scratch: Vec::new(),
             tls,
             rescans: Vec::new(),
+            agent_peers: AgentPeers::default(),
+            resolver: None,
+            requested: Default::default(),
             execs: Vec::new(),
             env_rechecks: Vec::new(),
         };
@@ -172,8 +229,48 @@ impl LiveSource {
             for p in py {
                 s.attach_contexts(&p);
             }
+            match crate::elfsym::Resolver::spawn() {
+                Ok(r) => s.resolver = Some(r),
+                Err(e) => log::warn!(
+                    "no symbol resolver thread ({e}): libraries of new processes are probed on the event loop"
+                ),
+            }
         }
         s
+    }
+
+    /// Probe a file found in a new process: resolved on the helper thread
+    /// (attached when done, see `attach_resolved_files`), or here if there
+    /// is none.
+    fn probe_later(&mut self, path: std::path::PathBuf, target: crate::elfsym::Target) {
+        use crate::elfsym::Target;
+        let i = match target {
+            Target::Tls => 0,
+            Target::PythonContexts => 1,
+        };
+        if !self.requested[i].first_time(&path) {
+            return;
+        }
+        match &self.resolver {
+            Some(r) => r.submit(path, target),
+            None => match target {
+                Target::Tls => self.attach_tls(&path),
+                Target::PythonContexts => self.attach_contexts(&path),
+            },
+        }
+    }
+
+    fn attach_resolved_files(&mut self) {
+        let Some(r) = &self.resolver else { return };
+        let done: Vec<_> = r.done().collect();
+        for (path, target, offsets) in done {
+            let res = offsets
+                .map_err(|e| crate::LoadError::Config(e.to_string()))
+                .and_then(|o| self.probes.attach_resolved(&path, target, &o));
+            if let Err(e) = res {
+                log::debug!("{target:?} probes not attached to {}: {e}", path.display());
+            }
+        }
     }
 
     fn attach_contexts(&mut self, path: &std::path::Path) {
@@ -243,15 +340,16 @@ impl LiveSource {
         for pid in due {
             if self.tls {
                 for t in crate::tls::process_candidates(pid) {
-                    self.attach_tls(&t);
+                    self.probe_later(t, crate::elfsym::Target::Tls);
                 }
             }
             if self.probes.contexts_loaded() {
                 for p in crate::pyctx::process_candidates(pid) {
-                    self.attach_contexts(&p);
+                    self.probe_later(p, crate::elfsym::Target::PythonContexts);
                 }
             }
         }
+        self.attach_resolved_files();
         // Bounded even if processes exec faster than we look.
         if self.rescans.len() > 100_000 {
             self.rescans.drain(..50_000);
@@ -281,6 +379,7 @@ impl LiveSource {
             stats,
             scratch,
             execs,
+            agent_peers,
             ..
         } = self;
 
@@ -296,6 +395,10 @@ impl LiveSource {
                     return;
                 }
             };
+            if agent_peers.filter(&ev) {
+                stats.agent_peer_events += 1;
+                return;
+            }
             scratch.clear();
             if let Event::Process(p) = &ev {
                 execs.push(p.pid);
