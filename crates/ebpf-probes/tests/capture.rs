@@ -259,15 +259,8 @@ fn data_events_carry_the_python_context_they_were_made_in() {
         return;
     };
     let mut probes = Probes::builder().load().expect("load probes");
-    assert_eq!(
-        probes.attach_contexts(&lib).expect("attach to libpython"),
-        true
-    );
-    assert_eq!(
-        probes.attach_contexts(&lib).unwrap(),
-        false,
-        "once per file"
-    );
+    assert!(probes.attach_contexts(&lib).expect("attach to libpython"));
+    assert!(!probes.attach_contexts(&lib).unwrap(), "once per file");
 
     let marker = format!("ctx{}", std::process::id());
     let out = Command::new("python3")
