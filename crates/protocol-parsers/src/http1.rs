@@ -184,7 +184,7 @@ fn version(v: Option<u8>) -> Option<HttpVersion> {
 /// What the parser needs from the headers of one message.
 #[derive(Default)]
 struct HeaderScan {
-    kept: Vec<(String, String)>,
+    kept: Vec<(crate::model::HeaderName, String)>,
     host: Option<String>,
     content_length: Option<u64>,
     bad_content_length: bool,
@@ -247,7 +247,7 @@ fn scan_headers(headers: &[httparse::Header<'_>]) -> HeaderScan {
             if *kept == "host" && s.host.is_none() {
                 s.host = Some(value.clone());
             }
-            s.kept.push(((*kept).to_owned(), value));
+            s.kept.push(((*kept).into(), value));
         }
     }
     if s.bad_content_length {
@@ -1503,8 +1503,8 @@ mod tests {
         assert_eq!(
             s.headers,
             vec![
-                ("content-length".to_owned(), "5".to_owned()),
-                ("content-type".to_owned(), "text/plain".to_owned())
+                ("content-length".into(), "5".to_owned()),
+                ("content-type".into(), "text/plain".to_owned())
             ]
         );
     }

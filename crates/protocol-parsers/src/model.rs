@@ -29,6 +29,9 @@ impl HttpVersion {
     }
 }
 
+/// A kept header's name: `&'static` from [`KEPT_HEADERS`] when parsed.
+pub type HeaderName = std::borrow::Cow<'static, str>;
+
 /// An HTTP request head (HTTP/1.x or HTTP/2, gRPC included).
 ///
 /// Only headers needed for tracing are kept (see [`KEPT_HEADERS`]);
@@ -44,8 +47,9 @@ pub struct HttpRequest {
     pub authority: Option<String>,
     /// `:scheme` for HTTP/2.
     pub scheme: Option<String>,
-    /// Kept headers, names lower-case.
-    pub headers: Vec<(String, String)>,
+    /// Kept headers, names lower-case (one of [`KEPT_HEADERS`]: borrowed,
+    /// never allocated, when parsed).
+    pub headers: Vec<(HeaderName, String)>,
     /// Body length when declared (`Content-Length`).
     pub content_length: Option<u64>,
     /// gRPC call (content-type `application/grpc*`).
@@ -73,7 +77,7 @@ pub struct HttpResponse {
     /// `None` when `:status` could not be decoded.
     pub status: Option<u16>,
     pub version: Option<HttpVersion>,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(HeaderName, String)>,
     pub content_length: Option<u64>,
     pub grpc_status: Option<u32>,
     pub grpc_message: Option<String>,

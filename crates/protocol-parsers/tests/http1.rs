@@ -138,7 +138,7 @@ fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map_or("-".to_owned(), |v| v.to_string())
 }
 
-fn headers(h: &[(String, String)]) -> String {
+fn headers(h: &[(protocol_parsers::HeaderName, String)]) -> String {
     h.iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()

@@ -336,7 +336,7 @@ struct Collected {
     authority: Option<String>,
     status: Option<u16>,
     status_seen: bool,
-    headers: Vec<(String, String)>,
+    headers: Vec<(crate::model::HeaderName, String)>,
     content_type: Option<String>,
     content_length: Option<u64>,
     grpc_status: Option<u32>,
@@ -420,7 +420,7 @@ impl Collected {
                 Ok(v) => v.to_owned(),
                 Err(_) => String::from_utf8_lossy(value).into_owned(),
             };
-            self.headers.push((kept.to_owned(), value));
+            self.headers.push((kept.into(), value));
         }
     }
 
@@ -1260,7 +1260,7 @@ impl Http2Parser {
             Some(c) => format!("{} ({c})", frame::error_code_name(c)),
             None => "unknown (not captured)".to_string(),
         };
-        let rst = vec![(":rst-stream".to_string(), reason)];
+        let rst = vec![(":rst-stream".into(), reason)];
         let req_count = s.req.counter.count();
         let resp_count = s.resp.counter.count();
         let req_info = MessageInfo::HttpRequest(HttpRequest {

@@ -208,7 +208,7 @@ fn interim_response_trailers_and_rst_stream() {
             assert_eq!(r.grpc_status, None);
             assert_eq!(
                 r.headers,
-                vec![(":rst-stream".to_string(), "CANCEL (8)".to_string())]
+                vec![(":rst-stream".into(), "CANCEL (8)".to_string())]
             );
         }
         k => panic!("{k:?}"),
@@ -313,7 +313,7 @@ fn push_promise_blocks_update_the_server_table() {
     assert_eq!(resp.status, Some(204));
     assert_eq!(
         resp.headers,
-        vec![("x-request-id".to_string(), "pushed".to_string())]
+        vec![("x-request-id".into(), "pushed".to_string())]
     );
 }
 
