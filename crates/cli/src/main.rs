@@ -11,6 +11,13 @@ use output::OutputFormat;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The agent allocates and frees many small objects per event (spans,
+/// attributes, parsed heads); glibc's allocator spent about a third of the
+/// agent's CPU on that under load (perf, bench/overhead.sh). mimalloc's
+/// per-thread free lists cost much less (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "zt-trace",

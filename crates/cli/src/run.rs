@@ -121,6 +121,7 @@ impl Agent {
         let offset = wall_clock_offset_ns();
         let host = host_name();
         let mut source = LiveSource::new(probes, !args.capture.no_tls);
+        source.watch_own_connections(export.is_some());
         log::info!(
             "attached {} probes; tracing (Ctrl-C to stop)",
             source.probes().attached().len()

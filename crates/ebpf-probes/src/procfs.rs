@@ -76,76 +76,52 @@ pub fn service_name_from_env(pid: u32) -> Option<String> {
     from_attrs
 }
 
-/// Local endpoints of this process's own TCP sockets (from its socket fds
-/// and /proc/self/net/tcp{,6}).
+/// Local endpoints of this process's own sockets (getsockname on each fd
+/// listed in /proc/self/fd: a few syscalls, no scan of the host's socket
+/// table).
 pub fn own_tcp_endpoints() -> std::collections::HashSet<std::net::SocketAddr> {
-    let mut inodes = std::collections::HashSet::new();
-    if let Ok(rd) = fs::read_dir("/proc/self/fd") {
-        for e in rd.flatten() {
-            if let Ok(t) = fs::read_link(e.path()) {
-                let t = t.to_string_lossy();
-                if let Some(i) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
-                    if let Ok(i) = i.parse::<u64>() {
-                        inodes.insert(i);
-                    }
-                }
-            }
-        }
-    }
     let mut out = std::collections::HashSet::new();
-    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        if let Ok(text) = fs::read_to_string(table) {
-            out.extend(tcp_table_endpoints(&text, &inodes));
+    let Ok(rd) = fs::read_dir("/proc/self/fd") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if let Some(a) = sock_name(fd) {
+            out.insert(a);
         }
     }
     out
 }
 
-/// Local endpoints of the sockets of `inodes` in a /proc/net/tcp{,6} table.
-fn tcp_table_endpoints(
-    text: &str,
-    inodes: &std::collections::HashSet<u64>,
-) -> Vec<std::net::SocketAddr> {
+/// The local address of socket `fd` (IPv4 or IPv6, v4-mapped unmapped).
+fn sock_name(fd: i32) -> Option<std::net::SocketAddr> {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(local), Some(inode)) = (f.get(1), f.get(9)) else {
-            continue;
-        };
-        if !inode.parse::<u64>().is_ok_and(|i| inodes.contains(&i)) {
-            continue;
-        }
-        let Some((addr, port)) = local.split_once(':') else {
-            continue;
-        };
-        let Ok(port) = u16::from_str_radix(port, 16) else {
-            continue;
-        };
-        // Each 32-bit word is printed as the host-order value of the
-        // network-order bytes.
-        let words: Option<Vec<[u8; 4]>> = (0..addr.len() / 8)
-            .map(|i| {
-                u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16)
-                    .ok()
-                    .map(u32::to_ne_bytes)
-            })
-            .collect();
-        let ip = match words.as_deref() {
-            Some([w]) => IpAddr::V4(Ipv4Addr::from(*w)),
-            Some([a, b, c, d]) => {
-                let mut bytes = [0u8; 16];
-                for (i, w) in [a, b, c, d].into_iter().enumerate() {
-                    bytes[i * 4..i * 4 + 4].copy_from_slice(w);
-                }
-                let v6 = Ipv6Addr::from(bytes);
-                v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
-            }
-            _ => continue,
-        };
-        out.push(SocketAddr::new(ip, port));
+    // SAFETY: sockaddr_storage is plain data; getsockname writes at most
+    // `len` bytes into it and fails harmlessly on a non-socket fd.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let rc = unsafe { libc::getsockname(fd, (&raw mut ss).cast(), &mut len) };
+    if rc != 0 {
+        return None;
     }
-    out
+    match ss.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: the family says this is a sockaddr_in.
+            let a: &libc::sockaddr_in = unsafe { &*(&raw const ss).cast() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(a.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this is a sockaddr_in6.
+            let a: &libc::sockaddr_in6 = unsafe { &*(&raw const ss).cast() };
+            let v6 = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+            Some(SocketAddr::new(ip, u16::from_be(a.sin6_port)))
+        }
+        _ => None,
+    }
 }
 
 /// Pids of every process now running.

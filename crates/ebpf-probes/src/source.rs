@@ -50,9 +50,12 @@ pub struct SourceStats {
     pub agent_peer_events: u64,
 }
 
-/// Connections whose peer is one of the agent's own sockets.
+/// Connections whose peer is one of the agent's own sockets. Only checked
+/// once the agent has connections of its own (exporters): see
+/// [`LiveSource::watch_own_connections`].
 #[derive(Default)]
 struct AgentPeers {
+    on: bool,
     conns: std::collections::HashSet<u64>,
     own: std::collections::HashSet<std::net::SocketAddr>,
     refreshed: Option<Instant>,
@@ -61,6 +64,9 @@ struct AgentPeers {
 impl AgentPeers {
     /// Whether `ev` belongs to a connection with the agent at the other end.
     fn filter(&mut self, ev: &Event) -> bool {
+        if !self.on {
+            return false;
+        }
         match ev {
             Event::ConnOpen(c) => {
                 let peer = c.tuple.remote;
@@ -354,6 +360,14 @@ impl LiveSource {
         if self.rescans.len() > 100_000 {
             self.rescans.drain(..50_000);
         }
+    }
+
+    /// Leave out connections whose other end is this process (default: off).
+    /// Turn it on when the agent itself connects to services that may run on
+    /// this host, such as an exporter's collector, so their server side is
+    /// never traced (and exported, and traced again) in a loop.
+    pub fn watch_own_connections(&mut self, on: bool) {
+        self.agent_peers.on = on;
     }
 
     /// Also write every record (and the /proc details added) to `w`.

@@ -114,10 +114,17 @@ static __always_inline void count_drop(__u32 reason)
 		*c += 1;
 }
 
-static __always_inline __u64 rb_flags(void)
+/* Wake the reader only with the record that makes the queued data cross
+ * zt_wakeup_bytes. The reader drains until empty before it sleeps (and
+ * polls at least every 20 ms), and the ring buffer's poll reports queued
+ * data itself, so one wake-up per crossing loses nothing; forcing one with
+ * every record while the reader lags would cost an irq_work per syscall in
+ * the traced process, exactly when the host is busiest. */
+static __always_inline __u64 rb_flags(__u64 size)
 {
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	return avail >= zt_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	return avail < zt_wakeup_bytes && avail + size >= zt_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									   : BPF_RB_NO_WAKEUP;
 }
 
 /* Whether the current process is traced at all. */
@@ -309,7 +316,7 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	 * verifier a bound it can see on the register it checks. */
 	barrier_var(captured);
 	__u32 size = sizeof(struct zt_data_event) + (captured & (2 * ZT_MAX_CAPTURE - 1));
-	if (bpf_ringbuf_output(&events, s, size, rb_flags()))
+	if (bpf_ringbuf_output(&events, s, size, rb_flags(size)))
 		count_drop(ZT_DROP_RINGBUF_DATA);
 	return 0;
 }
@@ -333,7 +340,7 @@ static __always_inline void emit_conn(__u32 kind, struct sock *sk, int fd, __u64
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
 	read_tuple(sk, &e->tuple);
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, rb_flags());
+	bpf_ringbuf_submit(e, rb_flags(sizeof(*e)));
 }
 
 #include "tls_state.bpf.h"
@@ -564,7 +571,7 @@ int zt_sched_exec(struct zt_sched_exec *ctx)
 	if (len && bpf_probe_read_user(e->args, len, (void *)start))
 		len = 0;
 	e->args_len = len;
-	bpf_ringbuf_submit(e, rb_flags());
+	bpf_ringbuf_submit(e, rb_flags(sizeof(*e)));
 	return 0;
 }
 
@@ -586,6 +593,6 @@ int zt_sched_exit(void *ctx)
 	e->ts = bpf_ktime_get_ns();
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	e->filename[0] = 0;
-	bpf_ringbuf_submit(e, rb_flags());
+	bpf_ringbuf_submit(e, rb_flags(sizeof(*e)));
 	return 0;
 }
