@@ -8,9 +8,7 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::Command;
 
 const REQUESTS: usize = 200;
 const CLIENTS: usize = 16;
@@ -71,27 +69,9 @@ fn asyncio_gateway_calls_link_through_task_contexts() {
         gw,
         &[("auth", auth), ("profile", profile)],
     );
-    let load: Vec<Value> = run_lines(
-        Command::new("python3")
-            .arg(repo_root().join("tests/topology/loadgen.py"))
-            .args([
-                gw.to_string(),
-                REQUESTS.to_string(),
-                CLIENTS.to_string(),
-                "asy".into(),
-            ]),
-    )
-    .iter()
-    .map(|l| serde_json::from_str(l).unwrap())
-    .collect();
+    let load = loadgen(gw, REQUESTS, CLIENTS, "asy", &[]);
     let (out, err) = tracer.stop();
-    eprintln!(
-        "{}",
-        err.lines()
-            .filter(|l| l.starts_with("zt-trace:"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    eprintln!("{}", summary(&err));
     let spans = parse_spans(&out);
     let traces = by_trace(&spans);
     assert_eq!(load.len(), REQUESTS);

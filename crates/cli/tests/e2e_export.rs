@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 // ------------------------------------------------------------ receivers ---
 // After crates/exporters/tests/common/mod.rs (PyReceiver).
@@ -138,48 +138,14 @@ impl Drop for Receiver {
 
 /// `Tracer::start` with a controlled OTEL_* environment.
 fn start_tracer(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Tracer {
-    let stdout = dir.join("tracer.out");
-    let stderr = dir.join("tracer.err");
-    let mut cmd = Command::new(zt_trace_bin());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("OTEL_EXPORTER_") {
-            cmd.env_remove(k);
+    Tracer::start_with(dir, args, |cmd| {
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OTEL_EXPORTER_") {
+                cmd.env_remove(k);
+            }
         }
-    }
-    let child = cmd
-        .args(args)
-        .envs(env.iter().copied())
-        .env(
-            "RUST_LOG",
-            std::env::var("ZT_TEST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("zt-trace");
-    let mut t = Tracer {
-        proc: Proc {
-            name: "zt-trace".into(),
-            child,
-        },
-        stdout,
-        stderr,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let err = std::fs::read_to_string(&t.stderr).unwrap_or_default();
-        if err.contains("tracing (Ctrl-C to stop)") {
-            return t;
-        }
-        if let Ok(Some(st)) = t.proc.child.try_wait() {
-            panic!("zt-trace exited early ({st}):\n{err}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "zt-trace did not attach in time:\n{err}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        cmd.envs(env.iter().copied());
+    })
 }
 
 // ----------------------------------------------------------- the checks ---

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 use std::process::Command;
 
 const REQUESTS: usize = 200;
@@ -29,28 +28,10 @@ fn http_topology_traced_and_linked_end_to_end() {
         &dir,
         &["run", "--output", "json", "--record", log.to_str().unwrap()],
     );
-    let load: Vec<Value> = run_lines(
-        Command::new("python3")
-            .arg(repo_root().join("tests/topology/loadgen.py"))
-            .args([
-                gw.to_string(),
-                REQUESTS.to_string(),
-                CLIENTS.to_string(),
-                "e2e".into(),
-            ]),
-    )
-    .iter()
-    .map(|l| serde_json::from_str(l).unwrap())
-    .collect();
+    let load = loadgen(gw, REQUESTS, CLIENTS, "e2e", &[]);
     assert_eq!(load.len(), REQUESTS);
     let (out, err) = tracer.stop();
-    eprintln!(
-        "{}",
-        err.lines()
-            .filter(|l| l.starts_with("zt-trace:"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    eprintln!("{}", summary(&err));
     assert!(
         err.contains("kernel drops: 0 events lost"),
         "drops reported:\n{err}"

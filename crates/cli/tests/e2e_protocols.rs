@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::Command;
 
 const REQUESTS: usize = 200;
 const CLIENTS: usize = 16;
@@ -160,27 +159,9 @@ fn grpc_mysql_postgres_redis_topology() {
         &dir,
         &["run", "--output", "json", "--record", log.to_str().unwrap()],
     );
-    let load: Vec<Value> = run_lines(
-        Command::new("python3")
-            .arg(repo_root().join("tests/topology/loadgen.py"))
-            .args([
-                gw.to_string(),
-                REQUESTS.to_string(),
-                CLIENTS.to_string(),
-                "pro".into(),
-            ]),
-    )
-    .iter()
-    .map(|l| serde_json::from_str(l).unwrap())
-    .collect();
+    let load = loadgen(gw, REQUESTS, CLIENTS, "pro", &[]);
     let (out, err) = tracer.stop();
-    eprintln!(
-        "{}",
-        err.lines()
-            .filter(|l| l.starts_with("zt-trace:"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    eprintln!("{}", summary(&err));
     let spans = parse_spans(&out);
     let traces = by_trace(&spans);
 

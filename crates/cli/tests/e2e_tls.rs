@@ -29,15 +29,7 @@ fn python_https_topology_like_plain_http() {
     let _g = service_env("gateway", gw, &[("auth", auth), ("users", users)], &env);
 
     let tracer = Tracer::start(&dir, &["run", "--output", "json"]);
-    let load: Vec<Value> = run_lines(
-        Command::new("python3")
-            .arg(repo_root().join("tests/topology/loadgen.py"))
-            .args([gw.to_string(), "200".into(), "16".into(), "tls".into()])
-            .env("ZT_TLS", "1"),
-    )
-    .iter()
-    .map(|l| serde_json::from_str(l).unwrap())
-    .collect();
+    let load = loadgen(gw, 200, 16, "tls", &[("ZT_TLS", "1")]);
     let (out, err) = tracer.stop();
     assert!(
         err.contains("OpenSSL probes ("),

@@ -165,9 +165,17 @@ pub struct Tracer {
 
 impl Tracer {
     pub fn start(dir: &Path, args: &[&str]) -> Tracer {
+        Tracer::start_with(dir, args, |_| {})
+    }
+
+    /// `start`, with `configure` adjusting the command (environment...)
+    /// first.
+    pub fn start_with(dir: &Path, args: &[&str], configure: impl FnOnce(&mut Command)) -> Tracer {
         let stdout = dir.join("tracer.out");
         let stderr = dir.join("tracer.err");
-        let child = Command::new(zt_trace_bin())
+        let mut cmd = Command::new(zt_trace_bin());
+        configure(&mut cmd);
+        let child = cmd
             .args(args)
             .env(
                 "RUST_LOG",
@@ -504,4 +512,31 @@ pub fn tempdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("zt-{tag}-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// tests/topology/loadgen.py against `port`: `n` requests, `c` at a time,
+/// ground-truth ids `prefix` + index; one JSON object per request.
+pub fn loadgen(port: u16, n: usize, c: usize, prefix: &str, env: &[(&str, &str)]) -> Vec<Value> {
+    run_lines(
+        Command::new("python3")
+            .arg(repo_root().join("tests/topology/loadgen.py"))
+            .args([
+                port.to_string(),
+                n.to_string(),
+                c.to_string(),
+                prefix.into(),
+            ])
+            .envs(env.iter().copied()),
+    )
+    .iter()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+/// The tracer's summary lines (`zt-trace: ...`) from its stderr.
+pub fn summary(err: &str) -> String {
+    err.lines()
+        .filter(|l| l.starts_with("zt-trace:"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
