@@ -294,6 +294,9 @@ pub struct Assembler {
     /// (server span, pid, context, write entry) of the response heads the
     /// data event being handled carried.
     ctx_heads: Vec<(SpanId, u32, u64, MonoNanos)>,
+    /// (start, end) of the spans of the trace being emitted (kept to reuse
+    /// its allocation).
+    ends_scratch: HashMap<SpanId, (MonoNanos, MonoNanos)>,
     /// (when, span): trees to try to emit.
     checks: BinaryHeap<Reverse<(MonoNanos, SpanId)>>,
     /// (deadline, span) in creation order: requests that may time out. Spans
@@ -329,6 +332,7 @@ impl Assembler {
             waiting_servers: HashMap::new(),
             ctx_waiting: HashMap::new(),
             ctx_heads: Vec::new(),
+            ends_scratch: HashMap::new(),
             checks: BinaryHeap::new(),
             timeouts: VecDeque::new(),
             emitted: HashMap::new(),
@@ -1225,9 +1229,15 @@ impl Assembler {
         let Some(r) = self.spans.get(&root) else {
             return;
         };
-        let ready_at = (max_end + self.cfg.trace_linger_ns).max(r.peer_deadline);
+        let linger_end = max_end + self.cfg.trace_linger_ns;
+        let ready_at = linger_end.max(r.peer_deadline);
         if !force && ready_at > self.now {
-            self.checks.push(Reverse((ready_at, root)));
+            // The span that ended last has its own check at `linger_end`,
+            // still queued (checks pop in time order): only a later peer
+            // deadline needs one of its own.
+            if r.peer_deadline > linger_end {
+                self.checks.push(Reverse((ready_at, root)));
+            }
             return;
         }
         let trace_id = match r.parent {
@@ -1235,7 +1245,8 @@ impl Assembler {
             _ => r.own_trace,
         };
         let mut spans = Vec::with_capacity(order.len());
-        let mut ends: HashMap<SpanId, (MonoNanos, MonoNanos)> = HashMap::new();
+        let mut ends = std::mem::take(&mut self.ends_scratch);
+        ends.clear();
         for id in &order {
             let Some(rec) = self.spans.remove(id) else {
                 continue;
@@ -1259,6 +1270,9 @@ impl Assembler {
             let span = self.to_span(&rec, trace_id, &mut ends);
             self.remember_emitted(rec.id, trace_id);
             spans.push(span);
+        }
+        if ends.capacity() <= 4096 {
+            self.ends_scratch = ends;
         }
         self.stats.spans_emitted += spans.len() as u64;
         self.stats.traces_emitted += 1;
