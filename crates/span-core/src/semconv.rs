@@ -78,24 +78,49 @@ fn peer_attrs(v: &ExchangeView<'_>, attrs: &mut Attributes) {
         "network.type",
         if remote.is_ipv4() { "ipv4" } else { "ipv6" },
     );
-    attrs.set("network.peer.address", remote.ip().to_string());
-    attrs.set("network.peer.port", remote.port() as i64);
+    let peer = ip_text(remote.ip());
     match v.kind {
         SpanKind::Client => {
             if attrs.get("server.address").is_none() {
-                attrs.set("server.address", remote.ip().to_string());
+                attrs.set("server.address", peer.clone());
             }
             if attrs.get("server.port").is_none() {
                 attrs.set("server.port", remote.port() as i64);
             }
         }
         SpanKind::Server => {
-            attrs.set("client.address", remote.ip().to_string());
+            attrs.set("client.address", peer.clone());
             attrs.set("client.port", remote.port() as i64);
             if attrs.get("server.port").is_none() {
                 attrs.set("server.port", v.tuple.local.port() as i64);
             }
         }
+    }
+    attrs.set("network.peer.address", peer);
+    attrs.set("network.peer.port", remote.port() as i64);
+}
+
+/// An address as text, like `IpAddr`'s `Display`, without the formatting
+/// machinery for IPv4 (every span formats one or two addresses).
+fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, b) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if b >= 100 {
+                    out.push(char::from(b'0' + b / 100));
+                }
+                if b >= 10 {
+                    out.push(char::from(b'0' + (b / 10) % 10));
+                }
+                out.push(char::from(b'0' + b % 10));
+            }
+            out
+        }
+        std::net::IpAddr::V6(_) => ip.to_string(),
     }
 }
 
@@ -174,7 +199,7 @@ fn http(
             let host = authority
                 .as_ref()
                 .map(|(h, _)| h.clone())
-                .unwrap_or_else(|| v.tuple.remote.ip().to_string());
+                .unwrap_or_else(|| ip_text(v.tuple.remote.ip()));
             let port = authority
                 .as_ref()
                 .and_then(|(_, p)| *p)
@@ -406,4 +431,22 @@ fn db(
         _ => req.system.as_str().to_owned(),
     };
     (name, status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_text;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn ip_text_matches_display() {
+        for a in [0u8, 1, 9, 10, 99, 100, 127, 200, 255] {
+            for b in [0u8, 7, 10, 255] {
+                let ip = IpAddr::V4(Ipv4Addr::new(a, b, b.wrapping_mul(3), 1));
+                assert_eq!(ip_text(ip), ip.to_string());
+            }
+        }
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(ip_text(v6), "::1");
+    }
 }
