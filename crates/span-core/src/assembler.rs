@@ -1268,7 +1268,12 @@ impl Assembler {
                 }
             }
             let span = self.to_span(&rec, trace_id, &mut ends);
-            self.remember_emitted(rec.id, trace_id);
+            // Only server spans are ever looked up once emitted (a late
+            // call on their thread, an inferred link to them): client
+            // spans leave the tcp_seq index when emitted.
+            if rec.kind == SpanKind::Server {
+                self.remember_emitted(rec.id, trace_id);
+            }
             spans.push(span);
         }
         if ends.capacity() <= 4096 {
