@@ -120,17 +120,7 @@ fn asyncio_gateway_calls_link_through_task_contexts() {
         }
     }
     eprintln!("gateway calls by link reason: {reasons:?}");
-    assert!(
-        failures.is_empty(),
-        "{} of {REQUESTS} wrong; first ones:\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_no_failures(&failures, REQUESTS);
     // Concurrency keeps the loop thread ambiguous: the Context does the work.
     let by_context = reasons.get("context").copied().unwrap_or(0);
     assert!(

@@ -109,10 +109,5 @@ fn h2c_requests_between_rust_h2_client_and_server() {
             _ => failures.push(format!("{rid}: {} spans", of.len())),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {N} wrong:\n{}",
-        failures.len(),
-        failures[..failures.len().min(5)].join("\n")
-    );
+    assert_no_failures(&failures, N);
 }

@@ -122,12 +122,7 @@ fn node_https_server_and_client_started_after_the_tracer() {
             )),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of 200 wrong:\n{}",
-        failures.len(),
-        failures[..failures.len().min(5)].join("\n")
-    );
+    assert_no_failures(&failures, 200);
 }
 
 #[test]
@@ -136,39 +131,10 @@ fn curl_to_nginx_tls_proxy_to_plain_backend() {
         return;
     }
     let dir = tempdir("tls-nginx");
-    let (cert, key) = self_signed_cert(&dir);
     let backend = free_port();
     let _b = service("profile", backend, &[]);
     let port = free_port();
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "worker_processes 1; pid {d}/nginx.pid; error_log {d}/logs/error.log; daemon off;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{ access_log off;\n\
-               server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {c}; ssl_certificate_key {k};\n\
-                 location / {{ proxy_pass http://127.0.0.1:{backend}; }} }} }}\n",
-            d = dir.display(),
-            c = cert.display(),
-            k = key.display()
-        ),
-    )
-    .unwrap();
-    let nginx = Command::new("nginx")
-        .arg("-c")
-        .arg(&conf)
-        .arg("-p")
-        .arg(&dir)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nginx");
-    let _nginx = Proc {
-        name: "nginx".into(),
-        child: nginx,
-    };
-    wait_port(port, "nginx");
+    let _nginx = nginx_tls_proxy(&dir, port, backend, false);
     let tracer = Tracer::start(&dir, &["run", "--output", "json"]);
     // One request at a time: an nginx worker serving several requests at
     // once is an event loop whose upstream calls cannot be attributed (the

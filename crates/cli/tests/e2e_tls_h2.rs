@@ -13,46 +13,9 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const NAME: &str = "GET /profile/{id}";
-
-/// nginx terminating TLS with HTTP/2 on `port`, proxying over HTTP/1.1 to
-/// `backend` (the config is built as in e2e_tls.rs).
-fn nginx_h2(dir: &Path, port: u16, backend: u16) -> Proc {
-    let (cert, key) = self_signed_cert(dir);
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "worker_processes 1; pid {d}/nginx.pid; error_log {d}/logs/error.log; daemon off;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{ access_log off;\n\
-               server {{ listen 127.0.0.1:{port} ssl http2; ssl_certificate {c}; ssl_certificate_key {k};\n\
-                 location / {{ proxy_pass http://127.0.0.1:{backend}; proxy_http_version 1.1; }} }} }}\n",
-            d = dir.display(),
-            c = cert.display(),
-            k = key.display()
-        ),
-    )
-    .unwrap();
-    let nginx = Command::new("nginx")
-        .arg("-c")
-        .arg(&conf)
-        .arg("-p")
-        .arg(dir)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nginx");
-    let p = Proc {
-        name: "nginx".into(),
-        child: nginx,
-    };
-    wait_port(port, "nginx");
-    p
-}
 
 fn url(port: u16, i: usize, tag: &str) -> String {
     format!("https://127.0.0.1:{port}/profile/{i}?rid={tag}{i:03}")
@@ -155,15 +118,6 @@ fn child_of(child: &Value, parent: &Value) -> bool {
     child["parent_span_id"] == parent["span_id"] && child["trace_id"] == parent["trace_id"]
 }
 
-fn assert_no_failures(failures: &[String], n: usize) {
-    assert!(
-        failures.is_empty(),
-        "{} of {n} wrong:\n{}",
-        failures.len(),
-        failures[..failures.len().min(5)].join("\n")
-    );
-}
-
 #[test]
 fn curl_h2_to_nginx_tls_proxy_to_plain_backend() {
     if !require_root("curl_h2_to_nginx_tls_proxy_to_plain_backend") {
@@ -173,7 +127,7 @@ fn curl_h2_to_nginx_tls_proxy_to_plain_backend() {
     let backend = free_port();
     let _b = service("profile", backend, &[]);
     let port = free_port();
-    let _nginx = nginx_h2(&dir, port, backend);
+    let _nginx = nginx_tls_proxy(&dir, port, backend, true);
     let tracer = Tracer::start(&dir, &["run", "--output", "json"]);
     // One request at a time, as in e2e_tls.rs (an nginx worker serving
     // several requests at once cannot attribute its upstream calls): first
@@ -246,7 +200,7 @@ fn curl_h2_16_streams_multiplexed_to_nginx() {
     let backend = free_port();
     let _b = service("profile", backend, &[]);
     let port = free_port();
-    let _nginx = nginx_h2(&dir, port, backend);
+    let _nginx = nginx_tls_proxy(&dir, port, backend, true);
     let tracer = Tracer::start(&dir, &["run", "--output", "json"]);
     const N: usize = 64;
     let urls: Vec<String> = (0..N).map(|i| url(port, i, "h2mux")).collect();

@@ -395,7 +395,7 @@ impl Probes {
     /// `SSL_read` or the probes were loaded without TLS. Resolves the
     /// symbols here, on the calling thread; see [`Probes::attach_resolved`].
     pub fn attach_tls(&mut self, path: &Path) -> Result<bool, LoadError> {
-        self.attach_file(path, Target::Tls)
+        self.attach(path, Target::Tls)
     }
 
     /// Attach the CPython execution-context probes to `path` (a
@@ -404,10 +404,13 @@ impl Probes {
     /// when the file has no `context_run` in its symbol table (a stripped
     /// build) or the probes were loaded without contexts.
     pub fn attach_contexts(&mut self, path: &Path) -> Result<bool, LoadError> {
-        self.attach_file(path, Target::PythonContexts)
+        self.attach(path, Target::PythonContexts)
     }
 
-    fn attach_file(&mut self, path: &Path, target: Target) -> Result<bool, LoadError> {
+    /// Attach the probes of `target` to `path`, resolving its symbols on the
+    /// calling thread. A file already handled (same inode) is skipped:
+    /// returns `Ok(false)`.
+    pub fn attach(&mut self, path: &Path, target: Target) -> Result<bool, LoadError> {
         self.check_loaded(target)?;
         if !self.seen(target).first_time(path) {
             return Ok(false);

@@ -1,6 +1,7 @@
 //! Live event source: the probes' records, decoded, with process details
 //! from /proc added, optionally recorded to an event log.
 
+use crate::elfsym::Target;
 use crate::loader::Probes;
 use crate::procfs;
 use crate::raw;
@@ -9,6 +10,7 @@ use span_core::Event;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Unix-epoch nanoseconds minus `CLOCK_MONOTONIC` nanoseconds, now.
@@ -180,8 +182,8 @@ pub struct LiveSource {
     recorder: Option<RecordWriter<File>>,
     stats: SourceStats,
     scratch: Vec<(Event, bool)>,
-    /// TLS library discovery: (when, pid) to look at a new process again
-    /// (libssl is often loaded lazily, after exec).
+    /// Library discovery for the uprobes: (when, pid) to look at a new
+    /// process again (libssl is often loaded lazily, after exec).
     tls: bool,
     rescans: Vec<(Instant, u32)>,
     agent_peers: AgentPeers,
@@ -213,27 +215,23 @@ impl LiveSource {
             execs: Vec::new(),
             env_rechecks: Vec::new(),
         };
-        let contexts = s.probes.contexts_loaded();
-        if tls || contexts {
-            let mut targets = if tls {
+        if tls || s.probes.contexts_loaded() {
+            let mut found: Vec<(PathBuf, Target)> = if tls {
                 crate::tls::system_libraries()
+                    .into_iter()
+                    .map(|p| (p, Target::Tls))
+                    .collect()
             } else {
                 Vec::new()
             };
-            let mut py = Vec::new();
             for pid in procfs::all_pids() {
-                if tls {
-                    targets.extend(crate::tls::process_candidates(pid));
-                }
-                if contexts {
-                    py.extend(crate::pyctx::process_candidates(pid));
-                }
+                found.extend(s.candidates(pid));
             }
-            for t in targets {
-                s.attach_tls(&t);
-            }
-            for p in py {
-                s.attach_contexts(&p);
+            // Before tracing starts: resolved here.
+            for (path, target) in found {
+                if s.requested(target).first_time(&path) {
+                    s.attach_now(&path, target);
+                }
             }
             match crate::elfsym::Resolver::spawn() {
                 Ok(r) => s.resolver = Some(r),
@@ -245,24 +243,44 @@ impl LiveSource {
         s
     }
 
+    /// Files of process `pid` to probe, for the probes loaded.
+    fn candidates(&self, pid: u32) -> Vec<(PathBuf, Target)> {
+        let mut out = Vec::new();
+        if self.tls {
+            out.extend(
+                crate::tls::process_candidates(pid)
+                    .into_iter()
+                    .map(|p| (p, Target::Tls)),
+            );
+        }
+        if self.probes.contexts_loaded() {
+            out.extend(
+                crate::pyctx::process_candidates(pid)
+                    .into_iter()
+                    .map(|p| (p, Target::PythonContexts)),
+            );
+        }
+        out
+    }
+
+    /// Files already resolved or sent to the resolver for `target`.
+    fn requested(&mut self, target: Target) -> &mut crate::tls::Seen {
+        match target {
+            Target::Tls => &mut self.requested[0],
+            Target::PythonContexts => &mut self.requested[1],
+        }
+    }
+
     /// Probe a file found in a new process: resolved on the helper thread
     /// (attached when done, see `attach_resolved_files`), or here if there
     /// is none.
-    fn probe_later(&mut self, path: std::path::PathBuf, target: crate::elfsym::Target) {
-        use crate::elfsym::Target;
-        let i = match target {
-            Target::Tls => 0,
-            Target::PythonContexts => 1,
-        };
-        if !self.requested[i].first_time(&path) {
+    fn probe_later(&mut self, path: PathBuf, target: Target) {
+        if !self.requested(target).first_time(&path) {
             return;
         }
         match &self.resolver {
             Some(r) => r.submit(path, target),
-            None => match target {
-                Target::Tls => self.attach_tls(&path),
-                Target::PythonContexts => self.attach_contexts(&path),
-            },
+            None => self.attach_now(&path, target),
         }
     }
 
@@ -279,15 +297,9 @@ impl LiveSource {
         }
     }
 
-    fn attach_contexts(&mut self, path: &std::path::Path) {
-        if let Err(e) = self.probes.attach_contexts(path) {
-            log::debug!("context probes not attached to {}: {e}", path.display());
-        }
-    }
-
-    fn attach_tls(&mut self, path: &std::path::Path) {
-        if let Err(e) = self.probes.attach_tls(path) {
-            log::debug!("TLS probes not attached to {}: {e}", path.display());
+    fn attach_now(&mut self, path: &std::path::Path, target: Target) {
+        if let Err(e) = self.probes.attach(path, target) {
+            log::debug!("{target:?} probes not attached to {}: {e}", path.display());
         }
     }
 
@@ -319,7 +331,9 @@ impl LiveSource {
         Ok(())
     }
 
-    fn tls_followups(&mut self) {
+    /// New processes: schedule environment re-reads and library rescans;
+    /// probe what rescans due now find.
+    fn probe_followups(&mut self) {
         let now = Instant::now();
         for pid in self.execs.drain(..) {
             for after in [20, 300] {
@@ -344,15 +358,8 @@ impl LiveSource {
         due.sort_unstable();
         due.dedup();
         for pid in due {
-            if self.tls {
-                for t in crate::tls::process_candidates(pid) {
-                    self.probe_later(t, crate::elfsym::Target::Tls);
-                }
-            }
-            if self.probes.contexts_loaded() {
-                for p in crate::pyctx::process_candidates(pid) {
-                    self.probe_later(p, crate::elfsym::Target::PythonContexts);
-                }
+            for (path, target) in self.candidates(pid) {
+                self.probe_later(path, target);
             }
         }
         self.attach_resolved_files();
@@ -438,7 +445,7 @@ impl LiveSource {
         if let Some(e) = io_err {
             return Err(e);
         }
-        self.tls_followups();
+        self.probe_followups();
         self.env_followups(&mut f)?;
         Ok(n)
     }

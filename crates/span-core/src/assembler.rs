@@ -725,28 +725,12 @@ impl Assembler {
             1 => {
                 let (srv, pid, ctx, at) = self.ctx_heads[0];
                 self.ctx_heads.clear();
-                self.link_by_context(srv, pid, ctx, at);
+                self.settle_context(pid, ctx, at, Some(srv));
             }
             _ => {
                 let heads = std::mem::take(&mut self.ctx_heads);
                 for (_, pid, ctx, at) in heads {
-                    let Some(waiting) = self.ctx_waiting.remove(&(pid, ctx)) else {
-                        continue;
-                    };
-                    let mut keep = Vec::new();
-                    for y in waiting {
-                        match self.spans.get_mut(&y) {
-                            Some(c) if c.start >= at => keep.push(y),
-                            Some(c) => {
-                                c.ctx_key = None;
-                                c.link_reason = "unlinked_context_ambiguous";
-                            }
-                            None => {}
-                        }
-                    }
-                    if !keep.is_empty() {
-                        self.ctx_waiting.insert((pid, ctx), keep);
-                    }
+                    self.settle_context(pid, ctx, at, None);
                 }
             }
         }
@@ -1025,7 +1009,7 @@ impl Assembler {
                 }
                 if new_parent.is_none() && seg.ctx != 0 {
                     // Made inside an execution context: the response written
-                    // in the same context names the request (link_by_context).
+                    // in the same context names the request (settle_context).
                     let key = (pid, seg.ctx);
                     rec.ctx_key = Some(key);
                     rec.peer_deadline = rec.peer_deadline.max(start + self.cfg.context_wait_ns);
@@ -1082,20 +1066,21 @@ impl Assembler {
         }
     }
 
-    /// Server span `srv` of process `pid` wrote the head of its response at
-    /// `at`, inside execution context `ctx`. Client calls made in that same
-    /// context that started after the request arrived and were answered
-    /// before this response are the request's own calls: a CPython Context
-    /// serves one request at a time (grpcio gives every RPC a fresh one; an
-    /// asyncio task runs one handler), whichever threads do the work.
-    fn link_by_context(&mut self, srv: SpanId, pid: u32, ctx: u64, at: MonoNanos) {
-        let Some(srv_start) = self
-            .spans
-            .get(&srv)
-            .filter(|s| s.kind == SpanKind::Server)
-            .map(|s| s.start)
-        else {
-            return;
+    /// A response head was written at `at` inside execution context `ctx`
+    /// of process `pid`: by server span `owner`, or (`None`) in a write
+    /// carrying several responses. Client calls made in that context that
+    /// started after the request arrived and were answered before this
+    /// response are the request's own calls: a CPython Context serves one
+    /// request at a time (grpcio gives every RPC a fresh one; an asyncio
+    /// task runs one handler), whichever threads do the work. With no single
+    /// owner, the calls it could have made are unprovable.
+    fn settle_context(&mut self, pid: u32, ctx: u64, at: MonoNanos, owner: Option<SpanId>) {
+        let owner = match owner {
+            Some(srv) => match self.spans.get(&srv) {
+                Some(s) if s.kind == SpanKind::Server => Some((srv, s.start)),
+                _ => return,
+            },
+            None => None,
         };
         let Some(waiting) = self.ctx_waiting.remove(&(pid, ctx)) else {
             return;
@@ -1103,7 +1088,7 @@ impl Assembler {
         let mut keep = Vec::new();
         let mut linked = Vec::new();
         for y in waiting {
-            let Some(c) = self.spans.get(&y) else {
+            let Some(c) = self.spans.get_mut(&y) else {
                 continue;
             };
             if c.start >= at {
@@ -1111,15 +1096,25 @@ impl Assembler {
                 keep.push(y);
                 continue;
             }
-            let answered = c.end.is_some_and(|e| e <= at);
-            if c.parent == Parent::None && c.start >= srv_start && answered {
-                linked.push(y);
+            match owner {
+                Some((_, srv_start)) => {
+                    let answered = c.end.is_some_and(|e| e <= at);
+                    if c.parent == Parent::None && c.start >= srv_start && answered {
+                        linked.push(y);
+                    }
+                    // Otherwise it outlived the request or predates it: no
+                    // proof.
+                }
+                None => {
+                    c.ctx_key = None;
+                    c.link_reason = "unlinked_context_ambiguous";
+                }
             }
-            // Otherwise it outlived the request or predates it: no proof.
         }
         if !keep.is_empty() {
             self.ctx_waiting.insert((pid, ctx), keep);
         }
+        let Some((srv, _)) = owner else { return };
         for y in linked {
             if let Some(c) = self.spans.get_mut(&y) {
                 c.parent = Parent::Local(srv);

@@ -540,3 +540,55 @@ pub fn summary(err: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Fails listing the first few failures, out of `n` checked.
+pub fn assert_no_failures(failures: &[String], n: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {n} wrong; first ones:\n{}",
+        failures.len(),
+        failures[..failures.len().min(5)].join("\n")
+    );
+}
+
+/// nginx (1 worker, foreground) terminating TLS on `port` and proxying to
+/// the plain-HTTP `backend`; with `h2`, HTTP/2 on the TLS side (ALPN h2)
+/// and HTTP/1.1 upstream.
+pub fn nginx_tls_proxy(dir: &Path, port: u16, backend: u16, h2: bool) -> Proc {
+    let (cert, key) = self_signed_cert(dir);
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let conf = dir.join("nginx.conf");
+    let (listen, upstream) = if h2 {
+        ("ssl http2", " proxy_http_version 1.1;")
+    } else {
+        ("ssl", "")
+    };
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1; pid {d}/nginx.pid; error_log {d}/logs/error.log; daemon off;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{ access_log off;\n\
+               server {{ listen 127.0.0.1:{port} {listen}; ssl_certificate {c}; ssl_certificate_key {k};\n\
+                 location / {{ proxy_pass http://127.0.0.1:{backend};{upstream} }} }} }}\n",
+            d = dir.display(),
+            c = cert.display(),
+            k = key.display()
+        ),
+    )
+    .unwrap();
+    let nginx = Command::new("nginx")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("nginx");
+    let p = Proc {
+        name: "nginx".into(),
+        child: nginx,
+    };
+    wait_port(port, "nginx");
+    p
+}
