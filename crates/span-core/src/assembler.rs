@@ -789,10 +789,15 @@ impl Assembler {
                     let seg = conn.seg_at(Side::Server, offset);
                     match conn.pending.get(&ev.exchange).copied() {
                         Some(id) => {
+                            let mut ours = false;
                             if let Some(s) = self.spans.get_mut(&id) {
                                 s.response = Some(info);
+                                ours = s.kind == SpanKind::Server;
                             }
-                            if let Some(g) = seg.filter(|g| g.ctx != 0) {
+                            // Only responses this process writes name the
+                            // request its context serves (replies it reads
+                            // belong to its own calls).
+                            if let Some(g) = seg.filter(|g| ours && g.ctx != 0) {
                                 self.ctx_heads.push((id, pid, g.ctx, g.enter));
                             }
                         }
@@ -1067,7 +1072,8 @@ impl Assembler {
     }
 
     /// A response head was written at `at` inside execution context `ctx`
-    /// of process `pid`: by server span `owner`, or (`None`) in a write
+    /// of process `pid`: by server span `owner` (heads are only collected for
+    /// server spans), or (`None`) in a write
     /// carrying several responses. Client calls made in that context that
     /// started after the request arrived and were answered before this
     /// response are the request's own calls: a CPython Context serves one
@@ -1077,8 +1083,8 @@ impl Assembler {
     fn settle_context(&mut self, pid: u32, ctx: u64, at: MonoNanos, owner: Option<SpanId>) {
         let owner = match owner {
             Some(srv) => match self.spans.get(&srv) {
-                Some(s) if s.kind == SpanKind::Server => Some((srv, s.start)),
-                _ => return,
+                Some(s) => Some((srv, s.start)),
+                None => return,
             },
             None => None,
         };

@@ -731,3 +731,73 @@ fn one_write_answering_two_requests_proves_nothing() {
         find(&spans, "gateway", SpanKind::Server, p);
     }
 }
+
+#[test]
+fn pipelined_replies_read_in_a_context_do_not_make_it_ambiguous() {
+    // A handler in context 7 sends two pipelined calls on one connection and
+    // reads both replies in one read: those are responses to its own calls,
+    // not responses it writes, so they say nothing about which request it
+    // serves. Its own response, written alone in context 7, links both.
+    let pool = Th {
+        pid: 20,
+        tid: 22,
+        start: 5,
+    };
+    let mut b = Builder::new();
+    b.proc_(20, "gateway");
+    let (c, s) = ("127.0.0.1:5001", "127.0.0.1:80");
+    b.data(
+        GW,
+        2,
+        Role::Server,
+        s,
+        c,
+        Direction::Ingress,
+        99 * MS,
+        100 * MS,
+        1,
+        b"GET /a HTTP/1.1\r\n\r\n",
+    );
+    b.ctx = 7;
+    let (cc, bs) = ("127.0.0.1:6000", "127.0.0.1:81");
+    b.data(
+        pool,
+        10,
+        Role::Client,
+        cc,
+        bs,
+        Direction::Egress,
+        102 * MS,
+        102 * MS + 10,
+        500,
+        b"GET /b1 HTTP/1.1\r\nHost: x\r\n\r\nGET /b2 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    b.data(
+        pool,
+        10,
+        Role::Client,
+        cc,
+        bs,
+        Direction::Ingress,
+        104 * MS,
+        105 * MS,
+        900,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    b.server_reply(
+        pool,
+        2,
+        s,
+        c,
+        110,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    let (spans, stats) = b.run(Config::default());
+    let a = find(&spans, "gateway", SpanKind::Server, "/a");
+    for p in ["/b1", "/b2"] {
+        let call = find(&spans, "gateway", SpanKind::Client, p);
+        assert_eq!(call.parent_span_id, Some(a.span_id), "{p}");
+        assert_eq!(call.attributes.get_str("zt.link.reason"), Some("context"));
+    }
+    assert_eq!(stats.links_context, 2);
+}
