@@ -9,6 +9,7 @@ APT_PACKAGES=(
   iproute2 procps curl openssl           # test plumbing
   nginx wrk                              # TLS proxy tests, overhead benchmark
   redis-server mariadb-server postgresql # real servers the tests talk to
+  golang-go                              # Go services of the runtime-aware linking tests
 )
 PIP_PACKAGES=(
   grpcio grpcio-tools protobuf pymysql mysqlclient "psycopg[binary]" redis

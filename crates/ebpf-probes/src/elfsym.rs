@@ -71,13 +71,13 @@ pub fn resolve(path: &Path, wanted: &[&str]) -> Result<Offsets, ResolveError> {
 /// A file mapped read-only: only the pages the symbol scan touches are
 /// read (a 100 MB `node` binary resolves in a few ms instead of reading it
 /// all).
-struct Mapped {
+pub(crate) struct Mapped {
     ptr: *mut libc::c_void,
     len: usize,
 }
 
 impl Mapped {
-    fn open(path: &Path) -> std::io::Result<Mapped> {
+    pub(crate) fn open(path: &Path) -> std::io::Result<Mapped> {
         use std::os::fd::AsRawFd;
         let f = std::fs::File::open(path)?;
         let len = usize::try_from(f.metadata()?.len())
@@ -105,7 +105,7 @@ impl Mapped {
         Ok(Mapped { ptr, len })
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: ptr..ptr+len is mapped readable for the life of self.
         unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
     }

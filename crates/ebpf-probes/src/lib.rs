@@ -18,6 +18,7 @@ pub mod procfs;
 pub mod pyctx;
 pub mod raw;
 pub mod record;
+pub mod runtime;
 mod source;
 pub mod tls;
 

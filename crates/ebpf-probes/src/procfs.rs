@@ -49,6 +49,9 @@ pub fn read_process(pid: u32, ts: u64) -> Option<ProcessInfo> {
                 s.lines()
                     .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
             }),
+        // Set by the caller, which caches it per executable
+        // (`runtime::Detector`).
+        runtime: None,
     })
 }
 

@@ -241,6 +241,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 args,
                 service_name: None,
                 cgroup: None,
+                runtime: None,
             }))
         }
         EV_PROC_EXIT => {

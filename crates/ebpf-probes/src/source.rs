@@ -99,12 +99,13 @@ impl AgentPeers {
     }
 }
 
-/// Adds [`ProcessInfo`] the first time a pid shows up, so spans get their
-/// service names. Shared by the live source and replay of old logs.
+/// Adds [`ProcessInfo`] from /proc the first time a pid shows up (and at
+/// exec), so spans get their service names and runtimes.
 #[derive(Default)]
 struct Enricher {
     /// pid -> (service name from the environment, exec timestamp)
     known: HashMap<u32, (Option<String>, u64)>,
+    runtimes: crate::runtime::Detector,
 }
 
 impl Enricher {
@@ -121,6 +122,7 @@ impl Enricher {
             return None;
         }
         let mut info = procfs::read_process(pid, ts)?;
+        info.runtime = self.runtimes.of_process(pid);
         info.service_name = fresh.clone();
         self.known.insert(pid, (fresh, ts));
         Some(Event::Process(info))
@@ -143,6 +145,7 @@ impl Enricher {
                     }
                     info = fresh;
                 }
+                info.runtime = self.runtimes.of_process(pid);
                 log::debug!(
                     "exec {pid} {:?}: service name {:?}",
                     info.args.first(),
@@ -161,7 +164,10 @@ impl Enricher {
             _ => {
                 let pid = ev.pid();
                 if let std::collections::hash_map::Entry::Vacant(slot) = self.known.entry(pid) {
-                    let info = procfs::read_process(pid, ev.order_ts());
+                    let info = procfs::read_process(pid, ev.order_ts()).map(|mut i| {
+                        i.runtime = self.runtimes.of_process(pid);
+                        i
+                    });
                     let name = info.as_ref().and_then(|i| i.service_name.clone());
                     slot.insert((name, ev.order_ts()));
                     if let Some(info) = info {

@@ -274,6 +274,27 @@ struct Proc {
     /// earlier belongs to an earlier process with the same pid.
     since: MonoNanos,
     open_server: Vec<SpanId>,
+    /// Whether a thread of this process proves which request a call
+    /// belongs to (see `ThreadRule`).
+    thread_rule: ThreadRule,
+    /// Threads that once had two requests open at the same time: event
+    /// loops (or pipelining). They stay so for life: a loop that serves one
+    /// request now may run another request's (or no request's) callback
+    /// next, so its single open request proves nothing.
+    multiplexed_threads: hashbrown::HashSet<ThreadKey>,
+}
+
+/// Whether the thread rule may link a process's calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ThreadRule {
+    /// A runtime with OS threads as the unit of work (one request at a time
+    /// per thread): Python, Java platform threads, C, ...
+    Applies,
+    /// The runtime multiplexes tasks over threads (Go, tokio, Node.js).
+    Multiplexed,
+    /// The process's details were not read (it was gone before /proc was):
+    /// its runtime is unknown, so the thread proves nothing.
+    Unknown,
 }
 
 /// The sans-I/O span assembler.
@@ -475,9 +496,17 @@ impl Assembler {
         let resource = Arc::new(self.make_resource(&p));
         // An entry still here is the same process (exits remove entries):
         // an update, or a re-exec of the same pid.
-        let (open_server, since) = match self.procs.remove(&p.pid) {
-            Some(old) => (old.open_server, old.since.min(p.ts)),
-            None => (Vec::new(), p.ts),
+        let (open_server, since, multiplexed_threads) = match self.procs.remove(&p.pid) {
+            Some(old) => (
+                old.open_server,
+                old.since.min(p.ts),
+                old.multiplexed_threads,
+            ),
+            None => (Vec::new(), p.ts, Default::default()),
+        };
+        let thread_rule = match &p.runtime {
+            Some(_) => ThreadRule::Multiplexed,
+            None => ThreadRule::Applies,
         };
         self.procs.insert(
             p.pid,
@@ -485,6 +514,8 @@ impl Assembler {
                 resource,
                 since,
                 open_server,
+                thread_rule,
+                multiplexed_threads,
             },
         );
     }
@@ -506,6 +537,12 @@ impl Assembler {
         }
         if let Some(h) = &self.cfg.host_name {
             attributes.set("host.name", h.clone());
+        }
+        if let Some(rt) = &p.runtime {
+            attributes.set("process.runtime.name", rt.kind.as_str());
+            if let Some(v) = &rt.version {
+                attributes.set("process.runtime.version", v.clone());
+            }
         }
         Resource {
             service_name: name,
@@ -529,6 +566,8 @@ impl Assembler {
                 resource: resource.clone(),
                 since: 0,
                 open_server: Vec::new(),
+                thread_rule: ThreadRule::Unknown,
+                multiplexed_threads: Default::default(),
             },
         );
         resource
@@ -969,45 +1008,68 @@ impl Assembler {
                     }
                 }
                 let ts = self.threads.entry(seg.thread).or_default();
-                if !ts.open.is_empty() {
+                let overlaps = !ts.open.is_empty();
+                if overlaps {
                     ts.ambiguous = true;
                 }
                 ts.open.push(id);
                 if let Some(p) = self.procs.get_mut(&pid) {
                     p.open_server.push(id);
+                    if overlaps {
+                        p.multiplexed_threads.insert(seg.thread);
+                    }
                 }
             }
             SpanKind::Client => {
-                match self.threads.get(&seg.thread) {
-                    Some(ts) if ts.ambiguous => {
-                        rec.link_reason = "unlinked_thread_ambiguous";
-                        self.stats.unlinked_ambiguous_thread += 1;
-                    }
-                    Some(ts) if ts.open.len() == 1 => {
-                        new_parent = Some(ts.open[0]);
+                let (rule, thread_multiplexed) = match self.procs.get(&pid) {
+                    Some(p) => (p.thread_rule, p.multiplexed_threads.contains(&seg.thread)),
+                    None => (ThreadRule::Unknown, false),
+                };
+                let on_thread = self
+                    .threads
+                    .get(&seg.thread)
+                    .map(|ts| (ts.ambiguous, ts.open.as_slice()));
+                let serving = self.procs.get(&pid).map_or(&[][..], |p| &p.open_server[..]);
+                const AMBIGUOUS: &str = "unlinked_thread_ambiguous";
+                let verdict = match (rule, on_thread) {
+                    // Go, tokio, Node.js: the thread that made the call may
+                    // have read another request's bytes just before.
+                    (ThreadRule::Multiplexed, _) => Err("unlinked_multiplexed_runtime"),
+                    (ThreadRule::Unknown, _) => Err("unlinked_runtime_unknown"),
+                    (_, Some((true, _))) => Err(AMBIGUOUS),
+                    _ if thread_multiplexed => Err(AMBIGUOUS),
+                    // Inside an execution context (an asyncio task, a
+                    // grpcio handler) the context decides: a loop thread
+                    // with one request open may be running another task.
+                    (_, Some((_, [_]))) if seg.ctx != 0 => Err("unlinked_context_unproven"),
+                    (_, Some((_, [only]))) => Ok(*only),
+                    // The process is serving requests on other threads (a
+                    // pool, an event loop, a runtime such as grpcio's
+                    // C-core): no proof which.
+                    _ if !serving.is_empty() => Err("unlinked_request_served_on_other_thread"),
+                    _ => Err("root_no_open_request"),
+                };
+                match verdict {
+                    Ok(parent) => {
+                        new_parent = Some(parent);
                         rec.link_reason = "thread";
                         self.stats.links_thread += 1;
                     }
-                    _ => {
-                        // Weak evidence only: the single request in flight in
-                        // the process, served by another thread.
-                        rec.link_reason = "root_no_open_request";
-                        if let Some(p) = self.procs.get(&pid) {
-                            if !p.open_server.is_empty() {
-                                // The process is serving requests, on other
-                                // threads (a pool, an event loop, a runtime
-                                // such as grpcio's C-core): no proof which.
-                                rec.link_reason = "unlinked_request_served_on_other_thread";
-                            }
-                            if p.open_server.len() == 1 {
-                                let other = p.open_server[0];
-                                self.stats.links_inferred += 1;
-                                if self.cfg.promote_inferred_links {
-                                    new_parent = Some(other);
-                                    rec.link_reason = "inferred_single_request";
-                                } else {
-                                    rec.inferred_link = Some(other);
-                                }
+                    Err(reason) => {
+                        rec.link_reason = reason;
+                        if reason == AMBIGUOUS {
+                            self.stats.unlinked_ambiguous_thread += 1;
+                        }
+                        // Weak evidence only: the single request in flight
+                        // in the process.
+                        if let [other] = serving {
+                            let other = *other;
+                            self.stats.links_inferred += 1;
+                            if self.cfg.promote_inferred_links {
+                                new_parent = Some(other);
+                                rec.link_reason = "inferred_single_request";
+                            } else {
+                                rec.inferred_link = Some(other);
                             }
                         }
                     }

@@ -199,4 +199,42 @@ pub struct ProcessInfo {
     pub service_name: Option<String>,
     /// cgroup path (v2), when known.
     pub cgroup: Option<String>,
+    /// The language runtime found in the executable, when it matters for
+    /// linking (see [`RuntimeKind`]).
+    #[serde(default)]
+    pub runtime: Option<Runtime>,
+}
+
+/// A language runtime that runs many tasks on few OS threads, so a thread
+/// that read one request may run another request's work next: the thread
+/// proves nothing about which request a call belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Go: goroutines move between OS threads at every blocking point.
+    Go,
+    /// Rust's tokio: tasks resume on any worker thread after an `.await`
+    /// (multi-thread runtime), or share one thread (current-thread runtime).
+    Tokio,
+    /// Node.js: one libuv event loop thread runs every request's callbacks.
+    Node,
+}
+
+impl RuntimeKind {
+    /// `process.runtime.name` (OpenTelemetry resource conventions).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Go => "go",
+            RuntimeKind::Tokio => "tokio",
+            RuntimeKind::Node => "nodejs",
+        }
+    }
+}
+
+/// The runtime of a process and, when the executable says, its version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runtime {
+    pub kind: RuntimeKind,
+    /// e.g. `go1.19.8`.
+    pub version: Option<String>,
 }

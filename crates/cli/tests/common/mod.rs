@@ -592,3 +592,52 @@ pub fn nginx_tls_proxy(dir: &Path, port: u16, backend: u16, h2: bool) -> Proc {
     wait_port(port, "nginx");
     p
 }
+
+/// Build a Go program of tests/topology/go (stdlib only, no module: works
+/// offline) into `dir`; `ldflags` e.g. "-s -w" for a stripped binary.
+pub fn go_build(dir: &Path, src: &str, ldflags: &str) -> PathBuf {
+    let out = dir.join(src.trim_end_matches(".go"));
+    let st = Command::new("go")
+        .args(["build", "-ldflags", ldflags, "-o"])
+        .arg(&out)
+        .arg(repo_root().join("tests/topology/go").join(src))
+        .env("GO111MODULE", "off")
+        .current_dir(dir)
+        .status()
+        .expect("go (apt-get install golang-go)");
+    assert!(st.success(), "go build {src} failed");
+    out
+}
+
+/// The ground-truth id a span carries in its URL query (`rid=...`).
+pub fn rid_of(span: &Value) -> Option<&str> {
+    attr_str(span, "url.query")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("rid="))
+}
+
+/// Parent edges checked against the ground truth: every span whose parent
+/// is among `spans` must carry the same request id as its parent. Returns
+/// the wrong edges, described.
+pub fn wrong_edges(spans: &[Value]) -> Vec<String> {
+    let by_id: HashMap<&str, &Value> = spans
+        .iter()
+        .map(|s| (s["span_id"].as_str().unwrap(), s))
+        .collect();
+    let mut wrong = Vec::new();
+    for s in spans {
+        let p = s["parent_span_id"].as_str().unwrap_or("");
+        let Some(parent) = by_id.get(p) else { continue };
+        if rid_of(s) != rid_of(parent) {
+            wrong.push(format!(
+                "{} ({:?}, {}) has parent {} ({:?})",
+                label(s),
+                rid_of(s),
+                attr_str(s, "zt.link.reason"),
+                label(parent),
+                rid_of(parent)
+            ));
+        }
+    }
+    wrong
+}
