@@ -100,7 +100,7 @@ pub fn detect(path: &Path) -> Option<Runtime> {
 /// The Go version from `.go.buildinfo`: inline in Go 1.18+ (flag bit 2:
 /// length-prefixed strings at offset 32), else through two pointers to Go
 /// string headers (`runtime.buildVersion`, then the module info).
-fn go_version(obj: &object::File<'_>, info: &[u8]) -> Option<String> {
+pub(crate) fn go_version(obj: &object::File<'_>, info: &[u8]) -> Option<String> {
     if info.len() < 32 || !info.starts_with(GO_BUILDINFO_MAGIC) {
         return None;
     }
