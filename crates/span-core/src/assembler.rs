@@ -484,6 +484,7 @@ impl Assembler {
                 self.conns.insert(c.conn_id, conn);
             }
             Event::TlsBind(b) => self.on_tls_bind(b),
+            Event::TaskStart(_) | Event::TaskEnd(_) => {}
             Event::ConnClose(c) => self.on_close(c),
             Event::Process(p) => self.on_process(p),
             Event::ProcessExit { pid, .. } => {

@@ -76,6 +76,7 @@ impl Builder {
             payload: Bytes::copy_from_slice(payload),
             ssl: 0,
             exec_ctx: self.ctx,
+            task: 0,
         }));
     }
 
