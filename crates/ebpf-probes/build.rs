@@ -81,5 +81,5 @@ fn main() {
 
 fn fail(msg: &str) -> ! {
     eprintln!("error: {msg}");
-    panic!("zt-ebpf-probes build failed: {msg}");
+    panic!("ebpf-probes build failed: {msg}");
 }
