@@ -557,6 +557,8 @@ pub(crate) fn report_assembler(s: &span_core::Stats, pending: usize, w: &mut Sta
         ("tcp_seq", s.links_tcp_seq),
         ("thread", s.links_thread),
         ("context", s.links_context),
+        ("task", s.links_task),
+        ("unlinked_task_ambiguous", s.unlinked_task_ambiguous),
         ("inferred_only", s.links_inferred),
         ("unlinked_thread_ambiguous", s.unlinked_ambiguous_thread),
     ] {

@@ -47,6 +47,10 @@ pub struct Config {
     pub detect_attempts: u32,
     /// Keep SQL literals in `db.query.text` (default: replaced with `?`).
     pub raw_sql: bool,
+    /// How long a client call made by a task (a Go goroutine) waits for the
+    /// response head of the request its task ancestry was serving (the
+    /// `task` rule, see `task.rs`).
+    pub task_wait_ns: u64,
     /// How long a client call made inside an execution context (a CPython
     /// `contextvars.Context`) waits for a response written in the same
     /// context, which names the request it was made for.
@@ -75,6 +79,7 @@ impl Default for Config {
             detect_attempts: 4,
             raw_sql: false,
             context_wait_ns: 2_000 * MS,
+            task_wait_ns: 2_000 * MS,
             promote_inferred_links: false,
             id_seed: 0x5eed,
             host_name: None,
@@ -112,6 +117,12 @@ pub struct Stats {
     pub links_thread: u64,
     pub links_inferred: u64,
     pub links_context: u64,
+    /// Calls linked by the `task` rule (goroutines).
+    pub links_task: u64,
+    /// Calls whose goroutine ancestry was serving more than one request.
+    pub unlinked_task_ambiguous: u64,
+    /// Tasks forgotten because the task table was full.
+    pub tasks_evicted: u64,
     pub unlinked_ambiguous_thread: u64,
     pub tls_events: u64,
     pub tls_unbound_dropped: u64,
@@ -140,6 +151,8 @@ struct Seg {
     thread: ThreadKey,
     /// Execution context of the call (0: none).
     ctx: u64,
+    /// Task (goroutine) the call was made for (0: none).
+    task: u64,
 }
 
 /// TLS record header (handshake, alert, change cipher spec, application
@@ -256,6 +269,9 @@ struct SpanRec {
     /// (pid, execution context) of a client call waiting for a response
     /// written in the same context.
     ctx_key: Option<(u32, u64)>,
+    /// HTTP/1 server span: its request was read by a task (the `task`
+    /// rule tracks it until its response head).
+    task_tracked: bool,
     seq_key: Option<SeqKey>,
     peer_deadline: MonoNanos,
     incomplete: Option<&'static str>,
@@ -315,6 +331,8 @@ pub struct Assembler {
     /// (server span, pid, context, write entry) of the response heads the
     /// data event being handled carried.
     ctx_heads: Vec<(SpanId, u32, u64, MonoNanos)>,
+    /// The `task` rule (goroutines).
+    tasks: crate::task::TaskLinker,
     /// (start, end) of the spans of the trace being emitted (kept to reuse
     /// its allocation).
     ends_scratch: HashMap<SpanId, (MonoNanos, MonoNanos)>,
@@ -353,6 +371,7 @@ impl Assembler {
             waiting_servers: HashMap::new(),
             ctx_waiting: HashMap::new(),
             ctx_heads: Vec::new(),
+            tasks: crate::task::TaskLinker::default(),
             ends_scratch: HashMap::new(),
             checks: BinaryHeap::new(),
             timeouts: VecDeque::new(),
@@ -373,6 +392,7 @@ impl Assembler {
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         s.late_events = self.reorder.late;
+        s.tasks_evicted = self.tasks.tasks_evicted;
         s.reorder_forced = self.reorder.forced;
         s
     }
@@ -484,11 +504,13 @@ impl Assembler {
                 self.conns.insert(c.conn_id, conn);
             }
             Event::TlsBind(b) => self.on_tls_bind(b),
-            Event::TaskStart(_) | Event::TaskEnd(_) => {}
+            Event::TaskStart(t) => self.tasks.started(t.pid, t.task, t.parent),
+            Event::TaskEnd(t) => self.tasks.ended(t.pid, t.task, t.ts),
             Event::ConnClose(c) => self.on_close(c),
             Event::Process(p) => self.on_process(p),
             Event::ProcessExit { pid, .. } => {
                 self.procs.remove(&pid);
+                self.tasks.process_gone(pid);
             }
         }
     }
@@ -732,6 +754,7 @@ impl Assembler {
             source: d.source,
             thread: d.thread(),
             ctx: d.exec_ctx,
+            task: d.task,
         };
         if conn.segs[i].len() >= MAX_SEGS {
             conn.segs[i].pop_front();
@@ -840,6 +863,19 @@ impl Assembler {
                             if let Some(g) = seg.filter(|g| ours && g.ctx != 0) {
                                 self.ctx_heads.push((id, pid, g.ctx, g.enter));
                             }
+                            // The task rule: HTTP/1 server responses only
+                            // (an HTTP/2 server writes every stream's
+                            // frames from one goroutine).
+                            let http1_server = self.spans.get(&id).is_some_and(|s| {
+                                s.kind == SpanKind::Server && s.protocol == Protocol::Http1
+                            });
+                            if let Some(g) = seg.filter(|g| http1_server && g.task != 0) {
+                                self.settle_task(pid, id, g.task, g.enter);
+                            } else if http1_server
+                                && self.spans.get(&id).is_some_and(|s| s.task_tracked)
+                            {
+                                self.settle_task(pid, id, 0, self.now);
+                            }
                         }
                         None => self.stats.unmatched_responses += 1,
                     }
@@ -930,6 +966,19 @@ impl Assembler {
         let Some(seg) = conn.seg_at(Side::Client, offset) else {
             return;
         };
+        // HTTP/1 requests read by tasks (goroutines): the tasks of the
+        // reads that carried the head (net/http reads the first byte of a
+        // keep-alive request on a helper goroutine, the rest on the
+        // connection's).
+        let read_by: Vec<u64> = if kind == SpanKind::Server && protocol == Protocol::Http1 {
+            conn.segs[side_idx(Side::Client)]
+                .iter()
+                .filter(|g| g.end > offset && g.task != 0)
+                .map(|g| g.task)
+                .collect()
+        } else {
+            Vec::new()
+        };
         if self.spans.len() >= self.cfg.max_open_spans {
             self.stats.spans_dropped_capacity += 1;
             return;
@@ -977,6 +1026,7 @@ impl Assembler {
             link_reason: "root",
             inferred_link: None,
             ctx_key: None,
+            task_tracked: false,
             seq_key: None,
             peer_deadline: start,
             incomplete: None,
@@ -1008,6 +1058,13 @@ impl Assembler {
                         }
                     }
                 }
+                if !read_by.is_empty() {
+                    let spans = &self.spans;
+                    self.tasks.request_read(pid, id, conn_id, &read_by, |x| {
+                        spans.get(&x).is_none_or(|r| r.end.is_some())
+                    });
+                    rec.task_tracked = true;
+                }
                 let ts = self.threads.entry(seg.thread).or_default();
                 let overlaps = !ts.open.is_empty();
                 if overlaps {
@@ -1032,23 +1089,39 @@ impl Assembler {
                     .map(|ts| (ts.ambiguous, ts.open.as_slice()));
                 let serving = self.procs.get(&pid).map_or(&[][..], |p| &p.open_server[..]);
                 const AMBIGUOUS: &str = "unlinked_thread_ambiguous";
-                let verdict = match (rule, on_thread) {
-                    // Go, tokio, Node.js: the thread that made the call may
-                    // have read another request's bytes just before.
-                    (ThreadRule::Multiplexed, _) => Err("unlinked_multiplexed_runtime"),
-                    (ThreadRule::Unknown, _) => Err("unlinked_runtime_unknown"),
-                    (_, Some((true, _))) => Err(AMBIGUOUS),
-                    _ if thread_multiplexed => Err(AMBIGUOUS),
-                    // Inside an execution context (an asyncio task, a
-                    // grpcio handler) the context decides: a loop thread
-                    // with one request open may be running another task.
-                    (_, Some((_, [_]))) if seg.ctx != 0 => Err("unlinked_context_unproven"),
-                    (_, Some((_, [only]))) => Ok(*only),
-                    // The process is serving requests on other threads (a
-                    // pool, an event loop, a runtime such as grpcio's
-                    // C-core): no proof which.
-                    _ if !serving.is_empty() => Err("unlinked_request_served_on_other_thread"),
-                    _ => Err("root_no_open_request"),
+                // A goroutine's call: the task rule decides (task.rs).
+                let by_task = (seg.task != 0).then(|| self.tasks.call(pid, id, seg.task));
+                let verdict = match (by_task, rule, on_thread) {
+                    (Some(v), _, _) => Err(match v {
+                        crate::task::Verdict::Wait(_) => {
+                            rec.peer_deadline =
+                                rec.peer_deadline.max(start + self.cfg.task_wait_ns);
+                            "unlinked_task_unproven"
+                        }
+                        crate::task::Verdict::Unproven => "unlinked_task_unproven",
+                        crate::task::Verdict::Ambiguous => {
+                            self.stats.unlinked_task_ambiguous += 1;
+                            "unlinked_task_ambiguous"
+                        }
+                    }),
+                    (None, rule, on_thread) => match (rule, on_thread) {
+                        // Go, tokio, Node.js: the thread that made the call may
+                        // have read another request's bytes just before.
+                        (ThreadRule::Multiplexed, _) => Err("unlinked_multiplexed_runtime"),
+                        (ThreadRule::Unknown, _) => Err("unlinked_runtime_unknown"),
+                        (_, Some((true, _))) => Err(AMBIGUOUS),
+                        _ if thread_multiplexed => Err(AMBIGUOUS),
+                        // Inside an execution context (an asyncio task, a
+                        // grpcio handler) the context decides: a loop thread
+                        // with one request open may be running another task.
+                        (_, Some((_, [_]))) if seg.ctx != 0 => Err("unlinked_context_unproven"),
+                        (_, Some((_, [only]))) => Ok(*only),
+                        // The process is serving requests on other threads (a
+                        // pool, an event loop, a runtime such as grpcio's
+                        // C-core): no proof which.
+                        _ if !serving.is_empty() => Err("unlinked_request_served_on_other_thread"),
+                        _ => Err("root_no_open_request"),
+                    },
                 };
                 match verdict {
                     Ok(parent) => {
@@ -1203,6 +1276,35 @@ impl Assembler {
         }
     }
 
+    /// The task rule: response head of HTTP/1 server span `x` written by
+    /// task `writer` (0: not a tracked goroutine) at `at`; link the calls
+    /// proven to be its own (task.rs).
+    fn settle_task(&mut self, pid: u32, x: SpanId, writer: u64, at: MonoNanos) {
+        if let Some(s) = self.spans.get_mut(&x) {
+            s.task_tracked = false;
+        }
+        for (c, proven) in self.tasks.response_head(pid, x, writer, at) {
+            if !proven {
+                continue;
+            }
+            let Some(cs) = self.spans.get_mut(&c) else {
+                continue;
+            };
+            if cs.parent != Parent::None {
+                continue;
+            }
+            cs.parent = Parent::Local(x);
+            cs.link_reason = "task";
+            if cs.inferred_link.take().is_some() {
+                self.stats.links_inferred -= 1;
+            }
+            if let Some(xs) = self.spans.get_mut(&x) {
+                xs.children.push(c);
+            }
+            self.stats.links_task += 1;
+        }
+    }
+
     fn finish_span(&mut self, id: SpanId, end: MonoNanos) {
         let Some(s) = self.spans.get_mut(&id) else {
             return;
@@ -1211,6 +1313,15 @@ impl Assembler {
             return;
         }
         s.end = Some(end);
+        if s.task_tracked {
+            // Ended with no response head from a task: its calls stay
+            // unproven.
+            s.task_tracked = false;
+            self.tasks.span_gone(id);
+        }
+        let Some(s) = self.spans.get(&id) else {
+            return;
+        };
         if s.kind == SpanKind::Server {
             let (thread, pid) = (s.thread, s.thread.pid);
             if let Some(ts) = self.threads.get_mut(&thread) {

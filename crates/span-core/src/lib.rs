@@ -15,6 +15,7 @@ mod ids;
 pub mod naming;
 mod reorder;
 mod semconv;
+mod task;
 
 pub use assembler::{parse_traceparent, Assembler, Config, Output, Stats};
 pub use ids::IdGenerator;
