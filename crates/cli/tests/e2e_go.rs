@@ -1,10 +1,12 @@
-//! End to end (root): a Go net/http gateway under concurrency. Goroutines
-//! move between OS threads, so a thread's one open request does not prove
-//! which request a call belongs to: the tracer must never draw such an edge
-//! (it did: 6 of 17 thread-linked Go calls had the wrong parent). Every span
-//! is captured, every parent edge is checked against the ground-truth id
-//! each request carries through every hop, and the test fails on any wrong
-//! edge.
+//! End to end (root): a Go net/http gateway under concurrency, built the
+//! ways Go services ship (plain, stripped, cgo). Goroutines move between OS
+//! threads, so a thread's one open request proves nothing (linking by
+//! thread drew 9-12 wrong edges per run here); the goroutine probes and the
+//! `task` rule link the gateway's calls through the goroutine that serves
+//! each request and the goroutine it creates for its fan-out call. Every
+//! span is captured, every parent edge is checked against the ground-truth
+//! id each request carries through every hop, and the test fails on any
+//! wrong edge or if fewer than 99% of the gateway's calls are linked.
 
 mod common;
 
@@ -12,6 +14,7 @@ use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const REQUESTS: usize = 300;
 const CLIENTS: usize = 24;
@@ -27,12 +30,51 @@ fn expected_status(n: usize) -> u64 {
 }
 
 #[test]
-fn go_gateway_has_no_wrong_edge() {
-    if !require_root("go_gateway_has_no_wrong_edge") {
-        return;
+fn go_gateway_plain() {
+    if require_root("go_gateway_plain") {
+        gateway_run("plain", &[("CGO_ENABLED", "0")], "");
     }
-    let dir = tempdir("go");
-    let gateway_bin = go_build(&dir, "gateway.go", "");
+}
+
+#[test]
+fn go_gateway_stripped() {
+    if require_root("go_gateway_stripped") {
+        gateway_run("stripped", &[("CGO_ENABLED", "0")], "-s -w");
+    }
+}
+
+/// cgo, linked by the system linker (as any binary with C code is).
+#[test]
+fn go_gateway_cgo() {
+    if require_root("go_gateway_cgo") {
+        gateway_run("cgo", &[("CGO_ENABLED", "1")], "-linkmode=external");
+    }
+}
+
+/// Until the tracer says the goroutine probes are on `bin` (it analyses a
+/// new executable off its event loop, right after the process starts).
+fn wait_for_go_probes(tracer: &Tracer, bin: &std::path::Path) {
+    let name = bin.file_name().unwrap().to_string_lossy().into_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let err = std::fs::read_to_string(&tracer.stderr).unwrap_or_default();
+        if err
+            .lines()
+            .any(|l| l.contains("goroutines: Go probes") && l.contains(&name))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no goroutine probes on {name}:\n{err}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn gateway_run(variant: &str, env: &[(&str, &str)], ldflags: &str) {
+    let dir = tempdir(&format!("go-{variant}"));
+    let gateway_bin = go_build_env(&dir, "gateway.go", ldflags, env);
     let (gw, auth, users, profile) = (free_port(), free_port(), free_port(), free_port());
     let tracer = Tracer::start(&dir, &["run", "--output", "json"]);
     let _profile = service("profile", profile, &[]);
@@ -54,6 +96,7 @@ fn go_gateway_has_no_wrong_edge() {
         child: gateway,
     };
     wait_port(gw, "gateway");
+    wait_for_go_probes(&tracer, &gateway_bin);
     let load = loadgen(gw, REQUESTS, CLIENTS, "g", &[]);
     std::thread::sleep(std::time::Duration::from_millis(800));
     let (out, err) = tracer.stop();
@@ -113,12 +156,39 @@ fn go_gateway_has_no_wrong_edge() {
         .iter()
         .filter(|s| s["parent_span_id"].as_str() != Some(""))
         .count();
+    let fan_out: Vec<&&Value> = go_calls
+        .iter()
+        .filter(|s| attr_str(s, "url.path").starts_with("/profile/"))
+        .copied()
+        .collect();
+    let fan_linked = fan_out
+        .iter()
+        .filter(|s| s["parent_span_id"].as_str() != Some(""))
+        .count();
     eprintln!(
-        "go gateway calls: {linked} of {} linked; reasons {reasons:?}",
-        go_calls.len()
+        "go gateway ({variant}): {linked} of {} calls linked, 0 wrong; fan-out calls {fan_linked} of {}; reasons {reasons:?}",
+        go_calls.len(),
+        fan_out.len()
     );
     assert!(
         !reasons.contains_key("thread"),
         "a Go call was linked by thread: {reasons:?}"
+    );
+    // Linked calls hang off their own request's gateway server span.
+    for s in &go_calls {
+        if s["parent_span_id"].as_str() == Some("") {
+            continue;
+        }
+        assert_eq!(attr_str(s, "zt.link.reason"), "task", "{}", label(s));
+    }
+    assert!(
+        linked * 100 >= go_calls.len() * 99,
+        "{variant}: only {linked} of {} Go calls linked: {reasons:?}",
+        go_calls.len()
+    );
+    assert!(
+        fan_linked * 100 >= fan_out.len() * 99,
+        "{variant}: only {fan_linked} of {} fan-out calls linked",
+        fan_out.len()
     );
 }

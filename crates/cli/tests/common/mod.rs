@@ -596,11 +596,17 @@ pub fn nginx_tls_proxy(dir: &Path, port: u16, backend: u16, h2: bool) -> Proc {
 /// Build a Go program of tests/topology/go (stdlib only, no module: works
 /// offline) into `dir`; `ldflags` e.g. "-s -w" for a stripped binary.
 pub fn go_build(dir: &Path, src: &str, ldflags: &str) -> PathBuf {
+    go_build_env(dir, src, ldflags, &[])
+}
+
+/// `go_build` with extra environment (e.g. `CGO_ENABLED`).
+pub fn go_build_env(dir: &Path, src: &str, ldflags: &str, env: &[(&str, &str)]) -> PathBuf {
     let out = dir.join(src.trim_end_matches(".go"));
     let st = Command::new("go")
         .args(["build", "-ldflags", ldflags, "-o"])
         .arg(&out)
         .arg(repo_root().join("tests/topology/go").join(src))
+        .envs(env.iter().copied())
         .env("GO111MODULE", "off")
         .current_dir(dir)
         .status()
