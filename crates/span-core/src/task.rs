@@ -16,10 +16,17 @@
 //!    stream's frames from one goroutine (net/http's serverConn, gRPC-Go's
 //!    loopy writer), so there the writer proves nothing.
 //! 2. A task created by the task serving X, while it served X, that ended
-//!    (with every task between them) before X's response head was written
-//!    worked for X: a fan-out the handler waited for. Tasks that outlive
-//!    the request (connection pools, lazily started workers, gRPC's
-//!    transport goroutines) never link this way, whoever created them.
+//!    before X's response head was written, with every task between them
+//!    ended no earlier than the task it created (joined), worked for X: a
+//!    fan-out the handler waited for. Tasks that outlive the request
+//!    (connection pools, lazily started workers, gRPC's transport
+//!    goroutines), or that outlive the task that created them (a dialer
+//!    starting a connection's writer loop), never link this way, whoever
+//!    created them. Broken by: a goroutine the serving goroutine creates
+//!    directly that does other requests' work and ends before X is
+//!    answered (a connection writer created for X, reused by another
+//!    request and closed while X is still open); net/http's HTTP/1 client
+//!    is covered by the hand-off probes (its writes carry the caller).
 //!
 //! A call is evaluated at its start: at each level k of its ancestry
 //! (k = 0: the task that made it; k >= 1: the creator of level k-1 at the
@@ -293,15 +300,24 @@ impl TaskLinker {
         waiters
             .into_iter()
             .map(|w| {
+                let end = |t: &u64| self.tasks.get(&(pid, *t)).and_then(|s| s.end);
                 let proven = writer != 0
                     && w.levels.iter().any(|&k| {
-                        w.chain.get(k) == Some(&writer)
-                            && w.chain[..k].iter().all(|t| {
-                                self.tasks
-                                    .get(&(pid, *t))
-                                    .and_then(|s| s.end)
-                                    .is_some_and(|e| e <= at)
-                            })
+                        if w.chain.get(k) != Some(&writer) {
+                            return false;
+                        }
+                        // Levels 0..k ended by the response, each no later
+                        // than its creator (joined, as a fan-out is: a
+                        // dialer that starts a connection's writer and
+                        // returns is not).
+                        let mut last = 0;
+                        w.chain[..k].iter().all(|t| match end(t) {
+                            Some(e) if e >= last && e <= at => {
+                                last = e;
+                                true
+                            }
+                            _ => false,
+                        })
                     });
                 (w.call, proven)
             })
@@ -372,6 +388,27 @@ mod tests {
         assert_eq!(l.response_head(1, sid(100), 10, 60), vec![(sid(1), false)]);
         // Later calls of the worker: the request was answered.
         assert_eq!(l.call(1, sid(2), 20), Verdict::Unproven);
+    }
+
+    #[test]
+    fn a_task_that_outlives_its_creator_is_not_a_fan_out() {
+        let mut l = TaskLinker::default();
+        l.started(1, 10, 0);
+        l.request_read(1, sid(100), 7, &[10], |_| true);
+        l.started(1, 20, 10); // a dialer
+        l.started(1, 30, 20); // the connection's writer, started by the dialer
+        l.ended(1, 20, 40); // the dialer returns
+        assert_eq!(l.call(1, sid(1), 30), Verdict::Wait(sid(100)));
+        l.ended(1, 30, 50); // the connection closes before the response
+        assert_eq!(l.response_head(1, sid(100), 10, 60), vec![(sid(1), false)]);
+        // Joined: the creator outlives its child.
+        l.request_read(1, sid(101), 7, &[10], |_| true);
+        l.started(1, 21, 10);
+        l.started(1, 31, 21);
+        assert_eq!(l.call(1, sid(2), 31), Verdict::Wait(sid(101)));
+        l.ended(1, 31, 70);
+        l.ended(1, 21, 71);
+        assert_eq!(l.response_head(1, sid(101), 10, 80), vec![(sid(2), true)]);
     }
 
     #[test]
