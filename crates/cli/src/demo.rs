@@ -88,6 +88,7 @@ fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
             ring_buffer_mib: 16,
             no_tls: false,
             no_python_contexts: false,
+            no_go_tasks: false,
         },
         assemble: AssembleArgs {
             raw_sql: false,

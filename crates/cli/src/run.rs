@@ -29,6 +29,7 @@ pub fn builder(args: &RunArgs) -> Result<TracerBuilder> {
         .ring_buffer_bytes(c.ring_buffer_mib.saturating_mul(1 << 20))
         .tls(!c.no_tls)
         .python_contexts(!c.no_python_contexts)
+        .go_tasks(!c.no_go_tasks)
         .assembler(assembler_config(&args.assemble))
         .sink(Printer::new(args.output))
         .capture_only(match args.stage {

@@ -192,3 +192,123 @@ fn gateway_run(variant: &str, env: &[(&str, &str)], ldflags: &str) {
         fan_out.len()
     );
 }
+
+/// A Go gRPC server (grpc-go from Debian's golang-google-grpc-dev) whose
+/// handlers call HTTP/1 services, one call from the handler's goroutine
+/// and one from a goroutine it creates. gRPC-Go writes every response
+/// from one writer goroutine per connection, so the goroutine that answers
+/// proves nothing about which request a handler's call belongs to: the
+/// task rule does not apply to HTTP/2 servers, and every call must stay
+/// unlinked (never wrong), with its downstream server spans still linked
+/// to it by TCP sequence.
+#[test]
+fn go_grpc_server_calls_are_unlinked_never_wrong() {
+    if !require_root("go_grpc_server_calls_are_unlinked_never_wrong") {
+        return;
+    }
+    let gopath = std::path::Path::new("/usr/share/gocode/src/google.golang.org/grpc");
+    if !gopath.exists() {
+        eprintln!(
+            "SKIP go_grpc_server_calls_are_unlinked_never_wrong: grpc-go is not installed (apt-get install golang-google-grpc-dev)"
+        );
+        return;
+    }
+    grpc_codegen();
+    let dir = tempdir("go-grpc");
+    let bin = go_build_env(
+        &dir,
+        "grpc_gateway.go",
+        "",
+        &[("GOPATH", "/usr/share/gocode"), ("CGO_ENABLED", "0")],
+    );
+    let (gw, auth, profile) = (free_port(), free_port(), free_port());
+    let tracer = Tracer::start(&dir, &["run", "--output", "json"]);
+    let _profile = service("profile", profile, &[]);
+    let _auth = service("auth", auth, &[]);
+    let server = Command::new(&bin)
+        .args([
+            gw.to_string(),
+            format!("auth={auth}"),
+            format!("profile={profile}"),
+        ])
+        .env("OTEL_SERVICE_NAME", "grpcgw")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("go grpc server");
+    let _server = Proc {
+        name: "grpcgw".into(),
+        child: server,
+    };
+    wait_port(gw, "grpcgw");
+    wait_for_go_probes(&tracer, &bin);
+    let load = run_lines(
+        Command::new("python3")
+            .arg(repo_root().join("tests/topology/grpc_load.py"))
+            .args([gw.to_string(), "200".into(), "16".into(), "q".into()]),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let (out, err) = tracer.stop();
+    eprintln!("{}", summary(&err));
+    assert_eq!(load.len(), 200);
+    assert!(load.iter().all(|l| l.contains("\"OK\"")), "{load:?}");
+    let spans = parse_spans(&out);
+    let by_id: BTreeMap<&str, &Value> = spans
+        .iter()
+        .map(|s| (s["span_id"].as_str().unwrap(), s))
+        .collect();
+    // The server's spans, one per call, each naming its request id.
+    let servers: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["service_name"] == "grpcgw" && s["kind"] == "SERVER")
+        .collect();
+    let calls: Vec<&Value> = spans
+        .iter()
+        .filter(|s| {
+            s["service_name"] == "grpcgw"
+                && s["kind"] == "CLIENT"
+                && rid_of(s).is_some_and(|r| r.starts_with('q'))
+        })
+        .collect();
+    assert!(servers.len() >= 200, "{} server spans", servers.len());
+    assert_eq!(calls.len(), 400, "two calls per RPC");
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    let mut linked = 0;
+    for c in &calls {
+        *reasons.entry(attr_str(c, "zt.link.reason")).or_default() += 1;
+        let p = c["parent_span_id"].as_str().unwrap_or("");
+        if p.is_empty() {
+            continue;
+        }
+        linked += 1;
+        let rid = rid_of(c).unwrap();
+        match by_id.get(p) {
+            Some(parent) if mentions(parent, rid) => {}
+            other => wrong.push(format!(
+                "{} ({rid}) has parent {:?}",
+                label(c),
+                other.map(|s| label(s))
+            )),
+        }
+    }
+    eprintln!(
+        "go grpc server: {linked} of {} handler calls linked, {} wrong; reasons {reasons:?}",
+        calls.len(),
+        wrong.len()
+    );
+    assert_no_failures(&wrong, calls.len());
+    assert_eq!(linked, 0, "the HTTP/2 writer proves nothing: {reasons:?}");
+    // Downstream server spans still hang off the calls.
+    let downstream_linked = spans
+        .iter()
+        .filter(|s| {
+            s["kind"] == "SERVER"
+                && (s["service_name"] == "auth" || s["service_name"] == "profile")
+                && rid_of(s).is_some_and(|r| r.starts_with('q'))
+                && by_id
+                    .get(s["parent_span_id"].as_str().unwrap_or(""))
+                    .is_some_and(|p| p["service_name"] == "grpcgw" && rid_of(p) == rid_of(s))
+        })
+        .count();
+    assert_eq!(downstream_linked, 400);
+}
