@@ -55,7 +55,9 @@ fn go_gateway_cgo() {
 /// new executable off its event loop, right after the process starts).
 fn wait_for_go_probes(tracer: &Tracer, bin: &std::path::Path) {
     let name = bin.file_name().unwrap().to_string_lossy().into_owned();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Generous: on a loaded machine (other tracers, builds) the agent's
+    // event loop can lag seconds behind.
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let err = std::fs::read_to_string(&tracer.stderr).unwrap_or_default();
         if err
