@@ -3,7 +3,7 @@
 
 use crate::output::OutputFormat;
 use crate::run;
-use crate::{AssembleArgs, CaptureArgs, RunArgs};
+use crate::settings::Settings;
 use anyhow::{bail, Context, Result};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -81,28 +81,10 @@ fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
         "zt-trace demo: gateway :{gw} -> auth :{auth}, users :{users} -> profile :{profile}; sending {requests} requests"
     );
 
-    let args = RunArgs {
-        capture: CaptureArgs {
-            capture_bytes: 4096,
-            pids: vec![],
-            ring_buffer_mib: 16,
-            no_tls: false,
-            no_python_contexts: false,
-            no_go_tasks: false,
-        },
-        assemble: AssembleArgs {
-            raw_sql: false,
-            promote_inferred_links: false,
-            trace_linger_ms: 300,
-            request_timeout_s: 30,
-        },
-        export: crate::ExportArgs::default(),
-        output,
-        record: None,
-        duration: None,
-        stage: crate::Stage::Full,
-    };
-    let tracer = run::builder(&args)?.start()?;
+    let mut settings = Settings::default();
+    settings.assemble.trace_linger_ms = 300;
+    settings.output.format = output;
+    let tracer = run::builder(&settings, crate::Stage::Full)?.start()?;
     run::stop_on_signals(tracer.stop_handle())?;
     let mut load = Command::new("python3")
         .arg(dir.join("loadgen.py"))

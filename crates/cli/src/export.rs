@@ -1,6 +1,6 @@
 //! `--exporter` wiring: specs from the command line, one batching pipeline.
 
-use crate::ExportArgs;
+use crate::settings::Export;
 use anyhow::{Context, Result};
 use exporters::config::{parse_header, ExporterKind, ExporterSpec};
 use exporters::pipeline::PipelineConfig;
@@ -8,7 +8,7 @@ use exporters::SpanExporter;
 use std::path::PathBuf;
 
 /// Parse `KIND[=TARGET]` values and the shared options into specs.
-pub fn specs(args: &ExportArgs) -> Result<Vec<ExporterSpec>> {
+pub fn specs(args: &Export) -> Result<Vec<ExporterSpec>> {
     let headers = args
         .headers
         .iter()
@@ -40,16 +40,15 @@ pub fn specs(args: &ExportArgs) -> Result<Vec<ExporterSpec>> {
 }
 
 /// The exporters `--exporter` asks for, built, and the queue settings.
-pub fn exporters(args: &ExportArgs) -> Result<(Vec<Box<dyn SpanExporter>>, PipelineConfig)> {
+pub fn exporters(args: &Export) -> Result<(Vec<Box<dyn SpanExporter>>, PipelineConfig)> {
     let mut built = Vec::new();
     for spec in &specs(args)? {
         let exporter =
             exporters::config::build(spec).with_context(|| format!("exporter {}", spec.kind))?;
-        log::info!("exporting spans with {}", exporter.name());
         built.push(exporter);
     }
     let config = PipelineConfig {
-        queue_capacity: args.export_queue.max(1),
+        queue_capacity: args.queue.max(1),
         ..PipelineConfig::default()
     };
     Ok((built, config))

@@ -7,7 +7,10 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use zt_trace::{Sink, SinkError};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     /// One tree per trace (human-readable).
     Tree,

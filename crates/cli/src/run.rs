@@ -1,16 +1,17 @@
 //! `run`, `record` and `replay`: command-line options into a
 //! [`zt_trace::Tracer`], and its summary on stderr.
 
-use crate::output::{OutputFormat, Printer};
-use crate::{AssembleArgs, RunArgs, Stage};
+use crate::output::Printer;
+use crate::settings::{Assemble, Settings};
+use crate::Stage;
 use anyhow::{Context, Result};
 use span_core::Config;
 use std::path::Path;
 use std::time::Duration;
 use zt_trace::{CaptureOnly, StatsSnapshot, StopHandle, Tracer, TracerBuilder};
 
-/// The assembler's tuning from the command line.
-pub fn assembler_config(a: &AssembleArgs) -> Config {
+/// The assembler's tuning from the settings.
+pub fn assembler_config(a: &Assemble) -> Config {
     Config {
         raw_sql: a.raw_sql,
         promote_inferred_links: a.promote_inferred_links,
@@ -20,19 +21,19 @@ pub fn assembler_config(a: &AssembleArgs) -> Config {
     }
 }
 
-/// A tracer configured from `run`'s options (capture, assembly, output,
-/// exporters, recording), not started.
-pub fn builder(args: &RunArgs) -> Result<TracerBuilder> {
-    let c = &args.capture;
+/// A tracer configured from validated settings (capture, assembly,
+/// output, exporters, recording), not started.
+pub fn builder(s: &Settings, stage: Stage) -> Result<TracerBuilder> {
+    let c = &s.capture;
     let mut b = Tracer::builder()
         .capture_bytes(c.capture_bytes)
         .ring_buffer_bytes(c.ring_buffer_mib.saturating_mul(1 << 20))
-        .tls(!c.no_tls)
-        .python_contexts(!c.no_python_contexts)
-        .go_tasks(!c.no_go_tasks)
-        .assembler(assembler_config(&args.assemble))
-        .sink(Printer::new(args.output))
-        .capture_only(match args.stage {
+        .tls(c.tls)
+        .python_contexts(c.python_contexts)
+        .go_tasks(c.go_tasks)
+        .assembler(assembler_config(&s.assemble))
+        .sink(Printer::new(s.output.format))
+        .capture_only(match stage {
             Stage::Drain => Some(CaptureOnly::Drain),
             Stage::Decode => Some(CaptureOnly::Decode),
             Stage::Full => None,
@@ -40,12 +41,13 @@ pub fn builder(args: &RunArgs) -> Result<TracerBuilder> {
     if !c.pids.is_empty() {
         b = b.pids(c.pids.clone());
     }
-    let (exporters, config) = crate::export::exporters(&args.export)?;
+    let (exporters, config) = crate::export::exporters(&s.export)?;
     for e in exporters {
+        log::info!("exporting spans with {}", e.name());
         b = b.exporter(e);
     }
     b = b.export_config(config);
-    if let Some(path) = &args.record {
+    if let Some(path) = &s.output.record {
         b = b.record_to(path);
         log::info!("recording events to {}", path.display());
     }
@@ -75,20 +77,20 @@ pub fn print_summary(stats: &StatsSnapshot) {
     }
 }
 
-pub fn run(args: RunArgs) -> Result<()> {
-    let tracer = builder(&args)?.start()?;
+pub fn run(s: &Settings, stage: Stage) -> Result<()> {
+    let tracer = builder(s, stage)?.start()?;
     log::info!("tracing (Ctrl-C to stop)");
     stop_on_signals(tracer.stop_handle())?;
-    tracer.wait_timeout(args.duration.map(|s| Duration::from_secs_f64(s.max(0.0))));
+    tracer.wait_timeout(s.output.duration_s.map(Duration::from_secs_f64));
     let stats = tracer.shutdown()?;
     print_summary(&stats);
     Ok(())
 }
 
-pub fn replay(path: &Path, a: &AssembleArgs, output: OutputFormat) -> Result<()> {
+pub fn replay(path: &Path, s: &Settings) -> Result<()> {
     let tracer = Tracer::builder()
-        .assembler(assembler_config(a))
-        .sink(Printer::new(output))
+        .assembler(assembler_config(&s.assemble))
+        .sink(Printer::new(s.output.format))
         .replay(path)?;
     stop_on_signals(tracer.stop_handle())?;
     let stats = tracer.wait()?;
