@@ -59,6 +59,7 @@ const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
 const GO_PROGRAMS: &[&str] = &[
     "zt_go_newproc1",
     "zt_go_newproc1_ret",
+    "zt_go_newg",
     "zt_go_goexit1",
     "zt_go_round_trip",
     "zt_go_write_loop",
@@ -443,11 +444,17 @@ impl Probes {
         }
         // Returns before entries, the creation before the exit: no
         // half-seen goroutine. The net/http hand-off is optional.
-        let mut points: Vec<(&str, u64, bool)> = bin
-            .newproc1_rets
-            .iter()
-            .map(|r| ("zt_go_newproc1_ret", *r, true))
-            .collect();
+        let mut points: Vec<(&str, u64, bool)> = if bin.newg_calls.is_empty() {
+            bin.newproc1_rets
+                .iter()
+                .map(|r| ("zt_go_newproc1_ret", *r, true))
+                .collect()
+        } else {
+            bin.newg_calls
+                .iter()
+                .map(|r| ("zt_go_newg", *r, true))
+                .collect()
+        };
         points.push(("zt_go_newproc1", bin.newproc1, true));
         points.push(("zt_go_goexit1", bin.goexit1, true));
         if let Some(h) = &bin.http {

@@ -12,11 +12,16 @@
  * a task starts (with the task of the goroutine that created it) and ends,
  * and builds the ancestry from those (span-core's `task` rule).
  *
- * Probe points (amd64, Go >= 1.18 register ABI; R14 holds g in Go code):
+ * Probe points (amd64, Go >= 1.18 register ABI; R14 holds g in Go code).
+ * Entries are probed on the stack-check branch of the prologue, which the
+ * kernel emulates (a probe on the first instruction, a CMP, is
+ * single-stepped: a debug trap, 15-30 us per hit on this VM):
  *   runtime.newproc1(fn *funcval, callergp *g, callerpc uintptr) *g
- *     entry: the creator (RBX), per thread; each RET: the new g (RAX).
- *     newproc1 runs on the system stack and returns before the new
- *     goroutine is queued, so it never runs untracked. Return probes
+ *     entry: the creator (RBX), per thread; then its
+ *     CALL runtime.casgstatus(newg, _Gdead, _Grunnable): the new g (RAX)
+ *     (a CALL is emulated too; every RET is the fallback when no such call
+ *     is found). newproc1 runs on the system stack and returns before the
+ *     new goroutine is queued, so it never runs untracked. Return probes
  *     (uretprobes) are not used: they rewrite the return address on the
  *     stack, which Go's movable stacks do not tolerate.
  *   runtime.goexit1()  the goroutine ends (g in R14).
@@ -137,8 +142,8 @@ SEC("uprobe") int zt_go_newproc1(struct pt_regs *ctx)
 	return 0;
 }
 
-/* Attached at every RET of newproc1. */
-SEC("uprobe") int zt_go_newproc1_ret(struct pt_regs *ctx)
+/* newproc1 produced `newg`: give it a task, its creator's as parent. */
+static __always_inline int new_goroutine(__u64 newg)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
@@ -152,7 +157,6 @@ SEC("uprobe") int zt_go_newproc1_ret(struct pt_regs *ctx)
 			parent = pe->task;
 		bpf_map_delete_elem(&go_spawning, &id);
 	}
-	__u64 newg = ctx->ax;
 	if (!newg)
 		return 0;
 	struct zt_g_key k = { .tgid = tgid, .g = newg };
@@ -162,6 +166,24 @@ SEC("uprobe") int zt_go_newproc1_ret(struct pt_regs *ctx)
 	bpf_map_update_elem(&go_gs, &k, &v, BPF_ANY);
 	emit_task(ZT_EV_TASK_START, tgid, v.task, parent);
 	return 0;
+}
+
+/* At every CALL runtime.casgstatus in newproc1: only the one making the
+ * new g runnable (or parked: _Gwaiting) counts. */
+#define ZT_GDEAD 6
+#define ZT_GRUNNABLE 1
+#define ZT_GWAITING 4
+SEC("uprobe") int zt_go_newg(struct pt_regs *ctx)
+{
+	if (ctx->bx != ZT_GDEAD || (ctx->cx != ZT_GRUNNABLE && ctx->cx != ZT_GWAITING))
+		return 0;
+	return new_goroutine(ctx->ax);
+}
+
+/* Fallback: at every RET of newproc1. */
+SEC("uprobe") int zt_go_newproc1_ret(struct pt_regs *ctx)
+{
+	return new_goroutine(ctx->ax);
 }
 
 SEC("uprobe") int zt_go_goexit1(struct pt_regs *ctx)
