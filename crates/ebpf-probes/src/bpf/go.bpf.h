@@ -34,6 +34,10 @@
  *     on a write loop: until its next request, its writes (Request.write
  *     itself, then pc.bw.Flush() on the same goroutine) are the caller's.
  *
+ * A probe on the stack-check branch fires again when the check fails (the
+ * function grows its stack and restarts from its entry): every program
+ * here gives the same result when run twice.
+ *
  * A g struct is reused after its goroutine exits, but only through
  * newproc1, which overwrites its entry; entries are keyed by tgid and
  * carry nothing across processes (a reused pid is caught by the start time
@@ -233,10 +237,10 @@ SEC("uprobe") int zt_go_request_write(struct pt_regs *ctx)
 	struct zt_g_key k = { .tgid = tgid, .g = ctx->ax };
 	__u64 *caller = bpf_map_lookup_elem(&go_reqs, &k);
 	/* Unknown caller (entry evicted): the writes are nobody's, never the
-	 * previous caller's. */
+	 * previous caller's. The entry is kept: when the stack check fails the
+	 * function runs again from its entry, and this probe with it (a reused
+	 * *Request is registered again by roundTrip before it is written). */
 	e->on_behalf = caller ? *caller : 0;
-	if (caller)
-		bpf_map_delete_elem(&go_reqs, &k);
 	return 0;
 }
 
