@@ -141,7 +141,7 @@ fn render_node(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use span_core::{Attributes, Resource, SpanId, Status, TraceId};
+    use span_core::{Attributes, Peer, Resource, SpanId, SpanView, Status, TraceId};
     use std::sync::Arc;
 
     fn span(
@@ -170,6 +170,14 @@ mod tests {
             resource: Arc::new(Resource {
                 service_name: svc.into(),
                 attributes: Attributes::new(),
+            }),
+            view: Box::new(SpanView {
+                peer: Some(Peer {
+                    ip: [127, 0, 0, 1].into(),
+                    port: 5432,
+                    service: None,
+                }),
+                ..Default::default()
             }),
         }
     }
