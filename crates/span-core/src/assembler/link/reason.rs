@@ -89,7 +89,7 @@ impl LinkReason {
     }
 
     /// The reason named `s` (the inverse of [`LinkReason::as_str`]).
-    pub fn from_str_opt(s: &str) -> Option<LinkReason> {
+    pub fn from_name(s: &str) -> Option<LinkReason> {
         Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
@@ -120,7 +120,7 @@ mod tests {
     fn all_is_indexed_by_the_discriminant_and_names_are_unique() {
         for (i, r) in LinkReason::ALL.into_iter().enumerate() {
             assert_eq!(r as usize, i);
-            assert_eq!(LinkReason::from_str_opt(r.as_str()), Some(r));
+            assert_eq!(LinkReason::from_name(r.as_str()), Some(r));
             // serde spells it as the attribute does.
             assert_eq!(
                 serde_json::to_string(&r).unwrap(),
