@@ -348,6 +348,8 @@ struct Collected {
     unknown: usize,
     /// Part of the block was lost or failed to decode.
     incomplete: bool,
+    /// `:method` / `:path` were not valid (see [`HttpRequest::invalid`]).
+    invalid: Vec<String>,
 }
 
 /// The [`KEPT_HEADERS`](crate::KEPT_HEADERS) entry equal to `name`.
@@ -376,8 +378,15 @@ impl Collected {
             }
         };
         let slot = match name {
-            b":method" => &mut self.method,
-            b":path" => &mut self.path,
+            b":method" => {
+                self.method = Some(self.checked(value, crate::is_token, crate::INVALID_METHOD));
+                return;
+            }
+            b":path" => {
+                self.path =
+                    Some(self.checked(value, crate::is_valid_target, crate::INVALID_TARGET));
+                return;
+            }
             b":scheme" => &mut self.scheme,
             b":authority" => &mut self.authority,
             b":status" => {
@@ -400,6 +409,20 @@ impl Collected {
         if slot.is_none() {
             self.unknown += 1;
         }
+    }
+
+    /// A `:method` or `:path` value: as received when `valid`, else escaped
+    /// (HPACK carries any bytes) and listed in `invalid` as `what`.
+    fn checked(&mut self, value: &[u8], valid: fn(&[u8]) -> bool, what: &str) -> String {
+        if valid(value) {
+            if let Ok(v) = std::str::from_utf8(value) {
+                return v.to_owned();
+            }
+        }
+        if !self.invalid.iter().any(|w| w == what) {
+            self.invalid.push(what.to_owned());
+        }
+        crate::escape_invalid(value)
     }
 
     fn header(&mut self, name: &[u8], value: &[u8]) {
@@ -1095,6 +1118,8 @@ impl Http2Parser {
                 .find(|(n, _)| n == "host")
                 .map(|(_, v)| v.clone())
         });
+        let mut invalid = c.invalid;
+        invalid.sort_by_key(|w| *w != crate::INVALID_METHOD);
         let info = HttpRequest {
             method: c.method,
             target: c.path,
@@ -1106,6 +1131,7 @@ impl Http2Parser {
             grpc,
             grpc_messages: None,
             undecoded,
+            invalid,
         };
         let stream = Stream {
             grpc,
