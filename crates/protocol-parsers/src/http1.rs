@@ -76,8 +76,7 @@
 //! Events accumulate until [`ConnectionParser::poll`] takes them: callers
 //! poll after each `feed`/`gap`/`close`.
 
-use std::collections::VecDeque;
-
+use crate::exchange::Exchanges;
 use crate::{
     escape_invalid, is_token, is_valid_target, ConnectionParser, HttpRequest, HttpResponse,
     HttpVersion, L7Event, L7EventKind, MessageInfo, Protocol, Side, INVALID_HEADER, INVALID_METHOD,
@@ -93,8 +92,6 @@ const MAX_LINE: usize = 8 * 1024;
 const MAX_CHUNK_EXT: u32 = 4096;
 /// Largest trailer section accepted after the last chunk.
 const MAX_TRAILERS: u32 = 64 * 1024;
-/// Most requests waiting for a response on one connection.
-const MAX_PENDING: usize = 4096;
 /// Headers decoded without a heap allocation.
 const STACK_HEADERS: usize = 32;
 
@@ -283,27 +280,39 @@ fn header_slots(buf: &[u8]) -> usize {
 
 /// Decode a request head at the start of `buf`.
 pub fn decode_request(buf: &[u8]) -> Result<Decoded<RequestHead>, Http1Error> {
+    with_header_slots(buf, |slots| {
+        let mut req = httparse::Request::new(slots);
+        let status = parser_config().parse_request(&mut req, buf)?;
+        Ok(complete(status, || request_head(&req)))
+    })
+    .or_else(|e| decode_invalid_request(buf, e))
+}
+
+/// Run an `httparse` head parser (`Some((length, head))` when complete)
+/// with header slots on the stack, or, when they are too few, again with as
+/// many on the heap as `buf` can need.
+fn with_header_slots<'b, T>(
+    buf: &'b [u8],
+    parse: impl Fn(&mut [httparse::Header<'b>]) -> Result<Option<(usize, T)>, httparse::Error>,
+) -> Result<Decoded<T>, httparse::Error> {
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut req = httparse::Request::new(&mut stack);
-    match parser_config().parse_request(&mut req, buf) {
-        Ok(httparse::Status::Complete(len)) => Ok(Decoded::Complete {
-            len,
-            head: request_head(&req),
-        }),
-        Ok(httparse::Status::Partial) => Ok(Decoded::Partial),
+    let parsed = match parse(&mut stack) {
         Err(httparse::Error::TooManyHeaders) => {
-            let mut heap = vec![httparse::EMPTY_HEADER; header_slots(buf)];
-            let mut req = httparse::Request::new(&mut heap);
-            match parser_config().parse_request(&mut req, buf) {
-                Ok(httparse::Status::Complete(len)) => Ok(Decoded::Complete {
-                    len,
-                    head: request_head(&req),
-                }),
-                Ok(httparse::Status::Partial) => Ok(Decoded::Partial),
-                Err(e) => decode_invalid_request(buf, e),
-            }
+            parse(&mut vec![httparse::EMPTY_HEADER; header_slots(buf)])
         }
-        Err(e) => decode_invalid_request(buf, e),
+        other => other,
+    }?;
+    Ok(match parsed {
+        Some((len, head)) => Decoded::Complete { len, head },
+        None => Decoded::Partial,
+    })
+}
+
+/// The head `decode` makes of a complete parse, with its length.
+fn complete<T>(status: httparse::Status<usize>, decode: impl FnOnce() -> T) -> Option<(usize, T)> {
+    match status {
+        httparse::Status::Complete(len) => Some((len, decode())),
+        httparse::Status::Partial => None,
     }
 }
 
@@ -496,28 +505,12 @@ fn decode_invalid_request(
 
 /// Decode a response head at the start of `buf`.
 pub fn decode_response(buf: &[u8]) -> Result<Decoded<ResponseHead>, Http1Error> {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut res = httparse::Response::new(&mut stack);
-    match parser_config().parse_response(&mut res, buf) {
-        Ok(httparse::Status::Complete(len)) => Ok(Decoded::Complete {
-            len,
-            head: response_head(&res),
-        }),
-        Ok(httparse::Status::Partial) => Ok(Decoded::Partial),
-        Err(httparse::Error::TooManyHeaders) => {
-            let mut heap = vec![httparse::EMPTY_HEADER; header_slots(buf)];
-            let mut res = httparse::Response::new(&mut heap);
-            match parser_config().parse_response(&mut res, buf) {
-                Ok(httparse::Status::Complete(len)) => Ok(Decoded::Complete {
-                    len,
-                    head: response_head(&res),
-                }),
-                Ok(httparse::Status::Partial) => Ok(Decoded::Partial),
-                Err(e) => Err(Http1Error::Malformed(e)),
-            }
-        }
-        Err(e) => Err(Http1Error::Malformed(e)),
-    }
+    with_header_slots(buf, |slots| {
+        let mut res = httparse::Response::new(slots);
+        let status = parser_config().parse_response(&mut res, buf)?;
+        Ok(complete(status, || response_head(&res)))
+    })
+    .map_err(Http1Error::Malformed)
 }
 
 fn response_head(res: &httparse::Response<'_, '_>) -> ResponseHead {
@@ -582,16 +575,27 @@ fn expect_lit(b: &[u8], k: &mut usize, lit: &[u8]) -> Plausible {
     Plausible::Yes
 }
 
-/// `HTTP/1.x` followed by the end of the line.
-fn version_then_eol(b: &[u8], mut k: usize) -> Plausible {
-    match expect_lit(b, &mut k, b"HTTP/1.") {
+/// `HTTP/1.0` or `HTTP/1.1` at `b[k..]`.
+fn http1_version(b: &[u8], k: &mut usize) -> Plausible {
+    match expect_lit(b, k, b"HTTP/1.") {
         Plausible::Yes => {}
         other => return other,
     }
-    match b.get(k) {
-        None => return Plausible::NeedMore,
-        Some(b'0' | b'1') => k += 1,
-        Some(_) => return Plausible::No,
+    match b.get(*k) {
+        None => Plausible::NeedMore,
+        Some(b'0' | b'1') => {
+            *k += 1;
+            Plausible::Yes
+        }
+        Some(_) => Plausible::No,
+    }
+}
+
+/// `HTTP/1.x` followed by the end of the line.
+fn version_then_eol(b: &[u8], mut k: usize) -> Plausible {
+    match http1_version(b, &mut k) {
+        Plausible::Yes => {}
+        other => return other,
     }
     match b.get(k) {
         None => Plausible::NeedMore,
@@ -640,14 +644,9 @@ fn plausible_request_line(b: &[u8]) -> Plausible {
 /// `HTTP/1.x SP NNN` followed by a space or the end of the line.
 fn plausible_status_line(b: &[u8]) -> Plausible {
     let mut k = 0;
-    match expect_lit(b, &mut k, b"HTTP/1.") {
+    match http1_version(b, &mut k) {
         Plausible::Yes => {}
         other => return other,
-    }
-    match b.get(k) {
-        None => return Plausible::NeedMore,
-        Some(b'0' | b'1') => k += 1,
-        Some(_) => return Plausible::No,
     }
     match b.get(k) {
         None => return Plausible::NeedMore,
@@ -784,22 +783,12 @@ enum State {
     Stopped,
 }
 
+/// What a response needs to know about the request it answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pending {
-    Request {
-        exchange: u64,
-        head: bool,
-        connect: bool,
-    },
-    /// Requests may have been lost here. `epoch`: server activity count
-    /// when it was put; `absorbed`: a response reached it.
-    Lost { epoch: u64, absorbed: bool },
-}
-
-impl Pending {
-    fn is_lost(&self) -> bool {
-        matches!(self, Pending::Lost { .. })
-    }
+struct Request {
+    exchange: u64,
+    head: bool,
+    connect: bool,
 }
 
 enum Head {
@@ -807,64 +796,15 @@ enum Head {
     Response(ResponseHead),
 }
 
-/// State shared by both directions.
+/// HTTP/1 state shared by both directions.
 #[derive(Debug, Default)]
-struct Shared {
-    events: VecDeque<L7Event>,
-    pending: VecDeque<Pending>,
-    next_exchange: u64,
+struct Http1Shared {
     /// The connection left HTTP/1 (101, CONNECT).
     tunnel: bool,
-    /// A request was sent while another waited for its response.
-    pipelined: bool,
-    /// Number of server feeds and gaps so far.
-    server_epoch: u64,
 }
 
-impl Shared {
-    fn push(&mut self, side: Side, exchange: u64, kind: L7EventKind) {
-        self.events.push_back(L7Event {
-            side,
-            exchange,
-            kind,
-        });
-    }
-    fn fresh_exchange(&mut self) -> u64 {
-        let e = self.next_exchange;
-        self.next_exchange += 1;
-        e
-    }
-
-    /// Put a loss barrier at the back of the queue (unless one is there).
-    fn push_lost(&mut self, absorbed: bool) {
-        if !self.pending.back().is_some_and(Pending::is_lost) {
-            if self.pending.len() >= MAX_PENDING {
-                self.pending.clear();
-            }
-            self.pending.push_back(Pending::Lost {
-                epoch: self.server_epoch,
-                absorbed,
-            });
-        }
-    }
-
-    /// A request is about to be queued: drop the loss barriers when the
-    /// lost requests were surely answered. That is when only barriers wait,
-    /// the server is between responses and has sent something since the
-    /// loss, and either a response reached a barrier or the client never
-    /// pipelined (a client that waits for each response got them all).
-    fn clear_barriers(&mut self, peer_idle: bool) {
-        let now = self.server_epoch;
-        let pipelined = self.pipelined;
-        let answered = |p: &Pending| match p {
-            Pending::Lost { epoch, absorbed } => *epoch < now && (*absorbed || !pipelined),
-            Pending::Request { .. } => false,
-        };
-        if peer_idle && self.pending.iter().all(answered) {
-            self.pending.clear();
-        }
-    }
-}
+/// State shared by both directions.
+type Shared = Exchanges<Request, Http1Shared>;
 
 /// One direction of the connection.
 #[derive(Debug)]
@@ -948,7 +888,7 @@ impl Half {
     fn on_head(&mut self, sh: &mut Shared, head: Head, offset: u64, end: u64, peer_idle: bool) {
         if let Some((exchange, body)) = self.report_head(sh, head, offset, peer_idle) {
             self.start_body(sh, exchange, body, end);
-            if sh.tunnel {
+            if sh.proto.tunnel {
                 self.state = State::Stopped;
             }
         }
@@ -968,15 +908,8 @@ impl Half {
             Head::Request(req) => {
                 let exchange = sh.fresh_exchange();
                 sh.clear_barriers(peer_idle);
-                if sh.pending.len() >= MAX_PENDING {
-                    sh.pending.clear();
-                    sh.push_lost(false);
-                }
-                if sh.pending.iter().any(|p| !p.is_lost()) {
-                    sh.pipelined = true;
-                }
                 let method = req.info.method.as_deref();
-                sh.pending.push_back(Pending::Request {
+                sh.queue(Request {
                     exchange,
                     head: method == Some("HEAD"),
                     connect: method == Some("CONNECT"),
@@ -1009,7 +942,7 @@ impl Half {
                 );
                 let tunnel = status == 101 || (to_connect && (200..300).contains(&status));
                 if tunnel {
-                    sh.tunnel = true;
+                    sh.proto.tunnel = true;
                 }
                 let body = if tunnel || to_head || status == 204 || status == 304 {
                     Ok(BodyLength::None)
@@ -1023,23 +956,9 @@ impl Half {
 
     /// The request a response answers: (exchange, was HEAD, was CONNECT).
     fn pair_response(&mut self, sh: &mut Shared) -> (u64, bool, bool) {
-        match sh.pending.front().copied() {
-            Some(Pending::Request {
-                exchange,
-                head,
-                connect,
-            }) => {
-                sh.pending.pop_front();
-                (exchange, head, connect)
-            }
-            Some(Pending::Lost { .. }) => {
-                // This response may answer a lost request or the next known
-                // one: give up pairing the requests waiting now.
-                sh.pending.clear();
-                sh.push_lost(true);
-                (sh.fresh_exchange(), false, false)
-            }
-            None => (sh.fresh_exchange(), false, false),
+        match sh.pair_front() {
+            Ok(r) => (r.exchange, r.head, r.connect),
+            Err(fresh) => (fresh, false, false),
         }
     }
 
@@ -1098,7 +1017,7 @@ impl Half {
     fn process(&mut self, sh: &mut Shared, data: &[u8], base: u64, peer_idle: bool) {
         let mut i = 0;
         while i < data.len() {
-            if sh.tunnel {
+            if sh.proto.tunnel {
                 self.clear_buf();
                 self.state = State::Stopped;
             }
@@ -1391,7 +1310,7 @@ impl Half {
         }
         let base = self.fed;
         self.fed += len;
-        if sh.tunnel {
+        if sh.proto.tunnel {
             self.clear_buf();
             self.state = State::Stopped;
             return;
@@ -1475,7 +1394,7 @@ impl Half {
             let lead = leading_empty_lines(&self.buf) as u64;
             self.report_head(sh, head, off + lead, false);
             self.upgrade_after = false;
-            if sh.tunnel {
+            if sh.proto.tunnel {
                 self.clear_buf();
                 self.state = State::Stopped;
                 return;
@@ -1555,7 +1474,7 @@ impl Http1Parser {
         Http1Parser {
             client: Half::new(Side::Client),
             server: Half::new(Side::Server),
-            shared: Shared::default(),
+            shared: Shared::new(Http1Shared::default()),
         }
     }
 }

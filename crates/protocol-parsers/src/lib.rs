@@ -18,6 +18,7 @@ pub mod postgres;
 pub mod redis;
 pub mod sql;
 
+mod exchange;
 mod model;
 pub use model::*;
 
@@ -37,6 +38,14 @@ impl Side {
         match self {
             Side::Client => Side::Server,
             Side::Server => Side::Client,
+        }
+    }
+
+    /// 0 for `Client`, 1 for `Server`: an index into per-side arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Client => 0,
+            Side::Server => 1,
         }
     }
 }

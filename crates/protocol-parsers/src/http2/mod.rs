@@ -156,13 +156,6 @@ fn new_decoder(from_start: bool) -> Decoder {
     d
 }
 
-fn idx(side: Side) -> usize {
-    match side {
-        Side::Client => 0,
-        Side::Server => 1,
-    }
-}
-
 const SIDES: [Side; 2] = [Side::Client, Side::Server];
 
 /// What the parser does with a frame payload.
@@ -512,12 +505,12 @@ impl Http2Parser {
     /// Whether the HPACK decoder for the header blocks `side` sends knows the
     /// encoder's whole dynamic table (see [`hpack::Decoder::is_synchronised`]).
     pub fn hpack_synchronised(&self, side: Side) -> bool {
-        self.dirs[idx(side)].hpack.is_synchronised()
+        self.dirs[side.index()].hpack.is_synchronised()
     }
 
     /// The HPACK decoder for the header blocks `side` sends.
     pub fn hpack_decoder(&self, side: Side) -> &Decoder {
-        &self.dirs[idx(side)].hpack
+        &self.dirs[side.index()].hpack
     }
 
     /// Whether the connection was seen from its preface.
@@ -1350,7 +1343,7 @@ impl Http2Parser {
             // A response not started yet is pending too.
             let pending = m.open() || (side == Side::Server && !m.head && !m.abandoned);
             if pending {
-                let offset = self.dirs[idx(side)].pos;
+                let offset = self.dirs[side.index()].pos;
                 self.push(
                     side,
                     sid as u64,
@@ -1390,18 +1383,18 @@ impl ConnectionParser for Http2Parser {
 
     fn feed(&mut self, side: Side, data: &[u8]) {
         if !data.is_empty() {
-            self.feed_dir(idx(side), data);
+            self.feed_dir(side.index(), data);
         }
     }
 
     fn gap(&mut self, side: Side, len: u64) {
         if len > 0 {
-            self.gap_dir(idx(side), len);
+            self.gap_dir(side.index(), len);
         }
     }
 
     fn close(&mut self, side: Side) {
-        let d = idx(side);
+        let d = side.index();
         if let Some(block) = self.dirs[d].block.take() {
             let end = self.dirs[d].pos;
             self.finish_block(d, block, true, end);
