@@ -11,6 +11,8 @@
 //! The entry points are [`detect`] (which protocol do the first bytes of a
 //! connection speak) and [`new_parser`] (a [`ConnectionParser`] for it).
 
+#![forbid(unsafe_code)]
+
 pub mod http1;
 pub mod http2;
 pub mod mysql;
