@@ -280,39 +280,30 @@ fn header_slots(buf: &[u8]) -> usize {
 
 /// Decode a request head at the start of `buf`.
 pub fn decode_request(buf: &[u8]) -> Result<Decoded<RequestHead>, Http1Error> {
-    with_header_slots(buf, |slots| {
-        let mut req = httparse::Request::new(slots);
-        let status = parser_config().parse_request(&mut req, buf)?;
-        Ok(complete(status, || request_head(&req)))
-    })
-    .or_else(|e| decode_invalid_request(buf, e))
-}
-
-/// Run an `httparse` head parser (`Some((length, head))` when complete)
-/// with header slots on the stack, or, when they are too few, again with as
-/// many on the heap as `buf` can need.
-fn with_header_slots<'b, T>(
-    buf: &'b [u8],
-    parse: impl Fn(&mut [httparse::Header<'b>]) -> Result<Option<(usize, T)>, httparse::Error>,
-) -> Result<Decoded<T>, httparse::Error> {
+    // Not shared with `decode_response` through a generic helper: that
+    // moved the decoded head more and cost 10% per message (A/B, thread
+    // CPU time, BENCHMARKS.md).
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let parsed = match parse(&mut stack) {
+    let mut req = httparse::Request::new(&mut stack);
+    match parser_config().parse_request(&mut req, buf) {
+        Ok(httparse::Status::Complete(len)) => Ok(Decoded::Complete {
+            len,
+            head: request_head(&req),
+        }),
+        Ok(httparse::Status::Partial) => Ok(Decoded::Partial),
         Err(httparse::Error::TooManyHeaders) => {
-            parse(&mut vec![httparse::EMPTY_HEADER; header_slots(buf)])
+            let mut heap = vec![httparse::EMPTY_HEADER; header_slots(buf)];
+            let mut req = httparse::Request::new(&mut heap);
+            match parser_config().parse_request(&mut req, buf) {
+                Ok(httparse::Status::Complete(len)) => Ok(Decoded::Complete {
+                    len,
+                    head: request_head(&req),
+                }),
+                Ok(httparse::Status::Partial) => Ok(Decoded::Partial),
+                Err(e) => decode_invalid_request(buf, e),
+            }
         }
-        other => other,
-    }?;
-    Ok(match parsed {
-        Some((len, head)) => Decoded::Complete { len, head },
-        None => Decoded::Partial,
-    })
-}
-
-/// The head `decode` makes of a complete parse, with its length.
-fn complete<T>(status: httparse::Status<usize>, decode: impl FnOnce() -> T) -> Option<(usize, T)> {
-    match status {
-        httparse::Status::Complete(len) => Some((len, decode())),
-        httparse::Status::Partial => None,
+        Err(e) => decode_invalid_request(buf, e),
     }
 }
 
@@ -505,12 +496,28 @@ fn decode_invalid_request(
 
 /// Decode a response head at the start of `buf`.
 pub fn decode_response(buf: &[u8]) -> Result<Decoded<ResponseHead>, Http1Error> {
-    with_header_slots(buf, |slots| {
-        let mut res = httparse::Response::new(slots);
-        let status = parser_config().parse_response(&mut res, buf)?;
-        Ok(complete(status, || response_head(&res)))
-    })
-    .map_err(Http1Error::Malformed)
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut res = httparse::Response::new(&mut stack);
+    match parser_config().parse_response(&mut res, buf) {
+        Ok(httparse::Status::Complete(len)) => Ok(Decoded::Complete {
+            len,
+            head: response_head(&res),
+        }),
+        Ok(httparse::Status::Partial) => Ok(Decoded::Partial),
+        Err(httparse::Error::TooManyHeaders) => {
+            let mut heap = vec![httparse::EMPTY_HEADER; header_slots(buf)];
+            let mut res = httparse::Response::new(&mut heap);
+            match parser_config().parse_response(&mut res, buf) {
+                Ok(httparse::Status::Complete(len)) => Ok(Decoded::Complete {
+                    len,
+                    head: response_head(&res),
+                }),
+                Ok(httparse::Status::Partial) => Ok(Decoded::Partial),
+                Err(e) => Err(Http1Error::Malformed(e)),
+            }
+        }
+        Err(e) => Err(Http1Error::Malformed(e)),
+    }
 }
 
 fn response_head(res: &httparse::Response<'_, '_>) -> ResponseHead {
