@@ -5,13 +5,20 @@
 //! - `keepalive_http`: the overhead scenario (wrk against nginx): 32
 //!   keep-alive connections, both ends observed, 4 events per request.
 //! - `recorded_topology`: the golden event log of the 4-service topology.
+//!
+//! The `assembler` group measures wall time, `assembler-cpu` the benchmark
+//! thread's CPU time (stable on a busy machine).
 
 use bytes::Bytes;
+use criterion::measurement::Measurement;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::fs::File;
 use zt_trace::ebpf_probes::record::RecordReader;
 use zt_trace::ebpf_probes::ReplaySource;
 use zt_trace::span_core::*;
+
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
 
 const MS: u64 = 1_000_000;
 
@@ -152,8 +159,8 @@ fn assemble(events: Vec<Event>) -> u64 {
     asm.stats().spans_emitted
 }
 
-fn bench(c: &mut Criterion) {
-    let mut g = c.benchmark_group("assembler");
+fn bench<M: Measurement>(c: &mut Criterion<M>, group: &str) {
+    let mut g = c.benchmark_group(group);
     let ka = keepalive_events(20_000, 32);
     assert_eq!(assemble(ka.clone()), 40_000);
     g.throughput(Throughput::Elements(ka.len() as u64));
@@ -169,5 +176,18 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+fn wall(c: &mut Criterion) {
+    bench(c, "assembler");
+}
+
+fn cpu(c: &mut Criterion<cpu_time::CpuTime>) {
+    bench(c, "assembler-cpu");
+}
+
+criterion_group!(wall_time, wall);
+criterion_group! {
+    name = cpu_time;
+    config = Criterion::default().with_measurement(cpu_time::CpuTime);
+    targets = cpu
+}
+criterion_main!(wall_time, cpu_time);

@@ -1,6 +1,6 @@
 //! Text rendering of traces (the default `zt-trace run` output).
 
-use span_core::{Span, SpanKind, StatusCode, Trace};
+use span_core::{AppProtocol, Span, SpanKind, StatusCode, Trace};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -20,28 +20,27 @@ pub fn fmt_duration(nanos: u64) -> String {
 
 /// Where a client span went, for leaves (databases, unobserved services).
 fn peer(span: &Span) -> String {
-    let a = &span.attributes;
-    let addr = a.get_str("server.address").unwrap_or("?");
-    let port = a.get_int("server.port");
-    let hostport = match port {
-        Some(p) => format!("{addr}:{p}"),
-        None => addr.to_owned(),
+    let v = &span.view;
+    let hostport = match v.called_server() {
+        Some((addr, Some(p))) => format!("{addr}:{p}"),
+        Some((addr, None)) => addr.into_owned(),
+        None => "?".to_owned(),
     };
-    match a.get_str("db.system") {
+    match v.protocol.and_then(AppProtocol::db_system) {
         Some(db) => format!("{db} {hostport}"),
         None => hostport,
     }
 }
 
 fn status_suffix(span: &Span) -> String {
-    let a = &span.attributes;
+    let v = &span.view;
     let mut s = String::new();
-    if let Some(code) = a.get_int("http.response.status_code") {
+    if let Some(code) = v.status.http {
         if code >= 400 {
             let _ = write!(s, " {code}");
         }
     }
-    if let Some(code) = a.get_int("rpc.grpc.status_code") {
+    if let Some(code) = v.status.grpc {
         if code != 0 {
             let _ = write!(s, " grpc={code}");
         }
@@ -53,7 +52,7 @@ fn status_suffix(span: &Span) -> String {
             let _ = write!(s, " ({m})");
         }
     }
-    if a.get_str("zt.incomplete").is_some() {
+    if v.incomplete.is_some() {
         s.push_str(" (incomplete)");
     }
     s
@@ -141,7 +140,7 @@ fn render_node(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use span_core::{Attributes, Resource, SpanId, Status, TraceId};
+    use span_core::{Attributes, Peer, Resource, SpanId, SpanView, Status, TraceId};
     use std::sync::Arc;
 
     fn span(
@@ -170,6 +169,14 @@ mod tests {
             resource: Arc::new(Resource {
                 service_name: svc.into(),
                 attributes: Attributes::new(),
+            }),
+            view: Box::new(SpanView {
+                peer: Some(Peer {
+                    ip: [127, 0, 0, 1].into(),
+                    port: 5432,
+                    service: None,
+                }),
+                ..Default::default()
             }),
         }
     }

@@ -3,8 +3,10 @@
 //! them.
 
 use span_core::{
-    AttrValue, Attributes, KeyValue, Resource, Span, SpanId, SpanKind, SpanLink, Status, TraceId,
+    AppProtocol, AttrValue, Attributes, Authority, KeyValue, LinkReason, Operation, Peer, Resource,
+    Span, SpanId, SpanKind, SpanLink, SpanView, Status, TraceId, ViewStatus,
 };
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// A resource like the one span-core gives a traced process.
@@ -33,6 +35,10 @@ pub fn span(trace: u128, id: u64, parent: Option<u64>) -> Span {
         attributes: Attributes(vec![KeyValue::new("db.system", "redis")]),
         links: Vec::new(),
         resource: resource("cache-client", 7),
+        view: Box::new(SpanView {
+            protocol: Some(AppProtocol::Redis),
+            ..Default::default()
+        }),
     }
 }
 
@@ -65,6 +71,23 @@ pub fn trace(trace_id: u128, base_span_id: u64) -> Vec<Span> {
         attributes: server_attrs,
         links: Vec::new(),
         resource: frontend.clone(),
+        view: Box::new(SpanView {
+            protocol: Some(AppProtocol::Http),
+            local: Some(addr("127.0.0.1:8080")),
+            peer: Some(peer("10.1.2.3:51234", None)),
+            authority: Some(Authority {
+                host: "127.0.0.1".into(),
+                port: Some(8080),
+            }),
+            operation: Some(Operation::HttpRoute("/users/{id}".into())),
+            method: Some("GET".into()),
+            status: ViewStatus {
+                http: Some(200),
+                ..Default::default()
+            },
+            link_reason: Some(LinkReason::Root),
+            ..Default::default()
+        }),
     };
     let mut grpc_attrs = Attributes::new();
     grpc_attrs.set("rpc.system", "grpc");
@@ -91,6 +114,22 @@ pub fn trace(trace_id: u128, base_span_id: u64) -> Vec<Span> {
             attributes: Attributes(vec![KeyValue::new("zt.link", "inferred")]),
         }],
         resource: frontend,
+        view: Box::new(SpanView {
+            protocol: Some(AppProtocol::Grpc),
+            peer: Some(peer("[::1]:50051", Some("users"))),
+            authority: Some(Authority {
+                host: "::1".into(),
+                port: Some(50051),
+            }),
+            operation: Some(rpc_get()),
+            status: ViewStatus {
+                grpc: Some(14),
+                error: true,
+                ..Default::default()
+            },
+            link_reason: Some(LinkReason::RootNoOpenRequest),
+            ..Default::default()
+        }),
     };
     let mut srv2 = Attributes::new();
     srv2.set("rpc.system", "grpc");
@@ -110,6 +149,13 @@ pub fn trace(trace_id: u128, base_span_id: u64) -> Vec<Span> {
         attributes: srv2,
         links: Vec::new(),
         resource: users.clone(),
+        view: Box::new(SpanView {
+            protocol: Some(AppProtocol::Grpc),
+            peer: Some(peer("127.0.0.1:40000", Some("frontend"))),
+            operation: Some(rpc_get()),
+            link_reason: Some(LinkReason::TcpSeq),
+            ..Default::default()
+        }),
     };
     let mut db = Attributes::new();
     db.set("db.system", "mysql");
@@ -132,8 +178,44 @@ pub fn trace(trace_id: u128, base_span_id: u64) -> Vec<Span> {
         attributes: db,
         links: Vec::new(),
         resource: users,
+        view: Box::new(SpanView {
+            protocol: Some(AppProtocol::Mysql),
+            // A leaf seen only from its client: its name is what the client
+            // called it.
+            authority: Some(Authority {
+                host: "db.internal".into(),
+                port: Some(3306),
+            }),
+            operation: Some(Operation::Db {
+                operation: Some("SELECT".into()),
+                collection: None,
+            }),
+            db_statement: Some("SELECT * FROM users WHERE id = ?".into()),
+            link_reason: Some(LinkReason::Thread),
+            ..Default::default()
+        }),
     };
     vec![root, call, users_server, query]
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("sample address")
+}
+
+fn peer(s: &str, service: Option<&str>) -> Peer {
+    let a = addr(s);
+    Peer {
+        ip: a.ip(),
+        port: a.port(),
+        service: service.map(str::to_owned),
+    }
+}
+
+fn rpc_get() -> Operation {
+    Operation::Rpc {
+        service: "users.Users".into(),
+        method: "Get".into(),
+    }
 }
 
 /// `n` spans made of repeated [`trace`]s with distinct ids.

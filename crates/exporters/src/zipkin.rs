@@ -7,12 +7,15 @@
 //! - `name` and `localEndpoint.serviceName` lower-cased, as the Zipkin API
 //!   asks;
 //! - `localEndpoint`: the service name, plus the local address for SERVER
-//!   spans (`network.local.address`/`port`, else `server.address`/`port`
-//!   when it is an IP) — CLIENT spans have no reliable local address;
+//!   spans (the server as the request named it, `server.address`/`port`,
+//!   when that is an IP) — CLIENT spans have no reliable local address;
 //! - `remoteEndpoint`: for CLIENT spans the server (`server.address`/`port`,
-//!   else `network.peer.*`; a host name becomes the remote `serviceName`,
-//!   and `peer.service` wins when present), for SERVER spans the client
-//!   (`client.address`/`port`, else `network.peer.*`); port 0 is omitted;
+//!   else the peer's address; a host name becomes the remote
+//!   `serviceName`, and the peer's resolved service name — its server span
+//!   was observed on this host — wins when known), for SERVER spans the
+//!   client (the peer's address); port 0 is omitted;
+//! - all of the above is read from the span's typed view
+//!   ([`span_core::SpanView`]), not from attributes;
 //! - `tags`: every span attribute as a string, `otel.status_code` when the
 //!   status is set, `error` (the status message, or empty) on ERROR,
 //!   `otel.scope.name`/`otel.scope.version`;
@@ -31,7 +34,7 @@ use crate::http::HttpSender;
 use crate::{ConfigError, ExportError, SpanExporter};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
-use span_core::{AttrValue, Attributes, Span, SpanKind, StatusCode};
+use span_core::{AttrValue, Span, SpanKind, SpanView, StatusCode};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -69,63 +72,63 @@ impl Serialize for Endpoint {
     }
 }
 
-fn port(attrs: &Attributes, key: &str) -> Option<u16> {
-    attrs
-        .get_int(key)
-        .and_then(|p| u16::try_from(p).ok())
-        .filter(|p| *p != 0)
+fn nonzero(port: Option<u16>) -> Option<u16> {
+    port.filter(|p| *p != 0)
 }
 
-fn ip(attrs: &Attributes, key: &str) -> Option<IpAddr> {
-    attrs.get_str(key).and_then(|a| a.parse().ok())
-}
-
-/// The address pair `(addr_key, port_key)` first, then `network.peer.*`.
-fn peer(attrs: &Attributes, addr_key: &str, port_key: &str) -> Endpoint {
+/// The server a CLIENT span called: the address its request named (an IP,
+/// or a host name that becomes the `serviceName`), else the peer's.
+fn called(v: &SpanView) -> Endpoint {
     let mut ep = Endpoint::default();
-    if let Some(a) = attrs.get_str(addr_key) {
-        match a.parse::<IpAddr>() {
-            Ok(addr) => ep.ip = Some(addr),
-            Err(_) if !a.is_empty() => ep.service_name = Some(a.to_lowercase()),
-            Err(_) => {}
-        }
+    let Some((host, port)) = v.called_server() else {
+        return ep;
+    };
+    match host.parse::<IpAddr>() {
+        Ok(addr) => ep.ip = Some(addr),
+        Err(_) if !host.is_empty() => ep.service_name = Some(host.to_lowercase()),
+        Err(_) => {}
     }
-    ep.port = port(attrs, port_key);
+    ep.port = nonzero(port);
     if ep.ip.is_none() {
-        ep.ip = ip(attrs, "network.peer.address");
-        if ep.ip.is_some() {
-            ep.port = port(attrs, "network.peer.port").or(ep.port);
+        if let Some(p) = &v.peer {
+            ep.ip = Some(p.ip);
+            ep.port = nonzero(Some(p.port)).or(ep.port);
         }
     }
     ep
 }
 
 fn endpoints(span: &Span) -> (Endpoint, Endpoint) {
-    let a = &span.attributes;
+    let v = &span.view;
     let mut local = Endpoint {
         service_name: Some(span.resource.service_name.to_lowercase()),
         ..Default::default()
     };
     let remote = match span.kind {
         SpanKind::Client => {
-            let mut r = peer(a, "server.address", "server.port");
-            if let Some(ps) = a.get_str("peer.service") {
-                r.service_name = Some(ps.to_lowercase());
+            let mut r = called(v);
+            if let Some(svc) = v.peer.as_ref().and_then(|p| p.service.as_deref()) {
+                r.service_name = Some(svc.to_lowercase());
             }
             r
         }
         SpanKind::Server => {
-            if let Some(addr) = ip(a, "network.local.address") {
-                local.ip = Some(addr);
-                local.port = port(a, "network.local.port");
-            } else if let Some(addr) = ip(a, "server.address") {
-                local.ip = Some(addr);
-                local.port = port(a, "server.port");
+            // The server as the request named it, when that is an address.
+            if let Some(a) = &v.authority {
+                if let Ok(addr) = a.host.parse::<IpAddr>() {
+                    local.ip = Some(addr);
+                    local.port = nonzero(a.port.or(v.local.map(|l| l.port())));
+                }
             }
-            let mut r = peer(a, "client.address", "client.port");
-            // A client "service name" from an address is a guess: drop it.
-            r.service_name = None;
-            r
+            // The client; a client "service name" would be a guess.
+            match &v.peer {
+                Some(p) => Endpoint {
+                    service_name: None,
+                    ip: Some(p.ip),
+                    port: nonzero(Some(p.port)),
+                },
+                None => Endpoint::default(),
+            }
         }
     };
     (local, remote)

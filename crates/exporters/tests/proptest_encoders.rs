@@ -86,6 +86,7 @@ fn span(resources: Vec<Arc<Resource>>) -> impl Strategy<Value = Span> {
                     })
                     .collect(),
                 resource: resources[r].clone(),
+                view: Default::default(),
             },
         )
 }

@@ -7,15 +7,16 @@
 
 pub mod event;
 pub mod span;
+pub mod view;
 
 pub use event::*;
 pub use span::*;
+pub use view::*;
 pub mod assembler;
 mod ids;
 pub mod naming;
 mod reorder;
-mod semconv;
-mod task;
+pub mod semconv;
 
-pub use assembler::{parse_traceparent, Assembler, Config, Output, Stats};
+pub use assembler::{parse_traceparent, Assembler, Config, LinkReason, Output, Stats};
 pub use ids::IdGenerator;

@@ -1,6 +1,11 @@
 //! Bounded reorder window: events from different CPUs reach user space
 //! slightly out of order; they are released in timestamp order once the
 //! watermark (latest time seen minus the window) passes them.
+//!
+//! **Invariant:** events leave in non-decreasing `order_ts` (stable for
+//! equal ones) except those that arrive after a later one has left (counted
+//! in `late`); at most `capacity` are held: past it the oldest leaves early
+//! (counted in `forced`).
 
 use crate::event::{Event, MonoNanos};
 use std::collections::VecDeque;

@@ -1,5 +1,6 @@
 //! The OpenTelemetry span model zt-trace emits.
 
+use crate::view::SpanView;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
@@ -245,6 +246,12 @@ pub struct Span {
     pub attributes: Attributes,
     pub links: Vec<SpanLink>,
     pub resource: Arc<Resource>,
+    /// The same span, typed, for consumers (the attributes stay the
+    /// exported form). Filled by the assembler; `Default` for spans built
+    /// elsewhere. Boxed: it is as large as the rest of the span, which
+    /// moves through queues.
+    #[serde(default)]
+    pub view: Box<SpanView>,
 }
 
 impl Span {

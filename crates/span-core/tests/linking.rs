@@ -553,7 +553,7 @@ fn goroutine_calls_link_through_the_serving_task_and_its_fan_out() {
             "{path}"
         );
     }
-    assert_eq!(stats.links_task, 3);
+    assert_eq!(stats.links(LinkReason::Task), 3);
     assert_eq!(stats.links_thread, 0);
 }
 
@@ -589,7 +589,7 @@ fn goroutine_serving_two_pipelined_requests_is_ambiguous() {
         call.attributes.get_str("zt.link.reason"),
         Some("unlinked_task_ambiguous")
     );
-    assert_eq!(stats.unlinked_task_ambiguous, 1);
+    assert_eq!(stats.links(LinkReason::UnlinkedTaskAmbiguous), 1);
 }
 
 #[test]
@@ -1065,4 +1065,280 @@ fn pipelined_replies_read_in_a_context_do_not_make_it_ambiguous() {
         assert_eq!(call.attributes.get_str("zt.link.reason"), Some("context"));
     }
     assert_eq!(stats.links_context, 2);
+}
+
+/// The client -> gateway -> backend chain of `cross_process_and_thread_links`,
+/// the backend answering `status`.
+fn chain(status: u16) -> Builder {
+    let mut b = Builder::new();
+    b.proc_(10, "client");
+    b.proc_(20, "gateway");
+    b.proc_(30, "backend");
+    let (c, s) = ("127.0.0.1:5000", "127.0.0.1:80");
+    b.data(
+        CLIENT,
+        1,
+        Role::Client,
+        c,
+        s,
+        Direction::Egress,
+        100 * MS,
+        100 * MS + 5,
+        77,
+        b"GET /a HTTP/1.1\r\nHost: gw.local:80\r\n\r\n",
+    );
+    b.data(
+        GW,
+        2,
+        Role::Server,
+        s,
+        c,
+        Direction::Ingress,
+        99 * MS,
+        101 * MS,
+        77,
+        b"GET /a HTTP/1.1\r\nHost: gw.local:80\r\n\r\n",
+    );
+    b.exchange(GW, BACK, 6000, 81, 10, "/b", 102, 5, status);
+    b.server_reply(
+        GW,
+        2,
+        s,
+        c,
+        110,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    b.data(
+        CLIENT,
+        1,
+        Role::Client,
+        c,
+        s,
+        Direction::Ingress,
+        100 * MS,
+        111 * MS,
+        1,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    b
+}
+
+/// Every field of the typed view says what the attributes say.
+fn assert_view_matches_attributes(s: &Span) {
+    use span_core::semconv::attr;
+    let a = &s.attributes;
+    let v = &s.view;
+    let what = &s.name;
+    assert_eq!(
+        v.link_reason.map(LinkReason::as_str),
+        a.get_str(attr::ZT_LINK_REASON),
+        "{what}"
+    );
+    assert_eq!(
+        v.incomplete.map(|r| r.as_str()),
+        a.get_str(attr::ZT_INCOMPLETE),
+        "{what}"
+    );
+    assert_eq!(
+        v.status.http.map(i64::from),
+        a.get_int(attr::HTTP_RESPONSE_STATUS_CODE),
+        "{what}"
+    );
+    assert_eq!(
+        v.status.grpc.map(i64::from),
+        a.get_int(attr::RPC_GRPC_STATUS_CODE),
+        "{what}"
+    );
+    assert_eq!(v.status.error, s.status.code == StatusCode::Error, "{what}");
+    assert_eq!(
+        v.method.as_deref(),
+        a.get_str(attr::HTTP_REQUEST_METHOD),
+        "{what}"
+    );
+    assert_eq!(
+        v.db_statement.as_deref(),
+        a.get_str(attr::DB_QUERY_TEXT),
+        "{what}"
+    );
+    assert_eq!(
+        v.protocol.and_then(AppProtocol::db_system),
+        a.get_str(attr::DB_SYSTEM),
+        "{what}"
+    );
+    let peer = v.peer.as_ref().expect("peer");
+    assert_eq!(
+        Some(peer.ip.to_string().as_str()),
+        a.get_str(attr::NETWORK_PEER_ADDRESS)
+    );
+    assert_eq!(
+        Some(i64::from(peer.port)),
+        a.get_int(attr::NETWORK_PEER_PORT)
+    );
+    match &v.operation {
+        Some(Operation::HttpRoute(r)) => {
+            let key = match s.kind {
+                SpanKind::Server => attr::HTTP_ROUTE,
+                SpanKind::Client => attr::URL_TEMPLATE,
+            };
+            assert_eq!(a.get_str(key), Some(r.as_str()), "{what}");
+        }
+        Some(Operation::Redis { command }) => {
+            assert_eq!(a.get_str(attr::DB_OPERATION_NAME), Some(command.as_str()))
+        }
+        Some(Operation::Db {
+            operation,
+            collection,
+        }) => {
+            assert_eq!(a.get_str(attr::DB_OPERATION_NAME), operation.as_deref());
+            assert_eq!(a.get_str(attr::DB_COLLECTION_NAME), collection.as_deref());
+        }
+        Some(Operation::Rpc { service, method }) => {
+            assert_eq!(a.get_str(attr::RPC_SERVICE), Some(service.as_str()));
+            assert_eq!(a.get_str(attr::RPC_METHOD), Some(method.as_str()));
+        }
+        None => {}
+    }
+    if s.kind == SpanKind::Client {
+        let (host, port) = v.called_server().expect("called server");
+        assert_eq!(
+            a.get_str(attr::SERVER_ADDRESS),
+            Some(host.as_ref()),
+            "{what}"
+        );
+        assert_eq!(a.get_int(attr::SERVER_PORT), port.map(i64::from), "{what}");
+    }
+}
+
+#[test]
+fn the_view_types_what_the_attributes_say_and_resolves_the_peer_service() {
+    let (spans, _) = chain(503).run(Config::default());
+    assert_eq!(spans.len(), 4);
+    for s in &spans {
+        assert_view_matches_attributes(s);
+    }
+    let root = find(&spans, "client", SpanKind::Client, "/a");
+    let gw = find(&spans, "gateway", SpanKind::Server, "/a");
+    let gw_call = find(&spans, "gateway", SpanKind::Client, "/b");
+    let back = find(&spans, "backend", SpanKind::Server, "/b");
+    // Both ends seen and linked by tcp_seq: each side names the other.
+    let svc = |s: &Span| s.view.peer.as_ref().and_then(|p| p.service.clone());
+    assert_eq!(svc(root).as_deref(), Some("gateway"));
+    assert_eq!(svc(gw).as_deref(), Some("client"));
+    assert_eq!(svc(gw_call).as_deref(), Some("backend"));
+    assert_eq!(svc(back).as_deref(), Some("gateway"));
+    assert_eq!(root.view.link_reason, Some(LinkReason::RootNoOpenRequest));
+    assert_eq!(gw.view.link_reason, Some(LinkReason::TcpSeq));
+    assert_eq!(gw_call.view.link_reason, Some(LinkReason::Thread));
+    assert_eq!(gw.view.protocol, Some(AppProtocol::Http));
+    assert_eq!(gw.view.operation, Some(Operation::HttpRoute("/a".into())));
+    assert_eq!(
+        gw.view.authority,
+        Some(Authority {
+            host: "gw.local".into(),
+            port: Some(80)
+        })
+    );
+    assert_eq!(gw_call.view.status.http, Some(503));
+    assert!(gw_call.view.status.error);
+    assert!(!gw.view.status.error);
+    assert_eq!(
+        root.view.called_server(),
+        Some(("gw.local".into(), Some(80)))
+    );
+}
+
+#[test]
+fn a_request_without_its_server_has_no_peer_service_and_says_why_it_is_incomplete() {
+    let mut b = Builder::new();
+    b.proc_(10, "client");
+    b.data(
+        CLIENT,
+        1,
+        Role::Client,
+        "127.0.0.1:5000",
+        "127.0.0.1:6379",
+        Direction::Egress,
+        100 * MS,
+        100 * MS + 5,
+        77,
+        b"*2\r\n$3\r\nGET\r\n$7\r\nuser:42\r\n",
+    );
+    let (spans, _) = b.run(Config::default());
+    assert_eq!(spans.len(), 1);
+    let s = &spans[0];
+    assert_view_matches_attributes(s);
+    assert_eq!(s.view.protocol, Some(AppProtocol::Redis));
+    assert_eq!(
+        s.view.operation,
+        Some(Operation::Redis {
+            command: "GET".into()
+        })
+    );
+    assert_eq!(s.view.db_statement.as_deref(), Some("GET user:42"));
+    assert_eq!(s.view.incomplete, Some(IncompleteReason::CaptureEnded));
+    assert!(s.view.status.error);
+    let peer = s.view.peer.as_ref().unwrap();
+    assert_eq!((peer.port, peer.service.as_deref()), (6379, None));
+    assert_eq!(s.view.link_reason, Some(LinkReason::RootNoOpenRequest));
+}
+
+#[test]
+fn every_emitted_span_is_counted_once_under_its_final_reason() {
+    // A call made in context 7 on a pool thread while the gateway serves
+    // one request on another thread: first "served on another thread" with
+    // inferred evidence, then proven by the response written in context 7.
+    // Only the final reason counts, and the evidence no longer does.
+    let pool = Th {
+        pid: 20,
+        tid: 22,
+        start: 5,
+    };
+    let mut b = Builder::new();
+    b.proc_(20, "gateway");
+    b.proc_(30, "backend");
+    let (c, s) = ("127.0.0.1:5001", "127.0.0.1:80");
+    b.data(
+        GW,
+        2,
+        Role::Server,
+        s,
+        c,
+        Direction::Ingress,
+        99 * MS,
+        100 * MS,
+        1,
+        b"GET /a HTTP/1.1\r\n\r\n",
+    );
+    b.ctx = 7;
+    b.exchange(pool, BACK, 6000, 81, 10, "/b", 102, 5, 200);
+    b.server_reply(
+        pool,
+        2,
+        s,
+        c,
+        110,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    let (spans, stats) = b.run(Config::default());
+    let call = find(&spans, "gateway", SpanKind::Client, "/b");
+    assert_eq!(call.view.link_reason, Some(LinkReason::Context));
+    assert!(call.links.is_empty());
+    assert_eq!(stats.links(LinkReason::Context), 1);
+    assert_eq!(
+        stats.links(LinkReason::UnlinkedRequestServedOnOtherThread),
+        0
+    );
+    assert_eq!(stats.links_inferred, 0);
+    assert_eq!(stats.links(LinkReason::TcpSeq), 1);
+    assert_eq!(stats.links(LinkReason::Root), 1);
+    let total: u64 = LinkReason::ALL.iter().map(|r| stats.links(*r)).sum();
+    assert_eq!(total, stats.spans_emitted);
+    assert_eq!(stats.spans_emitted, spans.len() as u64);
+    for r in LinkReason::ALL {
+        let n = spans
+            .iter()
+            .filter(|s| s.attributes.get_str("zt.link.reason") == Some(r.as_str()))
+            .count() as u64;
+        assert_eq!(stats.links(r), n, "{r}");
+    }
 }

@@ -37,8 +37,8 @@
 //! reading two requests (pipelining) or serves several connections at
 //! once makes the call ambiguous; nothing is ever guessed.
 
+use crate::event::MonoNanos;
 use crate::span::SpanId;
-use crate::MonoNanos;
 use hashbrown::HashMap;
 use std::collections::VecDeque;
 

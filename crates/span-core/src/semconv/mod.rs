@@ -1,9 +1,16 @@
-//! Span names and OpenTelemetry semantic-convention attributes from what the
-//! parsers reported.
+//! Span names, OpenTelemetry semantic-convention attributes and the typed
+//! [`SpanView`] from what the parsers reported.
+//!
+//! **Invariant:** a span's name, attributes, status and view come from one
+//! pass over its exchange, here, so the view always agrees with the
+//! attributes; attribute names are spelled only in [`attr`].
+
+pub mod attr;
 
 use crate::event::SockTuple;
 use crate::naming::route_template;
 use crate::span::{Attributes, SpanKind, Status, StatusCode};
+use crate::view::{AppProtocol, Authority, Operation, Peer, SpanView};
 use protocol_parsers::{
     sql, DbRequest, DbResponse, HttpRequest, HttpResponse, MessageInfo, Protocol,
 };
@@ -43,9 +50,19 @@ const GRPC_CODE_NAMES: &[&str] = &[
     "UNAUTHENTICATED",
 ];
 
-/// Name, attributes and status of a span.
-pub(crate) fn describe(v: &ExchangeView<'_>) -> (String, Attributes, Status) {
+/// Name, attributes, status and view of a span.
+pub(crate) struct Described {
+    pub name: String,
+    pub attributes: Attributes,
+    pub status: Status,
+    pub view: SpanView,
+}
+
+/// Name, attributes, status and view of a span. The view's link reason,
+/// incomplete reason, peer service and error flag are the caller's to set.
+pub(crate) fn describe(v: &ExchangeView<'_>) -> Described {
     let mut attrs = Attributes(Vec::with_capacity(28));
+    let mut view = SpanView::default();
     let (name, status) = match (v.request, v.response) {
         (Some(MessageInfo::HttpRequest(req)), resp) => {
             let resp = match resp {
@@ -53,9 +70,9 @@ pub(crate) fn describe(v: &ExchangeView<'_>) -> (String, Attributes, Status) {
                 _ => None,
             };
             if req.grpc || resp.is_some_and(|r| r.grpc_status.is_some()) {
-                grpc(v, req, resp, &mut attrs)
+                grpc(v, req, resp, &mut attrs, &mut view)
             } else {
-                http(v, req, resp, &mut attrs)
+                http(v, req, resp, &mut attrs, &mut view)
             }
         }
         (Some(MessageInfo::DbRequest(req)), resp) => {
@@ -63,41 +80,52 @@ pub(crate) fn describe(v: &ExchangeView<'_>) -> (String, Attributes, Status) {
                 Some(MessageInfo::DbResponse(r)) => Some(r),
                 _ => None,
             };
-            db(v, req, resp, &mut attrs)
+            db(v, req, resp, &mut attrs, &mut view)
         }
         _ => (v.protocol.as_str().to_owned(), Status::UNSET),
     };
-    peer_attrs(v, &mut attrs);
-    (name, attrs, status)
+    peer_attrs(v, &mut attrs, &mut view);
+    Described {
+        name,
+        attributes: attrs,
+        status,
+        view,
+    }
 }
 
-fn peer_attrs(v: &ExchangeView<'_>, attrs: &mut Attributes) {
+fn peer_attrs(v: &ExchangeView<'_>, attrs: &mut Attributes, view: &mut SpanView) {
     let remote = v.tuple.remote;
-    attrs.set("network.transport", "tcp");
+    view.local = Some(v.tuple.local);
+    view.peer = Some(Peer {
+        ip: remote.ip(),
+        port: remote.port(),
+        service: None,
+    });
+    attrs.set(attr::NETWORK_TRANSPORT, "tcp");
     attrs.set(
-        "network.type",
+        attr::NETWORK_TYPE,
         if remote.is_ipv4() { "ipv4" } else { "ipv6" },
     );
     let peer = ip_text(remote.ip());
     match v.kind {
         SpanKind::Client => {
-            if attrs.get("server.address").is_none() {
-                attrs.set("server.address", peer.clone());
+            if attrs.get(attr::SERVER_ADDRESS).is_none() {
+                attrs.set(attr::SERVER_ADDRESS, peer.clone());
             }
-            if attrs.get("server.port").is_none() {
-                attrs.set("server.port", remote.port() as i64);
+            if attrs.get(attr::SERVER_PORT).is_none() {
+                attrs.set(attr::SERVER_PORT, remote.port() as i64);
             }
         }
         SpanKind::Server => {
-            attrs.set("client.address", peer.clone());
-            attrs.set("client.port", remote.port() as i64);
-            if attrs.get("server.port").is_none() {
-                attrs.set("server.port", v.tuple.local.port() as i64);
+            attrs.set(attr::CLIENT_ADDRESS, peer.clone());
+            attrs.set(attr::CLIENT_PORT, remote.port() as i64);
+            if attrs.get(attr::SERVER_PORT).is_none() {
+                attrs.set(attr::SERVER_PORT, v.tuple.local.port() as i64);
             }
         }
     }
-    attrs.set("network.peer.address", peer);
-    attrs.set("network.peer.port", remote.port() as i64);
+    attrs.set(attr::NETWORK_PEER_ADDRESS, peer);
+    attrs.set(attr::NETWORK_PEER_PORT, remote.port() as i64);
 }
 
 /// An address as text, like `IpAddr`'s `Display`, without the formatting
@@ -146,9 +174,9 @@ fn set_path_and_query(target: &str, attrs: &mut Attributes) {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
-    attrs.set("url.path", path.to_owned());
+    attrs.set(attr::URL_PATH, path.to_owned());
     if let Some(q) = query {
-        attrs.set("url.query", q.to_owned());
+        attrs.set(attr::URL_QUERY, q.to_owned());
     }
 }
 
@@ -157,10 +185,29 @@ fn http(
     req: &HttpRequest,
     resp: Option<&HttpResponse>,
     attrs: &mut Attributes,
+    view: &mut SpanView,
 ) -> (String, Status) {
-    let method = req.method.as_deref().map(static_method);
+    view.protocol = Some(AppProtocol::Http);
+    let method = req.method.as_deref().map(|m| known_method(m, req));
     if let Some(m) = &method {
-        attrs.set("http.request.method", m.clone());
+        match m {
+            Some(m) => attrs.set(attr::HTTP_REQUEST_METHOD, m.clone()),
+            None => {
+                attrs.set(attr::HTTP_REQUEST_METHOD, "_OTHER");
+                if let Some(original) = &req.method {
+                    attrs.set(attr::HTTP_REQUEST_METHOD_ORIGINAL, original.clone());
+                }
+            }
+        }
+    }
+    // Span names use `HTTP` for a method that is not a known one.
+    let method: Option<Cow<'static, str>> = method.map(|m| m.unwrap_or(Cow::Borrowed("HTTP")));
+    let target_invalid = req
+        .invalid
+        .iter()
+        .any(|w| w == protocol_parsers::INVALID_TARGET);
+    if !req.invalid.is_empty() {
+        attrs.set(attr::ZT_HTTP_INVALID, req.invalid.join(","));
     }
     let scheme: Cow<'static, str> = match req.scheme.as_deref() {
         Some("https") => "https".into(),
@@ -169,30 +216,36 @@ fn http(
         None if v.tls => "https".into(),
         None => "http".into(),
     };
-    attrs.set("url.scheme", scheme.clone());
+    attrs.set(attr::URL_SCHEME, scheme.clone());
     if let Some(ver) = req.version {
-        attrs.set("network.protocol.name", "http");
-        attrs.set("network.protocol.version", ver.as_str());
+        attrs.set(attr::NETWORK_PROTOCOL_NAME, "http");
+        attrs.set(attr::NETWORK_PROTOCOL_VERSION, ver.as_str());
     }
     if let Some(ua) = req.header("user-agent") {
-        attrs.set("user_agent.original", ua.to_owned());
+        attrs.set(attr::USER_AGENT_ORIGINAL, ua.to_owned());
     }
     request_id(req, attrs);
     let authority = req.authority.as_deref().map(split_authority);
-    let route = req.target.as_deref().map(route_template);
+    // An invalid target is reported as received (escaped) in `url.path`,
+    // never as a route: it names no route and would be unbounded.
+    let route = req
+        .target
+        .as_deref()
+        .filter(|_| !target_invalid)
+        .map(route_template);
     if let Some(t) = &req.target {
         set_path_and_query(t, attrs);
     }
     match v.kind {
         SpanKind::Server => {
             if let Some((h, p)) = &authority {
-                attrs.set("server.address", h.clone());
+                attrs.set(attr::SERVER_ADDRESS, h.clone());
                 if let Some(p) = p {
-                    attrs.set("server.port", *p as i64);
+                    attrs.set(attr::SERVER_PORT, *p as i64);
                 }
             }
             if let Some(r) = &route {
-                attrs.set("http.route", r.clone());
+                attrs.set(attr::HTTP_ROUTE, r.clone());
             }
         }
         SpanKind::Client => {
@@ -204,8 +257,8 @@ fn http(
                 .as_ref()
                 .and_then(|(_, p)| *p)
                 .unwrap_or(v.tuple.remote.port());
-            attrs.set("server.address", host.clone());
-            attrs.set("server.port", port as i64);
+            attrs.set(attr::SERVER_ADDRESS, host.clone());
+            attrs.set(attr::SERVER_PORT, port as i64);
             if let Some(t) = &req.target {
                 let default_port = if scheme == "https" { 443 } else { 80 };
                 let hostport = if port == default_port {
@@ -215,25 +268,26 @@ fn http(
                 } else {
                     format!("{host}:{port}")
                 };
-                attrs.set("url.full", format!("{scheme}://{hostport}{t}"));
+                attrs.set(attr::URL_FULL, format!("{scheme}://{hostport}{t}"));
             }
             if let Some(r) = &route {
-                attrs.set("url.template", r.clone());
+                attrs.set(attr::URL_TEMPLATE, r.clone());
             }
         }
     }
     set_undecoded(req, resp, attrs);
     let mut status = Status::UNSET;
     if let Some(reset) = resp.and_then(stream_reset) {
-        attrs.set("error.type", "stream_reset");
+        attrs.set(attr::ERROR_TYPE, "stream_reset");
         status = Status::error(format!("stream reset: {reset}"));
     }
     if let Some(r) = resp {
         if let Some(code) = r.status {
-            attrs.set("http.response.status_code", code as i64);
+            attrs.set(attr::HTTP_RESPONSE_STATUS_CODE, code as i64);
+            view.status.http = Some(code);
             let is_err = code >= 500 || (v.kind == SpanKind::Client && code >= 400);
             if is_err {
-                attrs.set("error.type", code.to_string());
+                attrs.set(attr::ERROR_TYPE, code.to_string());
                 status = Status {
                     code: StatusCode::Error,
                     message: None,
@@ -247,18 +301,28 @@ fn http(
         (None, Some(r)) => format!("HTTP {r}"),
         (None, None) => "HTTP".to_owned(),
     };
+    view.method = method;
+    view.operation = route.map(Operation::HttpRoute);
+    view.authority = authority.map(|(host, port)| Authority { host, port });
     (name, status)
 }
 
-/// The standard methods without an allocation.
-fn static_method(m: &str) -> Cow<'static, str> {
+/// A method the HTTP semantic conventions know (RFC 9110 and `PATCH`),
+/// without an allocation; `None` for any other (reported as `_OTHER`, with
+/// the method as sent in `http.request.method_original`), an invalid one
+/// (escaped by the parser) included.
+fn known_method(m: &str, req: &HttpRequest) -> Option<Cow<'static, str>> {
     const KNOWN: &[&str] = &[
         "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "CONNECT", "TRACE",
     ];
-    match KNOWN.iter().find(|k| **k == m) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(m.to_owned()),
+    if req
+        .invalid
+        .iter()
+        .any(|w| w == protocol_parsers::INVALID_METHOD)
+    {
+        return None;
     }
+    KNOWN.iter().find(|k| **k == m).map(|k| Cow::Borrowed(*k))
 }
 
 /// Fields of the request or response that could not be decoded (HTTP/2
@@ -271,7 +335,7 @@ fn set_undecoded(req: &HttpRequest, resp: Option<&HttpResponse>, attrs: &mut Att
     all.sort_unstable();
     all.dedup();
     if !all.is_empty() {
-        attrs.set("zt.undecoded", all.join(","));
+        attrs.set(attr::ZT_UNDECODED, all.join(","));
     }
 }
 
@@ -279,7 +343,7 @@ fn set_undecoded(req: &HttpRequest, resp: Option<&HttpResponse>, attrs: &mut Att
 /// `http.request.header.x-request-id` (semantic conventions: header values).
 fn request_id(req: &HttpRequest, attrs: &mut Attributes) {
     if let Some(v) = req.header("x-request-id") {
-        attrs.set("http.request.header.x-request-id", v.to_owned());
+        attrs.set(attr::HTTP_REQUEST_HEADER_X_REQUEST_ID, v.to_owned());
     }
 }
 
@@ -297,43 +361,51 @@ fn grpc(
     req: &HttpRequest,
     resp: Option<&HttpResponse>,
     attrs: &mut Attributes,
+    view: &mut SpanView,
 ) -> (String, Status) {
-    attrs.set("rpc.system", "grpc");
+    view.protocol = Some(AppProtocol::Grpc);
+    attrs.set(attr::RPC_SYSTEM, "grpc");
     let path = req.target.clone();
     if let Some(p) = &path {
         let trimmed = p.trim_start_matches('/');
         if let Some((svc, method)) = trimmed.split_once('/') {
-            attrs.set("rpc.service", svc.to_owned());
-            attrs.set("rpc.method", method.to_owned());
+            attrs.set(attr::RPC_SERVICE, svc.to_owned());
+            attrs.set(attr::RPC_METHOD, method.to_owned());
+            view.operation = Some(Operation::Rpc {
+                service: svc.to_owned(),
+                method: method.to_owned(),
+            });
         }
     }
     if let Some((h, p)) = req.authority.as_deref().map(split_authority) {
         if v.kind == SpanKind::Client || !h.is_empty() {
-            attrs.set("server.address", h);
+            attrs.set(attr::SERVER_ADDRESS, h.clone());
         }
         if let Some(p) = p {
-            attrs.set("server.port", p as i64);
+            attrs.set(attr::SERVER_PORT, p as i64);
         }
+        view.authority = Some(Authority { host: h, port: p });
     }
-    attrs.set("network.protocol.name", "http");
-    attrs.set("network.protocol.version", "2");
+    attrs.set(attr::NETWORK_PROTOCOL_NAME, "http");
+    attrs.set(attr::NETWORK_PROTOCOL_VERSION, "2");
     request_id(req, attrs);
     if let Some(n) = req.grpc_messages {
-        attrs.set("rpc.message.sent_count", n as i64);
+        attrs.set(attr::RPC_MESSAGE_SENT_COUNT, n as i64);
     }
     set_undecoded(req, resp, attrs);
     let mut status = Status::UNSET;
     if let Some(r) = resp {
         if let Some(n) = r.grpc_messages {
-            attrs.set("rpc.message.received_count", n as i64);
+            attrs.set(attr::RPC_MESSAGE_RECEIVED_COUNT, n as i64);
         }
         if let Some(reset) = stream_reset(r) {
-            attrs.set("error.type", "stream_reset");
+            attrs.set(attr::ERROR_TYPE, "stream_reset");
             status = Status::error(format!("stream reset: {reset}"));
         }
         match r.grpc_status {
             Some(code) => {
-                attrs.set("rpc.grpc.status_code", code as i64);
+                attrs.set(attr::RPC_GRPC_STATUS_CODE, code as i64);
+                view.status.grpc = Some(code);
                 let is_err = match v.kind {
                     SpanKind::Client => code != 0,
                     SpanKind::Server => GRPC_SERVER_ERRORS.contains(&code),
@@ -343,7 +415,7 @@ fn grpc(
                         .get(code as usize)
                         .copied()
                         .unwrap_or("UNKNOWN_CODE");
-                    attrs.set("error.type", name);
+                    attrs.set(attr::ERROR_TYPE, name);
                     status = Status {
                         code: StatusCode::Error,
                         message: r.grpc_message.clone(),
@@ -352,7 +424,8 @@ fn grpc(
             }
             None => {
                 if let Some(code) = r.status.filter(|c| *c != 200) {
-                    attrs.set("http.response.status_code", code as i64);
+                    attrs.set(attr::HTTP_RESPONSE_STATUS_CODE, code as i64);
+                    view.status.http = Some(code);
                     status = Status::error(format!("HTTP status {code}"));
                 }
             }
@@ -367,9 +440,15 @@ fn db(
     req: &DbRequest,
     resp: Option<&DbResponse>,
     attrs: &mut Attributes,
+    view: &mut SpanView,
 ) -> (String, Status) {
-    attrs.set("db.system", req.system.as_str());
-    attrs.set("db.system.name", req.system.as_str());
+    view.protocol = Some(match req.system {
+        protocol_parsers::DbSystem::Mysql => AppProtocol::Mysql,
+        protocol_parsers::DbSystem::Postgresql => AppProtocol::Postgres,
+        protocol_parsers::DbSystem::Redis => AppProtocol::Redis,
+    });
+    attrs.set(attr::DB_SYSTEM, req.system.as_str());
+    attrs.set(attr::DB_SYSTEM_NAME, req.system.as_str());
     let mut operation = req.operation.clone();
     let mut target = req.target.clone();
     if let Some(q) = &req.query {
@@ -385,10 +464,11 @@ fn db(
         } else {
             sql::sanitize(q)
         };
-        attrs.set("db.query.text", text);
+        attrs.set(attr::DB_QUERY_TEXT, text.clone());
+        view.db_statement = Some(text);
     }
     if let Some(op) = &operation {
-        attrs.set("db.operation.name", op.clone());
+        attrs.set(attr::DB_OPERATION_NAME, op.clone());
     }
     if req.system == protocol_parsers::DbSystem::Redis {
         // Command and key, never values (OTel: the name is the command).
@@ -397,29 +477,31 @@ fn db(
                 Some(k) => format!("{op} {k}"),
                 None => op.clone(),
             };
-            attrs.set("db.query.text", text);
+            attrs.set(attr::DB_QUERY_TEXT, text.clone());
+            view.db_statement = Some(text);
         }
         target = None;
     } else if let Some(t) = &target {
-        attrs.set("db.collection.name", t.clone());
+        attrs.set(attr::DB_COLLECTION_NAME, t.clone());
     }
     if let Some(ns) = &req.namespace {
-        attrs.set("db.namespace", ns.clone());
+        attrs.set(attr::DB_NAMESPACE, ns.clone());
     }
     if let Some(st) = &req.statement {
-        attrs.set("zt.db.statement_id", st.clone());
+        attrs.set(attr::ZT_DB_STATEMENT_ID, st.clone());
     }
     let mut status = Status::UNSET;
     if let Some(r) = resp {
         if let Some(rows) = r.rows {
-            attrs.set("db.response.returned_rows", rows as i64);
+            attrs.set(attr::DB_RESPONSE_RETURNED_ROWS, rows as i64);
         }
         if let Some(e) = &r.error {
             if let Some(code) = &e.code {
-                attrs.set("db.response.status_code", code.clone());
-                attrs.set("error.type", code.clone());
+                attrs.set(attr::DB_RESPONSE_STATUS_CODE, code.clone());
+                view.status.db_error_code = Some(code.clone());
+                attrs.set(attr::ERROR_TYPE, code.clone());
             } else {
-                attrs.set("error.type", "db_error");
+                attrs.set(attr::ERROR_TYPE, "db_error");
             }
             status = Status::error(e.message.clone());
         }
@@ -429,6 +511,14 @@ fn db(
         (Some(op), Some(t)) => format!("{op} {t}"),
         (Some(op), None) => op.clone(),
         _ => req.system.as_str().to_owned(),
+    };
+    view.operation = match req.system {
+        protocol_parsers::DbSystem::Redis => operation.map(|command| Operation::Redis { command }),
+        _ if operation.is_none() && target.is_none() => None,
+        _ => Some(Operation::Db {
+            operation,
+            collection: target,
+        }),
     };
     (name, status)
 }
@@ -448,5 +538,113 @@ mod tests {
         }
         let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         assert_eq!(ip_text(v6), "::1");
+    }
+
+    /// `http` and its helpers: unknown and invalid methods are `_OTHER`
+    /// with the original kept; an invalid target is a path, never a route.
+    #[test]
+    fn http_other_methods_and_invalid_requests() {
+        use super::{describe, ExchangeView};
+        use crate::event::SockTuple;
+        use crate::span::{AttrValue, SpanKind};
+        use protocol_parsers::{HttpRequest, HttpResponse, MessageInfo, Protocol};
+        let addr = "127.0.0.1:80".parse().unwrap();
+        let run = |method: &str, target: &str, invalid: &[&str]| {
+            let req = MessageInfo::HttpRequest(HttpRequest {
+                method: Some(method.into()),
+                target: Some(target.into()),
+                invalid: invalid.iter().map(|w| w.to_string()).collect(),
+                ..HttpRequest::default()
+            });
+            let resp = MessageInfo::HttpResponse(HttpResponse {
+                status: Some(400),
+                ..HttpResponse::default()
+            });
+            let super::Described {
+                name,
+                attributes: attrs,
+                ..
+            } = describe(&ExchangeView {
+                kind: SpanKind::Server,
+                protocol: Protocol::Http1,
+                tuple: SockTuple {
+                    local: addr,
+                    remote: addr,
+                },
+                tls: false,
+                request: Some(&req),
+                response: Some(&resp),
+                raw_sql: false,
+            });
+            let get = |k: &str| match attrs.get(k) {
+                Some(AttrValue::Str(s)) => Some(s.to_string()),
+                Some(other) => Some(format!("{other:?}")),
+                None => None,
+            };
+            (
+                name,
+                get("http.request.method"),
+                get("http.request.method_original"),
+                get("url.path"),
+                get("http.route"),
+                get("zt.http.invalid"),
+            )
+        };
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            run("GET", "/u/7", &[]),
+            (
+                "GET /u/{id}".into(),
+                s("GET"),
+                None,
+                s("/u/7"),
+                s("/u/{id}"),
+                None
+            )
+        );
+        assert_eq!(
+            run("PURGE", "/x", &[]),
+            (
+                "HTTP /x".into(),
+                s("_OTHER"),
+                s("PURGE"),
+                s("/x"),
+                s("/x"),
+                None
+            )
+        );
+        assert_eq!(
+            run("G\\x01T", "/x", &["method"]),
+            (
+                "HTTP /x".into(),
+                s("_OTHER"),
+                s("G\\x01T"),
+                s("/x"),
+                s("/x"),
+                s("method")
+            )
+        );
+        assert_eq!(
+            run("GET", "/a\\x01b", &["target"]),
+            (
+                "GET".into(),
+                s("GET"),
+                None,
+                s("/a\\x01b"),
+                None,
+                s("target")
+            )
+        );
+        assert_eq!(
+            run("G\\x01T", "/\\xff", &["method", "target", "header"]),
+            (
+                "HTTP".into(),
+                s("_OTHER"),
+                s("G\\x01T"),
+                s("/\\xff"),
+                None,
+                s("method,target,header")
+            )
+        );
     }
 }

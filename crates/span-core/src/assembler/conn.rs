@@ -1,0 +1,401 @@
+//! Connections: protocol detection, one parser per connection, and the
+//! segments that map a message's stream offset back to the syscall (time,
+//! thread, TCP sequence, execution context) that carried it.
+//!
+//! **Invariant:** a connection's parser is fed each side's bytes in stream
+//! order, with every uncaptured byte reported as a gap, so the offsets it
+//! reports are positions in that side's stream; those offsets are looked up
+//! in the side's last `MAX_SEGS` segments (bounded). A database's or
+//! cache's own end of a connection is never parsed (they are leaves seen
+//! from their clients). The table holds at most `Config::max_connections`.
+
+use super::stats::Stats;
+use super::tls;
+use crate::event::{DataEvent, Direction, MonoNanos, Role, SockTuple, Source, ThreadKey};
+use crate::span::SpanId;
+use hashbrown::HashMap;
+use protocol_parsers::{ConnectionParser, L7Event, Protocol, Side};
+use std::collections::VecDeque;
+
+/// Segments kept per side.
+const MAX_SEGS: usize = 128;
+
+/// One syscall's (or TLS call's) bytes in a side's stream.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Seg {
+    pub(super) start: u64,
+    pub(super) end: u64,
+    pub(super) enter: MonoNanos,
+    pub(super) exit: MonoNanos,
+    /// TCP sequence of the first byte (syscalls), or its plaintext offset
+    /// (TLS, only when the connection was seen from its start).
+    pub(super) seq: Option<u64>,
+    pub(super) source: Source,
+    pub(super) thread: ThreadKey,
+    /// Execution context of the call (0: none).
+    pub(super) ctx: u64,
+    /// Task (goroutine) the call was made for (0: none).
+    pub(super) task: u64,
+}
+
+pub(super) enum ParseState {
+    Detecting {
+        attempts: u32,
+    },
+    Parsing {
+        parser: Box<dyn ConnectionParser>,
+        protocol: Protocol,
+    },
+    Ignored,
+}
+
+pub(super) struct Conn {
+    pub(super) pid: u32,
+    pub(super) role: Role,
+    pub(super) tuple: SockTuple,
+    pub(super) state: ParseState,
+    pub(super) tls: bool,
+    /// The connect/accept was observed: stream positions count from the
+    /// connection's first byte.
+    pub(super) seen_open: bool,
+    /// TLS plaintext bytes per direction (egress, ingress) since the first.
+    tls_pos: [u64; 2],
+    pos: [u64; 2],
+    segs: [VecDeque<Seg>; 2],
+    /// exchange -> span
+    pub(super) pending: HashMap<u64, SpanId>,
+    last_activity: MonoNanos,
+}
+
+fn side_idx(s: Side) -> usize {
+    match s {
+        Side::Client => 0,
+        Side::Server => 1,
+    }
+}
+
+impl Conn {
+    pub(super) fn new(pid: u32, role: Role, tuple: SockTuple, ts: MonoNanos) -> Conn {
+        Conn {
+            pid,
+            role,
+            tuple,
+            state: ParseState::Detecting { attempts: 0 },
+            tls: false,
+            seen_open: false,
+            tls_pos: [0, 0],
+            pos: [0, 0],
+            segs: [VecDeque::new(), VecDeque::new()],
+            pending: HashMap::new(),
+            last_activity: ts,
+        }
+    }
+
+    fn side_of(&self, dir: Direction) -> Option<Side> {
+        match (self.role, dir) {
+            (Role::Client, Direction::Egress) | (Role::Server, Direction::Ingress) => {
+                Some(Side::Client)
+            }
+            (Role::Client, Direction::Ingress) | (Role::Server, Direction::Egress) => {
+                Some(Side::Server)
+            }
+            (Role::Unknown, _) => None,
+        }
+    }
+
+    fn server_port(&self) -> u16 {
+        match self.role {
+            Role::Server => self.tuple.local.port(),
+            _ => self.tuple.remote.port(),
+        }
+    }
+
+    /// The protocol being parsed, once detected.
+    pub(super) fn protocol(&self) -> Option<Protocol> {
+        match &self.state {
+            ParseState::Parsing { protocol, .. } => Some(*protocol),
+            _ => None,
+        }
+    }
+
+    /// The segment holding stream offset `off` of `side`.
+    /// Tasks of the kept segments of `side` from stream offset `off` on
+    /// (the reads that carried a message that starts there).
+    pub(super) fn tasks_from(&self, side: Side, off: u64) -> Vec<u64> {
+        self.segs[side_idx(side)]
+            .iter()
+            .filter(|g| g.end > off && g.task != 0)
+            .map(|g| g.task)
+            .collect()
+    }
+
+    pub(super) fn seg_at(&self, side: Side, off: u64) -> Option<Seg> {
+        let segs = &self.segs[side_idx(side)];
+        // Almost always the latest segment.
+        if let Some(last) = segs.back() {
+            if off >= last.start {
+                return Some(*last);
+            }
+        }
+        let i = segs.partition_point(|s| s.end <= off);
+        segs.get(i).or_else(|| segs.front()).copied()
+    }
+
+    /// The first TLS plaintext on a connection: its socket bytes are
+    /// ciphertext from now on, and its plaintext is parsed from its first
+    /// byte. Returns the requests that were waiting for a response.
+    pub(super) fn start_tls(&mut self) -> Vec<SpanId> {
+        self.tls = true;
+        self.state = ParseState::Detecting { attempts: 0 };
+        self.pos = [0, 0];
+        self.segs = [VecDeque::new(), VecDeque::new()];
+        self.pending.drain().map(|(_, id)| id).collect()
+    }
+
+    /// Plaintext offset of a TLS event, counted from the first byte only if
+    /// the connection was seen from its start.
+    fn tls_seq(&mut self, d: &DataEvent) -> Option<u64> {
+        if d.source != Source::Tls {
+            return None;
+        }
+        let i = match d.direction {
+            Direction::Egress => 0,
+            Direction::Ingress => 1,
+        };
+        let at = self.tls_pos[i];
+        self.tls_pos[i] += d.bytes;
+        self.seen_open.then_some(at)
+    }
+
+    /// Whether this event's bytes are parsed: detects the protocol on the
+    /// first payloads (a few tries, then the connection is ignored).
+    fn detect(&mut self, d: &DataEvent, max_attempts: u32, stats: &mut Stats) -> bool {
+        let server_port = self.server_port();
+        let role = self.role;
+        let ParseState::Detecting { attempts } = &mut self.state else {
+            return true;
+        };
+        if d.payload.is_empty() {
+            return false;
+        }
+        match detect_protocol(role, d.direction, &d.payload, server_port) {
+            // A database or cache is a leaf seen from its clients: its
+            // own end of the connection is not parsed at all.
+            Some((Protocol::Mysql | Protocol::Postgres | Protocol::Redis, Role::Server)) => {
+                self.state = ParseState::Ignored;
+                stats.conns_ignored += 1;
+                false
+            }
+            Some((protocol, role)) => {
+                self.role = role;
+                self.state = ParseState::Parsing {
+                    parser: protocol_parsers::new_parser(protocol),
+                    protocol,
+                };
+                stats.conns_parsed += 1;
+                true
+            }
+            None => {
+                *attempts += 1;
+                if *attempts >= max_attempts {
+                    self.state = ParseState::Ignored;
+                    stats.conns_ignored += 1;
+                }
+                false
+            }
+        }
+    }
+
+    /// Take in one data event of this connection (TLS switch already
+    /// done): record its segment, feed the parser and append what it
+    /// reports to `out`.
+    pub(super) fn ingest(
+        &mut self,
+        d: &DataEvent,
+        max_attempts: u32,
+        stats: &mut Stats,
+        out: &mut Vec<L7Event>,
+    ) {
+        let tls_seq = self.tls_seq(d);
+        if !self.detect(d, max_attempts, stats) {
+            return;
+        }
+        let Some(side) = self.side_of(d.direction) else {
+            return;
+        };
+        let ParseState::Parsing { parser, .. } = &mut self.state else {
+            return;
+        };
+        let i = side_idx(side);
+        let start = self.pos[i];
+        let seg = Seg {
+            start,
+            end: start + d.bytes,
+            enter: d.enter_ns,
+            exit: d.exit_ns,
+            seq: match d.source {
+                Source::Syscall => Some(d.seq as u64),
+                Source::Tls => tls_seq,
+                Source::Sendfile => None,
+            },
+            source: d.source,
+            thread: d.thread(),
+            ctx: d.exec_ctx,
+            task: d.task,
+        };
+        if self.segs[i].len() >= MAX_SEGS {
+            self.segs[i].pop_front();
+        }
+        self.segs[i].push_back(seg);
+        self.pos[i] = seg.end;
+        let captured = d.payload.len() as u64;
+        if captured > 0 {
+            parser.feed(side, &d.payload);
+        }
+        if d.bytes > captured {
+            parser.gap(side, d.bytes - captured);
+        }
+        while let Some(ev) = parser.poll() {
+            out.push(ev);
+        }
+    }
+
+    /// The connection closed: what the parser reports at end of stream.
+    pub(super) fn close(&mut self) -> Vec<L7Event> {
+        let mut events = Vec::new();
+        if let ParseState::Parsing { parser, .. } = &mut self.state {
+            parser.close(Side::Client);
+            parser.close(Side::Server);
+            while let Some(ev) = parser.poll() {
+                events.push(ev);
+            }
+        }
+        events
+    }
+}
+
+/// What a data event does to its connection before parsing.
+pub(super) enum Admit {
+    /// Parse it.
+    Parse,
+    /// Parse it; the connection just switched to TLS plaintext and these
+    /// requests lost their response.
+    TlsStarted(Vec<SpanId>),
+    /// Ciphertext (or unknown connection): skip.
+    Skip,
+}
+
+/// The connection table, by connection id.
+#[derive(Default)]
+pub(super) struct Conns {
+    map: HashMap<u64, Conn>,
+}
+
+impl Conns {
+    pub(super) fn get(&self, id: u64) -> Option<&Conn> {
+        self.map.get(&id)
+    }
+
+    pub(super) fn get_mut(&mut self, id: u64) -> Option<&mut Conn> {
+        self.map.get_mut(&id)
+    }
+
+    pub(super) fn remove(&mut self, id: u64) -> Option<Conn> {
+        self.map.remove(&id)
+    }
+
+    pub(super) fn insert(&mut self, id: u64, conn: Conn) {
+        self.map.insert(id, conn);
+    }
+
+    /// A connect or accept was observed. Returns the connection it
+    /// replaces, if any; `false` if the table is full.
+    pub(super) fn open(
+        &mut self,
+        c: &crate::event::ConnEvent,
+        max: usize,
+        stats: &mut Stats,
+    ) -> (Option<Conn>, bool) {
+        stats.conns_seen += 1;
+        let old = self.map.remove(&c.conn_id);
+        if self.map.len() >= max {
+            stats.conns_refused_capacity += 1;
+            return (old, false);
+        }
+        let mut conn = Conn::new(c.pid, c.role, c.tuple, c.ts);
+        conn.seen_open = true;
+        self.map.insert(c.conn_id, conn);
+        (old, true)
+    }
+
+    /// The connection of a data event (created on first use, within the
+    /// table's bound), updated with what the event says about it.
+    pub(super) fn admit(&mut self, d: &DataEvent, max: usize, stats: &mut Stats) -> Admit {
+        if !self.map.contains_key(&d.conn_id) {
+            if self.map.len() >= max {
+                stats.conns_refused_capacity += 1;
+                return Admit::Skip;
+            }
+            stats.conns_seen += 1;
+            self.map
+                .insert(d.conn_id, Conn::new(d.pid, d.role, d.tuple, d.enter_ns));
+        }
+        let Some(conn) = self.map.get_mut(&d.conn_id) else {
+            return Admit::Skip;
+        };
+        conn.pid = d.pid;
+        conn.last_activity = d.exit_ns;
+        if conn.role == Role::Unknown && d.role != Role::Unknown {
+            conn.role = d.role;
+        }
+        // Once TLS plaintext is seen on a connection, its socket bytes are
+        // ciphertext: parse only the plaintext, from its first byte.
+        match d.source {
+            Source::Tls if !conn.tls => Admit::TlsStarted(conn.start_tls()),
+            Source::Tls => Admit::Parse,
+            _ if conn.tls => Admit::Skip,
+            _ if tls::looks_like_tls_record(&d.payload) => Admit::Skip,
+            _ => Admit::Parse,
+        }
+    }
+
+    /// Forget connections idle longer than `idle` with nothing pending.
+    pub(super) fn sweep(&mut self, now: MonoNanos, idle: u64) {
+        self.map
+            .retain(|_, c| !(c.pending.is_empty() && now.saturating_sub(c.last_activity) > idle));
+    }
+}
+
+/// Protocol of a connection from the first bytes seen in `dir`, and the
+/// connection's role (inferred from who sends requests when unknown).
+fn detect_protocol(
+    role: Role,
+    dir: Direction,
+    bytes: &[u8],
+    port: u16,
+) -> Option<(Protocol, Role)> {
+    let as_client = |d: Direction| match d {
+        Direction::Egress => Role::Client,
+        Direction::Ingress => Role::Server,
+    };
+    let as_server = |d: Direction| match d {
+        Direction::Egress => Role::Server,
+        Direction::Ingress => Role::Client,
+    };
+    match role {
+        Role::Client | Role::Server => {
+            let side = if as_client(dir) == role {
+                Side::Client
+            } else {
+                Side::Server
+            };
+            protocol_parsers::detect(side, bytes, port).map(|p| (p, role))
+        }
+        Role::Unknown => {
+            if let Some(p) = protocol_parsers::detect(Side::Client, bytes, port) {
+                return Some((p, as_client(dir)));
+            }
+            protocol_parsers::detect(Side::Server, bytes, port).map(|p| (p, as_server(dir)))
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Emission and timers: when a trace is complete enough to leave, turning
+//! span records into [`Span`]s (names, attributes, the typed view), and the
+//! deadlines `poll_timeout` reports.
+//!
+//! **Invariant:** a trace is emitted once, whole: when its root and every
+//! span under it have ended, the trace linger has passed since the last
+//! end, and the root's peer deadline (a server span waiting for its client
+//! span, a call waiting for its context's response) is over — or at
+//! `flush`. Emitted spans leave every table; only the ids of emitted server
+//! spans are remembered (at most `EMITTED_MEMORY`), so a late call on their
+//! thread, or an inferred link to them, still gets the right trace id.
+//! Children are clamped inside their parents' time range. Each emitted span
+//! is counted once, under its final link reason.
+
+use super::link::inferred;
+use super::spans::{Parent, SpanRec};
+use super::{Assembler, Output};
+use crate::event::MonoNanos;
+use crate::semconv::{attr, describe, Described, ExchangeView};
+use crate::span::{Resource, Span, SpanId, SpanKind, Status, StatusCode, Trace, TraceId};
+use crate::view::IncompleteReason;
+use hashbrown::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+/// Emitted server spans remembered.
+const EMITTED_MEMORY: usize = 200_000;
+
+/// Ids of emitted server spans and their trace ids, bounded.
+#[derive(Default)]
+pub(super) struct EmittedMemory {
+    map: HashMap<SpanId, TraceId>,
+    order: VecDeque<SpanId>,
+}
+
+impl EmittedMemory {
+    pub(super) fn trace_of(&self, id: SpanId) -> Option<TraceId> {
+        self.map.get(&id).copied()
+    }
+
+    fn remember(&mut self, id: SpanId, trace: TraceId) {
+        self.map.insert(id, trace);
+        self.order.push_back(id);
+        while self.order.len() > EMITTED_MEMORY {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
+/// What a converted span leaves for its children: its time range (they are
+/// clamped inside it) and its resource (their peer's service).
+struct Converted {
+    start: MonoNanos,
+    end: MonoNanos,
+    resource: Arc<Resource>,
+}
+
+#[derive(Default)]
+pub(super) struct Emitter {
+    /// (when, span): trees to try to emit.
+    checks: BinaryHeap<Reverse<(MonoNanos, SpanId)>>,
+    /// (deadline, span) in creation order: requests that may time out. Spans
+    /// start in (nearly) increasing time, so a queue does what a heap would,
+    /// at O(1).
+    timeouts: VecDeque<(MonoNanos, SpanId)>,
+    pub(super) emitted: EmittedMemory,
+    /// Spans of the trace being emitted (kept to reuse its allocation).
+    converted: HashMap<SpanId, Converted>,
+    out: VecDeque<Output>,
+}
+
+impl Emitter {
+    /// Try to emit the tree holding `id` at `at`.
+    pub(super) fn schedule_check(&mut self, at: MonoNanos, id: SpanId) {
+        self.checks.push(Reverse((at, id)));
+    }
+
+    /// Close request `id` at `at` if it has no response by then.
+    pub(super) fn schedule_timeout(&mut self, at: MonoNanos, id: SpanId) {
+        self.timeouts.push_back((at, id));
+    }
+
+    /// The earliest deadline.
+    pub(super) fn next_deadline(&self) -> Option<MonoNanos> {
+        self.checks
+            .peek()
+            .map(|Reverse((t, _))| *t)
+            .into_iter()
+            .chain(self.timeouts.front().map(|(t, _)| *t))
+            .min()
+    }
+
+    pub(super) fn pop_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+}
+
+impl Assembler {
+    /// Close timed-out requests and emit the trees whose checks are due
+    /// (all of them with `force`).
+    pub(super) fn run_checks(&mut self, force: bool) {
+        while let Some(&(t, id)) = self.emitter.timeouts.front() {
+            if t > self.now && !force {
+                break;
+            }
+            self.emitter.timeouts.pop_front();
+            if self.spans.get(id).is_some_and(|s| s.end.is_none()) && t <= self.now {
+                self.stats.spans_timed_out += 1;
+                self.force_end(id, t, IncompleteReason::NoResponse);
+            }
+        }
+        while let Some(Reverse((t, id))) = self.emitter.checks.peek().copied() {
+            if t > self.now && !force {
+                break;
+            }
+            self.emitter.checks.pop();
+            match self.spans.get(id) {
+                Some(s) if s.end.is_some() => {}
+                _ => continue,
+            }
+            let root = self.spans.find_root(id);
+            self.try_emit(root, force);
+        }
+    }
+
+    /// Emit the tree under `root` if every span in it ended and the waits passed.
+    pub(super) fn try_emit(&mut self, root: SpanId, force: bool) {
+        let mut order = Vec::new();
+        let mut stack = vec![root];
+        let mut max_end = 0;
+        while let Some(id) = stack.pop() {
+            let Some(s) = self.spans.get(id) else {
+                continue;
+            };
+            match s.end {
+                Some(e) => max_end = max_end.max(e),
+                None if !force => return,
+                None => {}
+            }
+            order.push(id);
+            stack.extend(s.children.iter().rev().copied());
+        }
+        let Some(r) = self.spans.get(root) else {
+            return;
+        };
+        let linger_end = max_end + self.cfg.trace_linger_ns;
+        let ready_at = linger_end.max(r.peer_deadline);
+        if !force && ready_at > self.now {
+            // The span that ended last has its own check at `linger_end`,
+            // still queued (checks pop in time order): only a later peer
+            // deadline needs one of its own.
+            if r.peer_deadline > linger_end {
+                self.emitter.schedule_check(ready_at, root);
+            }
+            return;
+        }
+        let trace_id = r.root_trace();
+        let mut spans = Vec::with_capacity(order.len());
+        let mut converted = std::mem::take(&mut self.emitter.converted);
+        converted.clear();
+        for id in &order {
+            let Some(rec) = self.spans.remove(*id) else {
+                continue;
+            };
+            self.linker.forget(&rec);
+            let span = self.to_span(&rec, trace_id, &mut converted);
+            // Only server spans are ever looked up once emitted (a late
+            // call on their thread, an inferred link to them): client
+            // spans leave the tcp_seq index when emitted.
+            if rec.kind == SpanKind::Server {
+                self.emitter.emitted.remember(rec.id, trace_id);
+            }
+            self.stats
+                .count_emitted(rec.link_reason, inferred::carries_evidence(&rec));
+            spans.push(span);
+        }
+        converted.clear();
+        if converted.capacity() <= 4096 {
+            self.emitter.converted = converted;
+        }
+        self.stats.traces_emitted += 1;
+        self.emitter
+            .out
+            .push_back(Output::Trace(Trace { trace_id, spans }));
+    }
+
+    fn wall(&self, mono: MonoNanos) -> u64 {
+        (mono as i128 + self.cfg.wall_clock_offset_ns as i128).max(0) as u64
+    }
+
+    /// The resource a span is emitted with.
+    fn resource_of(&self, rec: &SpanRec) -> Arc<Resource> {
+        self.procs
+            .resource_at(rec.thread.pid, rec.start, &rec.resource)
+    }
+
+    /// `service.name` of the other end of `rec`'s request, when it was
+    /// observed here and linked by `tcp_seq`: a client span's server child
+    /// (still in the table: parents are converted first), a server span's
+    /// client parent (converted just before).
+    fn peer_service(
+        &self,
+        rec: &SpanRec,
+        converted: &HashMap<SpanId, Converted>,
+    ) -> Option<String> {
+        match rec.kind {
+            SpanKind::Client => rec.children.iter().find_map(|c| {
+                let child = self.spans.get(*c)?;
+                (child.kind == SpanKind::Server
+                    && child.link_reason == super::LinkReason::TcpSeq
+                    && child.parent == Parent::Local(rec.id))
+                .then(|| self.resource_of(child).service_name.clone())
+            }),
+            SpanKind::Server => match rec.parent {
+                Parent::Local(p) if rec.link_reason == super::LinkReason::TcpSeq => {
+                    converted.get(&p).map(|c| c.resource.service_name.clone())
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// `converted` holds the spans of this trace already converted, so
+    /// children are clamped inside their parents.
+    fn to_span(
+        &self,
+        rec: &SpanRec,
+        trace_id: TraceId,
+        converted: &mut HashMap<SpanId, Converted>,
+    ) -> Span {
+        let Described {
+            name,
+            mut attributes,
+            mut status,
+            mut view,
+        } = describe(&ExchangeView {
+            kind: rec.kind,
+            protocol: rec.protocol,
+            tuple: rec.tuple,
+            tls: rec.tls,
+            request: rec.request.as_ref(),
+            response: rec.response.as_ref(),
+            raw_sql: self.cfg.raw_sql,
+        });
+        let mut start = rec.start;
+        let mut end = rec.end.unwrap_or(rec.start).max(rec.start);
+        let parent_span_id = match rec.parent {
+            Parent::None => None,
+            Parent::Local(p) => {
+                if let Some(pc) = converted.get(&p) {
+                    // Both ends are observed: the server hands over its last
+                    // byte (write entry) before the client's read returns; a
+                    // later write exit is scheduling noise. Clamp inside.
+                    start = start.max(pc.start);
+                    if end > pc.end {
+                        end = pc.end.max(rec.end_floor).max(start);
+                    }
+                }
+                Some(p)
+            }
+            Parent::Remote { span_id, .. } => Some(span_id),
+        };
+        attributes.set(attr::THREAD_ID, rec.thread.tid as i64);
+        attributes.set(attr::ZT_LINK_REASON, rec.link_reason.as_str());
+        if let Some(why) = rec.incomplete {
+            attributes.set(attr::ZT_INCOMPLETE, why.as_str());
+            if rec.response.is_none() && status.code == StatusCode::Unset {
+                status = Status::error(format!("no response observed ({})", why.as_str()));
+            }
+        }
+        let links = rec
+            .inferred_link
+            .map(|other| {
+                let trace = self
+                    .emitter
+                    .emitted
+                    .trace_of(other)
+                    .or_else(|| self.spans.trace_of(other))
+                    .unwrap_or(trace_id);
+                vec![inferred::span_link(trace, other)]
+            })
+            .unwrap_or_default();
+        let resource = self.resource_of(rec);
+        if let Some(peer) = &mut view.peer {
+            peer.service = self.peer_service(rec, converted);
+        }
+        view.link_reason = Some(rec.link_reason);
+        view.incomplete = rec.incomplete;
+        view.status.error = status.code == StatusCode::Error;
+        converted.insert(
+            rec.id,
+            Converted {
+                start,
+                end,
+                resource: resource.clone(),
+            },
+        );
+        Span {
+            trace_id,
+            span_id: rec.id,
+            parent_span_id,
+            name,
+            kind: rec.kind,
+            start_unix_nanos: self.wall(start),
+            end_unix_nanos: self.wall(end),
+            status,
+            attributes,
+            links,
+            resource,
+            view: Box::new(view),
+        }
+    }
+}

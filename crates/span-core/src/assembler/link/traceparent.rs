@@ -1,0 +1,54 @@
+//! Rule `traceparent`: an inbound W3C `traceparent` header names the
+//! SERVER span's parent (the caller is instrumented).
+//!
+//! **Invariant:** only a well-formed header (version, 32 + 16 lower-case
+//! hex digits, non-zero ids, flags) is adopted, and only on a SERVER span's
+//! request; its trace id and span id become the span's remote parent.
+//! Assumes the caller put its own span id there, as W3C Trace Context says.
+
+use super::LinkReason;
+use crate::assembler::spans::{Parent, SpanRec};
+use crate::span::{SpanId, SpanKind, TraceId};
+use protocol_parsers::MessageInfo;
+
+/// The header of an inbound request, parsed (SERVER spans only).
+pub(in crate::assembler) fn of_request(
+    info: &MessageInfo,
+    kind: SpanKind,
+) -> Option<(TraceId, SpanId)> {
+    match (info, kind) {
+        (MessageInfo::HttpRequest(r), SpanKind::Server) => {
+            r.header("traceparent").and_then(parse_traceparent)
+        }
+        _ => None,
+    }
+}
+
+/// The span's parent is the one the header names.
+pub(super) fn adopt(rec: &mut SpanRec, (trace_id, span_id): (TraceId, SpanId)) {
+    rec.parent = Parent::Remote { trace_id, span_id };
+    rec.link_reason = LinkReason::Traceparent;
+}
+
+/// `00-<32 hex trace>-<16 hex span>-<2 hex flags>` (W3C Trace Context).
+pub fn parse_traceparent(v: &str) -> Option<(TraceId, SpanId)> {
+    let mut parts = v.trim().split('-');
+    let version = parts.next()?;
+    let trace = parts.next()?;
+    let span = parts.next()?;
+    let flags = parts.next()?;
+    if version.len() != 2 || version == "ff" || flags.len() != 2 {
+        return None;
+    }
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    let lower = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if !lower(trace) || !lower(span) || !lower(version) || !lower(flags) {
+        return None;
+    }
+    Some((TraceId::from_hex(trace)?, SpanId::from_hex(span)?))
+}

@@ -1,0 +1,264 @@
+//! The span assembler and trace linker.
+//!
+//! Events go in through [`Assembler::handle_event`] (any order within the
+//! reorder window), time goes in through [`Assembler::handle_timeout`], and
+//! finished traces come out of [`Assembler::poll`]. See ARCHITECTURE.md,
+//! "Assembly" and "Linking", for the rules and why each is sound.
+//!
+//! The [`Assembler`] owns one typed sub-state per concern, each in its own
+//! module that states its invariant:
+//!
+//! | module | state | concern |
+//! |---|---|---|
+//! | `crate::reorder` | `Reorder` | the reorder window |
+//! | [`conn`] | `Conns` | connections, protocol detection, parsers, segments |
+//! | [`tls`] | `TlsBinder` | TLS plaintext held until its socket is known |
+//! | [`procs`] | `Procs` | processes: resources, per-process rule state |
+//! | [`exchange`] | (on `SpanTable`) | parser events open, fill and close spans |
+//! | [`spans`] | `SpanTable` | spans not yet emitted, and their edges |
+//! | [`link`] | `Linker` | one module per linking rule, `LinkReason` |
+//! | [`emit`] | `Emitter` | emission, timers, emitted-span memory |
+//! | [`stats`] | `Stats` | counters |
+//!
+//! This file only dispatches events and holds the public API.
+
+mod config;
+mod conn;
+mod emit;
+mod exchange;
+pub mod link;
+mod procs;
+mod spans;
+mod stats;
+mod tls;
+
+pub use config::Config;
+pub use link::traceparent::parse_traceparent;
+pub use link::LinkReason;
+pub use stats::Stats;
+
+use crate::event::{ConnClose, DataEvent, Event, MonoNanos};
+use crate::ids::IdGenerator;
+use crate::reorder::Reorder;
+use crate::span::Trace;
+use config::MS;
+use conn::{Admit, Conns};
+use emit::Emitter;
+use link::Linker;
+use procs::Procs;
+use spans::SpanTable;
+use tls::TlsBinder;
+
+/// What the assembler produces.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    Trace(Trace),
+}
+
+/// The sans-I/O span assembler.
+pub struct Assembler {
+    cfg: Config,
+    ids: IdGenerator,
+    reorder: Reorder,
+    /// Latest time seen (events or `handle_timeout`); never runs backwards.
+    now: MonoNanos,
+    procs: Procs,
+    conns: Conns,
+    tls: TlsBinder,
+    spans: SpanTable,
+    linker: Linker,
+    emitter: Emitter,
+    stats: Stats,
+    last_sweep: MonoNanos,
+}
+
+impl Assembler {
+    pub fn new(cfg: Config) -> Self {
+        Assembler {
+            ids: IdGenerator::new(cfg.id_seed),
+            reorder: Reorder::new(cfg.reorder_window_ns, cfg.reorder_capacity),
+            cfg,
+            now: 0,
+            procs: Procs::default(),
+            conns: Conns::default(),
+            tls: TlsBinder::default(),
+            spans: SpanTable::default(),
+            linker: Linker::default(),
+            emitter: Emitter::default(),
+            stats: Stats::default(),
+            last_sweep: 0,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.late_events = self.reorder.late;
+        s.reorder_forced = self.reorder.forced;
+        s.tasks_evicted = self.linker.tasks.tasks_evicted;
+        s.fill_named_links();
+        s
+    }
+
+    /// Spans started and not yet emitted.
+    pub fn pending_spans(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Feed one event. It is processed once the reorder window has passed it
+    /// (see [`Assembler::handle_timeout`]).
+    pub fn handle_event(&mut self, ev: Event) {
+        self.stats.events += 1;
+        self.reorder.push(ev);
+        // Keep the window bounded even if the caller never advances time.
+        while self.reorder.len() > self.cfg.reorder_capacity {
+            match self.reorder.pop_ready(0) {
+                Some(ev) => self.process(ev),
+                None => break,
+            }
+        }
+    }
+
+    /// Advance time to `now` (monotonic ns): process events out of the
+    /// reorder window, close timed-out requests, emit finished traces.
+    pub fn handle_timeout(&mut self, now: MonoNanos) {
+        self.now = self.now.max(now);
+        while let Some(ev) = self.reorder.pop_ready(self.now) {
+            self.process(ev);
+        }
+        self.run_checks(false);
+        if self.now.saturating_sub(self.last_sweep) > 10_000 * MS {
+            self.last_sweep = self.now;
+            self.conns.sweep(self.now, self.cfg.conn_idle_ns);
+        }
+    }
+
+    /// When `handle_timeout` next has work to do.
+    pub fn poll_timeout(&self) -> Option<MonoNanos> {
+        let a = self.reorder.next_ready_at();
+        let b = self.emitter.next_deadline();
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Next output, if any.
+    pub fn poll(&mut self) -> Option<Output> {
+        self.emitter.pop_output()
+    }
+
+    /// End of input: process everything held, close what is open (marked
+    /// incomplete) and emit every trace.
+    pub fn flush(&mut self) {
+        while let Some(ev) = self.reorder.pop_any() {
+            self.process(ev);
+        }
+        for id in self.spans.open_ids() {
+            let t = self
+                .spans
+                .get(id)
+                .map_or(self.now, |s| s.start.max(self.now));
+            self.force_end(id, t, crate::view::IncompleteReason::CaptureEnded);
+        }
+        self.run_checks(true);
+        // Anything left (e.g. trees whose checks were not scheduled).
+        for id in self.spans.ids() {
+            if self.spans.contains(id) {
+                let root = self.spans.find_root(id);
+                self.try_emit(root, true);
+            }
+        }
+    }
+
+    fn process(&mut self, ev: Event) {
+        let ts = ev.order_ts();
+        if ts > self.now {
+            // Time never runs backwards inside the assembler.
+            self.now = ts;
+        }
+        match ev {
+            Event::Data(d) => self.on_data(d),
+            Event::ConnOpen(c) => {
+                let (old, _) = self
+                    .conns
+                    .open(&c, self.cfg.max_connections, &mut self.stats);
+                if let Some(old) = old {
+                    self.abandon_conn(old, c.ts);
+                }
+            }
+            Event::TlsBind(b) => {
+                for d in self.tls.bind(b) {
+                    self.on_data(d);
+                }
+            }
+            Event::ConnClose(c) => self.on_close(c),
+            Event::Process(p) => self.procs.on_process(&p, &self.cfg),
+            Event::ProcessExit { pid, .. } => {
+                self.procs.on_exit(pid);
+                self.linker.tasks.process_gone(pid);
+            }
+            Event::TaskStart(t) => self.linker.tasks.started(t.pid, t.task, t.parent),
+            Event::TaskEnd(t) => self.linker.tasks.ended(t.pid, t.task, t.ts),
+        }
+    }
+
+    fn on_data(&mut self, d: DataEvent) {
+        let Some(d) = self.tls.resolve(d, &mut self.stats) else {
+            return;
+        };
+        self.stats.data_events += 1;
+        self.stats.data_bytes += d.bytes;
+        if d.source == crate::event::Source::Tls {
+            self.stats.tls_events += 1;
+        }
+        if d.conn_id == 0 {
+            return;
+        }
+        match self
+            .conns
+            .admit(&d, self.cfg.max_connections, &mut self.stats)
+        {
+            Admit::Parse => {}
+            Admit::TlsStarted(stale) => {
+                for id in stale {
+                    self.force_end(id, d.enter_ns, crate::view::IncompleteReason::TlsStarted);
+                }
+            }
+            Admit::Skip => return,
+        }
+        let Some(conn) = self.conns.get_mut(d.conn_id) else {
+            return;
+        };
+        let mut events = Vec::new();
+        conn.ingest(&d, self.cfg.detect_attempts, &mut self.stats, &mut events);
+        for ev in events {
+            self.on_l7(d.conn_id, d.pid, &d.comm, ev);
+        }
+        self.linker.settle_contexts(&mut self.spans);
+    }
+
+    fn on_close(&mut self, c: ConnClose) {
+        let Some(mut conn) = self.conns.remove(c.conn_id) else {
+            return;
+        };
+        let events = conn.close();
+        if !events.is_empty() {
+            let pid = conn.pid;
+            self.conns.insert(c.conn_id, conn);
+            for ev in events {
+                self.on_l7(c.conn_id, pid, "", ev);
+            }
+            self.linker.settle_contexts(&mut self.spans);
+            let Some(conn) = self.conns.remove(c.conn_id) else {
+                return;
+            };
+            self.abandon_conn(conn, c.ts);
+        } else {
+            self.abandon_conn(conn, c.ts);
+        }
+    }
+}

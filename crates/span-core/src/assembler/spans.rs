@@ -1,0 +1,136 @@
+//! The span table: spans started and not yet emitted, and the edges
+//! between them.
+//!
+//! **Invariant:** a span is in the table from its request head until its
+//! trace is emitted, and at most `Config::max_open_spans` are (more are
+//! dropped, counted). `children` lists exactly the spans whose parent is
+//! `Parent::Local(this span)`, so a tree is walked from its root; a
+//! `Parent::Local` whose span has left the table is treated as a root's
+//! remote parent by [`SpanTable::find_root`].
+
+use super::link::tcp_seq::SeqKey;
+use super::link::LinkReason;
+use crate::event::{MonoNanos, SockTuple, ThreadKey};
+use crate::span::{Resource, SpanId, SpanKind, TraceId};
+use crate::view::IncompleteReason;
+use hashbrown::HashMap;
+use protocol_parsers::{MessageInfo, Protocol};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Parent {
+    None,
+    Local(SpanId),
+    /// Outside our span table: from a traceparent header, or a parent
+    /// already emitted.
+    Remote {
+        trace_id: TraceId,
+        span_id: SpanId,
+    },
+}
+
+pub(super) struct SpanRec {
+    pub(super) id: SpanId,
+    pub(super) kind: SpanKind,
+    pub(super) protocol: Protocol,
+    pub(super) resource: Arc<Resource>,
+    pub(super) tuple: SockTuple,
+    pub(super) tls: bool,
+    pub(super) thread: ThreadKey,
+    pub(super) start: MonoNanos,
+    pub(super) end: Option<MonoNanos>,
+    /// Earliest credible end (the entry of the last write of a response).
+    pub(super) end_floor: MonoNanos,
+    pub(super) request: Option<MessageInfo>,
+    pub(super) response: Option<MessageInfo>,
+    pub(super) parent: Parent,
+    /// Trace id if this span stays a root.
+    pub(super) own_trace: TraceId,
+    pub(super) link_reason: LinkReason,
+    /// The single request in flight in the process when this call was made
+    /// (weak evidence: a span link, not a parent).
+    pub(super) inferred_link: Option<SpanId>,
+    /// (pid, execution context) of a client call waiting for a response
+    /// written in the same context.
+    pub(super) ctx_key: Option<(u32, u64)>,
+    /// HTTP/1 server span whose request a task (goroutine) read: the
+    /// `task` rule tracks it until its response head.
+    pub(super) task_tracked: bool,
+    pub(super) seq_key: Option<SeqKey>,
+    /// Not emitted before this (a server span waiting for its client span,
+    /// a call waiting for its context's response).
+    pub(super) peer_deadline: MonoNanos,
+    pub(super) incomplete: Option<IncompleteReason>,
+    pub(super) children: Vec<SpanId>,
+}
+
+impl SpanRec {
+    /// The trace id this span gives its tree if it is the root.
+    pub(super) fn root_trace(&self) -> TraceId {
+        match self.parent {
+            Parent::Remote { trace_id, .. } => trace_id,
+            _ => self.own_trace,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct SpanTable {
+    map: HashMap<SpanId, Box<SpanRec>>,
+}
+
+impl SpanTable {
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(super) fn contains(&self, id: SpanId) -> bool {
+        self.map.contains_key(&id)
+    }
+
+    pub(super) fn get(&self, id: SpanId) -> Option<&SpanRec> {
+        self.map.get(&id).map(|b| &**b)
+    }
+
+    pub(super) fn get_mut(&mut self, id: SpanId) -> Option<&mut SpanRec> {
+        self.map.get_mut(&id).map(|b| &mut **b)
+    }
+
+    pub(super) fn insert(&mut self, rec: Box<SpanRec>) {
+        self.map.insert(rec.id, rec);
+    }
+
+    pub(super) fn remove(&mut self, id: SpanId) -> Option<Box<SpanRec>> {
+        self.map.remove(&id)
+    }
+
+    pub(super) fn ids(&self) -> Vec<SpanId> {
+        self.map.keys().copied().collect()
+    }
+
+    /// Spans not ended yet.
+    pub(super) fn open_ids(&self) -> Vec<SpanId> {
+        self.map
+            .values()
+            .filter(|s| s.end.is_none())
+            .map(|s| s.id)
+            .collect()
+    }
+
+    /// The root of the tree holding `id`, within the table.
+    pub(super) fn find_root(&self, mut id: SpanId) -> SpanId {
+        for _ in 0..10_000 {
+            match self.map.get(&id).map(|s| s.parent) {
+                Some(Parent::Local(p)) if self.map.contains_key(&p) => id = p,
+                _ => break,
+            }
+        }
+        id
+    }
+
+    /// The trace id of the tree holding `id`, if it is in the table.
+    pub(super) fn trace_of(&self, id: SpanId) -> Option<TraceId> {
+        let root = self.find_root(id);
+        self.get(root).map(SpanRec::root_trace)
+    }
+}

@@ -1,0 +1,211 @@
+//! A typed view of a span for consumers (renderers, exporters, stages),
+//! computed once by the assembler when the span is emitted.
+//!
+//! **Invariant:** the view says nothing the span's attributes do not say
+//! (same values, typed), except [`Peer::service`], which only the assembler
+//! knows: the `service.name` of the process at the other end, when that end
+//! was observed on this host and linked by proof (`tcp_seq`). Consumers read
+//! the view instead of looking attributes up by string key; the exported
+//! attributes are unchanged.
+
+use crate::assembler::LinkReason;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+
+/// The application protocol of an exchange, as a consumer groups it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppProtocol {
+    /// HTTP/1.x or HTTP/2 (not gRPC).
+    Http,
+    /// gRPC over HTTP/2.
+    Grpc,
+    Mysql,
+    Postgres,
+    Redis,
+}
+
+impl AppProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppProtocol::Http => "http",
+            AppProtocol::Grpc => "grpc",
+            AppProtocol::Mysql => "mysql",
+            AppProtocol::Postgres => "postgresql",
+            AppProtocol::Redis => "redis",
+        }
+    }
+
+    /// `db.system` of a database or cache protocol.
+    pub fn db_system(self) -> Option<&'static str> {
+        match self {
+            AppProtocol::Mysql | AppProtocol::Postgres | AppProtocol::Redis => Some(self.as_str()),
+            AppProtocol::Http | AppProtocol::Grpc => None,
+        }
+    }
+}
+
+/// The other end of the connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// `network.peer.address`.
+    pub ip: IpAddr,
+    /// `network.peer.port`.
+    pub port: u16,
+    /// `service.name` of the process at the other end, when the other end of
+    /// this request was observed on this host and linked by proof: for a
+    /// CLIENT span, its server span's service (linked by `tcp_seq`); for a
+    /// SERVER span, its caller's. Not an attribute.
+    pub service: Option<String>,
+}
+
+/// The server as the request named it (HTTP `Host`, HTTP/2 `:authority`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authority {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// What was asked for, low-cardinality.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// `http.route` (SERVER) or `url.template` (CLIENT).
+    HttpRoute(String),
+    /// `rpc.service` and `rpc.method`.
+    Rpc { service: String, method: String },
+    /// SQL: `db.operation.name` and `db.collection.name` (the table).
+    Db {
+        operation: Option<String>,
+        collection: Option<String>,
+    },
+    /// Redis: the command (`db.operation.name`).
+    Redis { command: String },
+}
+
+/// Outcome codes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewStatus {
+    /// `http.response.status_code`.
+    pub http: Option<u16>,
+    /// `rpc.grpc.status_code`.
+    pub grpc: Option<u32>,
+    /// `db.response.status_code` (an error's code).
+    pub db_error_code: Option<String>,
+    /// The span's status is `ERROR`.
+    pub error: bool,
+}
+
+/// Why a span ended without its response (`zt.incomplete`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncompleteReason {
+    /// No response within `Config::request_timeout_ns`.
+    NoResponse,
+    /// The connection closed (or was replaced) before the response.
+    ConnectionClosed,
+    /// The HTTP/2 stream was abandoned (GOAWAY, stream cap).
+    StreamAbandoned,
+    /// The connection switched to TLS; its plaintext is parsed afresh.
+    TlsStarted,
+    /// The capture ended (`Assembler::flush`).
+    CaptureEnded,
+}
+
+impl IncompleteReason {
+    pub const ALL: [IncompleteReason; 5] = [
+        IncompleteReason::NoResponse,
+        IncompleteReason::ConnectionClosed,
+        IncompleteReason::StreamAbandoned,
+        IncompleteReason::TlsStarted,
+        IncompleteReason::CaptureEnded,
+    ];
+
+    /// The `zt.incomplete` attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncompleteReason::NoResponse => "no_response",
+            IncompleteReason::ConnectionClosed => "connection_closed",
+            IncompleteReason::StreamAbandoned => "stream_abandoned",
+            IncompleteReason::TlsStarted => "tls_started",
+            IncompleteReason::CaptureEnded => "capture_ended",
+        }
+    }
+}
+
+/// A typed view of a span (see the module docs). `Default` is "nothing
+/// known", for spans built outside the assembler.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanView {
+    pub protocol: Option<AppProtocol>,
+    /// This end of the connection.
+    pub local: Option<SocketAddr>,
+    pub peer: Option<Peer>,
+    pub authority: Option<Authority>,
+    pub operation: Option<Operation>,
+    /// `http.request.method`.
+    pub method: Option<Cow<'static, str>>,
+    pub status: ViewStatus,
+    /// `db.query.text`: sanitised unless the user asked for raw SQL; for
+    /// Redis the command and key, never values.
+    pub db_statement: Option<String>,
+    pub link_reason: Option<LinkReason>,
+    pub incomplete: Option<IncompleteReason>,
+}
+
+impl SpanView {
+    /// The server a CLIENT span called, as `server.address` and
+    /// `server.port` name it: the host and port its request named, else the
+    /// peer's address and port.
+    pub fn called_server(&self) -> Option<(Cow<'_, str>, Option<u16>)> {
+        let peer_port = self.peer.as_ref().map(|p| p.port);
+        match &self.authority {
+            Some(a) => Some((Cow::Borrowed(a.host.as_str()), a.port.or(peer_port))),
+            None => {
+                let p = self.peer.as_ref()?;
+                Some((Cow::Owned(p.ip.to_string()), Some(p.port)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incomplete_names_are_their_serde_names() {
+        for r in IncompleteReason::ALL {
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn called_server_prefers_the_named_authority() {
+        let mut v = SpanView {
+            peer: Some(Peer {
+                ip: "10.0.0.7".parse().unwrap(),
+                port: 8080,
+                service: None,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            v.called_server(),
+            Some((Cow::Borrowed("10.0.0.7"), Some(8080)))
+        );
+        v.authority = Some(Authority {
+            host: "users".into(),
+            port: None,
+        });
+        assert_eq!(
+            v.called_server(),
+            Some((Cow::Borrowed("users"), Some(8080)))
+        );
+        assert_eq!(SpanView::default().called_server(), None);
+    }
+}
