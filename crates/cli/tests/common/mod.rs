@@ -508,10 +508,37 @@ pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-pub fn tempdir(tag: &str) -> PathBuf {
+/// A scratch directory of a test, removed (with what the test wrote in
+/// it) when dropped. Declare it before the processes that use it, so they
+/// are stopped first.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Keep it for a look when the test failed and ZT_KEEP_TEMP is set.
+        if !(std::thread::panicking() && std::env::var_os("ZT_KEEP_TEMP").is_some()) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn tempdir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("zt-{tag}-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 /// tests/topology/loadgen.py against `port`: `n` requests, `c` at a time,
