@@ -16,7 +16,7 @@ CONNS=${CONNS:-32}
 PORT=${PORT:-18999}
 ZT_ARGS=${ZT_ARGS:-}
 
-cargo build --release -q -p zt-trace-cli
+cargo build --release -q -p cli
 BIN=target/release/zt-trace
 work=$(mktemp -d)
 cleanup() {

@@ -18,7 +18,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 PORT=${PORT:-18998}
 
-cargo build --release -q -p zt-trace-cli
+cargo build --release -q -p cli
 BIN=target/release/zt-trace
 work=$(mktemp -d)
 cleanup() {

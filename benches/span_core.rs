@@ -13,9 +13,9 @@ use bytes::Bytes;
 use criterion::measurement::Measurement;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::fs::File;
-use zt_trace::core::*;
-use zt_trace::probes::record::RecordReader;
-use zt_trace::probes::ReplaySource;
+use zt_trace::ebpf_probes::record::RecordReader;
+use zt_trace::ebpf_probes::ReplaySource;
+use zt_trace::span_core::*;
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;

@@ -3,7 +3,7 @@
 
 fn main() -> anyhow::Result<()> {
     let t = std::time::Instant::now();
-    let probes = zt_trace::probes::Probes::builder().load()?;
+    let probes = zt_trace::ebpf_probes::Probes::builder().load()?;
     let elapsed = t.elapsed();
     for a in probes.attached() {
         println!("{a}");

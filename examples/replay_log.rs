@@ -1,12 +1,14 @@
-//! Replay an event log (written by `zt-trace record`) through the span
-//! assembler, without root, and print a summary per trace.
+//! The low-level, sans-I/O API: replay an event log (written by
+//! `zt-trace record`) through the span assembler yourself, feeding events
+//! and time in and polling traces out, without root, and print a summary
+//! per trace. (`examples/embed.rs` shows the high-level `Tracer`.)
 //!
 //! `cargo run --example replay_log -- tests/golden/http_topology.zrec`
 
 use std::fs::File;
-use zt_trace::core::{Assembler, Config, Output};
-use zt_trace::probes::record::RecordReader;
-use zt_trace::probes::ReplaySource;
+use zt_trace::ebpf_probes::record::RecordReader;
+use zt_trace::ebpf_probes::ReplaySource;
+use zt_trace::span_core::{Assembler, Config, Output};
 
 fn main() -> anyhow::Result<()> {
     let path = std::env::args()

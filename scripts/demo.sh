@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-cargo build --release -p zt-trace-cli
+cargo build --release -p cli
 exec target/release/zt-trace demo "$@"

@@ -80,5 +80,5 @@ fn main() {
 
 fn fail(msg: &str) -> ! {
     eprintln!("error: {msg}");
-    panic!("zt-ebpf-probes build failed: {msg}");
+    panic!("ebpf-probes build failed: {msg}");
 }

@@ -4,7 +4,7 @@
 # Needs root. Re-run when the raw record layout (zt_events.h) changes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build -q -p zt-trace-cli
+cargo build -q -p cli
 BIN=target/debug/zt-trace
 T=tests/topology
 pids=()

@@ -2,13 +2,12 @@
 //! print the traces. Needs root and python3.
 
 use crate::output::OutputFormat;
-use crate::run::{stop_flag, Agent};
-use crate::{AssembleArgs, CaptureArgs, RunArgs};
+use crate::run;
+use crate::settings::Settings;
 use anyhow::{bail, Context, Result};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const SERVICE_PY: &str = include_str!("../../../tests/topology/service.py");
@@ -82,28 +81,11 @@ fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
         "zt-trace demo: gateway :{gw} -> auth :{auth}, users :{users} -> profile :{profile}; sending {requests} requests"
     );
 
-    let stop = stop_flag()?;
-    let args = RunArgs {
-        capture: CaptureArgs {
-            capture_bytes: 4096,
-            pids: vec![],
-            ring_buffer_mib: 16,
-            no_tls: false,
-            no_python_contexts: false,
-        },
-        assemble: AssembleArgs {
-            raw_sql: false,
-            promote_inferred_links: false,
-            trace_linger_ms: 300,
-            request_timeout_s: 30,
-        },
-        export: crate::ExportArgs::default(),
-        output,
-        record: None,
-        duration: None,
-        stage: crate::Stage::Full,
-    };
-    let mut agent = Agent::start(&args)?;
+    let mut settings = Settings::default();
+    settings.assemble.trace_linger_ms = 300;
+    settings.output.format = output;
+    let tracer = run::builder(&settings, crate::Stage::Full)?.start()?;
+    run::stop_on_signals(tracer.stop_handle())?;
     let mut load = Command::new("python3")
         .arg(dir.join("loadgen.py"))
         .args([
@@ -115,18 +97,17 @@ fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
         .stdout(Stdio::null())
         .spawn()
         .context("starting the load generator")?;
-    loop {
-        agent.step(Duration::from_millis(20))?;
-        if stop.load(Ordering::Relaxed) || load.try_wait()?.is_some() {
+    // Until the load is done (or Ctrl-C), then let the last traces finish
+    // lingering.
+    while load.try_wait()?.is_none() {
+        if tracer.wait_timeout(Some(Duration::from_millis(50))) {
             break;
         }
     }
-    // Let the last traces finish lingering.
-    let until = Instant::now() + Duration::from_millis(800);
-    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-        agent.step(Duration::from_millis(20))?;
-    }
+    tracer.wait_timeout(Some(Duration::from_millis(800)));
     let _ = load.kill();
     let _ = load.wait();
-    agent.shutdown()
+    let stats = tracer.shutdown()?;
+    run::print_summary(&stats);
+    Ok(())
 }

@@ -1,14 +1,14 @@
 //! `--exporter` wiring: specs from the command line, one batching pipeline.
 
-use crate::ExportArgs;
+use crate::settings::Export;
 use anyhow::{Context, Result};
 use exporters::config::{parse_header, ExporterKind, ExporterSpec};
-use exporters::pipeline::{Pipeline, PipelineConfig, PipelineStats};
+use exporters::pipeline::PipelineConfig;
+use exporters::SpanExporter;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Parse `KIND[=TARGET]` values and the shared options into specs.
-pub fn specs(args: &ExportArgs) -> Result<Vec<ExporterSpec>> {
+pub fn specs(args: &Export) -> Result<Vec<ExporterSpec>> {
     let headers = args
         .headers
         .iter()
@@ -39,39 +39,17 @@ pub fn specs(args: &ExportArgs) -> Result<Vec<ExporterSpec>> {
     Ok(out)
 }
 
-/// The export pipeline, or `None` without `--exporter`.
-pub fn pipeline(args: &ExportArgs) -> Result<Option<Pipeline>> {
-    let specs = specs(args)?;
-    if specs.is_empty() {
-        return Ok(None);
-    }
+/// The exporters `--exporter` asks for, built, and the queue settings.
+pub fn exporters(args: &Export) -> Result<(Vec<Box<dyn SpanExporter>>, PipelineConfig)> {
     let mut built = Vec::new();
-    for spec in &specs {
+    for spec in &specs(args)? {
         let exporter =
             exporters::config::build(spec).with_context(|| format!("exporter {}", spec.kind))?;
-        log::info!("exporting spans with {}", exporter.name());
         built.push(exporter);
     }
     let config = PipelineConfig {
-        queue_capacity: args.export_queue.max(1),
+        queue_capacity: args.queue.max(1),
         ..PipelineConfig::default()
     };
-    Ok(Some(Pipeline::new(built, config)))
+    Ok((built, config))
 }
-
-pub fn summary(stats: &PipelineStats) -> String {
-    format!(
-        "exported {} spans in {} batches; dropped: {} queue full, {} after retries, {} rejected, {} at shutdown; {} retries, {} export errors",
-        stats.exported,
-        stats.batches_exported,
-        stats.dropped_queue_full,
-        stats.dropped_after_retries,
-        stats.dropped_rejected,
-        stats.dropped_at_shutdown,
-        stats.retries,
-        stats.export_errors
-    )
-}
-
-/// How long shutdown waits for the exporters to flush.
-pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);

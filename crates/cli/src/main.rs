@@ -5,15 +5,18 @@ mod export;
 mod output;
 mod render;
 mod run;
+mod settings;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use output::OutputFormat;
+use settings::{defaults, Settings};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The agent allocates and frees many small objects per event (spans,
 /// attributes, parsed heads); glibc's allocator spent about a third of the
-/// agent's CPU on that under load (perf, bench/overhead.sh). mimalloc's
+/// agent's CPU on that under load (perf, benches/overhead.sh). mimalloc's
 /// per-thread free lists cost much less (BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -23,10 +26,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "zt-trace",
     version,
     about = "Trace requests across services with eBPF: no code change, no restart.",
-    long_about = "zt-trace attaches eBPF probes to socket syscalls, parses HTTP/1.1 (and more) \
-from the bytes services exchange, and links the requests into end-to-end traces across \
-threads, processes and services. It needs root.\n\n\
-Without a subcommand it runs `zt-trace run`."
+    long_about = "zt-trace attaches eBPF probes to socket syscalls (and TLS and runtime \
+libraries), parses HTTP/1.1, HTTP/2, gRPC, MySQL, PostgreSQL and Redis from the bytes \
+services exchange, and links the requests into end-to-end traces across threads, processes \
+and services. Tracing needs root.\n\n\
+Without a subcommand it runs `zt-trace run`.\n\n\
+Options of `run` can also come from a TOML file (--config; see zt-trace.toml in the \
+repository) and from ZT_<SECTION>_<KEY> environment variables (e.g. \
+ZT_ASSEMBLE_TRACE_LINGER_MS=300, ZT_EXPORT_EXPORTERS=otlp,zipkin); command-line options \
+override the environment, which overrides the file. --print-config shows the result."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -72,14 +80,14 @@ enum Command {
 
 #[derive(Args, Debug, Clone)]
 struct CaptureArgs {
-    /// Payload bytes captured per syscall (max 8192).
-    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    /// Payload bytes captured per syscall (1-8192).
+    #[arg(long, default_value_t = defaults::CAPTURE_BYTES, value_name = "BYTES")]
     capture_bytes: u32,
     /// Trace only these process ids (repeatable; default: every process but zt-trace).
     #[arg(long = "pid", value_name = "PID")]
     pids: Vec<u32>,
-    /// Kernel ring buffer size in MiB (power of two).
-    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    /// Kernel ring buffer size in MiB (a power of two).
+    #[arg(long, default_value_t = defaults::RING_BUFFER_MIB, value_name = "MIB")]
     ring_buffer_mib: u32,
     /// Do not attach the OpenSSL uprobes (HTTPS plaintext).
     #[arg(long)]
@@ -101,10 +109,10 @@ struct AssembleArgs {
     #[arg(long)]
     promote_inferred_links: bool,
     /// How long a finished trace waits for late spans (ms).
-    #[arg(long, default_value_t = 200, value_name = "MS")]
+    #[arg(long, default_value_t = defaults::TRACE_LINGER_MS, value_name = "MS")]
     trace_linger_ms: u64,
     /// Close requests that got no response after this long (s).
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    #[arg(long, default_value_t = defaults::REQUEST_TIMEOUT_S, value_name = "SECS")]
     request_timeout_s: u64,
 }
 
@@ -129,12 +137,20 @@ struct ExportArgs {
     #[arg(long, value_name = "ALGO")]
     compression: Option<String>,
     /// Spans held for export before new ones are dropped (and counted).
-    #[arg(long, default_value_t = 8192, value_name = "SPANS")]
+    #[arg(long, default_value_t = defaults::EXPORT_QUEUE, value_name = "SPANS")]
     export_queue: usize,
 }
 
 #[derive(Args, Debug, Clone)]
 struct RunArgs {
+    /// Read options from this TOML file (see zt-trace.toml); command-line
+    /// options and ZT_* variables override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (file, environment and options
+    /// merged) as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
     #[command(flatten)]
     capture: CaptureArgs,
     #[command(flatten)]
@@ -163,44 +179,158 @@ enum Stage {
     Full,
 }
 
-fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .target(env_logger::Target::Stderr)
-        .format_timestamp_millis()
-        .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        None => run::run(cli.run),
-        Some(Command::Run(args)) => run::run(args),
+/// Whether option `id` was given on the command line (not a default).
+fn given(m: &ArgMatches, id: &str) -> bool {
+    m.try_get_raw(id).is_ok() && m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// Command-line capture options over `s`.
+fn overlay_capture(s: &mut Settings, a: &CaptureArgs, m: &ArgMatches) {
+    let c = &mut s.capture;
+    if given(m, "capture_bytes") {
+        c.capture_bytes = a.capture_bytes;
+    }
+    if given(m, "ring_buffer_mib") {
+        c.ring_buffer_mib = a.ring_buffer_mib;
+    }
+    if given(m, "pids") {
+        c.pids = a.pids.clone();
+    }
+    if a.no_tls {
+        c.tls = false;
+    }
+    if a.no_python_contexts {
+        c.python_contexts = false;
+    }
+}
+
+/// Command-line assembly options over `s`.
+fn overlay_assemble(s: &mut Settings, a: &AssembleArgs, m: &ArgMatches) {
+    let x = &mut s.assemble;
+    if a.raw_sql {
+        x.raw_sql = true;
+    }
+    if a.promote_inferred_links {
+        x.promote_inferred_links = true;
+    }
+    if given(m, "trace_linger_ms") {
+        x.trace_linger_ms = a.trace_linger_ms;
+    }
+    if given(m, "request_timeout_s") {
+        x.request_timeout_s = a.request_timeout_s;
+    }
+}
+
+/// The effective settings of `run`: file, environment, then options.
+fn run_settings(a: &RunArgs, m: &ArgMatches) -> anyhow::Result<Settings> {
+    let mut s = Settings::load(a.config.as_deref(), std::env::vars())?;
+    overlay_capture(&mut s, &a.capture, m);
+    overlay_assemble(&mut s, &a.assemble, m);
+    let e = &mut s.export;
+    if given(m, "exporters") {
+        e.exporters = a.export.exporters.clone();
+    }
+    if given(m, "headers") {
+        e.headers = a.export.headers.clone();
+    }
+    if given(m, "protocol") {
+        e.protocol = a.export.protocol.clone();
+    }
+    if given(m, "compression") {
+        e.compression = a.export.compression.clone();
+    }
+    if given(m, "export_queue") {
+        e.queue = a.export.export_queue;
+    }
+    if given(m, "output") {
+        s.output.format = a.output;
+    }
+    if a.record.is_some() {
+        s.output.record = a.record.clone();
+    }
+    if a.duration.is_some() {
+        s.output.duration_s = a.duration;
+    }
+    Ok(s)
+}
+
+/// Options of the command that was run, checked, and what to do.
+fn dispatch(cli: Cli, m: &ArgMatches) -> anyhow::Result<()> {
+    match cli.command {
+        None => run_command(&cli.run, m),
+        Some(Command::Run(args)) => run_command(&args, m.subcommand_matches("run").unwrap_or(m)),
         Some(Command::Record {
             file,
             capture,
             duration,
-        }) => run::run(RunArgs {
-            capture,
-            assemble: AssembleArgs {
-                raw_sql: false,
-                promote_inferred_links: false,
-                trace_linger_ms: 200,
-                request_timeout_s: 30,
-            },
-            export: ExportArgs::default(),
-            output: OutputFormat::None,
-            record: Some(file),
-            duration,
-            stage: Stage::Full,
-        }),
+        }) => {
+            let m = m.subcommand_matches("record").unwrap_or(m);
+            let mut s = Settings::load(None, std::env::vars())?;
+            overlay_capture(&mut s, &capture, m);
+            s.output.format = OutputFormat::None;
+            s.output.record = Some(file);
+            s.output.duration_s = duration.or(s.output.duration_s);
+            s.validate()?;
+            run::run(&s, Stage::Full)
+        }
         Some(Command::Demo { requests, output }) => demo::demo(requests, output),
         Some(Command::Replay {
             file,
             assemble,
             output,
-        }) => run::replay(&file, &assemble, output),
+        }) => {
+            let m = m.subcommand_matches("replay").unwrap_or(m);
+            let mut s = Settings::load(None, std::env::vars())?;
+            overlay_assemble(&mut s, &assemble, m);
+            s.output.format = output;
+            s.validate()?;
+            run::replay(&file, &s)
+        }
+    }
+}
+
+fn run_command(args: &RunArgs, m: &ArgMatches) -> anyhow::Result<()> {
+    let s = run_settings(args, m)?;
+    if args.print_config {
+        print!("{}", s.to_toml()?);
+        // Printing is not running: problems are reported, not fatal.
+        if let Err(e) = s.validate() {
+            eprintln!("zt-trace: warning: {e:#}");
+        }
+        return Ok(());
+    }
+    s.validate()?;
+    run::run(&s, args.stage)
+}
+
+/// An error and its causes, each said once (many errors already include
+/// their cause's text).
+fn describe(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+    }
+    msg
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .format_timestamp_millis()
+        .init();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
     };
-    match result {
+    match dispatch(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zt-trace: error: {e:#}");
+            eprintln!("zt-trace: error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }

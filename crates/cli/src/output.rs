@@ -1,11 +1,16 @@
-//! Where finished traces go on stdout.
+//! Where finished traces go on stdout: a sink of the tracer.
 
 use crate::render::render_trace;
 use exporters::jsonl::span_to_json;
 use span_core::Trace;
 use std::io::{self, Write};
+use std::sync::Arc;
+use zt_trace::{Sink, SinkError};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     /// One tree per trace (human-readable).
     Tree,
@@ -15,6 +20,8 @@ pub enum OutputFormat {
     None,
 }
 
+/// Prints each trace on stdout, flushed per trace. A write error (stdout
+/// closed: `zt-trace | head`) stops the tracer.
 pub struct Printer {
     format: OutputFormat,
     out: io::BufWriter<io::Stdout>,
@@ -28,7 +35,7 @@ impl Printer {
         }
     }
 
-    pub fn trace(&mut self, t: &Trace) -> io::Result<()> {
+    fn write(&mut self, t: &Trace) -> io::Result<()> {
         match self.format {
             OutputFormat::Tree => {
                 writeln!(self.out, "{}", render_trace(t))?;
@@ -39,8 +46,21 @@ impl Printer {
                     self.out.write_all(b"\n")?;
                 }
             }
-            OutputFormat::None => {}
+            OutputFormat::None => return Ok(()),
         }
         self.out.flush()
+    }
+}
+
+impl Sink for Printer {
+    fn name(&self) -> &str {
+        "stdout"
+    }
+
+    fn consume(&mut self, trace: &Arc<Trace>) -> Result<(), SinkError> {
+        self.write(trace).map_err(|source| SinkError::Io {
+            sink: "writing to stdout".into(),
+            source,
+        })
     }
 }

@@ -145,6 +145,8 @@ pub type Resolved = (PathBuf, Target, Result<Offsets, ResolveError>);
 
 /// A helper thread resolving symbols off the event loop.
 pub struct Resolver {
+    /// Jobs submitted and not yet collected through `done`.
+    outstanding: usize,
     tx: Option<mpsc::Sender<(PathBuf, Target)>>,
     rx: mpsc::Receiver<Resolved>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -165,21 +167,31 @@ impl Resolver {
                 }
             })?;
         Ok(Resolver {
+            outstanding: 0,
             tx: Some(tx),
             rx,
             thread: Some(thread),
         })
     }
 
-    pub fn submit(&self, path: PathBuf, target: Target) {
+    pub fn submit(&mut self, path: PathBuf, target: Target) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send((path, target));
+            if tx.send((path, target)).is_ok() {
+                self.outstanding += 1;
+            }
         }
     }
 
     /// Resolutions finished so far.
-    pub fn done(&self) -> impl Iterator<Item = Resolved> + '_ {
-        self.rx.try_iter()
+    pub fn done(&mut self) -> Vec<Resolved> {
+        let done: Vec<Resolved> = self.rx.try_iter().collect();
+        self.outstanding = self.outstanding.saturating_sub(done.len());
+        done
+    }
+
+    /// Whether submitted files are still being resolved.
+    pub fn busy(&self) -> bool {
+        self.outstanding > 0
     }
 }
 

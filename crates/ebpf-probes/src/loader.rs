@@ -527,17 +527,38 @@ impl Probes {
     /// Hand every queued record to `f`; if none is queued, wait up to
     /// `timeout` for the kernel to signal more first. Returns the number of
     /// records handled.
-    pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+    pub fn poll(&mut self, timeout: Duration, f: impl FnMut(&[u8])) -> io::Result<usize> {
+        self.poll_with_waker(timeout, None, f)
+    }
+
+    /// [`Probes::poll`], also returning early when `waker` (e.g. an eventfd
+    /// another thread writes to) becomes readable. The caller drains the
+    /// waker.
+    pub fn poll_with_waker(
+        &mut self,
+        timeout: Duration,
+        waker: Option<std::os::fd::BorrowedFd<'_>>,
+        mut f: impl FnMut(&[u8]),
+    ) -> io::Result<usize> {
         let mut n = self.drain(&mut f);
         if n == 0 {
-            let mut pfd = libc::pollfd {
-                fd: self.ring.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-            // SAFETY: pfd is a valid pollfd for the duration of the call.
-            let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+            let mut pfds = [
+                libc::pollfd {
+                    fd: self.ring.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: waker.map_or(-1, |w| w.as_raw_fd()),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // Round up: a deadline 0.3 ms away must not become a busy loop.
+            let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            // SAFETY: pfds is a valid array of pollfds for the duration of
+            // the call (a negative fd is ignored by poll).
+            let r = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
             if r < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() != io::ErrorKind::Interrupted {

@@ -13,6 +13,10 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// How often a source with files being resolved in the background looks
+/// whether they are done.
+const RESOLVER_CHECK: Duration = Duration::from_millis(10);
+
 /// Unix-epoch nanoseconds minus `CLOCK_MONOTONIC` nanoseconds, now.
 pub fn wall_clock_offset_ns() -> i64 {
     let mono = clock_ns(libc::CLOCK_MONOTONIC);
@@ -284,15 +288,15 @@ impl LiveSource {
         if !self.requested(target).first_time(&path) {
             return;
         }
-        match &self.resolver {
+        match &mut self.resolver {
             Some(r) => r.submit(path, target),
             None => self.attach_now(&path, target),
         }
     }
 
     fn attach_resolved_files(&mut self) {
-        let Some(r) = &self.resolver else { return };
-        let done: Vec<_> = r.done().collect();
+        let Some(r) = &mut self.resolver else { return };
+        let done = r.done();
         for (path, target, offsets) in done {
             let res = offsets
                 .map_err(|e| crate::LoadError::Config(e.to_string()))
@@ -396,9 +400,38 @@ impl LiveSource {
         self.stats
     }
 
+    /// When this source next has work of its own (reading a new process's
+    /// environment again, looking for libraries it loaded, attaching probes
+    /// to files resolved in the background), whether or not events arrive.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let resolving = self
+            .resolver
+            .as_ref()
+            .filter(|r| r.busy())
+            .map(|_| Instant::now() + RESOLVER_CHECK);
+        self.rescans
+            .iter()
+            .chain(self.env_rechecks.iter())
+            .map(|(at, _)| *at)
+            .chain(resolving)
+            .chain((!self.execs.is_empty()).then(Instant::now))
+            .min()
+    }
+
     /// Deliver decoded events to `f` (waiting up to `timeout` if none is
     /// queued). Undecodable records are counted and skipped.
-    pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(Event)) -> io::Result<usize> {
+    pub fn poll(&mut self, timeout: Duration, f: impl FnMut(Event)) -> io::Result<usize> {
+        self.poll_with_waker(timeout, None, f)
+    }
+
+    /// [`LiveSource::poll`], also returning early when `waker` becomes
+    /// readable (the caller drains it).
+    pub fn poll_with_waker(
+        &mut self,
+        timeout: Duration,
+        waker: Option<std::os::fd::BorrowedFd<'_>>,
+        mut f: impl FnMut(Event),
+    ) -> io::Result<usize> {
         let LiveSource {
             probes,
             enricher,
@@ -411,7 +444,7 @@ impl LiveSource {
         } = self;
 
         let mut io_err = None;
-        let n = probes.poll(timeout, |rec| {
+        let n = probes.poll_with_waker(timeout, waker, |rec| {
             stats.records += 1;
             stats.record_bytes += rec.len() as u64;
             let ev = match raw::decode(rec) {

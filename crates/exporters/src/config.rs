@@ -874,6 +874,17 @@ mod tests {
             resolve(&spec, &env_of(&[])),
             Err(ConfigError::InvalidEndpoint { .. })
         ));
+        for bad_port in [
+            "http://127.0.0.1:99999/v1/traces",
+            "http://127.0.0.1:0/v1/traces",
+            "127.0.0.1:70000",
+        ] {
+            spec.endpoint = Some(bad_port.into());
+            let err = resolve(&spec, &env_of(&[])).unwrap_err();
+            assert!(err.to_string().contains("1 to 65535"), "{bad_port}: {err}");
+        }
+        spec.endpoint = Some("http://[::1]:4318/v1/traces".into());
+        assert!(resolve(&spec, &env_of(&[])).is_ok());
     }
 
     #[test]

@@ -54,8 +54,19 @@ pub(crate) fn validate_url(url: &str) -> Result<(), ConfigError> {
         Some("http") | Some("https") => {}
         _ => return Err(bad("scheme must be http or https")),
     }
-    if uri.authority().is_none() {
+    let Some(authority) = uri.authority() else {
         return Err(bad("missing host"));
+    };
+    // `host:port`, `[v6]:port`, or no port at all.
+    let hostport = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let port = match hostport.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => Some(port),
+        _ => None,
+    };
+    if let Some(p) = port {
+        if !matches!(p.parse::<u16>(), Ok(1..)) {
+            return Err(bad("the port must be a number from 1 to 65535"));
+        }
     }
     Ok(())
 }

@@ -21,7 +21,7 @@
 //!   dropped_rejected + dropped_at_shutdown + queued + in_flight`.
 
 use crate::{ExportError, SpanExporter};
-use span_core::Span;
+use span_core::{Span, Trace};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -231,6 +231,9 @@ impl Shared {
 enum Msg {
     Span(Span),
     Batch(Vec<Span>),
+    /// The first `n` spans of a shared trace: copied by the worker, off the
+    /// sender's thread.
+    Trace(Arc<Trace>, usize),
     Flush(mpsc::SyncSender<Result<(), ExportError>>),
     Shutdown(mpsc::SyncSender<()>),
 }
@@ -377,6 +380,33 @@ impl Pipeline {
         }
     }
 
+    /// Offer the spans of a trace shared with other consumers to every lane.
+    /// Never blocks, and copies nothing on the caller's thread: each lane's
+    /// worker copies the spans it took. Each lane takes as many as it has
+    /// room for, from the front; the rest are counted in
+    /// `dropped_queue_full`. Returns the smallest number any lane took.
+    pub fn try_send_trace(&self, trace: &Arc<Trace>) -> usize {
+        let n = trace.spans.len();
+        if n == 0 || self.lanes.is_empty() {
+            return 0;
+        }
+        let mut min_taken = n;
+        for lane in &self.lanes {
+            let s = &lane.shared;
+            s.c.offered.fetch_add(n as u64, Ordering::AcqRel);
+            let k = s.reserve(n);
+            min_taken = min_taken.min(k);
+            if k < n {
+                s.c.dropped_queue_full
+                    .fetch_add((n - k) as u64, Ordering::AcqRel);
+            }
+            if k > 0 {
+                lane.send(Msg::Trace(trace.clone(), k), k);
+            }
+        }
+        min_taken
+    }
+
     /// Sum of every lane's counters (a span fanned out to two lanes counts
     /// twice).
     pub fn stats(&self) -> PipelineStats {
@@ -511,6 +541,11 @@ impl Worker {
                         self.push(span, &mut batch_deadline);
                     }
                 }
+                Ok(Msg::Trace(trace, k)) => {
+                    for span in &trace.spans[..k] {
+                        self.push(span.clone(), &mut batch_deadline);
+                    }
+                }
                 Ok(Msg::Flush(ack)) => {
                     self.export_batch();
                     batch_deadline = None;
@@ -554,6 +589,7 @@ impl Worker {
             match msg {
                 Msg::Span(span) => self.batch.push(span),
                 Msg::Batch(spans) => self.batch.extend(spans),
+                Msg::Trace(trace, k) => self.batch.extend_from_slice(&trace.spans[..k]),
                 Msg::Flush(ack) => {
                     let _ = ack.send(Ok(()));
                 }
@@ -849,6 +885,35 @@ mod tests {
         let stats = p.shutdown(Duration::from_secs(10));
         assert_eq!(stats.exported, 10);
         assert!(stats.balanced());
+    }
+
+    #[test]
+    fn try_send_trace_shares_the_trace_and_takes_what_fits() {
+        let a = Scripted::default();
+        let b = crate::InMemoryExporter::new();
+        let mut p = Pipeline::new(
+            vec![Box::new(a.clone()), Box::new(b.clone())],
+            config(10, 100),
+        );
+        let trace = Arc::new(Trace {
+            trace_id: span_core::TraceId(7),
+            spans: samples::spans(7),
+        });
+        assert_eq!(p.try_send_trace(&trace), 7);
+        assert_eq!(p.try_send_trace(&trace), 3);
+        // Each lane counts its own offers and drops.
+        assert_eq!(p.stats().offered, 28);
+        assert_eq!(p.stats().dropped_queue_full, 8);
+        a.open();
+        let stats = p.shutdown(Duration::from_secs(10));
+        assert_eq!(stats.exported, 20);
+        assert!(stats.balanced(), "{stats:?}");
+        assert_eq!(b.len(), 10);
+        // The first 7 exported by a lane are the trace's spans, in order.
+        let got = b.spans();
+        for (x, y) in got.iter().zip(&trace.spans) {
+            assert_eq!(x.span_id, y.span_id);
+        }
     }
 
     #[test]

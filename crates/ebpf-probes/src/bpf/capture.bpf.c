@@ -114,15 +114,21 @@ static __always_inline void count_drop(__u32 reason)
 		*c += 1;
 }
 
-/* Wake the reader only with the record that makes the queued data cross
- * zt_wakeup_bytes. The reader drains until empty before it sleeps (and
- * polls at least every 20 ms), and the ring buffer's poll reports queued
- * data itself, so one wake-up per crossing loses nothing; forcing one with
- * every record while the reader lags would cost an irq_work per syscall in
- * the traced process, exactly when the host is busiest. */
+/* Wake the reader with the first record put into an empty ring (the
+ * reader drained everything and sleeps until data or its next deadline),
+ * and with the record that makes the queued data cross zt_wakeup_bytes.
+ * Nothing else wakes it: the reader drains until empty before it sleeps,
+ * the ring buffer's poll reports queued data itself, and after a wake-up
+ * the reader waits a short batching delay before draining again, so while
+ * data flows most records find the ring non-empty and cost no wake-up.
+ * Forcing one with every record while the reader lags would cost an
+ * irq_work per syscall in the traced process, exactly when the host is
+ * busiest. */
 static __always_inline __u64 rb_flags(__u64 size)
 {
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	if (avail == 0)
+		return BPF_RB_FORCE_WAKEUP;
 	return avail < zt_wakeup_bytes && avail + size >= zt_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
 									   : BPF_RB_NO_WAKEUP;
 }

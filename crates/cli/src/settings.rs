@@ -1,0 +1,499 @@
+//! The effective configuration: defaults, then a TOML file (`--config`),
+//! then `ZT_<SECTION>_<KEY>` environment variables, then command-line
+//! options, each overriding the one before. Defaults have one source of
+//! truth, the constants in [`defaults`], used by both the command line
+//! (clap) and the file (serde). An unknown key, in the file or in a `ZT_`
+//! variable of a known section, is an error, not a silent no-op; every
+//! value is validated at startup ([`Settings::validate`]).
+
+use crate::output::OutputFormat;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Default values, shared by the command line and the configuration file.
+pub mod defaults {
+    pub const CAPTURE_BYTES: u32 = 4096;
+    pub const RING_BUFFER_MIB: u32 = 16;
+    pub const TRACE_LINGER_MS: u64 = 200;
+    pub const REQUEST_TIMEOUT_S: u64 = 30;
+    pub const EXPORT_QUEUE: usize = 8192;
+}
+
+/// Largest payload prefix the probes capture per call.
+const MAX_CAPTURE_BYTES: u32 = 8192;
+/// Largest ring buffer accepted (MiB).
+const MAX_RING_BUFFER_MIB: u32 = 1024;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub capture: Capture,
+    pub assemble: Assemble,
+    pub export: Export,
+    pub output: Output,
+}
+
+/// What the probes capture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Capture {
+    /// Payload bytes captured per syscall (1-8192).
+    pub capture_bytes: u32,
+    /// Kernel ring buffer size in MiB (a power of two).
+    pub ring_buffer_mib: u32,
+    /// OpenSSL uprobes (HTTPS plaintext).
+    pub tls: bool,
+    /// CPython context probes (thread pools, asyncio).
+    pub python_contexts: bool,
+    /// Trace only these processes (empty: all but zt-trace).
+    pub pids: Vec<u32>,
+}
+
+/// How spans are assembled and linked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Assemble {
+    pub raw_sql: bool,
+    pub promote_inferred_links: bool,
+    pub trace_linger_ms: u64,
+    pub request_timeout_s: u64,
+}
+
+/// Where spans are exported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Export {
+    /// `KIND[=TARGET]`, as for `--exporter`.
+    pub exporters: Vec<String>,
+    /// `KEY=VALUE` headers sent with every export request.
+    pub headers: Vec<String>,
+    /// OTLP protocol: grpc, http/protobuf or http/json.
+    pub protocol: Option<String>,
+    /// gzip or none.
+    pub compression: Option<String>,
+    /// Spans held for export before new ones are dropped (and counted).
+    pub queue: usize,
+}
+
+/// What is printed or written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Output {
+    pub format: OutputFormat,
+    /// Also write the raw event log here.
+    pub record: Option<PathBuf>,
+    /// Stop after this many seconds.
+    pub duration_s: Option<f64>,
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture {
+            capture_bytes: defaults::CAPTURE_BYTES,
+            ring_buffer_mib: defaults::RING_BUFFER_MIB,
+            tls: true,
+            python_contexts: true,
+            pids: Vec::new(),
+        }
+    }
+}
+
+impl Default for Assemble {
+    fn default() -> Self {
+        Assemble {
+            raw_sql: false,
+            promote_inferred_links: false,
+            trace_linger_ms: defaults::TRACE_LINGER_MS,
+            request_timeout_s: defaults::REQUEST_TIMEOUT_S,
+        }
+    }
+}
+
+impl Default for Export {
+    fn default() -> Self {
+        Export {
+            exporters: Vec::new(),
+            headers: Vec::new(),
+            protocol: None,
+            compression: None,
+            queue: defaults::EXPORT_QUEUE,
+        }
+    }
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Output {
+            format: OutputFormat::Tree,
+            record: None,
+            duration_s: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults overridden by the file at `path` (if any), then by `ZT_*`
+    /// variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading the configuration file {}", p.display()))?;
+                let parsed: Settings = toml::from_str(&text).map_err(|e| {
+                    let line = e
+                        .span()
+                        .map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1);
+                    anyhow!(
+                        "configuration file {}{}: {}",
+                        p.display(),
+                        line.map(|l| format!(", line {l}")).unwrap_or_default(),
+                        e.message().trim_end()
+                    )
+                })?;
+                toml::Table::try_from(parsed)?
+            }
+            None => toml::Table::try_from(Settings::default())?,
+        };
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ZT_"))
+            .collect();
+        vars.sort();
+        for (name, value) in vars {
+            apply_env(&mut table, &name, &value)?;
+        }
+        table
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow!("{}", e.message().trim_end()))
+    }
+
+    /// Every value checked, with one message per problem.
+    pub fn validate(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        let c = &self.capture;
+        if c.capture_bytes == 0 || c.capture_bytes > MAX_CAPTURE_BYTES {
+            problems.push(format!(
+                "capture_bytes (--capture-bytes) is {}: it must be from 1 to {MAX_CAPTURE_BYTES}",
+                c.capture_bytes
+            ));
+        }
+        if !c.ring_buffer_mib.is_power_of_two() || c.ring_buffer_mib > MAX_RING_BUFFER_MIB {
+            problems.push(format!(
+                "ring_buffer_mib (--ring-buffer-mib) is {}: it must be a power of two from 1 to {MAX_RING_BUFFER_MIB}",
+                c.ring_buffer_mib
+            ));
+        }
+        for pid in &c.pids {
+            if *pid == 0 {
+                problems.push("pids (--pid): 0 is not a process id".to_owned());
+            } else if !Path::new(&format!("/proc/{pid}")).exists() {
+                problems.push(format!("pids (--pid): no process has id {pid}"));
+            }
+        }
+        let a = &self.assemble;
+        if a.trace_linger_ms == 0 || a.trace_linger_ms > 600_000 {
+            problems.push(format!(
+                "trace_linger_ms (--trace-linger-ms) is {}: it must be from 1 to 600000",
+                a.trace_linger_ms
+            ));
+        }
+        if a.request_timeout_s == 0 || a.request_timeout_s > 86_400 {
+            problems.push(format!(
+                "request_timeout_s (--request-timeout-s) is {}: it must be from 1 to 86400",
+                a.request_timeout_s
+            ));
+        }
+        let e = &self.export;
+        if e.queue == 0 {
+            problems.push("queue (--export-queue) is 0: it must be at least 1".to_owned());
+        }
+        if let Some(p) = &e.protocol {
+            if let Err(err) = p.parse::<exporters::OtlpProtocol>() {
+                problems.push(format!("protocol (--protocol): {err}"));
+            }
+        }
+        if let Some(c) = &e.compression {
+            if let Err(err) = c.parse::<exporters::Compression>() {
+                problems.push(format!("compression (--compression): {err}"));
+            }
+        }
+        for h in &e.headers {
+            if let Err(err) = exporters::config::parse_header(h) {
+                problems.push(format!("headers (--header): {err}"));
+            }
+        }
+        // Building an exporter connects lazily: this checks kinds and
+        // endpoints without any network (with the shared options found
+        // wrong above left out, so each problem is reported once).
+        let mut e = e.clone();
+        e.protocol = e
+            .protocol
+            .filter(|p| p.parse::<exporters::OtlpProtocol>().is_ok());
+        e.compression = e
+            .compression
+            .filter(|c| c.parse::<exporters::Compression>().is_ok());
+        e.headers
+            .retain(|h| exporters::config::parse_header(h).is_ok());
+        if let Err(err) = crate::export::exporters(&e) {
+            problems.push(format!("exporters (--exporter): {err:#}"));
+        }
+        if let Some(d) = self.output.duration_s {
+            if !(d.is_finite() && d > 0.0) {
+                problems.push(format!(
+                    "duration_s (--duration) is {d}: it must be a positive number of seconds"
+                ));
+            }
+        }
+        if let Some(r) = &self.output.record {
+            let dir = r.parent().filter(|d| !d.as_os_str().is_empty());
+            if dir.is_some_and(|d| !d.is_dir()) {
+                problems.push(format!(
+                    "record (--record): the directory of {} does not exist",
+                    r.display()
+                ));
+            }
+        }
+        match problems.len() {
+            0 => Ok(()),
+            1 => bail!("invalid option: {}", problems[0]),
+            _ => bail!("invalid options:\n  {}", problems.join("\n  ")),
+        }
+    }
+
+    /// The effective configuration as TOML (`--print-config`), header
+    /// values redacted (they often hold API keys).
+    pub fn to_toml(&self) -> Result<String> {
+        let mut shown = self.clone();
+        for h in &mut shown.export.headers {
+            if let Some((k, _)) = h.split_once('=') {
+                *h = format!("{k}=REDACTED");
+            }
+        }
+        Ok(toml::to_string_pretty(&shown)?)
+    }
+}
+
+/// Sections whose keys `ZT_<SECTION>_<KEY>` variables set.
+const SECTIONS: &[&str] = &["capture", "assemble", "export", "output"];
+
+/// One `ZT_<SECTION>_<KEY>=value` variable onto the settings table. Other
+/// `ZT_` variables (test switches, build options) are not settings and are
+/// left alone.
+fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<()> {
+    let rest = name.trim_start_matches("ZT_").to_ascii_lowercase();
+    let Some((section, key)) = SECTIONS
+        .iter()
+        .find_map(|s| rest.strip_prefix(&format!("{s}_")).map(|k| (*s, k)))
+    else {
+        return Ok(());
+    };
+    let Some(toml::Value::Table(sec)) = table.get_mut(section) else {
+        return Ok(());
+    };
+    // The value's type: that of the current value when there is one, else
+    // the first reading the settings accept (optional keys start absent).
+    let candidates: Vec<toml::Value> = {
+        let list = || {
+            let parts: Vec<&str> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect();
+            match parts
+                .iter()
+                .map(|p| p.parse::<i64>())
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(ints) => toml::Value::Array(ints.into_iter().map(toml::Value::from).collect()),
+                Err(_) => toml::Value::Array(parts.into_iter().map(toml::Value::from).collect()),
+            }
+        };
+        let boolean = match value.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Some(true),
+            "0" | "false" | "no" | "off" => Some(false),
+            _ => None,
+        };
+        match sec.get(key) {
+            Some(toml::Value::Array(_)) => vec![list()],
+            Some(toml::Value::Boolean(_)) => boolean.map(toml::Value::from).into_iter().collect(),
+            Some(toml::Value::Integer(_)) => value
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .map(toml::Value::from)
+                .into_iter()
+                .collect(),
+            _ => {
+                let mut c = Vec::new();
+                if let Ok(f) = value.trim().parse::<f64>() {
+                    c.push(toml::Value::from(f));
+                }
+                c.push(toml::Value::from(value));
+                c
+            }
+        }
+    };
+    for candidate in candidates {
+        let mut trial = table.clone();
+        if let Some(toml::Value::Table(s)) = trial.get_mut(section) {
+            s.insert(key.to_owned(), candidate.clone());
+        }
+        if trial.clone().try_into::<Settings>().is_ok() {
+            *table = trial;
+            return Ok(());
+        }
+    }
+    // Explain: unknown key, or a value of the wrong kind.
+    let mut probe = table.clone();
+    if let Some(toml::Value::Table(s)) = probe.get_mut(section) {
+        s.insert(key.to_owned(), toml::Value::from(value));
+    }
+    let why = probe
+        .try_into::<Settings>()
+        .err()
+        .map(|e| e.message().trim_end().to_owned())
+        .unwrap_or_else(|| "not a valid value".to_owned());
+    Err(anyhow!("environment variable {name}={value:?}: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(text: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "zt-settings-{}-{}.toml",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn defaults_are_valid_and_print_as_toml() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s, Settings::default());
+        s.validate().unwrap();
+        let text = s.to_toml().unwrap();
+        assert!(text.contains("capture_bytes = 4096"), "{text}");
+        // What --print-config prints loads back to the same settings.
+        let back: Settings = toml::from_str(&text).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let p = write(
+            "[capture]\ncapture_bytes = 1024\ntls = false\n[assemble]\ntrace_linger_ms = 500\n[export]\nexporters = [\"zipkin\"]\n",
+        );
+        let s = Settings::load(
+            Some(&p),
+            env(&[
+                ("ZT_ASSEMBLE_TRACE_LINGER_MS", "300"),
+                ("ZT_CAPTURE_PIDS", "1, 2"),
+                ("ZT_EXPORT_PROTOCOL", "http/json"),
+                ("ZT_OUTPUT_DURATION_S", "2.5"),
+                ("ZT_OUTPUT_FORMAT", "json"),
+                ("ZT_CAPTURE_PYTHON_CONTEXTS", "no"),
+                ("ZT_REQUIRE_BPF", "1"), // not a setting: left alone
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.capture.capture_bytes, 1024);
+        assert!(!s.capture.tls);
+        assert!(!s.capture.python_contexts);
+        assert_eq!(s.capture.pids, vec![1, 2]);
+        assert_eq!(s.assemble.trace_linger_ms, 300);
+        assert_eq!(s.export.exporters, vec!["zipkin".to_owned()]);
+        assert_eq!(s.export.protocol.as_deref(), Some("http/json"));
+        assert_eq!(s.output.duration_s, Some(2.5));
+        assert_eq!(s.output.format, OutputFormat::Json);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let p = write("[capture]\ncapture_byte = 1024\n");
+        let e = format!("{:#}", Settings::load(Some(&p), env(&[])).unwrap_err());
+        assert!(e.contains("unknown field `capture_byte`"), "{e}");
+        let _ = std::fs::remove_file(p);
+        let p = write("[captur]\n");
+        let e = format!("{:#}", Settings::load(Some(&p), env(&[])).unwrap_err());
+        assert!(e.contains("unknown field `captur`"), "{e}");
+        let _ = std::fs::remove_file(p);
+        let e = format!(
+            "{:#}",
+            Settings::load(None, env(&[("ZT_CAPTURE_BYTEZ", "1")])).unwrap_err()
+        );
+        assert!(
+            e.contains("ZT_CAPTURE_BYTEZ") && e.contains("unknown field"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            Settings::load(None, env(&[("ZT_CAPTURE_CAPTURE_BYTES", "lots")])).unwrap_err()
+        );
+        assert!(e.contains("ZT_CAPTURE_CAPTURE_BYTES"), "{e}");
+        let e = format!(
+            "{:#}",
+            Settings::load(Some(Path::new("/nonexistent/zt.toml")), env(&[])).unwrap_err()
+        );
+        assert!(e.contains("/nonexistent/zt.toml"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_value_is_named() {
+        let mut s = Settings::default();
+        s.capture.capture_bytes = 0;
+        s.capture.ring_buffer_mib = 3;
+        s.capture.pids = vec![0, u32::MAX - 1];
+        s.assemble.request_timeout_s = 0;
+        s.assemble.trace_linger_ms = 0;
+        s.export.queue = 0;
+        s.export.protocol = Some("xyz".into());
+        s.export.compression = Some("lzma".into());
+        s.export.headers = vec!["no-equals-sign".into()];
+        s.export.exporters = vec!["otlp-http=http://127.0.0.1:99999/v1/traces".into()];
+        s.output.duration_s = Some(-1.0);
+        s.output.record = Some("/nonexistent/dir/x.zrec".into());
+        let e = s.validate().unwrap_err().to_string();
+        for needle in [
+            "capture_bytes (--capture-bytes) is 0",
+            "ring_buffer_mib (--ring-buffer-mib) is 3",
+            "0 is not a process id",
+            "no process has id",
+            "request_timeout_s (--request-timeout-s) is 0",
+            "trace_linger_ms (--trace-linger-ms) is 0",
+            "queue (--export-queue) is 0",
+            "protocol (--protocol)",
+            "compression (--compression)",
+            "headers (--header)",
+            "1 to 65535",
+            "duration_s (--duration) is -1",
+            "record (--record)",
+        ] {
+            assert!(e.contains(needle), "{needle} missing from:\n{e}");
+        }
+    }
+
+    #[test]
+    fn printed_config_redacts_header_values() {
+        let mut s = Settings::default();
+        s.export.headers = vec!["api-key=s3cret".into()];
+        let text = s.to_toml().unwrap();
+        assert!(text.contains("api-key=REDACTED"), "{text}");
+        assert!(!text.contains("s3cret"));
+    }
+}

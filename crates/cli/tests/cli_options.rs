@@ -1,0 +1,184 @@
+//! Options are validated at startup, before anything is attached, with one
+//! clear message per problem and a non-zero exit; the configuration file,
+//! the environment and the command line layer as documented. No root needed.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Output};
+
+fn zt(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(zt_trace_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("zt-trace")
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = zt(args, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} was accepted:\n{err}");
+    assert!(err.contains(needle), "{args:?}: {needle:?} not in:\n{err}");
+    assert!(
+        !err.contains("attaching the eBPF probes") && !err.contains("tracing"),
+        "{args:?} got as far as attaching:\n{err}"
+    );
+}
+
+#[test]
+fn every_bad_option_is_refused_with_its_own_message() {
+    for (args, needle) in [
+        (
+            &["--protocol", "xyz"][..],
+            "protocol (--protocol): unknown OTLP protocol \"xyz\"",
+        ),
+        (
+            &["--compression", "lzma"],
+            "compression (--compression): unknown compression \"lzma\"",
+        ),
+        (
+            &["--exporter", "otlp-http=http://127.0.0.1:99999/v1/traces"],
+            "the port must be a number from 1 to 65535",
+        ),
+        (
+            &["--exporter", "carrier-pigeon"],
+            "unknown exporter \"carrier-pigeon\"",
+        ),
+        (
+            &["--capture-bytes", "0"],
+            "capture_bytes (--capture-bytes) is 0",
+        ),
+        (
+            &["--capture-bytes", "100000"],
+            "capture_bytes (--capture-bytes) is 100000",
+        ),
+        (
+            &["--request-timeout-s", "0"],
+            "request_timeout_s (--request-timeout-s) is 0",
+        ),
+        (
+            &["--trace-linger-ms", "0"],
+            "trace_linger_ms (--trace-linger-ms) is 0",
+        ),
+        (&["--export-queue", "0"], "queue (--export-queue) is 0"),
+        (
+            &["--ring-buffer-mib", "3"],
+            "ring_buffer_mib (--ring-buffer-mib) is 3",
+        ),
+        (&["--header", "no-equals"], "headers (--header)"),
+        (&["--duration=-5"], "duration_s (--duration) is -5"),
+        (&["--duration", "0"], "duration_s (--duration) is 0"),
+        (&["--pid", "0"], "0 is not a process id"),
+        (
+            &["--record", "/nonexistent/dir/x.zrec"],
+            "record (--record)",
+        ),
+        (&["run", "--protocol", "xyz"], "unknown OTLP protocol"),
+        (
+            &["record", "/tmp/x.zrec", "--capture-bytes", "0"],
+            "capture_bytes",
+        ),
+        (
+            &["replay", "/nonexistent.zrec", "--trace-linger-ms", "0"],
+            "trace_linger_ms",
+        ),
+    ] {
+        fails_with(args, needle);
+    }
+    // Several problems: all of them, one line each.
+    let out = zt(
+        &[
+            "--protocol",
+            "xyz",
+            "--compression",
+            "lzma",
+            "--export-queue",
+            "0",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.matches("\n  ").count(), 3, "{err}");
+    // clap's own checks (not a number) also fail.
+    fails_with(&["--capture-bytes", "lots"], "invalid value 'lots'");
+}
+
+#[test]
+fn configuration_file_environment_and_options_layer() {
+    let dir = tempdir("cli-opts");
+    let file = dir.join("zt.toml");
+    std::fs::write(
+        &file,
+        "[capture]\ncapture_bytes = 1024\n[assemble]\ntrace_linger_ms = 500\nrequest_timeout_s = 9\n[export]\nheaders = [\"api-key=s3cret\"]\n",
+    )
+    .unwrap();
+    let out = zt(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--print-config",
+            "--request-timeout-s",
+            "7",
+        ],
+        &[
+            ("ZT_ASSEMBLE_TRACE_LINGER_MS", "300"),
+            ("ZT_CAPTURE_TLS", "false"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("capture_bytes = 1024"), "file: {text}");
+    assert!(
+        text.contains("trace_linger_ms = 300"),
+        "environment over file: {text}"
+    );
+    assert!(
+        text.contains("request_timeout_s = 7"),
+        "option over file: {text}"
+    );
+    assert!(text.contains("tls = false"), "{text}");
+    assert!(
+        text.contains("api-key=REDACTED") && !text.contains("s3cret"),
+        "{text}"
+    );
+
+    // Unknown keys are errors, with the file and line.
+    std::fs::write(&file, "[capture]\ncapture_bytez = 1\n").unwrap();
+    fails_with(
+        &["--config", file.to_str().unwrap()],
+        "line 2: unknown field `capture_bytez`",
+    );
+    let out = zt(&["--print-config"], &[("ZT_EXPORT_QUEU", "5")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ZT_EXPORT_QUEU"));
+    // Values in the file are validated like options.
+    std::fs::write(&file, "[export]\nprotocol = \"xyz\"\n").unwrap();
+    fails_with(
+        &["--config", file.to_str().unwrap()],
+        "unknown OTLP protocol \"xyz\"",
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_example_configuration_is_the_defaults() {
+    let example = repo_root().join("zt-trace.toml");
+    let with = zt(
+        &["--config", example.to_str().unwrap(), "--print-config"],
+        &[],
+    );
+    let without = zt(&["--print-config"], &[]);
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    assert_eq!(with.stdout, without.stdout);
+}

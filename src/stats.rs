@@ -1,0 +1,713 @@
+//! One registry of every counter zt-trace keeps.
+//!
+//! Each metric is defined once here ([`defs`]) with its name, help text and
+//! kind; the runtime reads every component's counters into a
+//! [`StatsSnapshot`] of samples of those definitions. The exit summary
+//! ([`StatsSnapshot::summary_lines`]), logs and the Prometheus endpoint all
+//! print from a snapshot, so a counter cannot be shown in one place and
+//! forgotten in another.
+//!
+//! Names follow Prometheus conventions (`zt_` prefix, `_total` for
+//! counters, base units), so the same definitions serve the text exposition
+//! format.
+
+use ebpf_probes::{DropCounters, SourceStats};
+use exporters::PipelineStats;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Counter (only goes up) or gauge (a current value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// A metric's definition.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricKind,
+    /// The label that tells samples of this metric apart, if any.
+    pub label: Option<&'static str>,
+}
+
+/// One value of a metric (for one value of its label, if it has one).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub def: &'static MetricDef,
+    pub label: Option<Cow<'static, str>>,
+    pub value: f64,
+}
+
+/// Every metric's current value, taken at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatsSnapshot {
+    pub samples: Vec<Sample>,
+}
+
+/// The definitions, in the order they are shown.
+pub mod defs {
+    use super::MetricDef;
+    use super::MetricKind::{Counter, Gauge};
+
+    macro_rules! def {
+        ($id:ident, $name:literal, $kind:expr, $label:expr, $help:literal) => {
+            pub static $id: MetricDef = MetricDef {
+                name: $name,
+                help: $help,
+                kind: $kind,
+                label: $label,
+            };
+        };
+    }
+
+    // Capture (kernel and ring buffer).
+    def!(
+        EVENTS,
+        "zt_events_total",
+        Counter,
+        None,
+        "Records read from the kernel ring buffer (or a replayed log)."
+    );
+    def!(
+        EVENT_BYTES,
+        "zt_event_bytes_total",
+        Counter,
+        None,
+        "Bytes of those records."
+    );
+    def!(
+        EVENTS_UNDECODABLE,
+        "zt_events_undecodable_total",
+        Counter,
+        None,
+        "Records that could not be decoded (skipped)."
+    );
+    def!(KERNEL_DROPS, "zt_kernel_drops_total", Counter, Some("reason"), "Events the kernel side lost or shortened, by reason (ring buffer full, table full, iovec truncated, unreadable user memory, ...).");
+    def!(
+        PROCESSES_RESOLVED,
+        "zt_processes_resolved_total",
+        Counter,
+        None,
+        "Processes whose details (service name, runtime) were read from /proc."
+    );
+    def!(
+        SERVICE_NAMES_LATE,
+        "zt_service_names_late_total",
+        Counter,
+        None,
+        "Processes whose service name was found only on a second look at their environment."
+    );
+    def!(
+        OWN_CONNECTION_EVENTS,
+        "zt_own_connection_events_total",
+        Counter,
+        None,
+        "Events of connections whose other end is zt-trace itself (its exporters), left out."
+    );
+    // Assembly.
+    def!(
+        ASM_EVENTS,
+        "zt_assembler_events_total",
+        Counter,
+        None,
+        "Events fed to the span assembler."
+    );
+    def!(
+        DATA_EVENTS,
+        "zt_data_events_total",
+        Counter,
+        None,
+        "Data events (socket or TLS reads and writes) assembled."
+    );
+    def!(
+        DATA_BYTES,
+        "zt_data_bytes_total",
+        Counter,
+        None,
+        "Bytes those data events transferred."
+    );
+    def!(CONNECTIONS, "zt_connections_total", Counter, Some("outcome"), "Connections seen, by what became of them: parsed (a known protocol), ignored (none, or a database's own end), refused (table full).");
+    def!(
+        SPANS_STARTED,
+        "zt_spans_started_total",
+        Counter,
+        None,
+        "Spans started (a request was seen)."
+    );
+    def!(
+        SPANS_EMITTED,
+        "zt_spans_emitted_total",
+        Counter,
+        None,
+        "Spans emitted in finished traces."
+    );
+    def!(
+        SPANS_DROPPED,
+        "zt_spans_dropped_total",
+        Counter,
+        Some("reason"),
+        "Spans not started or lost, by reason."
+    );
+    def!(
+        SPANS_TIMED_OUT,
+        "zt_spans_timed_out_total",
+        Counter,
+        None,
+        "Requests closed without a response after the request timeout."
+    );
+    def!(
+        TRACES_EMITTED,
+        "zt_traces_emitted_total",
+        Counter,
+        None,
+        "Traces emitted by the assembler."
+    );
+    def!(
+        LINKS,
+        "zt_links_total",
+        Counter,
+        Some("reason"),
+        "How spans were linked to a parent, or why not (zt.link.reason)."
+    );
+    def!(
+        PARSER_DESYNCS,
+        "zt_parser_desyncs_total",
+        Counter,
+        None,
+        "Times a protocol parser lost sync and resynchronised."
+    );
+    def!(
+        UNMATCHED_RESPONSES,
+        "zt_unmatched_responses_total",
+        Counter,
+        None,
+        "Responses with no request to pair with."
+    );
+    def!(
+        LATE_EVENTS,
+        "zt_late_events_total",
+        Counter,
+        None,
+        "Events that arrived after the reorder window had passed their time."
+    );
+    def!(
+        REORDER_FORCED,
+        "zt_reorder_forced_total",
+        Counter,
+        None,
+        "Events released early because the reorder window was full."
+    );
+    def!(
+        TLS_EVENTS,
+        "zt_tls_events_total",
+        Counter,
+        None,
+        "Plaintext data events from TLS library probes."
+    );
+    def!(
+        PENDING_SPANS,
+        "zt_pending_spans",
+        Gauge,
+        None,
+        "Spans started and not yet emitted."
+    );
+    // Stages and sinks.
+    def!(
+        STAGE_TRACES,
+        "zt_stage_traces_total",
+        Counter,
+        Some("stage_outcome"),
+        "Traces each processing stage passed on or dropped (`<stage>:passed`, `<stage>:dropped`)."
+    );
+    def!(
+        TRACES_OUT,
+        "zt_traces_out_total",
+        Counter,
+        None,
+        "Traces delivered to the sinks (after every stage)."
+    );
+    def!(
+        SINK_DROPS,
+        "zt_sink_drops_total",
+        Counter,
+        Some("sink"),
+        "Traces a sink could not take (a full channel)."
+    );
+    // Export.
+    def!(EXPORT_SPANS, "zt_export_spans_total", Counter, Some("outcome"), "Spans offered to the exporters, by outcome: exported, dropped_queue_full, dropped_after_retries, dropped_rejected, dropped_at_shutdown (a span sent to two exporters counts twice).");
+    def!(
+        EXPORT_QUEUED,
+        "zt_export_queued_spans",
+        Gauge,
+        None,
+        "Spans waiting in the export queues or being exported."
+    );
+    def!(
+        EXPORT_BATCHES,
+        "zt_export_batches_total",
+        Counter,
+        None,
+        "Batches the exporters sent successfully."
+    );
+    def!(
+        EXPORT_RETRIES,
+        "zt_export_retries_total",
+        Counter,
+        None,
+        "Re-sends of a batch after a retryable error."
+    );
+    def!(
+        EXPORT_ERRORS,
+        "zt_export_errors_total",
+        Counter,
+        None,
+        "Export calls that failed (retryable or not)."
+    );
+    // The agent process.
+    def!(
+        UPTIME,
+        "zt_uptime_seconds",
+        Gauge,
+        None,
+        "Seconds since the tracer started."
+    );
+    def!(
+        CPU,
+        "zt_agent_cpu_seconds_total",
+        Counter,
+        None,
+        "CPU time the agent process used (user + system)."
+    );
+    def!(
+        RSS,
+        "zt_agent_resident_memory_bytes",
+        Gauge,
+        None,
+        "Resident memory of the agent process."
+    );
+
+    /// Every definition, in display order.
+    pub static ALL: &[&MetricDef] = &[
+        &EVENTS,
+        &EVENT_BYTES,
+        &EVENTS_UNDECODABLE,
+        &KERNEL_DROPS,
+        &PROCESSES_RESOLVED,
+        &SERVICE_NAMES_LATE,
+        &OWN_CONNECTION_EVENTS,
+        &ASM_EVENTS,
+        &DATA_EVENTS,
+        &DATA_BYTES,
+        &CONNECTIONS,
+        &SPANS_STARTED,
+        &SPANS_EMITTED,
+        &SPANS_DROPPED,
+        &SPANS_TIMED_OUT,
+        &TRACES_EMITTED,
+        &LINKS,
+        &PARSER_DESYNCS,
+        &UNMATCHED_RESPONSES,
+        &LATE_EVENTS,
+        &REORDER_FORCED,
+        &TLS_EVENTS,
+        &PENDING_SPANS,
+        &STAGE_TRACES,
+        &TRACES_OUT,
+        &SINK_DROPS,
+        &EXPORT_SPANS,
+        &EXPORT_QUEUED,
+        &EXPORT_BATCHES,
+        &EXPORT_RETRIES,
+        &EXPORT_ERRORS,
+        &UPTIME,
+        &CPU,
+        &RSS,
+    ];
+}
+
+/// Collects samples; components report into it.
+#[derive(Debug, Default)]
+pub struct StatsWriter {
+    samples: Vec<Sample>,
+}
+
+impl StatsWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A metric without a label.
+    pub fn set(&mut self, def: &'static MetricDef, value: impl Into<f64>) {
+        debug_assert!(def.label.is_none(), "{} takes a label", def.name);
+        self.samples.push(Sample {
+            def,
+            label: None,
+            value: value.into(),
+        });
+    }
+
+    /// A metric for one value of its label.
+    pub fn set_labelled(
+        &mut self,
+        def: &'static MetricDef,
+        label: impl Into<Cow<'static, str>>,
+        value: impl Into<f64>,
+    ) {
+        debug_assert!(def.label.is_some(), "{} takes no label", def.name);
+        self.samples.push(Sample {
+            def,
+            label: Some(label.into()),
+            value: value.into(),
+        });
+    }
+
+    /// The snapshot, in definition order (stable within a metric).
+    pub fn finish(mut self) -> StatsSnapshot {
+        let order = |d: &MetricDef| {
+            defs::ALL
+                .iter()
+                .position(|x| std::ptr::eq(*x, d))
+                .unwrap_or(usize::MAX)
+        };
+        self.samples.sort_by_key(|s| order(s.def));
+        StatsSnapshot {
+            samples: self.samples,
+        }
+    }
+}
+
+impl StatsSnapshot {
+    /// The value of `name` (for `label`, when given).
+    pub fn get(&self, name: &str, label: Option<&str>) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|s| s.def.name == name && s.label.as_deref() == label)
+            .map(|s| s.value)
+    }
+
+    /// The sum of `name` over all its labels (0 when absent).
+    pub fn total(&self, name: &str) -> f64 {
+        self.samples
+            .iter()
+            .filter(|s| s.def.name == name)
+            .map(|s| s.value)
+            .sum()
+    }
+
+    /// `(label, value)` of every sample of `name`.
+    pub fn by_label(&self, name: &str) -> Vec<(&str, f64)> {
+        self.samples
+            .iter()
+            .filter(|s| s.def.name == name)
+            .map(|s| (s.label.as_deref().unwrap_or(""), s.value))
+            .collect()
+    }
+
+    /// The human summary zt-trace prints on exit, one line per area.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let v = |name: &str| self.total(name) as u64;
+        let labelled = |name: &str| {
+            let parts: Vec<String> = self
+                .by_label(name)
+                .into_iter()
+                .map(|(l, n)| format!("{l}={}", n as u64))
+                .collect();
+            parts.join(", ")
+        };
+        let mut out = Vec::new();
+        let secs = self.get(defs::UPTIME.name, None).unwrap_or(0.0).max(1e-9);
+        let events = v(defs::EVENTS.name);
+        out.push(format!(
+            "{events} events in {secs:.1}s ({:.0} events/s, {:.1} MiB), {} undecodable; {} processes resolved ({} service names found on a second look); {} events of zt-trace's own connections left out",
+            events as f64 / secs,
+            v(defs::EVENT_BYTES.name) as f64 / (1 << 20) as f64,
+            v(defs::EVENTS_UNDECODABLE.name),
+            v(defs::PROCESSES_RESOLVED.name),
+            v(defs::SERVICE_NAMES_LATE.name),
+            v(defs::OWN_CONNECTION_EVENTS.name),
+        ));
+        if self
+            .get(defs::KERNEL_DROPS.name, Some("ringbuf_full_data"))
+            .is_some()
+        {
+            let lost: u64 = self
+                .by_label(defs::KERNEL_DROPS.name)
+                .into_iter()
+                .filter(|(r, _)| r.starts_with("ringbuf") || r.ends_with("table_full"))
+                .map(|(_, n)| n as u64)
+                .sum();
+            out.push(format!(
+                "kernel drops: {lost} events lost ({})",
+                labelled(defs::KERNEL_DROPS.name)
+            ));
+        }
+        let mut links = String::new();
+        for (reason, n) in self.by_label(defs::LINKS.name) {
+            if n > 0.0 {
+                let _ = write!(
+                    links,
+                    "{}{reason} {}",
+                    if links.is_empty() { "" } else { ", " },
+                    n as u64
+                );
+            }
+        }
+        out.push(format!(
+            "spans {} started, {} emitted in {} traces ({} pending); links: {}",
+            v(defs::SPANS_STARTED.name),
+            v(defs::SPANS_EMITTED.name),
+            v(defs::TRACES_EMITTED.name),
+            v(defs::PENDING_SPANS.name),
+            if links.is_empty() { "none" } else { &links },
+        ));
+        out.push(format!(
+            "connections: {}; parser desyncs {}, unmatched responses {}, timed-out requests {}, spans dropped ({}), late events {}",
+            labelled(defs::CONNECTIONS.name),
+            v(defs::PARSER_DESYNCS.name),
+            v(defs::UNMATCHED_RESPONSES.name),
+            v(defs::SPANS_TIMED_OUT.name),
+            labelled(defs::SPANS_DROPPED.name),
+            v(defs::LATE_EVENTS.name),
+        ));
+        let stages = labelled(defs::STAGE_TRACES.name);
+        let sink_drops = v(defs::SINK_DROPS.name);
+        if !stages.is_empty() || sink_drops > 0 {
+            out.push(format!(
+                "stages: {}; {} traces out; {sink_drops} dropped by full sinks",
+                if stages.is_empty() { "none" } else { &stages },
+                v(defs::TRACES_OUT.name),
+            ));
+        }
+        if self.get(defs::EXPORT_BATCHES.name, None).is_some() {
+            let e = |o: &str| {
+                self.get(defs::EXPORT_SPANS.name, Some(o))
+                    .map_or(0, |n| n as u64)
+            };
+            out.push(format!(
+                "exported {} spans in {} batches; dropped: {} queue full, {} after retries, {} rejected, {} at shutdown; {} retries, {} export errors",
+                e("exported"),
+                v(defs::EXPORT_BATCHES.name),
+                e("dropped_queue_full"),
+                e("dropped_after_retries"),
+                e("dropped_rejected"),
+                e("dropped_at_shutdown"),
+                v(defs::EXPORT_RETRIES.name),
+                v(defs::EXPORT_ERRORS.name),
+            ));
+        }
+        if let Some(cpu) = self.get(defs::CPU.name, None) {
+            out.push(format!(
+                "agent: {cpu:.2}s CPU ({:.1}% of a core), {:.1} MiB resident",
+                100.0 * cpu / secs,
+                self.get(defs::RSS.name, None).unwrap_or(0.0) / (1 << 20) as f64
+            ));
+        }
+        out
+    }
+}
+
+/// The live source's counters.
+pub(crate) fn report_source(s: &SourceStats, w: &mut StatsWriter) {
+    w.set(&defs::EVENTS, s.records as f64);
+    w.set(&defs::EVENT_BYTES, s.record_bytes as f64);
+    w.set(&defs::EVENTS_UNDECODABLE, s.decode_errors as f64);
+    w.set(&defs::PROCESSES_RESOLVED, s.processes_resolved as f64);
+    w.set(&defs::SERVICE_NAMES_LATE, s.env_rechecks_changed as f64);
+    w.set(&defs::OWN_CONNECTION_EVENTS, s.agent_peer_events as f64);
+}
+
+/// The kernel's drop counters.
+pub(crate) fn report_kernel(d: &DropCounters, w: &mut StatsWriter) {
+    for (reason, n) in &d.by_reason {
+        w.set_labelled(&defs::KERNEL_DROPS, *reason, *n as f64);
+    }
+}
+
+/// The assembler's counters.
+pub(crate) fn report_assembler(s: &span_core::Stats, pending: usize, w: &mut StatsWriter) {
+    w.set(&defs::ASM_EVENTS, s.events as f64);
+    w.set(&defs::DATA_EVENTS, s.data_events as f64);
+    w.set(&defs::DATA_BYTES, s.data_bytes as f64);
+    w.set_labelled(&defs::CONNECTIONS, "parsed", s.conns_parsed as f64);
+    w.set_labelled(&defs::CONNECTIONS, "ignored", s.conns_ignored as f64);
+    w.set_labelled(
+        &defs::CONNECTIONS,
+        "refused",
+        s.conns_refused_capacity as f64,
+    );
+    w.set(&defs::SPANS_STARTED, s.spans_started as f64);
+    w.set(&defs::SPANS_EMITTED, s.spans_emitted as f64);
+    w.set_labelled(
+        &defs::SPANS_DROPPED,
+        "table_full",
+        s.spans_dropped_capacity as f64,
+    );
+    w.set_labelled(
+        &defs::SPANS_DROPPED,
+        "tls_unbound",
+        s.tls_unbound_dropped as f64,
+    );
+    w.set(&defs::SPANS_TIMED_OUT, s.spans_timed_out as f64);
+    w.set(&defs::TRACES_EMITTED, s.traces_emitted as f64);
+    for (reason, n) in [
+        ("traceparent", s.links_traceparent),
+        ("tcp_seq", s.links_tcp_seq),
+        ("thread", s.links_thread),
+        ("context", s.links_context),
+        ("inferred_only", s.links_inferred),
+        ("unlinked_thread_ambiguous", s.unlinked_ambiguous_thread),
+    ] {
+        w.set_labelled(&defs::LINKS, reason, n as f64);
+    }
+    w.set(&defs::PARSER_DESYNCS, s.parser_desyncs as f64);
+    w.set(&defs::UNMATCHED_RESPONSES, s.unmatched_responses as f64);
+    w.set(&defs::LATE_EVENTS, s.late_events as f64);
+    w.set(&defs::REORDER_FORCED, s.reorder_forced as f64);
+    w.set(&defs::TLS_EVENTS, s.tls_events as f64);
+    w.set(&defs::PENDING_SPANS, pending as f64);
+}
+
+/// The export pipeline's counters.
+pub(crate) fn report_export(p: &PipelineStats, w: &mut StatsWriter) {
+    for (outcome, n) in [
+        ("exported", p.exported),
+        ("dropped_queue_full", p.dropped_queue_full),
+        ("dropped_after_retries", p.dropped_after_retries),
+        ("dropped_rejected", p.dropped_rejected),
+        ("dropped_at_shutdown", p.dropped_at_shutdown),
+    ] {
+        w.set_labelled(&defs::EXPORT_SPANS, outcome, n as f64);
+    }
+    w.set(&defs::EXPORT_QUEUED, (p.queued + p.in_flight) as f64);
+    w.set(&defs::EXPORT_BATCHES, p.batches_exported as f64);
+    w.set(&defs::EXPORT_RETRIES, p.retries as f64);
+    w.set(&defs::EXPORT_ERRORS, p.export_errors as f64);
+}
+
+/// CPU time and resident memory of this process, from /proc/self.
+pub(crate) fn report_process(w: &mut StatsWriter) {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // SAFETY: as above.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command (which may hold spaces) start past ')'.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of the line (1-based):
+            // indices 11 and 12 counting from the state, the first after ')'.
+            let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+            if let (Some(u), Some(s)) = (t(11), t(12)) {
+                w.set(&defs::CPU, (u + s) / ticks);
+            }
+        }
+    }
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        if let Some(rss) = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            w.set(&defs::RSS, rss * page);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_definition_is_listed_once_and_well_named() {
+        let mut names: Vec<&str> = defs::ALL.iter().map(|d| d.name).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n, "a metric is defined twice");
+        for d in defs::ALL {
+            assert!(d.name.starts_with("zt_"), "{}", d.name);
+            assert!(
+                d.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{}",
+                d.name
+            );
+            assert_eq!(
+                d.kind == MetricKind::Counter,
+                d.name.ends_with("_total"),
+                "counters and only counters end in _total: {}",
+                d.name
+            );
+            assert!(!d.help.is_empty());
+        }
+    }
+
+    #[test]
+    fn summary_from_a_snapshot() {
+        let mut w = StatsWriter::new();
+        report_source(
+            &SourceStats {
+                records: 100,
+                record_bytes: 2 << 20,
+                ..Default::default()
+            },
+            &mut w,
+        );
+        report_kernel(
+            &DropCounters {
+                by_reason: vec![("ringbuf_full_data", 3), ("iovec_truncated", 5)],
+            },
+            &mut w,
+        );
+        report_assembler(
+            &span_core::Stats {
+                spans_started: 4,
+                spans_emitted: 4,
+                traces_emitted: 2,
+                links_tcp_seq: 2,
+                ..Default::default()
+            },
+            0,
+            &mut w,
+        );
+        report_export(
+            &PipelineStats {
+                exported: 4,
+                batches_exported: 1,
+                ..Default::default()
+            },
+            &mut w,
+        );
+        w.set(&defs::UPTIME, 2.0);
+        let snap = w.finish();
+        assert_eq!(snap.get("zt_events_total", None), Some(100.0));
+        assert_eq!(
+            snap.get("zt_kernel_drops_total", Some("iovec_truncated")),
+            Some(5.0)
+        );
+        assert_eq!(snap.total("zt_kernel_drops_total"), 8.0);
+        let lines = snap.summary_lines();
+        assert!(
+            lines[0].starts_with("100 events in 2.0s (50 events/s, 2.0 MiB)"),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[1],
+            "kernel drops: 3 events lost (ringbuf_full_data=3, iovec_truncated=5)"
+        );
+        assert_eq!(
+            lines[2],
+            "spans 4 started, 4 emitted in 2 traces (0 pending); links: tcp_seq 2"
+        );
+        assert!(lines.iter().any(|l| l
+            == "exported 4 spans in 1 batches; dropped: 0 queue full, 0 after retries, 0 rejected, 0 at shutdown; 0 retries, 0 export errors"));
+        // Samples come out in definition order.
+        let pos = |n: &str| snap.samples.iter().position(|s| s.def.name == n).unwrap();
+        assert!(pos("zt_events_total") < pos("zt_kernel_drops_total"));
+        assert!(pos("zt_kernel_drops_total") < pos("zt_spans_started_total"));
+    }
+}

@@ -1,0 +1,768 @@
+//! The runtime: events from the probes (or a recorded log) through the
+//! span assembler, the processing stages and out to every sink, on a
+//! pipeline thread of its own.
+//!
+//! The pipeline thread sleeps until the next thing it has to do: ring
+//! buffer data (the kernel wakes it for the first record put into an empty
+//! ring), the assembler's or a stage's next deadline (`poll_timeout`), the
+//! source's own housekeeping (a new process's environment read again,
+//! libraries probed), or a stop request. After a wake-up with only a few
+//! records it waits a short batching delay before draining again, so a
+//! trickle of events costs a few wake-ups per second, not one per event.
+
+use crate::sink::{Sink, SinkError};
+use crate::stage::Stage;
+use crate::stats::{self, defs, StatsSnapshot, StatsWriter};
+use ebpf_probes::record::{RecordError, RecordHeader, RecordReader, RecordWriter};
+use ebpf_probes::{
+    monotonic_ns, wall_clock_offset_ns, LiveSource, LoadError, Probes, ReplaySource,
+};
+use exporters::{Pipeline, PipelineConfig, SpanExporter};
+use span_core::{Assembler, Config, MonoNanos, Output, Trace};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Longest sleep of an idle pipeline (nothing pending anywhere): a bound
+/// for the freshness of [`Tracer::stats`], not a tick that drives work.
+const MAX_IDLE: Duration = Duration::from_secs(1);
+/// How often the statistics snapshot is refreshed while busy.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+/// After a wake-up that brought fewer records than this, wait
+/// [`BATCH_DELAY`] before draining again (records queue without waking us).
+const BATCH_RECORDS: usize = 256;
+const BATCH_DELAY: Duration = Duration::from_millis(2);
+/// How long shutdown waits for the exporters to send what they hold.
+const EXPORT_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// Why a tracer could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum TracerError {
+    /// The eBPF probes could not be loaded or attached (not root, no BTF,
+    /// a program the verifier rejected, ...).
+    #[error("attaching the eBPF probes: {0}")]
+    Load(#[from] LoadError),
+    #[error("event log {path}: {source}")]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: RecordError,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("the pipeline thread panicked")]
+    Panicked,
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> TracerError {
+    let what = what.into();
+    move |source| TracerError::Io { what, source }
+}
+
+/// Overhead analysis: stop the live pipeline after reading the ring buffer
+/// (`Drain`) or after decoding and /proc enrichment (`Decode`).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureOnly {
+    Drain,
+    Decode,
+}
+
+/// Configures a [`Tracer`]: `Tracer::builder()...start()?` (live, root) or
+/// `...replay(path)?` (a recorded event log, no root).
+pub struct TracerBuilder {
+    capture_bytes: u32,
+    ring_buffer_bytes: u32,
+    pids: Option<Vec<u32>>,
+    tls: bool,
+    python_contexts: bool,
+    assembler: Config,
+    id_seed: Option<u64>,
+    stages: Vec<Box<dyn Stage>>,
+    sinks: Vec<Box<dyn Sink>>,
+    exporters: Vec<Box<dyn SpanExporter>>,
+    export_config: PipelineConfig,
+    record: Option<PathBuf>,
+    capture_only: Option<CaptureOnly>,
+}
+
+impl Default for TracerBuilder {
+    fn default() -> Self {
+        TracerBuilder {
+            capture_bytes: 4096,
+            ring_buffer_bytes: 16 << 20,
+            pids: None,
+            tls: true,
+            python_contexts: true,
+            assembler: Config::default(),
+            id_seed: None,
+            stages: Vec::new(),
+            sinks: Vec::new(),
+            exporters: Vec::new(),
+            export_config: PipelineConfig::default(),
+            record: None,
+            capture_only: None,
+        }
+    }
+}
+
+impl TracerBuilder {
+    /// Payload prefix captured per syscall (bytes, at most 8192; default 4096).
+    pub fn capture_bytes(mut self, n: u32) -> Self {
+        self.capture_bytes = n;
+        self
+    }
+    /// Kernel ring buffer size (bytes, a power of two; default 16 MiB).
+    pub fn ring_buffer_bytes(mut self, n: u32) -> Self {
+        self.ring_buffer_bytes = n;
+        self
+    }
+    /// Trace only these processes (default: every process but the agent).
+    pub fn pids(mut self, pids: Vec<u32>) -> Self {
+        self.pids = Some(pids);
+        self
+    }
+    /// Attach the OpenSSL uprobes for HTTPS plaintext (default: yes).
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self
+    }
+    /// Attach the CPython execution-context probes (default: yes).
+    pub fn python_contexts(mut self, on: bool) -> Self {
+        self.python_contexts = on;
+        self
+    }
+    /// Tuning of the span assembler. Its clock offset, host name (when
+    /// unset) and id seed are filled in by the runtime.
+    pub fn assembler(mut self, config: Config) -> Self {
+        self.assembler = config;
+        self
+    }
+    /// Seed of the trace and span ids (default: random for live tracing,
+    /// 1 for replays, which are then deterministic).
+    pub fn id_seed(mut self, seed: u64) -> Self {
+        self.id_seed = Some(seed);
+        self
+    }
+    /// Add a processing stage (they run in the order added).
+    pub fn stage(mut self, stage: impl Stage + 'static) -> Self {
+        self.stages.push(Box::new(stage));
+        self
+    }
+    /// Add a sink (every trace goes to every sink, in the order added).
+    pub fn sink(mut self, sink: impl Sink + 'static) -> Self {
+        self.sinks.push(Box::new(sink));
+        self
+    }
+    /// Call `f` with every finished trace (on the pipeline thread: keep it
+    /// short).
+    pub fn on_trace(self, f: impl FnMut(&Trace) + Send + 'static) -> Self {
+        self.sink(crate::sink::FnSink(f))
+    }
+    /// Export spans with `exporter`. Every exporter gets its own bounded
+    /// queue and thread (see [`exporters::Pipeline`]): a slow one never
+    /// delays the pipeline or another exporter.
+    pub fn exporter(mut self, exporter: Box<dyn SpanExporter>) -> Self {
+        self.exporters.push(exporter);
+        self
+    }
+    /// Queue sizes, batching and retries of the exporters.
+    pub fn export_config(mut self, config: PipelineConfig) -> Self {
+        self.export_config = config;
+        self
+    }
+    /// Also write every raw event to an event log at `path` (live only),
+    /// for `replay`, bug reports and golden tests.
+    pub fn record_to(mut self, path: impl Into<PathBuf>) -> Self {
+        self.record = Some(path.into());
+        self
+    }
+    #[doc(hidden)]
+    pub fn capture_only(mut self, stage: Option<CaptureOnly>) -> Self {
+        self.capture_only = stage;
+        self
+    }
+
+    fn core(&mut self, wall_clock_offset_ns: i64, seed: u64, host: Option<String>) -> Core {
+        let mut cfg = self.assembler.clone();
+        cfg.wall_clock_offset_ns = wall_clock_offset_ns;
+        cfg.id_seed = self.id_seed.unwrap_or(seed);
+        if cfg.host_name.is_none() {
+            cfg.host_name = host;
+        }
+        let export = (!self.exporters.is_empty()).then(|| {
+            Pipeline::new(
+                std::mem::take(&mut self.exporters),
+                self.export_config.clone(),
+            )
+        });
+        Core {
+            asm: Assembler::new(cfg),
+            stages: std::mem::take(&mut self.stages)
+                .into_iter()
+                .map(|stage| StageSlot {
+                    stage,
+                    taken: 0,
+                    passed: 0,
+                })
+                .collect(),
+            sinks: std::mem::take(&mut self.sinks),
+            export,
+            traces_out: 0,
+            replayed: None,
+        }
+    }
+
+    /// Load and attach the probes (needs root) and start tracing this host
+    /// on a pipeline thread. Returns once the probes are attached.
+    pub fn start(mut self) -> Result<Tracer, TracerError> {
+        let mut probes = Probes::builder()
+            .capture_bytes(self.capture_bytes)
+            .ring_buffer_bytes(self.ring_buffer_bytes)
+            .tls(self.tls)
+            .contexts(self.python_contexts);
+        if let Some(p) = self.pids.take() {
+            probes = probes.pids(p);
+        }
+        let recorder = match &self.record {
+            Some(path) => {
+                Some(File::create(path).map_err(io_err(format!("creating {}", path.display())))?)
+            }
+            None => None,
+        };
+        let watch_own = !self.exporters.is_empty();
+        let offset = wall_clock_offset_ns();
+        let host = host_name();
+        let core = self.core(offset, random_seed(), host.clone());
+        let probes = probes.load()?;
+        let mut source = LiveSource::new(probes, self.tls);
+        source.watch_own_connections(watch_own);
+        if let (Some(file), Some(path)) = (recorder, &self.record) {
+            let header = RecordHeader {
+                version: ebpf_probes::record::FORMAT_VERSION,
+                wall_clock_offset_ns: offset,
+                capture_bytes: self.capture_bytes,
+                host_name: host,
+            };
+            let w = RecordWriter::new(file, &header).map_err(|source| TracerError::Log {
+                path: path.clone(),
+                source,
+            })?;
+            source.record_to(w);
+        }
+        log::info!(
+            "attached {} probes; tracing",
+            source.probes().attached().len()
+        );
+        let capture_only = self.capture_only;
+        Tracer::spawn(move |control| run_live(source, core, control, capture_only))
+    }
+
+    /// Run a recorded event log through the same pipeline (no root needed),
+    /// on the pipeline thread, as fast as it can be read. The log's clock
+    /// drives every timer, so the result is the live run's. Wait for the
+    /// end with [`Tracer::wait`].
+    pub fn replay(mut self, path: impl AsRef<Path>) -> Result<Tracer, TracerError> {
+        let path = path.as_ref().to_owned();
+        let log_err = |source| TracerError::Log {
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(|e| log_err(RecordError::Io(e)))?;
+        let reader = RecordReader::new(file).map_err(log_err)?;
+        let header = reader.header.clone();
+        let core = self.core(header.wall_clock_offset_ns, 1, header.host_name.clone());
+        let source = ReplaySource::new(reader);
+        Tracer::spawn(move |control| run_replay(source, path, core, control))
+    }
+}
+
+/// A running tracer. Dropping it stops the pipeline and detaches the probes
+/// (what is pending is not flushed: use [`Tracer::shutdown`]).
+pub struct Tracer {
+    control: Arc<Control>,
+    thread: Option<JoinHandle<Result<StatsSnapshot, TracerError>>>,
+}
+
+/// Stops a tracer from another thread (a signal handler thread, a UI).
+#[derive(Clone)]
+pub struct StopHandle(Arc<Control>);
+
+impl StopHandle {
+    /// Ask the pipeline to stop: it flushes and detaches, then
+    /// [`Tracer::wait`] returns.
+    pub fn stop(&self) {
+        self.0.request_stop();
+    }
+}
+
+impl Tracer {
+    pub fn builder() -> TracerBuilder {
+        TracerBuilder::default()
+    }
+
+    fn spawn(
+        run: impl FnOnce(Arc<Control>) -> Result<StatsSnapshot, TracerError> + Send + 'static,
+    ) -> Result<Tracer, TracerError> {
+        let control = Arc::new(Control::new()?);
+        let c = control.clone();
+        let thread = std::thread::Builder::new()
+            .name("zt-pipeline".into())
+            .spawn(move || {
+                let result = run(c.clone());
+                c.finished();
+                result
+            })
+            .map_err(io_err("starting the pipeline thread"))?;
+        Ok(Tracer {
+            control,
+            thread: Some(thread),
+        })
+    }
+
+    /// Every counter, as of the last refresh (at most about a second old
+    /// while running; final once the tracer has finished).
+    pub fn stats(&self) -> StatsSnapshot {
+        self.control.snapshot()
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.control.clone())
+    }
+
+    /// Whether the pipeline has finished (a replay reached the end of its
+    /// log, it was stopped, or it failed).
+    pub fn is_finished(&self) -> bool {
+        self.control.is_finished()
+    }
+
+    /// Block until the pipeline finishes or `timeout` (if any) passes;
+    /// returns whether it finished.
+    pub fn wait_timeout(&self, timeout: Option<Duration>) -> bool {
+        self.control.wait_finished(timeout)
+    }
+
+    /// Wait for the pipeline to finish by itself (the end of a replayed
+    /// log, a [`StopHandle::stop`], or an error) and return the final
+    /// statistics.
+    pub fn wait(mut self) -> Result<StatsSnapshot, TracerError> {
+        self.join()
+    }
+
+    /// Stop: read what the kernel still holds, detach every probe, finish
+    /// every open span (marked incomplete), run the rest through the stages
+    /// and sinks, let the exporters send what they hold (bounded), and
+    /// return the final statistics.
+    pub fn shutdown(mut self) -> Result<StatsSnapshot, TracerError> {
+        self.control.request_stop();
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<StatsSnapshot, TracerError> {
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| TracerError::Panicked)?,
+            None => Ok(self.control.snapshot()),
+        }
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.control.abandon.store(true, Ordering::Release);
+            self.control.request_stop();
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the handle and the pipeline thread share.
+struct Control {
+    stop: AtomicBool,
+    /// Set when the handle is dropped without `shutdown`: stop without
+    /// flushing.
+    abandon: AtomicBool,
+    /// An eventfd the pipeline polls beside the ring buffer.
+    waker: OwnedFd,
+    snapshot: Mutex<StatsSnapshot>,
+    done: Mutex<bool>,
+    done_cv: Condvar,
+}
+
+impl Control {
+    fn new() -> Result<Control, TracerError> {
+        // SAFETY: eventfd has no memory preconditions; the fd is owned below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io_err("creating an eventfd")(io::Error::last_os_error()));
+        }
+        Ok(Control {
+            stop: AtomicBool::new(false),
+            abandon: AtomicBool::new(false),
+            // SAFETY: fd is a fresh descriptor nobody else owns.
+            waker: unsafe { OwnedFd::from_raw_fd(fd) },
+            snapshot: Mutex::new(StatsSnapshot::default()),
+            done: Mutex::new(false),
+            done_cv: Condvar::new(),
+        })
+    }
+
+    fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a valid u64 to our eventfd.
+        unsafe {
+            libc::write(
+                self.waker.as_raw_fd(),
+                (&raw const one).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn drain_waker(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reading 8 bytes into a valid u64 from our non-blocking
+        // eventfd (EAGAIN when nothing was written).
+        unsafe {
+            libc::read(
+                self.waker.as_raw_fd(),
+                (&raw mut v).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
+
+    fn publish(&self, s: StatsSnapshot) {
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    fn snapshot(&self) -> StatsSnapshot {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn finished(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.done_cv.notify_all();
+    }
+
+    fn is_finished(&self) -> bool {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait_finished(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            match deadline {
+                None => {
+                    done = self.done_cv.wait(done).unwrap_or_else(|e| e.into_inner());
+                }
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    done = self
+                        .done_cv
+                        .wait_timeout(done, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        true
+    }
+}
+
+struct StageSlot {
+    stage: Box<dyn Stage>,
+    /// Traces given to the stage, and traces it passed on (at once or later).
+    taken: u64,
+    passed: u64,
+}
+
+/// The assembler, stages and sinks: what live tracing and replay share.
+struct Core {
+    asm: Assembler,
+    stages: Vec<StageSlot>,
+    sinks: Vec<Box<dyn Sink>>,
+    export: Option<Pipeline>,
+    traces_out: u64,
+    /// Replay: (events read, undecodable records).
+    replayed: Option<(u64, u64)>,
+}
+
+impl Core {
+    /// When the assembler or a stage next has work to do.
+    fn deadline(&self) -> Option<MonoNanos> {
+        self.stages
+            .iter()
+            .filter_map(|s| s.stage.poll_timeout())
+            .chain(self.asm.poll_timeout())
+            .min()
+    }
+
+    /// Time is `now`: finished traces through the stages to the sinks.
+    fn advance(&mut self, now: MonoNanos) -> Result<(), SinkError> {
+        self.asm.handle_timeout(now);
+        self.drain(now)?;
+        for i in 0..self.stages.len() {
+            self.stages[i].stage.handle_timeout(now);
+            self.release(i, now)?;
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self, now: MonoNanos) -> Result<(), SinkError> {
+        while let Some(Output::Trace(t)) = self.asm.poll() {
+            self.run_from(0, t, now)?;
+        }
+        Ok(())
+    }
+
+    /// Traces stage `i` releases, through the stages after it.
+    fn release(&mut self, i: usize, now: MonoNanos) -> Result<(), SinkError> {
+        while let Some(t) = self.stages[i].stage.poll() {
+            self.stages[i].passed += 1;
+            self.run_from(i + 1, t, now)?;
+        }
+        Ok(())
+    }
+
+    fn run_from(&mut self, first: usize, mut t: Trace, now: MonoNanos) -> Result<(), SinkError> {
+        for slot in &mut self.stages[first..] {
+            slot.taken += 1;
+            match slot.stage.process(t, now) {
+                Some(next) => {
+                    slot.passed += 1;
+                    t = next;
+                }
+                None => return Ok(()),
+            }
+        }
+        self.traces_out += 1;
+        let t = Arc::new(t);
+        for sink in &mut self.sinks {
+            sink.consume(&t)?;
+        }
+        if let Some(p) = &self.export {
+            // Never blocks: a full queue drops and counts.
+            p.try_send_trace(&t);
+        }
+        Ok(())
+    }
+
+    /// End of input: close what is open, let every stage decide about what
+    /// it holds, shut the sinks and exporters down.
+    fn finish(&mut self, now: MonoNanos) -> Result<(), SinkError> {
+        self.asm.flush();
+        self.drain(now)?;
+        for i in 0..self.stages.len() {
+            self.stages[i].stage.flush();
+            self.release(i, now)?;
+        }
+        let mut first_err = None;
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.shutdown() {
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Some(p) = &mut self.export {
+            p.shutdown(EXPORT_SHUTDOWN);
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn report(&self, w: &mut StatsWriter) {
+        stats::report_assembler(&self.asm.stats(), self.asm.pending_spans(), w);
+        for slot in &self.stages {
+            let name = slot.stage.name();
+            w.set_labelled(&defs::STAGE_TRACES, format!("{name}:in"), slot.taken as f64);
+            w.set_labelled(
+                &defs::STAGE_TRACES,
+                format!("{name}:out"),
+                slot.passed as f64,
+            );
+            slot.stage.report(w);
+        }
+        w.set(&defs::TRACES_OUT, self.traces_out as f64);
+        for sink in &self.sinks {
+            sink.report(w);
+        }
+        if let Some(p) = &self.export {
+            stats::report_export(&p.stats(), w);
+        }
+        if let Some((events, undecodable)) = self.replayed {
+            w.set(&defs::EVENTS, events as f64);
+            w.set(&defs::EVENTS_UNDECODABLE, undecodable as f64);
+        }
+    }
+}
+
+fn snapshot_live(src: &LiveSource, core: &Core, started: Instant) -> StatsSnapshot {
+    let mut w = StatsWriter::new();
+    stats::report_source(&src.stats(), &mut w);
+    stats::report_kernel(&src.probes().drops(), &mut w);
+    core.report(&mut w);
+    stats::report_process(&mut w);
+    w.set(&defs::UPTIME, started.elapsed().as_secs_f64());
+    w.finish()
+}
+
+fn run_live(
+    mut src: LiveSource,
+    mut core: Core,
+    control: Arc<Control>,
+    capture_only: Option<CaptureOnly>,
+) -> Result<StatsSnapshot, TracerError> {
+    let started = Instant::now();
+    let mut published = started;
+    let ring = |e| io_err("reading the ring buffer")(e);
+    let result = (|| -> Result<(), TracerError> {
+        while !control.stopping() {
+            let mut wait = MAX_IDLE;
+            let now = monotonic_ns();
+            if let Some(d) = core.deadline() {
+                wait = wait.min(Duration::from_nanos(d.saturating_sub(now)));
+            }
+            if let Some(d) = src.next_deadline() {
+                wait = wait.min(d.saturating_duration_since(Instant::now()));
+            }
+            let n = match capture_only {
+                Some(CaptureOnly::Drain) => src.drain_raw(wait.min(BATCH_DELAY * 10)),
+                Some(CaptureOnly::Decode) => src.poll(wait.min(BATCH_DELAY * 10), drop),
+                None => src.poll_with_waker(wait, Some(control.waker.as_fd()), |ev| {
+                    core.asm.handle_event(ev)
+                }),
+            }
+            .map_err(ring)?;
+            control.drain_waker();
+            core.advance(monotonic_ns())?;
+            if published.elapsed() >= PUBLISH_EVERY {
+                control.publish(snapshot_live(&src, &core, started));
+                published = Instant::now();
+            }
+            if n > 0 && n < BATCH_RECORDS && !control.stopping() {
+                std::thread::sleep(BATCH_DELAY);
+            }
+        }
+        Ok(())
+    })();
+    if control.abandon.load(Ordering::Acquire) {
+        return result.map(|()| control.snapshot());
+    }
+    // Stop: take what the kernel still holds, detach, finish everything.
+    let mut tail = Ok(());
+    if capture_only.is_none() {
+        loop {
+            match src.poll(Duration::ZERO, |ev| core.asm.handle_event(ev)) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tail = Err(ring(e));
+                    break;
+                }
+            }
+        }
+    }
+    let flushed = src.finish().map_err(io_err("flushing the event log"));
+    // The last look at the source's and the kernel's counters, then detach
+    // every program.
+    let source_stats = src.stats();
+    let drops = src.probes().drops();
+    drop(src);
+    let finished = core.finish(monotonic_ns());
+    let mut w = StatsWriter::new();
+    stats::report_source(&source_stats, &mut w);
+    stats::report_kernel(&drops, &mut w);
+    core.report(&mut w);
+    stats::report_process(&mut w);
+    w.set(&defs::UPTIME, started.elapsed().as_secs_f64());
+    let snap = w.finish();
+    control.publish(snap.clone());
+    result?;
+    tail?;
+    flushed?;
+    finished?;
+    Ok(snap)
+}
+
+fn run_replay(
+    mut src: ReplaySource<File>,
+    path: PathBuf,
+    mut core: Core,
+    control: Arc<Control>,
+) -> Result<StatsSnapshot, TracerError> {
+    let started = Instant::now();
+    let mut clock = 0;
+    let mut events = 0u64;
+    let mut result = Ok(());
+    loop {
+        if control.stopping() {
+            break;
+        }
+        let ev = match src.next_event() {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break,
+            Err(source) => {
+                result = Err(TracerError::Log {
+                    path: path.clone(),
+                    source,
+                });
+                break;
+            }
+        };
+        events += 1;
+        clock = clock.max(ev.order_ts());
+        core.asm.handle_event(ev);
+        if let Err(e) = core.advance(clock) {
+            result = Err(e.into());
+            break;
+        }
+    }
+    core.replayed = Some((events, src.decode_errors));
+    let finished = core.finish(clock);
+    let mut w = StatsWriter::new();
+    core.report(&mut w);
+    w.set(&defs::UPTIME, started.elapsed().as_secs_f64());
+    let snap = w.finish();
+    control.publish(snap.clone());
+    result?;
+    finished?;
+    Ok(snap)
+}
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    u64::from_ne_bytes(b) ^ monotonic_ns()
+}
