@@ -65,6 +65,7 @@ pub(super) struct Conn {
     last_activity: MonoNanos,
 }
 
+#[inline]
 fn side_idx(s: Side) -> usize {
     match s {
         Side::Client => 0,
@@ -89,6 +90,7 @@ impl Conn {
         }
     }
 
+    #[inline]
     fn side_of(&self, dir: Direction) -> Option<Side> {
         match (self.role, dir) {
             (Role::Client, Direction::Egress) | (Role::Server, Direction::Ingress) => {
@@ -101,6 +103,7 @@ impl Conn {
         }
     }
 
+    #[inline]
     fn server_port(&self) -> u16 {
         match self.role {
             Role::Server => self.tuple.local.port(),
@@ -109,6 +112,7 @@ impl Conn {
     }
 
     /// The protocol being parsed, once detected.
+    #[inline]
     pub(super) fn protocol(&self) -> Option<Protocol> {
         match &self.state {
             ParseState::Parsing { protocol, .. } => Some(*protocol),
@@ -117,6 +121,7 @@ impl Conn {
     }
 
     /// The segment holding stream offset `off` of `side`.
+    #[inline]
     pub(super) fn seg_at(&self, side: Side, off: u64) -> Option<Seg> {
         let segs = &self.segs[side_idx(side)];
         // Almost always the latest segment.
@@ -142,6 +147,7 @@ impl Conn {
 
     /// Plaintext offset of a TLS event, counted from the first byte only if
     /// the connection was seen from its start.
+    #[inline]
     fn tls_seq(&mut self, d: &DataEvent) -> Option<u64> {
         if d.source != Source::Tls {
             return None;
@@ -279,24 +285,29 @@ pub(super) struct Conns {
 }
 
 impl Conns {
+    #[inline]
     pub(super) fn get(&self, id: u64) -> Option<&Conn> {
         self.map.get(&id)
     }
 
+    #[inline]
     pub(super) fn get_mut(&mut self, id: u64) -> Option<&mut Conn> {
         self.map.get_mut(&id)
     }
 
+    #[inline]
     pub(super) fn remove(&mut self, id: u64) -> Option<Conn> {
         self.map.remove(&id)
     }
 
+    #[inline]
     pub(super) fn insert(&mut self, id: u64, conn: Conn) {
         self.map.insert(id, conn);
     }
 
     /// A connect or accept was observed. Returns the connection it
     /// replaces, if any; `false` if the table is full.
+    #[inline]
     pub(super) fn open(
         &mut self,
         c: &crate::event::ConnEvent,
@@ -317,6 +328,7 @@ impl Conns {
 
     /// The connection of a data event (created on first use, within the
     /// table's bound), updated with what the event says about it.
+    #[inline]
     pub(super) fn admit(&mut self, d: &DataEvent, max: usize, stats: &mut Stats) -> Admit {
         if !self.map.contains_key(&d.conn_id) {
             if self.map.len() >= max {
