@@ -172,6 +172,7 @@ pub mod defs {
         Some("reason"),
         "How spans were linked to a parent, or why not (zt.link.reason)."
     );
+    def!(INFERRED_LINKS, "zt_inferred_links_total", Counter, None, "Emitted spans carrying weak evidence (the single request in flight in the process) as a zt.link=inferred span link, or promoted to a parent with --promote-inferred-links.");
     def!(
         PARSER_DESYNCS,
         "zt_parser_desyncs_total",
@@ -308,6 +309,7 @@ pub mod defs {
         &SPANS_TIMED_OUT,
         &TRACES_EMITTED,
         &LINKS,
+        &INFERRED_LINKS,
         &PARSER_DESYNCS,
         &UNMATCHED_RESPONSES,
         &LATE_EVENTS,
@@ -552,16 +554,10 @@ pub(crate) fn report_assembler(s: &span_core::Stats, pending: usize, w: &mut Sta
     );
     w.set(&defs::SPANS_TIMED_OUT, s.spans_timed_out as f64);
     w.set(&defs::TRACES_EMITTED, s.traces_emitted as f64);
-    for (reason, n) in [
-        ("traceparent", s.links_traceparent),
-        ("tcp_seq", s.links_tcp_seq),
-        ("thread", s.links_thread),
-        ("context", s.links_context),
-        ("inferred_only", s.links_inferred),
-        ("unlinked_thread_ambiguous", s.unlinked_ambiguous_thread),
-    ] {
-        w.set_labelled(&defs::LINKS, reason, n as f64);
+    for reason in span_core::LinkReason::ALL {
+        w.set_labelled(&defs::LINKS, reason.as_str(), s.links(reason) as f64);
     }
+    w.set(&defs::INFERRED_LINKS, s.links_inferred as f64);
     w.set(&defs::PARSER_DESYNCS, s.parser_desyncs as f64);
     w.set(&defs::UNMATCHED_RESPONSES, s.unmatched_responses as f64);
     w.set(&defs::LATE_EVENTS, s.late_events as f64);
@@ -664,12 +660,15 @@ mod tests {
             &mut w,
         );
         report_assembler(
-            &span_core::Stats {
-                spans_started: 4,
-                spans_emitted: 4,
-                traces_emitted: 2,
-                links_tcp_seq: 2,
-                ..Default::default()
+            &{
+                let mut s = span_core::Stats {
+                    spans_started: 4,
+                    spans_emitted: 4,
+                    traces_emitted: 2,
+                    ..Default::default()
+                };
+                s.links_by_reason[span_core::LinkReason::TcpSeq as usize] = 2;
+                s
             },
             0,
             &mut w,

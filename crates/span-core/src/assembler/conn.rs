@@ -65,14 +65,6 @@ pub(super) struct Conn {
     last_activity: MonoNanos,
 }
 
-#[inline]
-fn side_idx(s: Side) -> usize {
-    match s {
-        Side::Client => 0,
-        Side::Server => 1,
-    }
-}
-
 impl Conn {
     pub(super) fn new(pid: u32, role: Role, tuple: SockTuple, ts: MonoNanos) -> Conn {
         Conn {
@@ -123,7 +115,7 @@ impl Conn {
     /// The segment holding stream offset `off` of `side`.
     #[inline]
     pub(super) fn seg_at(&self, side: Side, off: u64) -> Option<Seg> {
-        let segs = &self.segs[side_idx(side)];
+        let segs = &self.segs[side.index()];
         // Almost always the latest segment.
         if let Some(last) = segs.back() {
             if off >= last.start {
@@ -220,7 +212,7 @@ impl Conn {
         let ParseState::Parsing { parser, .. } = &mut self.state else {
             return;
         };
-        let i = side_idx(side);
+        let i = side.index();
         let start = self.pos[i];
         let seg = Seg {
             start,
