@@ -22,14 +22,33 @@ pub(crate) const MAX_PENDING: usize = 4096;
 pub(crate) enum Pending<T> {
     /// A request (what the parser needs to know to read its response).
     Request(T),
-    /// Requests may have been lost here. `epoch`: server activity count
-    /// when it was put; `absorbed`: a response reached it.
-    Lost { epoch: u64, absorbed: bool },
+    /// Requests may have been lost here.
+    Lost(Barrier),
 }
 
 impl<T> Pending<T> {
     pub(crate) fn is_lost(&self) -> bool {
-        matches!(self, Pending::Lost { .. })
+        matches!(self, Pending::Lost(_))
+    }
+}
+
+/// A loss barrier: the server activity count when it was put, and whether
+/// a response reached it, in one word (so a queue entry of a small request
+/// type stays two words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Barrier(u64);
+
+impl Barrier {
+    fn new(epoch: u64, absorbed: bool) -> Self {
+        Barrier(epoch << 1 | u64::from(absorbed))
+    }
+    /// Server activity count when the barrier was put.
+    pub(crate) fn epoch(self) -> u64 {
+        self.0 >> 1
+    }
+    /// A response reached the barrier.
+    fn absorbed(self) -> bool {
+        self.0 & 1 == 1
     }
 }
 
@@ -80,10 +99,8 @@ impl<T: Copy, X> Exchanges<T, X> {
             if self.pending.len() >= MAX_PENDING {
                 self.pending.clear();
             }
-            self.pending.push_back(Pending::Lost {
-                epoch: self.server_epoch,
-                absorbed,
-            });
+            self.pending
+                .push_back(Pending::Lost(Barrier::new(self.server_epoch, absorbed)));
         }
     }
 
@@ -97,7 +114,7 @@ impl<T: Copy, X> Exchanges<T, X> {
         let now = self.server_epoch;
         let pipelined = self.pipelined;
         let answered = |p: &Pending<T>| match p {
-            Pending::Lost { epoch, absorbed } => *epoch < now && (*absorbed || !pipelined),
+            Pending::Lost(b) => b.epoch() < now && (b.absorbed() || !pipelined),
             Pending::Request(_) => false,
         };
         if peer_idle && self.pending.iter().all(answered) {
@@ -130,7 +147,7 @@ impl<T: Copy, X> Exchanges<T, X> {
                 self.pending.pop_front();
                 Ok(r)
             }
-            Some(Pending::Lost { .. }) => {
+            Some(Pending::Lost(_)) => {
                 self.pending.clear();
                 self.push_lost(true);
                 Err(self.fresh_exchange())
