@@ -79,6 +79,7 @@ impl<T: Copy, X> Exchanges<T, X> {
         }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, side: Side, exchange: u64, kind: L7EventKind) {
         self.events.push_back(L7Event {
             side,
@@ -87,6 +88,7 @@ impl<T: Copy, X> Exchanges<T, X> {
         });
     }
 
+    #[inline]
     pub(crate) fn fresh_exchange(&mut self) -> u64 {
         let e = self.next_exchange;
         self.next_exchange += 1;
@@ -94,6 +96,7 @@ impl<T: Copy, X> Exchanges<T, X> {
     }
 
     /// Put a loss barrier at the back of the queue (unless one is there).
+    #[inline]
     pub(crate) fn push_lost(&mut self, absorbed: bool) {
         if !self.pending.back().is_some_and(Pending::is_lost) {
             if self.pending.len() >= MAX_PENDING {
@@ -110,6 +113,7 @@ impl<T: Copy, X> Exchanges<T, X> {
     /// since the loss, and either a response reached a barrier or the
     /// client never pipelined (a client that waits for each response got
     /// them all before this one).
+    #[inline]
     pub(crate) fn clear_barriers(&mut self, peer_idle: bool) {
         let now = self.server_epoch;
         let pipelined = self.pipelined;
@@ -125,6 +129,7 @@ impl<T: Copy, X> Exchanges<T, X> {
     /// Queue a request at the back. A full queue is given up (a barrier
     /// replaces it); a request queued behind another one marks the client
     /// as pipelining.
+    #[inline]
     pub(crate) fn queue(&mut self, request: T) {
         if self.pending.len() >= MAX_PENDING {
             self.pending.clear();
@@ -141,6 +146,7 @@ impl<T: Copy, X> Exchanges<T, X> {
     /// or a barrier is at the front. A response that reaches a barrier may
     /// answer a lost request or the next known one: the requests waiting
     /// now are given up.
+    #[inline]
     pub(crate) fn pair_front(&mut self) -> Result<T, u64> {
         match self.pending.front().copied() {
             Some(Pending::Request(r)) => {
