@@ -4,7 +4,7 @@
 use layout::backends::svg::SVGWriter;
 use layout::core::base::Orientation;
 use layout::core::color::Color;
-use layout::core::geometry::{get_size_for_str, pad_shape_scalar};
+use layout::core::geometry::{get_size_for_str, pad_shape_scalar, Point};
 use layout::core::style::{LineStyleKind, StyleAttr};
 use layout::std_shapes::shapes::{Arrow, Element, LineEndKind, ShapeKind};
 use layout::topo::layout::VisualGraph;
@@ -186,7 +186,7 @@ pub fn svg(g: &GraphSnapshot) -> String {
             NodeKind::External => "lightgrey",
         };
         let look = StyleAttr::new(Color::fast("black"), 1, Some(Color::fast(fill)), 6, 13);
-        let size = pad_shape_scalar(get_size_for_str(&label, 13), 12.0);
+        let size = text_box(&label, 13);
         let h = vg.add_node(Element::create(
             ShapeKind::new_box(&label),
             look,
@@ -195,6 +195,8 @@ pub fn svg(g: &GraphSnapshot) -> String {
         ));
         handles.insert(n.id.as_str(), h);
     }
+    // Each edge's label is a borderless node of its own on the way from
+    // client to server: layout-rs would otherwise write it over the line.
     for e in &g.edges {
         let (Some(a), Some(b)) = (
             handles.get(e.client.as_str()),
@@ -202,18 +204,30 @@ pub fn svg(g: &GraphSnapshot) -> String {
         ) else {
             continue;
         };
-        let color = if e.errors > 0 { "red" } else { "black" };
+        let color = if e.errors > 0 { "firebrick" } else { "black" };
+        let text = edge_label(e, "\n");
+        let label_look = StyleAttr::new(Color::fast("white"), 0, Some(Color::fast("white")), 0, 11);
+        let size = text_box(&text, 11);
+        let label = vg.add_node(Element::create(
+            ShapeKind::new_box(&text),
+            label_look,
+            Orientation::LeftToRight,
+            size,
+        ));
         let look = StyleAttr::new(Color::fast(color), 1, None, 0, 11);
-        let arrow = Arrow::new(
-            LineEndKind::None,
-            LineEndKind::Arrow,
-            LineStyleKind::Normal,
-            &edge_label(e, "\n"),
-            &look,
-            &None,
-            &None,
-        );
-        vg.add_edge(arrow, *a, *b);
+        let line = |end| {
+            Arrow::new(
+                LineEndKind::None,
+                end,
+                LineStyleKind::Normal,
+                "",
+                &look,
+                &None,
+                &None,
+            )
+        };
+        vg.add_edge(line(LineEndKind::None), *a, label);
+        vg.add_edge(line(LineEndKind::Arrow), label, *b);
     }
     if g.nodes.is_empty() {
         let look = StyleAttr::simple();
@@ -228,7 +242,46 @@ pub fn svg(g: &GraphSnapshot) -> String {
     }
     let mut w = SVGWriter::new();
     vg.do_it(false, false, false, &mut w);
-    w.finalize()
+    // layout-rs sizes the canvas from its text estimates, which leaves a
+    // wide empty band: fit it to where the nodes were placed.
+    let (mut right, mut bottom) = (0f64, 0f64);
+    for n in vg.iter_nodes() {
+        let (_, br) = vg.pos(n).bbox(true);
+        right = right.max(br.x);
+        bottom = bottom.max(br.y);
+    }
+    fit_canvas(&w.finalize(), right + 10.0, bottom + 10.0)
+}
+
+/// Replace the `<svg width height viewBox>` of `svg` with `w` x `h`.
+fn fit_canvas(svg: &str, w: f64, h: f64) -> String {
+    let Some(start) = svg.find("<svg ") else {
+        return svg.to_owned();
+    };
+    let Some(end) = svg[start..].find('>').map(|e| start + e) else {
+        return svg.to_owned();
+    };
+    format!(
+        "{}<svg width=\"{w:.0}\" height=\"{h:.0}\" viewBox=\"0 0 {w:.0} {h:.0}\" xmlns=\"http://www.w3.org/2000/svg\">{}",
+        &svg[..start],
+        &svg[end + 1..]
+    )
+}
+
+/// The box around `text` in a `font`-pixel Times face (layout-rs counts a
+/// full em per character, twice what Times needs).
+fn text_box(text: &str, font: usize) -> Point {
+    let cols = text
+        .lines()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let rows = text.lines().count().max(1);
+    Point::new(
+        cols as f64 * font as f64 * 0.55 + 16.0,
+        rows as f64 * font as f64 * 1.25 + 10.0,
+    )
 }
 
 #[cfg(test)]
