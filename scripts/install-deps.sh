@@ -10,6 +10,7 @@ APT_PACKAGES=(
   nginx wrk                              # TLS proxy tests, overhead benchmark
   redis-server mariadb-server postgresql # real servers the tests talk to
   golang-go                              # Go services of the runtime-aware linking tests
+  prometheus                             # a real Prometheus scraping --metrics-listen; promtool
 )
 PIP_PACKAGES=(
   grpcio grpcio-tools protobuf pymysql mysqlclient "psycopg[binary]" redis
