@@ -10,6 +10,7 @@
 //! - a p95 from `histogram_quantile` agrees with the graph's p95 (written
 //!   with `--graph`) within one histogram bucket;
 //! - `promtool check metrics` accepts the live exposition.
+//!
 //! Services are named with a suffix of this test's own, so other traffic on
 //! the machine (other tests, other tracers) never mixes in.
 
