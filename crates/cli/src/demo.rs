@@ -47,10 +47,11 @@ pub fn demo(
     output: OutputFormat,
     graph: GraphFormat,
     record: Option<std::path::PathBuf>,
+    graph_file: Option<std::path::PathBuf>,
 ) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("zt-trace-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = run_demo(&dir, requests, output, graph, record);
+    let result = run_demo(&dir, requests, output, graph, record, graph_file);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -61,6 +62,7 @@ fn run_demo(
     output: OutputFormat,
     graph_format: GraphFormat,
     record: Option<std::path::PathBuf>,
+    graph_file: Option<std::path::PathBuf>,
 ) -> Result<()> {
     let service = dir.join("service.py");
     std::fs::write(&service, SERVICE_PY)?;
@@ -134,6 +136,10 @@ fn run_demo(
     g.edges
         .retain(|e| ours.contains(&e.client.as_str()) && ours.contains(&e.server.as_str()));
     g.nodes.retain(|n| ours.contains(&n.id.as_str()));
+    if let Some(path) = graph_file {
+        std::fs::write(&path, g.to_json() + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if graph_format == GraphFormat::Text {
         println!("\nService graph:");
     }

@@ -69,10 +69,13 @@ enum Command {
         /// How the service graph is printed at the end.
         #[arg(long, value_enum, default_value = "text")]
         graph_format: graph::GraphFormat,
-        /// Also write the raw event log to FILE (`zt-trace graph --from FILE`
-        /// draws the same graph again).
+        /// Also write the raw event log to FILE.
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
+        /// Also write the demo's service graph (JSON) to FILE (`zt-trace
+        /// graph --from FILE --format svg` draws it again).
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
     },
     /// Print the service graph: who calls whom, with request counts,
     /// errors and latency. Attaches for --duration seconds (needs root), or
@@ -82,7 +85,8 @@ enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 10.0)]
         duration: f64,
         /// Read this event log (from `record` or `run --record`) instead of
-        /// attaching.
+        /// attaching, or a graph saved as JSON (`--graph FILE.json`) to draw
+        /// it in another format.
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
         /// text (the default), dot (GraphViz), svg (a laid-out picture) or json.
@@ -390,7 +394,8 @@ fn dispatch(cli: Cli, m: &ArgMatches) -> anyhow::Result<()> {
             output,
             graph_format,
             record,
-        }) => demo::demo(requests, output, graph_format, record),
+            graph,
+        }) => demo::demo(requests, output, graph_format, record, graph),
         Some(Command::Replay {
             file,
             assemble,

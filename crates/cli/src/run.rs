@@ -143,6 +143,21 @@ pub fn graph(
     window: bool,
     out: Option<&Path>,
 ) -> Result<()> {
+    // A graph already drawn (`--graph FILE.json`, `--format json`): draw
+    // it again in another form.
+    if let Some(path) = from {
+        let mut head = [0u8; 1];
+        let is_json = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .is_ok_and(|n| n == 1 && head[0] == b'{');
+        if is_json {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let g: zt_trace::GraphSnapshot = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a graph in JSON", path.display()))?;
+            return emit(&render(&g, format), out);
+        }
+    }
     let tracer = match from {
         Some(path) => {
             let t = Tracer::builder()
@@ -172,6 +187,11 @@ pub fn graph(
     print_summary(&stats);
     let g = graph.lock();
     let text = render(&if window { g.window() } else { g.totals() }, format);
+    emit(&text, out)
+}
+
+/// `text` to `out`, or stdout.
+fn emit(text: &str, out: Option<&Path>) -> Result<()> {
     match out {
         Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
         None => {

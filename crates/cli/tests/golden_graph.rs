@@ -197,3 +197,32 @@ fn full_topology_graph_is_the_ground_truth() {
     );
     matches_golden_file("full_topology", &json);
 }
+
+/// A graph saved as JSON draws again in every format, the same as from the
+/// log it came from.
+#[test]
+fn a_saved_graph_draws_again() {
+    let dir = tempdir("graph-json");
+    let log = repo_root().join("tests/golden/full_topology.zrec");
+    let json = dir.join("g.json");
+    let draw = |from: &std::path::Path, format: &str| {
+        run_lines(Command::new(zt_trace_bin()).args([
+            "graph",
+            "--from",
+            from.to_str().unwrap(),
+            "--format",
+            format,
+        ]))
+        .join("\n")
+    };
+    std::fs::write(&json, draw(&log, "json")).unwrap();
+    for format in ["text", "dot", "svg", "json"] {
+        assert_eq!(draw(&json, format), draw(&log, format), "{format}");
+    }
+    let text = draw(&json, "text");
+    assert!(
+        text.contains("users calls:\n  → postgresql 127.0.0.1:5432 via PostgreSQL (avg: "),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
