@@ -185,9 +185,9 @@ pub fn graph_families(graph: &GraphStage) -> Vec<MetricFamily> {
         let keys = metric.label_keys();
         for (k, h) in red.series().into_iter().filter(|(k, _)| k.metric == metric) {
             let mut labels = vec![("service.name", k.service.clone())];
-            for (key, v) in keys.iter().zip(&k.labels) {
+            for (key, v) in keys.iter().zip(k.labels()) {
                 if !key.is_empty() {
-                    labels.push((key, v.clone()));
+                    labels.push((key, v));
                 }
             }
             f.points.push(hist_point(labels, h));

@@ -68,13 +68,79 @@ impl RedMetric {
     }
 }
 
-/// One label set of one metric.
+/// One label set of one metric, stored as the span gives it (label
+/// values are spelled out only when exported, see [`RedKey::labels`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RedKey {
     pub metric: RedMetric,
     pub service: String,
+    /// HTTP: the method; gRPC: `rpc.service`; databases: `db.system.name`.
+    pub op1: String,
+    /// HTTP: the route; gRPC: the method; databases: the operation.
+    pub op2: String,
+    /// HTTP or gRPC status code.
+    pub code: Option<u32>,
+}
+
+/// A [`RedKey`] borrowed from a span: looked up without allocating (same
+/// fields, same order, so the same hash).
+#[derive(Hash)]
+struct RedKeyRef<'a> {
+    metric: RedMetric,
+    service: &'a str,
+    op1: &'a str,
+    op2: &'a str,
+    code: Option<u32>,
+}
+
+impl hashbrown::Equivalent<RedKey> for RedKeyRef<'_> {
+    fn equivalent(&self, k: &RedKey) -> bool {
+        self.metric == k.metric
+            && self.code == k.code
+            && self.service == k.service
+            && self.op1 == k.op1
+            && self.op2 == k.op2
+    }
+}
+
+impl RedKeyRef<'_> {
+    fn to_owned(&self) -> RedKey {
+        RedKey {
+            metric: self.metric,
+            service: self.service.to_owned(),
+            op1: self.op1.to_owned(),
+            op2: self.op2.to_owned(),
+            code: self.code,
+        }
+    }
+}
+
+impl RedKey {
     /// Values of [`RedMetric::label_keys`] ("" when unknown or unused).
-    pub labels: [String; 3],
+    pub fn labels(&self) -> [String; 3] {
+        let code = || self.code.map(|c| c.to_string()).unwrap_or_default();
+        match self.metric {
+            RedMetric::HttpServer | RedMetric::HttpClient => {
+                [self.op1.clone(), self.op2.clone(), code()]
+            }
+            RedMetric::RpcServer | RedMetric::RpcClient => [
+                "grpc".to_owned(),
+                if self.op1.is_empty() && self.op2.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/{}", self.op1, self.op2)
+                },
+                self.code
+                    .map(|c| {
+                        GRPC_CODES
+                            .get(c as usize)
+                            .map_or_else(|| c.to_string(), |s| (*s).to_owned())
+                    })
+                    .unwrap_or_default(),
+            ],
+            RedMetric::DbClient => [self.op1.clone(), self.op2.clone(), String::new()],
+        }
+    }
 }
 
 /// gRPC status code names (`rpc.response.status_code`).
@@ -100,70 +166,58 @@ const GRPC_CODES: &[&str] = &[
 
 /// The series a span falls in, if it is of a protocol the conventions
 /// cover.
-pub fn key_of(span: &Span) -> Option<RedKey> {
+fn key_of(span: &Span) -> Option<RedKeyRef<'_>> {
     let v = &span.view;
     let server = span.kind == SpanKind::Server;
-    let (metric, labels) = match v.protocol? {
-        AppProtocol::Http => {
-            let route = match &v.operation {
-                Some(Operation::HttpRoute(r)) => r.clone(),
-                _ => String::new(),
-            };
-            (
-                if server {
-                    RedMetric::HttpServer
-                } else {
-                    RedMetric::HttpClient
-                },
-                [
-                    v.method.as_deref().unwrap_or("").to_owned(),
-                    route,
-                    v.status.http.map(|c| c.to_string()).unwrap_or_default(),
-                ],
-            )
-        }
+    let service = span.resource.service_name.as_str();
+    Some(match v.protocol? {
+        AppProtocol::Http => RedKeyRef {
+            metric: if server {
+                RedMetric::HttpServer
+            } else {
+                RedMetric::HttpClient
+            },
+            service,
+            op1: v.method.as_deref().unwrap_or(""),
+            op2: match &v.operation {
+                Some(Operation::HttpRoute(r)) => r,
+                _ => "",
+            },
+            code: v.status.http.map(u32::from),
+        },
         AppProtocol::Grpc => {
-            let method = match &v.operation {
-                Some(Operation::Rpc { service, method }) => format!("{service}/{method}"),
-                _ => String::new(),
+            let (op1, op2) = match &v.operation {
+                Some(Operation::Rpc { service, method }) => (service.as_str(), method.as_str()),
+                _ => ("", ""),
             };
-            let status = v
-                .status
-                .grpc
-                .map(|c| {
-                    GRPC_CODES
-                        .get(c as usize)
-                        .map_or_else(|| c.to_string(), |s| (*s).to_owned())
-                })
-                .unwrap_or_default();
-            (
-                if server {
+            RedKeyRef {
+                metric: if server {
                     RedMetric::RpcServer
                 } else {
                     RedMetric::RpcClient
                 },
-                ["grpc".to_owned(), method, status],
-            )
+                service,
+                op1,
+                op2,
+                code: v.status.grpc,
+            }
         }
         p @ (AppProtocol::Mysql | AppProtocol::Postgres | AppProtocol::Redis) => {
             if server {
                 return None; // databases get no server spans; nothing to say
             }
-            let op = match &v.operation {
-                Some(Operation::Db { operation, .. }) => operation.clone().unwrap_or_default(),
-                Some(Operation::Redis { command }) => command.clone(),
-                _ => String::new(),
-            };
-            (
-                RedMetric::DbClient,
-                [p.db_system().unwrap_or("").to_owned(), op, String::new()],
-            )
+            RedKeyRef {
+                metric: RedMetric::DbClient,
+                service,
+                op1: p.db_system().unwrap_or(""),
+                op2: match &v.operation {
+                    Some(Operation::Db { operation, .. }) => operation.as_deref().unwrap_or(""),
+                    Some(Operation::Redis { command }) => command,
+                    _ => "",
+                },
+                code: None,
+            }
         }
-    };
-    Some(RedKey {
-        metric,
-        service: span.resource.service_name.clone(),
-        labels,
     })
 }
 
@@ -197,7 +251,7 @@ impl Red {
         } else if self.series.len() < self.max_series {
             let mut h = FixedHist::new(SEMCONV_BOUNDS);
             h.record_ns(ns);
-            self.series.insert(key, h);
+            self.series.insert(key.to_owned(), h);
         } else {
             self.overflowed += 1;
             self.overflow

@@ -203,12 +203,12 @@ fn red_series_per_service_and_operation() {
     let (k, h) = s[0];
     assert_eq!(k.metric, red::RedMetric::HttpServer);
     assert_eq!(
-        k.labels,
+        k.labels(),
         ["GET".to_owned(), "/users/{id}".into(), "200".into()]
     );
     assert_eq!(h.count, 2);
     assert_eq!(s[2].0.metric, red::RedMetric::DbClient);
-    assert_eq!(s[2].0.labels[..2], ["redis".to_owned(), "INCRBY".into()]);
+    assert_eq!(s[2].0.labels()[..2], ["redis".to_owned(), "INCRBY".into()]);
 }
 
 #[test]
