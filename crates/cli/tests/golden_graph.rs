@@ -226,3 +226,23 @@ fn a_saved_graph_draws_again() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `replay --graph FILE.json` writes the graph `graph --from` prints.
+#[test]
+fn replay_writes_the_graph_when_it_stops() {
+    let dir = tempdir("replay-graph");
+    let log = repo_root().join("tests/golden/full_topology.zrec");
+    let file = dir.join("g.json");
+    run_lines(Command::new(zt_trace_bin()).args([
+        "replay",
+        log.to_str().unwrap(),
+        "--output",
+        "none",
+        "--graph",
+        file.to_str().unwrap(),
+    ]));
+    let written = std::fs::read_to_string(&file).unwrap();
+    let (_, printed) = graph_of("full_topology");
+    assert_eq!(written.trim(), printed.trim());
+    let _ = std::fs::remove_dir_all(dir);
+}
