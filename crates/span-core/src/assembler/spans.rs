@@ -114,6 +114,15 @@ impl SpanTable {
             .collect()
     }
 
+    /// Spans of process `pid` not ended yet.
+    pub(super) fn open_of(&self, pid: u32) -> Vec<SpanId> {
+        self.map
+            .values()
+            .filter(|s| s.end.is_none() && s.thread.pid == pid)
+            .map(|s| s.id)
+            .collect()
+    }
+
     /// The root of the tree holding `id`, within the table.
     pub(super) fn find_root(&self, mut id: SpanId) -> SpanId {
         for _ in 0..10_000 {

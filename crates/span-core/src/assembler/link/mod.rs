@@ -164,6 +164,12 @@ impl Linker {
         self.context.settle_heads(spans);
     }
 
+    /// Process `pid` exited: calls waiting for a response in one of its
+    /// execution contexts wait no longer. Returns them.
+    pub(super) fn process_exited(&mut self, pid: u32, spans: &mut SpanTable) -> Vec<SpanId> {
+        self.context.process_exited(pid, spans)
+    }
+
     /// `rec` is being emitted: nothing may find it any more.
     pub(super) fn forget(&mut self, rec: &SpanRec) {
         self.context.forget(rec);
