@@ -17,6 +17,10 @@ pub fn assembler_config(a: &Assemble) -> Config {
         promote_inferred_links: a.promote_inferred_links,
         trace_linger_ns: a.trace_linger_ms * 1_000_000,
         request_timeout_ns: a.request_timeout_s * 1_000_000_000,
+        query_redaction: span_core::QueryRedaction {
+            keep: a.keep_query,
+            extra: a.redact_query_params.clone(),
+        },
         ..Config::default()
     }
 }

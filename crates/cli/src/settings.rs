@@ -58,6 +58,12 @@ pub struct Assemble {
     pub promote_inferred_links: bool,
     pub trace_linger_ms: u64,
     pub request_timeout_s: u64,
+    /// Keep URL query values as sent (default: values of sensitive
+    /// parameters become `REDACTED`). Userinfo is redacted regardless.
+    pub keep_query: bool,
+    /// Query parameters redacted besides the built-in list
+    /// (case-insensitive).
+    pub redact_query_params: Vec<String>,
 }
 
 /// Where spans are exported.
@@ -106,6 +112,8 @@ impl Default for Assemble {
             promote_inferred_links: false,
             trace_linger_ms: defaults::TRACE_LINGER_MS,
             request_timeout_s: defaults::REQUEST_TIMEOUT_S,
+            keep_query: false,
+            redact_query_params: Vec::new(),
         }
     }
 }
@@ -207,6 +215,19 @@ impl Settings {
                 a.request_timeout_s
             ));
         }
+        for name in &a.redact_query_params {
+            if let Err(why) = check_query_param(name) {
+                problems.push(format!(
+                    "redact_query_params (--redact-query-param) {name:?}: {why}"
+                ));
+            }
+        }
+        if a.keep_query && !a.redact_query_params.is_empty() {
+            problems.push(
+                "keep_query (--keep-query) keeps every query value: redact_query_params (--redact-query-param) would redact none"
+                    .to_owned(),
+            );
+        }
         let e = &self.export;
         if e.queue == 0 {
             problems.push("queue (--export-queue) is 0: it must be at least 1".to_owned());
@@ -275,6 +296,21 @@ impl Settings {
         }
         Ok(toml::to_string_pretty(&shown)?)
     }
+}
+
+/// A query parameter name `--redact-query-param` can match: what may stand
+/// before `=` in a query.
+fn check_query_param(name: &str) -> std::result::Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("the name is empty");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || "=&;#?".contains(c))
+    {
+        return Err("a parameter name cannot hold spaces, controls or any of = & ; # ?");
+    }
+    Ok(())
 }
 
 /// Sections whose keys `ZT_<SECTION>_<KEY>` variables set.
@@ -468,6 +504,7 @@ mod tests {
         s.export.exporters = vec!["otlp-http=http://127.0.0.1:99999/v1/traces".into()];
         s.output.duration_s = Some(-1.0);
         s.output.record = Some("/nonexistent/dir/x.zrec".into());
+        s.assemble.redact_query_params = vec!["".into(), "a=b".into()];
         let e = s.validate().unwrap_err().to_string();
         for needle in [
             "capture_bytes (--capture-bytes) is 0",
@@ -483,9 +520,32 @@ mod tests {
             "1 to 65535",
             "duration_s (--duration) is -1",
             "record (--record)",
+            "redact_query_params (--redact-query-param) \"\": the name is empty",
+            "redact_query_params (--redact-query-param) \"a=b\": a parameter name cannot",
         ] {
             assert!(e.contains(needle), "{needle} missing from:\n{e}");
         }
+    }
+
+    #[test]
+    fn query_redaction_settings() {
+        let s = Settings::load(
+            None,
+            env(&[("ZT_ASSEMBLE_REDACT_QUERY_PARAMS", "sessionid, x-api-token")]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.assemble.redact_query_params,
+            vec!["sessionid".to_owned(), "x-api-token".to_owned()]
+        );
+        s.validate().unwrap();
+        let mut both = s.clone();
+        both.assemble.keep_query = true;
+        let e = both.validate().unwrap_err().to_string();
+        assert!(e.contains("keep_query (--keep-query)"), "{e}");
+        let s = Settings::load(None, env(&[("ZT_ASSEMBLE_KEEP_QUERY", "true")])).unwrap();
+        assert!(s.assemble.keep_query);
+        s.validate().unwrap();
     }
 
     #[test]

@@ -98,7 +98,9 @@ impl AgentPeers {
             }
             Event::Data(d) => !self.conns.is_empty() && self.conns.contains(&d.conn_id),
             Event::ConnClose(c) => self.conns.remove(&c.conn_id),
-            Event::ConnEnd(e) => self.conns.remove(&e.conn_id),
+            Event::ConnEnd(e) if e.how == span_core::ConnEndKind::Closed => {
+                self.conns.remove(&e.conn_id)
+            }
             _ => false,
         }
     }
