@@ -152,6 +152,11 @@ struct ExportArgs {
     /// Spans held for export before new ones are dropped (and counted).
     #[arg(long, default_value_t = defaults::EXPORT_QUEUE, value_name = "SPANS")]
     export_queue: usize,
+    /// On exit, how long the exporters may take to send what they still
+    /// hold once every pending trace is flushed to them (ms); what is left
+    /// then is dropped and counted in the exit summary.
+    #[arg(long, default_value_t = defaults::EXPORT_SHUTDOWN_TIMEOUT_MS, value_name = "MS")]
+    export_shutdown_timeout_ms: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -260,6 +265,9 @@ fn run_settings(a: &RunArgs, m: &ArgMatches) -> anyhow::Result<Settings> {
     }
     if given(m, "export_queue") {
         e.queue = a.export.export_queue;
+    }
+    if given(m, "export_shutdown_timeout_ms") {
+        e.shutdown_timeout_ms = a.export.export_shutdown_timeout_ms;
     }
     if given(m, "output") {
         s.output.format = a.output;

@@ -49,7 +49,9 @@ pub fn builder(s: &Settings, stage: Stage) -> Result<TracerBuilder> {
         log::info!("exporting spans with {}", e.name());
         b = b.exporter(e);
     }
-    b = b.export_config(config);
+    b = b
+        .export_config(config)
+        .shutdown_timeout(Duration::from_millis(s.export.shutdown_timeout_ms));
     if let Some(path) = &s.output.record {
         b = b.record_to(path);
         log::info!("recording events to {}", path.display());

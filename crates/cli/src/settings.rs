@@ -18,6 +18,7 @@ pub mod defaults {
     pub const TRACE_LINGER_MS: u64 = 200;
     pub const REQUEST_TIMEOUT_S: u64 = 30;
     pub const EXPORT_QUEUE: usize = 8192;
+    pub const EXPORT_SHUTDOWN_TIMEOUT_MS: u64 = 700;
 }
 
 /// Largest payload prefix the probes capture per call.
@@ -80,6 +81,9 @@ pub struct Export {
     pub compression: Option<String>,
     /// Spans held for export before new ones are dropped (and counted).
     pub queue: usize,
+    /// On exit, how long the exporters may take to send what they still
+    /// hold once every pending trace is flushed to them (ms).
+    pub shutdown_timeout_ms: u64,
 }
 
 /// What is printed or written.
@@ -126,6 +130,7 @@ impl Default for Export {
             protocol: None,
             compression: None,
             queue: defaults::EXPORT_QUEUE,
+            shutdown_timeout_ms: defaults::EXPORT_SHUTDOWN_TIMEOUT_MS,
         }
     }
 }
@@ -231,6 +236,12 @@ impl Settings {
         let e = &self.export;
         if e.queue == 0 {
             problems.push("queue (--export-queue) is 0: it must be at least 1".to_owned());
+        }
+        if e.shutdown_timeout_ms == 0 || e.shutdown_timeout_ms > 60_000 {
+            problems.push(format!(
+                "shutdown_timeout_ms (--export-shutdown-timeout-ms) is {}: it must be from 1 to 60000",
+                e.shutdown_timeout_ms
+            ));
         }
         if let Some(p) = &e.protocol {
             if let Err(err) = p.parse::<exporters::OtlpProtocol>() {
@@ -498,6 +509,7 @@ mod tests {
         s.assemble.request_timeout_s = 0;
         s.assemble.trace_linger_ms = 0;
         s.export.queue = 0;
+        s.export.shutdown_timeout_ms = 0;
         s.export.protocol = Some("xyz".into());
         s.export.compression = Some("lzma".into());
         s.export.headers = vec!["no-equals-sign".into()];
@@ -514,6 +526,7 @@ mod tests {
             "request_timeout_s (--request-timeout-s) is 0",
             "trace_linger_ms (--trace-linger-ms) is 0",
             "queue (--export-queue) is 0",
+            "shutdown_timeout_ms (--export-shutdown-timeout-ms) is 0",
             "protocol (--protocol)",
             "compression (--compression)",
             "headers (--header)",

@@ -64,6 +64,10 @@ fn every_bad_option_is_refused_with_its_own_message() {
         ),
         (&["--export-queue", "0"], "queue (--export-queue) is 0"),
         (
+            &["--export-shutdown-timeout-ms", "0"],
+            "shutdown_timeout_ms (--export-shutdown-timeout-ms) is 0",
+        ),
+        (
             &["--ring-buffer-mib", "3"],
             "ring_buffer_mib (--ring-buffer-mib) is 3",
         ),

@@ -131,6 +131,11 @@ impl Assembler {
         self.spans.len()
     }
 
+    /// Spans started and not ended yet (no response so far).
+    pub fn open_spans(&self) -> usize {
+        self.spans.open_count()
+    }
+
     /// How full every table is.
     pub fn table_sizes(&self) -> TableSizes {
         TableSizes {

@@ -114,6 +114,11 @@ impl SpanTable {
             .collect()
     }
 
+    /// How many spans have not ended yet.
+    pub(super) fn open_count(&self) -> usize {
+        self.map.values().filter(|s| s.end.is_none()).count()
+    }
+
     /// Spans of process `pid` not ended yet.
     pub(super) fn open_of(&self, pid: u32) -> Vec<SpanId> {
         self.map
