@@ -51,7 +51,7 @@ one() {
 	for id in $ids; do
 		bpftool prog show id "$id" >/dev/null 2>&1 && left=$((left + 1))
 	done
-	echo "$(( (t1 - t0) / 1000000 )) [$(echo $ids | wc -w) programs, $left still loaded 1 s later] $(grep -o 'shutdown:.*' "$tmp/err" | head -1)"
+	echo "$(( (t1 - t0) / 1000000 )) [$(echo $ids | wc -w) programs, $left still loaded 1 s later] $(grep -o 'stopped in.*' "$tmp/err" | head -1)"
 }
 
 declare -A all

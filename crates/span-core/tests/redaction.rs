@@ -53,6 +53,7 @@ fn data(
         payload: Bytes::copy_from_slice(payload),
         ssl: 0,
         exec_ctx: 0,
+        task: 0,
     })
 }
 

@@ -68,6 +68,7 @@ fn data(e: End, dir: Direction, enter: u64, exit: u64, seq: u32, payload: &[u8])
         payload: Bytes::copy_from_slice(payload),
         ssl: 0,
         exec_ctx: 0,
+        task: 0,
     })
 }
 

@@ -122,6 +122,7 @@ impl Assembler {
         let mut s = self.stats.clone();
         s.late_events = self.reorder.late;
         s.reorder_forced = self.reorder.forced;
+        s.tasks_evicted = self.linker.tasks.tasks_evicted;
         s.fill_named_links();
         s
     }
@@ -243,6 +244,8 @@ impl Assembler {
             Event::ConnEnd(e) => self.on_conn_end(e),
             Event::Process(p) => self.procs.on_process(&p, &self.cfg),
             Event::ProcessExit { pid, ts } => self.on_process_exit(pid, ts),
+            Event::TaskStart(t) => self.linker.tasks.started(t.pid, t.task, t.parent),
+            Event::TaskEnd(t) => self.linker.tasks.ended(t.pid, t.task, t.ts),
         }
     }
 

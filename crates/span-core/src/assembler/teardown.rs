@@ -66,6 +66,7 @@ impl Assembler {
                 self.release_wait(id, ts);
             }
         }
+        self.linker.tasks.process_gone(pid);
         let c = &self.cfg;
         let keep = c.request_timeout_ns + c.peer_wait_ns + c.context_wait_ns + c.trace_linger_ns;
         self.procs.on_exit(pid, ts, keep);
