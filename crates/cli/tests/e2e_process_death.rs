@@ -152,14 +152,20 @@ fn requests_of_dead_processes_and_torn_down_connections() {
     client.expect("DONE eof");
     let (spans, out) = wait_trace(&tracer.stdout, "pd-server-killed", patience);
     let (srv, cli) = (kind(&spans, "SERVER"), kind(&spans, "CLIENT"));
-    assert_eq!(srv["service_name"], "victim", "the dead server keeps its name");
+    assert_eq!(
+        srv["service_name"], "victim",
+        "the dead server keeps its name"
+    );
     assert_eq!(attr_str(srv, "zt.incomplete"), "process_exited", "{srv}");
     assert_eq!(srv["status_code"], "ERROR");
     assert!(message(srv).contains("the process exited"), "{srv}");
     assert_eq!(cli["service_name"], "caller");
     assert_eq!(attr_str(cli, "zt.incomplete"), "peer_closed", "{cli}");
     assert_eq!(cli["status_code"], "ERROR");
-    assert!(message(cli).contains("the peer closed the connection"), "{cli}");
+    assert!(
+        message(cli).contains("the peer closed the connection"),
+        "{cli}"
+    );
     assert_eq!(srv["parent_span_id"], cli["span_id"], "still linked");
     assert_prompt("server killed", killed, out, Duration::ZERO);
     drop(client);
@@ -175,31 +181,44 @@ fn requests_of_dead_processes_and_torn_down_connections() {
     client.kill();
     let (spans, out) = wait_trace(&tracer.stdout, "pd-client-killed", patience);
     let (srv, cli) = (kind(&spans, "SERVER"), kind(&spans, "CLIENT"));
-    assert_eq!(cli["service_name"], "caller", "the dead client keeps its name");
+    assert_eq!(
+        cli["service_name"], "caller",
+        "the dead client keeps its name"
+    );
     assert_eq!(attr_str(cli, "zt.incomplete"), "process_exited", "{cli}");
     assert_eq!(cli["status_code"], "ERROR");
     assert_eq!(srv["service_name"], "victim");
-    assert_eq!(attr(srv, "http.response.status_code"), Some(&Value::from(200)));
-    assert_eq!(attr_str(srv, "zt.incomplete"), "", "the server answered: {srv}");
+    assert_eq!(
+        attr(srv, "http.response.status_code"),
+        Some(&Value::from(200))
+    );
+    assert_eq!(
+        attr_str(srv, "zt.incomplete"),
+        "",
+        "the server answered: {srv}"
+    );
     // The server's answer (1 s after the request) ends its span.
     assert_prompt("client killed", got, out, Duration::from_secs(1));
 
     // 3. A truncated body: 10 of 1000 bytes, then the server closes.
-    let client = Fault::start(
-        "caller",
-        &["client", &ports, "/truncated?rid=pd-truncated"],
-    );
+    let client = Fault::start("caller", &["client", &ports, "/truncated?rid=pd-truncated"]);
     let done = {
         client.expect("DONE eof");
         Instant::now()
     };
     let (spans, out) = wait_trace(&tracer.stdout, "pd-truncated", patience);
     for s in &spans {
-        assert_eq!(attr(s, "http.response.status_code"), Some(&Value::from(200)));
+        assert_eq!(
+            attr(s, "http.response.status_code"),
+            Some(&Value::from(200))
+        );
         assert_eq!(s["status_code"], "ERROR", "{s}");
         assert!(message(s).starts_with("response truncated"), "{s}");
     }
-    assert_eq!(attr_str(kind(&spans, "CLIENT"), "zt.incomplete"), "peer_closed");
+    assert_eq!(
+        attr_str(kind(&spans, "CLIENT"), "zt.incomplete"),
+        "peer_closed"
+    );
     assert_eq!(
         attr_str(kind(&spans, "SERVER"), "zt.incomplete"),
         "connection_closed"
@@ -216,7 +235,10 @@ fn requests_of_dead_processes_and_torn_down_connections() {
     let (spans, out) = wait_trace(&tracer.stdout, "pd-reset", patience);
     let cli = kind(&spans, "CLIENT");
     assert_eq!(attr_str(cli, "zt.incomplete"), "peer_reset", "{cli}");
-    assert!(message(cli).contains("the peer reset the connection"), "{cli}");
+    assert!(
+        message(cli).contains("the peer reset the connection"),
+        "{cli}"
+    );
     assert_prompt("reset", done, out, Duration::ZERO);
     drop(client);
     drop(server);

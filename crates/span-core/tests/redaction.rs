@@ -6,8 +6,9 @@
 //! (name, attributes, resource, view: everything an exporter or renderer
 //! reads) and looks for the secrets anywhere in them.
 
+mod common;
+
 use bytes::Bytes;
-use protocol_parsers::http2::hpack::{Encoder, Indexing};
 use span_core::*;
 use std::net::SocketAddr;
 
@@ -183,50 +184,11 @@ fn extra_names_and_keep_query() {
 
 // ----------------------------------------------------------------- HTTP/2
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(9 + payload.len());
-    let n = payload.len() as u32;
-    f.extend_from_slice(&n.to_be_bytes()[1..]);
-    f.push(kind);
-    f.push(flags);
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-const HEADERS: u8 = 1;
-const SETTINGS: u8 = 4;
-const END_STREAM: u8 = 1;
-const END_HEADERS: u8 = 4;
-
-fn h2(fields: &[(&str, &str)], response: &[(&str, &str)]) -> (Vec<u8>, Vec<u8>) {
-    let block = |fields: &[(&str, &str)]| {
-        let mut enc = Encoder::new();
-        let mut out = Vec::new();
-        enc.encode(
-            fields
-                .iter()
-                .map(|(k, v)| (k.as_bytes(), v.as_bytes(), Indexing::Incremental)),
-            &mut out,
-        );
-        out
-    };
-    let mut req = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    req.extend(frame(SETTINGS, 0, 0, &[]));
-    req.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block(fields)));
-    let mut resp = frame(SETTINGS, 0, 0, &[]);
-    resp.extend(frame(
-        HEADERS,
-        END_HEADERS | END_STREAM,
-        1,
-        &block(response),
-    ));
-    (req, resp)
-}
+use common::h2;
 
 #[test]
 fn http2_path_and_authority() {
-    let (req, resp) = h2(
+    let (req, resp) = h2::exchange(
         &[
             (":method", "GET"),
             (":scheme", "https"),
@@ -237,6 +199,7 @@ fn http2_path_and_authority() {
             ),
         ],
         &[(":status", "200")],
+        true,
     );
     let spans = both_ends(&req, &resp, Config::default());
     assert_clean(&spans);
@@ -258,7 +221,7 @@ fn http2_path_and_authority() {
 
 #[test]
 fn grpc_path_with_a_query_names_no_secret() {
-    let (req, resp) = h2(
+    let (req, resp) = h2::exchange(
         &[
             (":method", "POST"),
             (":scheme", "http"),
@@ -271,6 +234,7 @@ fn grpc_path_with_a_query_names_no_secret() {
             ("content-type", "application/grpc"),
             ("grpc-status", "0"),
         ],
+        true,
     );
     let spans = both_ends(&req, &resp, Config::default());
     assert_clean(&spans);

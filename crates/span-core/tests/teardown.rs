@@ -5,6 +5,8 @@
 //! checks *when* the trace comes out: within the trace linger plus 1 s of
 //! the end, not at the 30 s request timeout.
 
+mod common;
+
 use bytes::Bytes;
 use span_core::*;
 use std::net::SocketAddr;
@@ -507,4 +509,66 @@ fn exit_alone_releases_the_trace() {
     assert_eq!(spans.len(), 2);
     let (_, cli) = one(&spans, SpanKind::Client);
     assert_eq!(incomplete(cli), Some("process_exited"));
+}
+
+/// HTTP/2: the server sent a stream's response head, then died before its
+/// end; the stream ends with the teardown's reason (not as an abandoned
+/// stream), as a truncated response.
+#[test]
+fn http2_stream_cut_by_the_peer() {
+    let (req, resp) = common::h2::exchange(
+        &[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", "srv"),
+            (":path", "/stream?rid=h2"),
+        ],
+        &[(":status", "200")],
+        false,
+    );
+    let mut ev = vec![process(10, "client", 0), process(20, "server", 0)];
+    ev.push(open(CLIENT, MS / 2));
+    ev.push(open(SERVER, MS / 2 + 1000));
+    ev.push(data(CLIENT, Direction::Egress, MS, MS + 10_000, CSEQ, &req));
+    ev.push(data(SERVER, Direction::Ingress, MS / 2, 2 * MS, CSEQ, &req));
+    ev.push(data(
+        SERVER,
+        Direction::Egress,
+        3 * MS,
+        3 * MS + 10_000,
+        SSEQ,
+        &resp,
+    ));
+    ev.push(data(
+        CLIENT,
+        Direction::Ingress,
+        2 * MS,
+        4 * MS,
+        SSEQ,
+        &resp,
+    ));
+    ev.push(Event::ProcessExit {
+        pid: 20,
+        ts: 50 * MS,
+    });
+    let end = SSEQ + resp.len() as u32;
+    ev.push(conn_end(
+        CLIENT,
+        50 * MS + 50_000,
+        ConnEndKind::PeerClosed,
+        end,
+        end,
+    ));
+    let spans = drive(ev, 50 * MS + LINGER + 1000 * MS);
+    let (_, cli) = one(&spans, SpanKind::Client);
+    let (_, srv) = one(&spans, SpanKind::Server);
+    assert_eq!(incomplete(cli), Some("peer_closed"), "{:?}", cli.attributes);
+    assert!(cli
+        .status
+        .message
+        .as_deref()
+        .unwrap()
+        .starts_with("response truncated"));
+    assert_eq!(incomplete(srv), Some("process_exited"));
+    assert_eq!(srv.status.code, StatusCode::Error);
 }

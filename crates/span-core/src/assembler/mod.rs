@@ -295,10 +295,8 @@ impl Assembler {
         if !events.is_empty() {
             let pid = conn.pid;
             self.conns.insert(c.conn_id, conn);
-            for ev in events {
-                self.on_l7(c.conn_id, pid, "", ev);
-            }
-            self.linker.settle_contexts(&mut self.spans);
+            let why = crate::view::IncompleteReason::ConnectionClosed;
+            self.on_close_events(c.conn_id, pid, events, why, c.ts);
             let Some(conn) = self.conns.remove(c.conn_id) else {
                 return;
             };

@@ -32,7 +32,7 @@ use super::Assembler;
 use crate::event::{ConnClose, ConnEnd, ConnEndKind, MonoNanos, Role};
 use crate::span::SpanId;
 use crate::view::IncompleteReason;
-use protocol_parsers::Side;
+use protocol_parsers::{L7Event, L7EventKind, Side};
 use std::collections::VecDeque;
 
 /// How long after the reorder window a peer's end waits for the read events
@@ -140,6 +140,36 @@ impl Assembler {
         }
     }
 
+    /// What a parser reports when (a side of) connection `conn_id` ends
+    /// because of `why`: messages delimited by the close end normally; an
+    /// exchange it reports cut short (an HTTP/2 stream left open) ends
+    /// with `why` at `at`.
+    pub(super) fn on_close_events(
+        &mut self,
+        conn_id: u64,
+        pid: u32,
+        events: Vec<L7Event>,
+        why: IncompleteReason,
+        at: MonoNanos,
+    ) {
+        for ev in events {
+            match ev.kind {
+                L7EventKind::Desync { .. } if ev.exchange != 0 => {
+                    self.stats.parser_desyncs += 1;
+                    let id = self
+                        .conns
+                        .get_mut(conn_id)
+                        .and_then(|c| c.pending.remove(&ev.exchange));
+                    if let Some(id) = id {
+                        self.force_end(id, at, why);
+                    }
+                }
+                _ => self.on_l7(conn_id, pid, "", ev),
+            }
+        }
+        self.linker.settle_contexts(&mut self.spans);
+    }
+
     /// Peer ends whose read events did not come in time (all with `force`).
     pub(super) fn run_teardowns(&mut self, force: bool) {
         while let Some(&(t, conn_id)) = self.teardown.due.front() {
@@ -170,10 +200,7 @@ impl Assembler {
         };
         let pid = conn.pid;
         let events = conn.close_side(Side::Server);
-        for ev in events {
-            self.on_l7(conn_id, pid, "", ev);
-        }
-        self.linker.settle_contexts(&mut self.spans);
+        self.on_close_events(conn_id, pid, events, pe.why, at.max(pe.ts));
         let Some(conn) = self.conns.get_mut(conn_id) else {
             return;
         };
