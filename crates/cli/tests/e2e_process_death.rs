@@ -172,7 +172,7 @@ fn requests_of_dead_processes_and_torn_down_connections() {
 
     // 2. The client is killed mid-request; the server answers 1 s after
     //    it read the request, to nobody.
-    let mut server = Fault::start("victim", &["server", &ports]);
+    let server = Fault::start("victim", &["server", &ports]);
     server.expect("READY");
     let mut client = Fault::start("caller", &["client", &ports, "/late?rid=pd-client-killed"]);
     let got = Instant::now();
