@@ -10,6 +10,7 @@ const SOURCES: &[&str] = &["capture.bpf.c"];
 /// Headers the sources include (for rerun-if-changed).
 const HEADERS: &[&str] = &[
     "zt_vmlinux.h",
+    "zt_arch.h",
     "zt_events.h",
     "tls_state.bpf.h",
     "tls.bpf.h",

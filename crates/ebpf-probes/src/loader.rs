@@ -4,8 +4,8 @@ use crate::elfsym::{Offsets, Target};
 use crate::raw::{DROP_REASONS, DROP_SLOTS, MAX_CAPTURE};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
-use aya::programs::{ProgramError, TracePoint, UProbe};
-use aya::{Ebpf, EbpfLoader};
+use aya::programs::{BtfTracePoint, ProgramError, TracePoint, UProbe};
+use aya::{Btf, Ebpf, EbpfLoader};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -14,45 +14,15 @@ use std::time::Duration;
 /// The compiled capture programs (built by build.rs from src/bpf/capture.bpf.c).
 static CAPTURE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capture.bpf.o"));
 
-/// (program, tracepoint category, tracepoint name, required)
-const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
-    ("zt_enter_read", "syscalls", "sys_enter_read", true),
-    ("zt_exit_read", "syscalls", "sys_exit_read", true),
-    ("zt_enter_write", "syscalls", "sys_enter_write", true),
-    ("zt_exit_write", "syscalls", "sys_exit_write", true),
-    ("zt_enter_readv", "syscalls", "sys_enter_readv", true),
-    ("zt_exit_readv", "syscalls", "sys_exit_readv", true),
-    ("zt_enter_writev", "syscalls", "sys_enter_writev", true),
-    ("zt_exit_writev", "syscalls", "sys_exit_writev", true),
-    ("zt_enter_recvfrom", "syscalls", "sys_enter_recvfrom", true),
-    ("zt_exit_recvfrom", "syscalls", "sys_exit_recvfrom", true),
-    ("zt_enter_sendto", "syscalls", "sys_enter_sendto", true),
-    ("zt_exit_sendto", "syscalls", "sys_exit_sendto", true),
-    ("zt_enter_recvmsg", "syscalls", "sys_enter_recvmsg", true),
-    ("zt_exit_recvmsg", "syscalls", "sys_exit_recvmsg", true),
-    ("zt_enter_sendmsg", "syscalls", "sys_enter_sendmsg", true),
-    ("zt_exit_sendmsg", "syscalls", "sys_exit_sendmsg", true),
-    (
-        "zt_enter_sendfile64",
-        "syscalls",
-        "sys_enter_sendfile64",
-        false,
-    ),
-    (
-        "zt_exit_sendfile64",
-        "syscalls",
-        "sys_exit_sendfile64",
-        false,
-    ),
-    ("zt_enter_connect", "syscalls", "sys_enter_connect", true),
-    ("zt_exit_connect", "syscalls", "sys_exit_connect", true),
-    ("zt_enter_accept", "syscalls", "sys_enter_accept", false),
-    ("zt_exit_accept", "syscalls", "sys_exit_accept", false),
-    ("zt_enter_accept4", "syscalls", "sys_enter_accept4", true),
-    ("zt_exit_accept4", "syscalls", "sys_exit_accept4", true),
-    ("zt_enter_close", "syscalls", "sys_enter_close", true),
-    ("zt_sched_exec", "sched", "sched_process_exec", true),
-    ("zt_sched_exit", "sched", "sched_process_exit", true),
+/// Raw syscall tracepoints with BTF access (`tp_btf`): (program, tracepoint).
+/// Each runs for every syscall and picks the socket calls by number.
+const BTF_TRACEPOINTS: &[(&str, &str)] =
+    &[("zt_sys_enter", "sys_enter"), ("zt_sys_exit", "sys_exit")];
+
+/// Classic tracepoints: (program, category, name).
+const TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("zt_sched_exec", "sched", "sched_process_exec"),
+    ("zt_sched_exit", "sched", "sched_process_exit"),
 ];
 
 /// Why the probes could not be loaded or attached.
@@ -193,6 +163,9 @@ impl ProbesBuilder {
             .override_global("zt_wakeup_bytes", &self.wakeup_bytes, true)
             .override_global("zt_filter_pids", &filter, true)
             .map_max_entries("events", self.ring_buffer_bytes)
+            // Task-local storage (per-thread syscall state) is a map type
+            // aya 0.14 creates but has no typed wrapper for.
+            .allow_unsupported_maps()
             .load(CAPTURE_OBJ)
             .map_err(LoadError::Load)?;
 
@@ -212,38 +185,6 @@ impl ProbesBuilder {
                 })?;
             }
         }
-
-        // The shared data-event builder, reached by tail call from every exit.
-        let mut emit_prog = ProgramArray::try_from(
-            bpf.take_map("emit_prog")
-                .ok_or(LoadError::Missing("map emit_prog"))?,
-        )
-        .map_err(|source| LoadError::Map {
-            name: "emit_prog",
-            source,
-        })?;
-        let emit: &mut TracePoint = bpf
-            .program_mut("zt_emit")
-            .ok_or(LoadError::Missing("program zt_emit"))?
-            .try_into()
-            .map_err(|source| LoadError::Program {
-                program: "zt_emit".into(),
-                source,
-            })?;
-        emit.load().map_err(|source| LoadError::Program {
-            program: "zt_emit".into(),
-            source,
-        })?;
-        let emit_fd = emit.fd().map_err(|source| LoadError::Program {
-            program: "zt_emit".into(),
-            source,
-        })?;
-        emit_prog
-            .set(0, emit_fd, 0)
-            .map_err(|source| LoadError::Map {
-                name: "emit_prog",
-                source,
-            })?;
 
         let emit_tls_prog = if self.tls {
             Some(load_tls_programs(&mut bpf)?)
@@ -269,26 +210,38 @@ impl ProbesBuilder {
         }
 
         let mut attached = Vec::new();
-        for &(prog, category, name, required) in TRACEPOINTS {
+        let btf = Btf::from_sys_fs().map_err(|e| LoadError::Config(format!("kernel BTF: {e}")))?;
+        for &(prog, name) in BTF_TRACEPOINTS {
+            let result = (|| -> Result<(), ProgramError> {
+                let p: &mut BtfTracePoint = bpf
+                    .program_mut(prog)
+                    .ok_or(ProgramError::UnexpectedProgramType)?
+                    .try_into()?;
+                p.load(name, &btf)?;
+                p.attach()?;
+                Ok(())
+            })();
+            result.map_err(|source| LoadError::Program {
+                program: prog.to_owned(),
+                source,
+            })?;
+            attached.push(format!("tp_btf/{name}"));
+        }
+        for &(prog, category, name) in TRACEPOINTS {
             let result = (|| -> Result<(), ProgramError> {
                 let p: &mut TracePoint = bpf
                     .program_mut(prog)
-                    .ok_or_else(|| ProgramError::UnexpectedProgramType)?
+                    .ok_or(ProgramError::UnexpectedProgramType)?
                     .try_into()?;
                 p.load()?;
                 p.attach(category, name)?;
                 Ok(())
             })();
-            match result {
-                Ok(()) => attached.push(format!("tracepoint/{category}/{name}")),
-                Err(source) if required => {
-                    return Err(LoadError::Program {
-                        program: prog.to_owned(),
-                        source,
-                    })
-                }
-                Err(e) => log::warn!("optional probe {prog} not attached: {e}"),
-            }
+            result.map_err(|source| LoadError::Program {
+                program: prog.to_owned(),
+                source,
+            })?;
+            attached.push(format!("tracepoint/{category}/{name}"));
         }
 
         let ring = RingBuf::try_from(
@@ -310,7 +263,6 @@ impl ProbesBuilder {
         Ok(Probes {
             bpf,
             cgroup2,
-            _emit_prog: emit_prog,
             _emit_tls_prog: emit_tls_prog,
             tls_seen: crate::tls::Seen::default(),
             contexts: self.contexts,
@@ -326,13 +278,12 @@ impl ProbesBuilder {
 pub struct Probes {
     bpf: Ebpf,
     cgroup2: Option<std::path::PathBuf>,
+    /// Kept open: the kernel empties a program array when its last user
+    /// file descriptor closes.
     _emit_tls_prog: Option<ProgramArray<MapData>>,
     tls_seen: crate::tls::Seen,
     contexts: bool,
     ctx_seen: crate::tls::Seen,
-    /// Kept open: the kernel empties a program array when its last user
-    /// file descriptor closes.
-    _emit_prog: ProgramArray<MapData>,
     ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
     attached: Vec<String>,
@@ -351,7 +302,9 @@ impl DropCounters {
     pub fn events_lost(&self) -> u64 {
         self.by_reason
             .iter()
-            .filter(|(r, _)| r.starts_with("ringbuf") || r.ends_with("table_full"))
+            .filter(|(r, _)| {
+                r.starts_with("ringbuf") || r.ends_with("table_full") || *r == "scratch_busy"
+            })
             .map(|(_, n)| n)
             .sum()
     }
@@ -373,7 +326,7 @@ impl Probes {
         self.cgroup2.as_deref()
     }
 
-    /// What is attached (`tracepoint/syscalls/sys_enter_read`, ...,
+    /// What is attached (`tp_btf/sys_enter`, `tracepoint/sched/...`,
     /// `uprobe/<file>`).
     pub fn attached(&self) -> &[String] {
         &self.attached

@@ -31,9 +31,10 @@ pub const DROP_REASONS: &[&str] = &[
     "user_read_failed",
     "emit_tail_call_failed",
     "tls_unbound",
+    "scratch_busy",
 ];
 /// Number of counter slots in the `drops` map.
-pub const DROP_SLOTS: u32 = 8;
+pub const DROP_SLOTS: u32 = 9;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -3,12 +3,16 @@
  * zt-trace capture: TCP payload prefixes from socket syscalls, connection
  * lifecycle, and process exec/exit, sent to user space on one ring buffer.
  *
- * Cost discipline (see ARCHITECTURE.md, "Capture cost"): every syscall
- * tracepoint fires for every task, so the enter handlers reject early and
- * cheaply (own pid, pid filter, non-socket fd, non-TCP socket) before touching
- * any map; exit handlers only do a hash lookup unless the call was on a TCP
- * socket; payload is copied once into a per-CPU scratch buffer and only the
- * captured prefix is put on the ring; wake-ups are batched.
+ * Cost discipline (see ARCHITECTURE.md, "Capture"): two raw syscall
+ * tracepoints with BTF access (tp_btf/sys_enter, tp_btf/sys_exit) run for
+ * every syscall of every task, so they reject on the syscall number first
+ * (one switch), then the agent's own pid and the filters, then non-socket
+ * fds and non-TCP sockets, before any map is touched. The syscall's
+ * arguments wait for its exit in task-local storage (no global table, no
+ * lock). Kernel structures reachable from the current task are read
+ * directly (BTF); only what hangs off the fd table needs probe reads.
+ * Payload is copied once into a per-CPU scratch buffer and only the captured
+ * prefix is put on the ring; wake-ups are batched.
  */
 #include "zt_vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -16,6 +20,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
 #include "zt_events.h"
+#include "zt_arch.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -24,6 +29,12 @@ volatile const __u32 zt_agent_tgid = 0;
 volatile const __u32 zt_capture_max = 4096;     /* <= ZT_MAX_CAPTURE */
 volatile const __u64 zt_wakeup_bytes = 1 << 18; /* wake the reader once this much is queued */
 volatile const __u8 zt_filter_pids = 0;         /* trace only pids in pid_filter */
+
+/* Set by the probes themselves the first time they fire, so the syscall
+ * path skips their bookkeeping while no process uses TLS or CPython
+ * contexts. */
+__u32 zt_tls_seen = 0;
+__u32 zt_ctx_seen = 0;
 
 /* Internal call codes (not in data events). */
 #define ZT_CALL_CONNECT 100
@@ -34,12 +45,12 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
-/* A syscall in flight on a TCP socket, keyed by pid_tgid. */
+/* What a data event is built from. */
 struct zt_args {
 	__u64 sk;
 	__u64 buf; /* buffer, or iovec array when iovcnt > 0 */
 	__u64 enter_ns;
-	__s64 ret; /* set at exit, read by zt_emit */
+	__s64 ret; /* bytes transferred */
 	__u64 ssl; /* TLS: the SSL* */
 	__s32 fd;
 	__u32 seq;
@@ -50,12 +61,36 @@ struct zt_args {
 	__u8 pad;
 };
 
+/* TLS call whose data event is being emitted (zt_ssl_ret -> zt_emit_tls),
+ * keyed by pid_tgid. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct zt_args);
 } inflight SEC(".maps");
+
+/* Per thread (task-local storage, freed with the task): the socket syscall
+ * waiting for its exit. */
+struct zt_task {
+	__u64 sk;
+	__u64 buf;
+	__u64 enter_ns;
+	__s32 fd;
+	__u32 seq;
+	__u32 iovcnt;
+	__s32 nr;   /* syscall number at entry */
+	__u8 call;  /* 0: nothing in flight */
+	__u8 direction;
+	__u8 pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct zt_task);
+} tasks SEC(".maps");
 
 struct zt_conn {
 	__u64 conn_id;
@@ -94,8 +129,12 @@ struct {
 } pid_filter SEC(".maps");
 
 /* Data event under construction: header, then the payload. Room for two
- * captures so the verifier can bound "offset + length" when gathering iovecs. */
+ * captures so the verifier can bound "offset + length" when gathering
+ * iovecs. `busy` guards it: the syscall tracepoints run with preemption
+ * off, but uprobe programs (TLS) can be preempted on their CPU by another
+ * program wanting the same buffer. */
 struct zt_scratch {
+	__u64 busy;
 	struct zt_data_event hdr;
 	__u8 room[2 * ZT_MAX_CAPTURE];
 };
@@ -137,34 +176,96 @@ static __always_inline bool traced(__u32 tgid)
 	return true;
 }
 
-/* fd of the current task -> its struct sock, if it is a TCP/IPv4-or-6 socket. */
-static __always_inline struct sock *fd_to_tcp_sock(int fd)
+/* Learned from the first socket checked the long way, since these kernel
+ * objects are not in kallsyms: every socket file has the same f_op
+ * (socket_file_ops), and TCP sockets share their family's proto_ops
+ * (inet_stream_ops, inet6_stream_ops). A learned value only ever comes from
+ * an object that passed the full check, so a match is proof; a mismatch
+ * falls back to the full check. */
+__u64 zt_sock_fops = 0;
+__u64 zt_tcp_ops[2] = {};
+
+/* Read `n` u64 words of `obj` starting at field offset `first` into `w`;
+ * `field` is then w[(offset(field) - first) / 8]. */
+#define ZT_WORD(w, first, off) ((w)[((off) - (first)) / 8])
+
+/* fd of the current task -> its struct sock, if it is a TCP/IPv4-or-6
+ * socket. The task's fd table is read directly (BTF); the file and what
+ * hangs off it need probe reads (the fd array holds plain pointers): one for
+ * the file pointer, one for the file's f_op..f_inode, one for the socket's
+ * sk and ops, once the objects above are learned. */
+static __always_inline struct sock *fd_to_tcp_sock(struct task_struct *task, int fd)
 {
 	if (fd < 0)
 		return NULL;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt)
+	struct fdtable *fdt = task->files->fdt;
+	if (!fdt || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
-	if ((unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds = fdt->fd;
 	struct file *f = NULL;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
 		return NULL;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return NULL;
-	struct socket *sock = (struct socket *)BPF_CORE_READ(f, private_data);
-	struct sock *sk = BPF_CORE_READ(sock, sk);
+
+	const __u32 o_op = bpf_core_field_offset(struct file, f_op);
+	const __u32 o_priv = bpf_core_field_offset(struct file, private_data);
+	const __u32 o_ino = bpf_core_field_offset(struct file, f_inode);
+	__u64 fw[4];
+	__u64 fops, priv, inode;
+	if (o_priv > o_op && o_ino > o_op && o_priv - o_op < 32 && o_ino - o_op < 32 &&
+	    !((o_priv - o_op) % 8) && !((o_ino - o_op) % 8)) {
+		if (bpf_probe_read_kernel(fw, sizeof(fw), (void *)f + o_op))
+			return NULL;
+		fops = fw[0];
+		priv = ZT_WORD(fw, o_op, o_priv);
+		inode = ZT_WORD(fw, o_op, o_ino);
+	} else {
+		fops = (__u64)BPF_CORE_READ(f, f_op);
+		priv = (__u64)BPF_CORE_READ(f, private_data);
+		inode = (__u64)BPF_CORE_READ(f, f_inode);
+	}
+	__u64 known_fops = zt_sock_fops;
+	if (known_fops) {
+		if (fops != known_fops)
+			return NULL;
+	} else {
+		umode_t mode = BPF_CORE_READ((struct inode *)inode, i_mode);
+		if ((mode & S_IFMT) != S_IFSOCK)
+			return NULL;
+		zt_sock_fops = fops;
+	}
+
+	struct socket *sock = (struct socket *)priv;
+	const __u32 o_sk = bpf_core_field_offset(struct socket, sk);
+	const __u32 o_ops = bpf_core_field_offset(struct socket, ops);
+	__u64 sw[2];
+	__u64 sk, ops;
+	if (o_ops == o_sk + 8) {
+		if (bpf_probe_read_kernel(sw, sizeof(sw), (void *)sock + o_sk))
+			return NULL;
+		sk = sw[0];
+		ops = sw[1];
+	} else {
+		sk = (__u64)BPF_CORE_READ(sock, sk);
+		ops = (__u64)BPF_CORE_READ(sock, ops);
+	}
 	if (!sk)
 		return NULL;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (ops && (ops == zt_tcp_ops[0] || ops == zt_tcp_ops[1]))
+		return (struct sock *)sk;
+	struct sock *s = (struct sock *)sk;
+	if (BPF_CORE_READ(s, sk_protocol) != IPPROTO_TCP)
 		return NULL;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
+	__u16 family = BPF_CORE_READ(s, __sk_common.skc_family);
+	if (family == AF_INET) {
+		if (!zt_tcp_ops[0])
+			zt_tcp_ops[0] = ops;
+	} else if (family == AF_INET6) {
+		if (!zt_tcp_ops[1])
+			zt_tcp_ops[1] = ops;
+	} else {
 		return NULL;
-	return sk;
+	}
+	return s;
 }
 
 static __always_inline void read_tuple(struct sock *sk, struct zt_tuple *t)
@@ -275,15 +376,19 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	/* Ciphertext: the plaintext comes from the TLS probes. */
 	if (conn && conn->tls && source != ZT_SRC_TLS)
 		return 0;
+	if (__sync_lock_test_and_set(&s->busy, 1)) {
+		count_drop(ZT_DROP_SCRATCH_BUSY);
+		return 0;
+	}
 
 	__u64 id = bpf_get_current_pid_tgid();
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct zt_data_event *e = &s->hdr;
 	e->kind = ZT_EV_DATA;
 	e->pid = id >> 32;
 	e->tid = (__u32)id;
 	e->fd = a->fd;
-	e->thread_start_ns = BPF_CORE_READ(task, start_time);
+	e->thread_start_ns = task->start_time;
 	e->conn_id = conn ? conn->conn_id : 0;
 	e->role = conn ? conn->role : ZT_ROLE_UNKNOWN;
 	e->enter_ns = a->enter_ns;
@@ -295,12 +400,15 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	e->call = a->call;
 	e->pad = 0;
 	e->ssl = a->ssl;
-	e->ctx = current_ctx(id);
+	e->ctx = zt_ctx_seen ? current_ctx(id) : 0;
 	if (a->sk)
 		read_tuple((struct sock *)a->sk, &e->tuple);
 	else
 		__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
-	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	/* Directly from the task (BTF): cheaper than bpf_get_current_comm. */
+	__u64 *comm = (__u64 *)e->comm;
+	comm[0] = *(__u64 *)&task->comm[0];
+	comm[1] = *(__u64 *)&task->comm[8];
 
 	__u32 captured = 0;
 	if (source != ZT_SRC_SENDFILE) {
@@ -316,8 +424,9 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	 * verifier a bound it can see on the register it checks. */
 	barrier_var(captured);
 	__u32 size = sizeof(struct zt_data_event) + (captured & (2 * ZT_MAX_CAPTURE - 1));
-	if (bpf_ringbuf_output(&events, s, size, rb_flags(size)))
+	if (bpf_ringbuf_output(&events, &s->hdr, size, rb_flags(size)))
 		count_drop(ZT_DROP_RINGBUF_DATA);
+	s->busy = 0; /* after the output helper call: nothing is reordered past it */
 	return 0;
 }
 
@@ -344,133 +453,12 @@ static __always_inline void emit_conn(__u32 kind, struct sock *sk, int fd, __u64
 }
 
 #include "tls_state.bpf.h"
-
-static __always_inline int on_enter(int fd, __u64 buf, __u32 iovcnt, __u8 call, __u8 direction)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id >> 32))
-		return 0;
-	struct sock *sk = fd_to_tcp_sock(fd);
-	if (!sk)
-		return 0;
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	struct zt_args a = {
-		.sk = (__u64)sk,
-		.buf = buf,
-		.enter_ns = bpf_ktime_get_ns(),
-		.fd = fd,
-		.iovcnt = iovcnt,
-		.call = call,
-		.direction = direction,
-	};
-	a.seq = direction == ZT_EGRESS ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
-	tls_note_syscall(id, sk, fd, direction);
-	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
-		count_drop(ZT_DROP_ARGS_FULL);
-	return 0;
-}
-
-/* Slot 0: zt_emit. One program builds every data event, so the verifier
- * checks that code once instead of once per syscall exit. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} emit_prog SEC(".maps");
-
-static __always_inline int on_exit(void *ctx, long ret)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct zt_args *p = bpf_map_lookup_elem(&inflight, &id);
-	if (!p)
-		return 0;
-	if (ret <= 0 || p->call >= ZT_CALL_CONNECT) {
-		bpf_map_delete_elem(&inflight, &id);
-		return 0;
-	}
-	p->ret = ret;
-	bpf_tail_call(ctx, &emit_prog, 0);
-	/* Only reached if the tail call failed. */
-	bpf_map_delete_elem(&inflight, &id);
-	count_drop(ZT_DROP_TAIL_CALL);
-	return 0;
-}
-
-/* Tail-called by the syscall exit programs; never attached itself. */
-SEC("tracepoint/zt/emit")
-int zt_emit(void *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct zt_args *p = bpf_map_lookup_elem(&inflight, &id);
-	if (!p)
-		return 0;
-	struct zt_args a = *p;
-	bpf_map_delete_elem(&inflight, &id);
-	if (a.ret <= 0)
-		return 0;
-	return emit_data(&a, (__u64)a.ret, a.call == ZT_CALL_SENDFILE ? ZT_SRC_SENDFILE : ZT_SRC_SYSCALL);
-}
-
 #include "tls.bpf.h"
 
-static __always_inline __u32 msg_iov(__u64 msg, __u64 *iov)
-{
-	struct user_msghdr m = {};
-	if (bpf_probe_read_user(&m, sizeof(m), (void *)msg))
-		return 0;
-	*iov = (__u64)m.msg_iov;
-	return (__u32)m.msg_iovlen;
-}
-
-#define ENTER(name) SEC("tracepoint/syscalls/sys_enter_" #name) int zt_enter_##name(struct zt_sys_enter *ctx)
-#define EXIT(name)                                                                                   \
-	SEC("tracepoint/syscalls/sys_exit_" #name) int zt_exit_##name(struct zt_sys_exit *ctx)       \
-	{                                                                                            \
-		return on_exit(ctx, ctx->ret);                                                       \
-	}
-
-ENTER(read) { return on_enter(ctx->args[0], ctx->args[1], 0, ZT_CALL_READ, ZT_INGRESS); }
-EXIT(read)
-ENTER(write) { return on_enter(ctx->args[0], ctx->args[1], 0, ZT_CALL_WRITE, ZT_EGRESS); }
-EXIT(write)
-ENTER(readv) { return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ZT_CALL_READV, ZT_INGRESS); }
-EXIT(readv)
-ENTER(writev) { return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ZT_CALL_WRITEV, ZT_EGRESS); }
-EXIT(writev)
-ENTER(recvfrom) { return on_enter(ctx->args[0], ctx->args[1], 0, ZT_CALL_RECVFROM, ZT_INGRESS); }
-EXIT(recvfrom)
-ENTER(sendto) { return on_enter(ctx->args[0], ctx->args[1], 0, ZT_CALL_SENDTO, ZT_EGRESS); }
-EXIT(sendto)
-
-ENTER(recvmsg)
-{
-	__u64 iov = 0;
-	__u32 n = msg_iov(ctx->args[1], &iov);
-	if (!n)
-		return 0;
-	return on_enter(ctx->args[0], iov, n, ZT_CALL_RECVMSG, ZT_INGRESS);
-}
-EXIT(recvmsg)
-
-ENTER(sendmsg)
-{
-	__u64 iov = 0;
-	__u32 n = msg_iov(ctx->args[1], &iov);
-	if (!n)
-		return 0;
-	return on_enter(ctx->args[0], iov, n, ZT_CALL_SENDMSG, ZT_EGRESS);
-}
-EXIT(sendmsg)
-
-/* sendfile(out_fd, in_fd, offset, count): bytes counted, never captured. */
-ENTER(sendfile64) { return on_enter(ctx->args[0], 0, 0, ZT_CALL_SENDFILE, ZT_EGRESS); }
-EXIT(sendfile64)
-
 /* A new connection of the current task: record its role and announce it. */
-static __always_inline void conn_opened(int fd, __u8 role)
+static __always_inline void conn_opened(struct task_struct *task, int fd, __u8 role)
 {
-	struct sock *sk = fd_to_tcp_sock(fd);
+	struct sock *sk = fd_to_tcp_sock(task, fd);
 	if (!sk)
 		return;
 	__u64 key = (__u64)sk;
@@ -482,57 +470,9 @@ static __always_inline void conn_opened(int fd, __u8 role)
 	emit_conn(ZT_EV_CONN_OPEN, sk, fd, c.conn_id, role, 0);
 }
 
-static __always_inline int lifecycle_enter(int fd, __u8 call)
+static __always_inline int on_close(struct task_struct *task, int fd)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id >> 32))
-		return 0;
-	struct zt_args a = { .fd = fd, .call = call };
-	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
-		count_drop(ZT_DROP_ARGS_FULL);
-	return 0;
-}
-
-static __always_inline int lifecycle_exit(long ret, __u8 call)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct zt_args *p = bpf_map_lookup_elem(&inflight, &id);
-	if (!p)
-		return 0;
-	struct zt_args a = *p;
-	bpf_map_delete_elem(&inflight, &id);
-	if (a.call != call)
-		return 0;
-	if (call == ZT_CALL_CONNECT && (ret == 0 || ret == -EINPROGRESS))
-		conn_opened(a.fd, ZT_ROLE_CLIENT);
-	else if (call == ZT_CALL_ACCEPT && ret >= 0)
-		conn_opened((int)ret, ZT_ROLE_SERVER);
-	return 0;
-}
-
-ENTER(connect) { return lifecycle_enter(ctx->args[0], ZT_CALL_CONNECT); }
-SEC("tracepoint/syscalls/sys_exit_connect") int zt_exit_connect(struct zt_sys_exit *ctx)
-{
-	return lifecycle_exit(ctx->ret, ZT_CALL_CONNECT);
-}
-ENTER(accept) { return lifecycle_enter(-1, ZT_CALL_ACCEPT); }
-SEC("tracepoint/syscalls/sys_exit_accept") int zt_exit_accept(struct zt_sys_exit *ctx)
-{
-	return lifecycle_exit(ctx->ret, ZT_CALL_ACCEPT);
-}
-ENTER(accept4) { return lifecycle_enter(-1, ZT_CALL_ACCEPT); }
-SEC("tracepoint/syscalls/sys_exit_accept4") int zt_exit_accept4(struct zt_sys_exit *ctx)
-{
-	return lifecycle_exit(ctx->ret, ZT_CALL_ACCEPT);
-}
-
-ENTER(close)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id >> 32))
-		return 0;
-	int fd = ctx->args[0];
-	struct sock *sk = fd_to_tcp_sock(fd);
+	struct sock *sk = fd_to_tcp_sock(task, fd);
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
@@ -544,6 +484,181 @@ ENTER(close)
 	bpf_map_delete_elem(&conns, &key);
 	emit_conn(ZT_EV_CONN_CLOSE, sk, fd, conn_id, role, 0);
 	return 0;
+}
+
+static __always_inline __u32 msg_iov(__u64 msg, __u64 *iov)
+{
+	struct user_msghdr m = {};
+	if (bpf_probe_read_user(&m, sizeof(m), (void *)msg))
+		return 0;
+	*iov = (__u64)m.msg_iov;
+	return (__u32)m.msg_iovlen;
+}
+
+/* Every syscall of every task enters here: the syscall number decides
+ * first, then the process, then the fd. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(zt_sys_enter, struct pt_regs *regs, long nr)
+{
+	__u8 call;
+	__u8 direction = ZT_EGRESS;
+	switch (nr) {
+	case ZT_NR_READ:
+		call = ZT_CALL_READ;
+		direction = ZT_INGRESS;
+		break;
+	case ZT_NR_WRITE:
+		call = ZT_CALL_WRITE;
+		break;
+	case ZT_NR_READV:
+		call = ZT_CALL_READV;
+		direction = ZT_INGRESS;
+		break;
+	case ZT_NR_WRITEV:
+		call = ZT_CALL_WRITEV;
+		break;
+	case ZT_NR_RECVFROM:
+		call = ZT_CALL_RECVFROM;
+		direction = ZT_INGRESS;
+		break;
+	case ZT_NR_SENDTO:
+		call = ZT_CALL_SENDTO;
+		break;
+	case ZT_NR_RECVMSG:
+		call = ZT_CALL_RECVMSG;
+		direction = ZT_INGRESS;
+		break;
+	case ZT_NR_SENDMSG:
+		call = ZT_CALL_SENDMSG;
+		break;
+	case ZT_NR_SENDFILE:
+		call = ZT_CALL_SENDFILE;
+		break;
+	case ZT_NR_CONNECT:
+		call = ZT_CALL_CONNECT;
+		break;
+	case ZT_NR_ACCEPT:
+	case ZT_NR_ACCEPT4:
+		call = ZT_CALL_ACCEPT;
+		break;
+	case ZT_NR_CLOSE:
+		call = 0;
+		break;
+	default:
+		return 0;
+	}
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (ZT_COMPAT_SYSCALL(task))
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id >> 32))
+		return 0;
+	int fd = (int)ZT_SYSCALL_ARG0(regs);
+	if (call == 0)
+		return on_close(task, fd);
+
+	struct zt_task *t;
+	if (call >= ZT_CALL_CONNECT) {
+		/* The socket is looked at when the call has succeeded. */
+		t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!t) {
+			count_drop(ZT_DROP_ARGS_FULL);
+			return 0;
+		}
+		t->fd = fd;
+		t->nr = nr;
+		t->call = call;
+		return 0;
+	}
+
+	struct sock *sk = fd_to_tcp_sock(task, fd);
+	if (!sk)
+		return 0;
+	__u64 buf = ZT_SYSCALL_ARG1(regs);
+	__u32 iovcnt = 0;
+	if (call == ZT_CALL_READV || call == ZT_CALL_WRITEV) {
+		iovcnt = ZT_SYSCALL_ARG2(regs);
+	} else if (call == ZT_CALL_RECVMSG || call == ZT_CALL_SENDMSG) {
+		iovcnt = msg_iov(buf, &buf);
+		if (!iovcnt)
+			return 0;
+	} else if (call == ZT_CALL_SENDFILE) {
+		buf = 0;
+	}
+	t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t) {
+		count_drop(ZT_DROP_ARGS_FULL);
+		return 0;
+	}
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	t->sk = (__u64)sk;
+	t->buf = buf;
+	t->enter_ns = bpf_ktime_get_ns();
+	t->fd = fd;
+	t->iovcnt = iovcnt;
+	t->nr = nr;
+	t->call = call;
+	t->direction = direction;
+	t->seq = direction == ZT_EGRESS ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
+	if (zt_tls_seen)
+		tls_note_syscall(id, sk, fd, direction);
+	return 0;
+}
+
+/* Every syscall exit: only those whose entry left state go further. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(zt_sys_exit, struct pt_regs *regs, long ret)
+{
+	long nr = ZT_SYSCALL_NR(regs);
+	switch (nr) {
+	case ZT_NR_READ:
+	case ZT_NR_WRITE:
+	case ZT_NR_READV:
+	case ZT_NR_WRITEV:
+	case ZT_NR_RECVFROM:
+	case ZT_NR_SENDTO:
+	case ZT_NR_RECVMSG:
+	case ZT_NR_SENDMSG:
+	case ZT_NR_SENDFILE:
+	case ZT_NR_CONNECT:
+	case ZT_NR_ACCEPT:
+	case ZT_NR_ACCEPT4:
+		break;
+	default:
+		return 0;
+	}
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct zt_task *t = bpf_task_storage_get(&tasks, task, 0, 0);
+	if (!t || !t->call)
+		return 0;
+	__u8 call = t->call;
+	t->call = 0;
+	if (t->nr != nr)
+		return 0;
+	if (call == ZT_CALL_CONNECT) {
+		if (ret == 0 || ret == -EINPROGRESS)
+			conn_opened(task, t->fd, ZT_ROLE_CLIENT);
+		return 0;
+	}
+	if (call == ZT_CALL_ACCEPT) {
+		if (ret >= 0)
+			conn_opened(task, (int)ret, ZT_ROLE_SERVER);
+		return 0;
+	}
+	if (ret <= 0)
+		return 0;
+	struct zt_args a = {
+		.sk = t->sk,
+		.buf = t->buf,
+		.enter_ns = t->enter_ns,
+		.ret = ret,
+		.fd = t->fd,
+		.seq = t->seq,
+		.iovcnt = t->iovcnt,
+		.call = call,
+		.direction = t->direction,
+	};
+	return emit_data(&a, (__u64)ret, call == ZT_CALL_SENDFILE ? ZT_SRC_SENDFILE : ZT_SRC_SYSCALL);
 }
 
 SEC("tracepoint/sched/sched_process_exec")

@@ -76,6 +76,8 @@ SEC("uprobe") int zt_ctx_run(struct pt_regs *ctx)
 	__u32 tgid = id >> 32;
 	if (!traced(tgid))
 		return 0;
+	if (!zt_ctx_seen)
+		zt_ctx_seen = 1;
 	struct zt_ctx_key k = { .tgid = tgid, .obj = PT_REGS_PARM1(ctx) };
 	__u64 cid = 0;
 	__u64 *known = bpf_map_lookup_elem(&ctx_ids, &k);

@@ -31,6 +31,8 @@ static __always_inline int tls_enter(struct pt_regs *ctx, __u8 direction, __u8 e
 		.direction = direction,
 		.ex = ex,
 	};
+	if (!zt_tls_seen)
+		zt_tls_seen = 1;
 	if (!bpf_map_lookup_elem(&tls_procs, &tgid)) {
 		__u8 one = 1;
 		bpf_map_update_elem(&tls_procs, &tgid, &one, BPF_ANY);
@@ -128,7 +130,7 @@ SEC("uprobe") int zt_ssl_set_fd(struct pt_regs *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!traced(id >> 32))
 		return 0;
-	struct sock *sk = fd_to_tcp_sock((int)PT_REGS_PARM2(ctx));
+	struct sock *sk = fd_to_tcp_sock(bpf_get_current_task_btf(), (int)PT_REGS_PARM2(ctx));
 	if (sk)
 		bind_ssl(id >> 32, PT_REGS_PARM1(ctx), (__u64)sk);
 	return 0;

@@ -57,13 +57,14 @@ enum zt_call {
 enum zt_drop {
 	ZT_DROP_RINGBUF_DATA = 0, /* data event lost: ring buffer full */
 	ZT_DROP_RINGBUF_CTRL = 1, /* connection/process event lost: ring buffer full */
-	ZT_DROP_ARGS_FULL = 2,    /* syscall not traced: in-flight table full */
+	ZT_DROP_ARGS_FULL = 2,    /* call not traced: no room for its state (task storage, TLS table) */
 	ZT_DROP_CONN_FULL = 3,    /* connection table update failed */
 	ZT_DROP_IOV_TRUNC = 4,    /* vectored call had more iovecs than walked (capture shortened) */
 	ZT_DROP_READ_FAIL = 5,    /* user memory could not be read (capture lost) */
-	ZT_DROP_TAIL_CALL = 6,    /* data event lost: the emit program could not be reached */
+	ZT_DROP_TAIL_CALL = 6,    /* data event lost: the TLS emit program could not be reached */
 	ZT_DROP_TLS_UNBOUND = 7,  /* TLS data whose socket could not be found */
-	ZT_DROP_MAX = 8,
+	ZT_DROP_SCRATCH_BUSY = 8, /* data event lost: a preempted probe held the CPU's scratch buffer */
+	ZT_DROP_MAX = 9,
 };
 
 struct zt_tuple {

@@ -40,6 +40,15 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_RINGBUF = 27,
+	BPF_MAP_TYPE_TASK_STORAGE = 29,
+};
+
+enum {
+	BPF_F_NO_PREALLOC = 1,
+};
+
+enum {
+	BPF_LOCAL_STORAGE_GET_F_CREATE = 1,
 };
 
 enum {
@@ -88,16 +97,20 @@ struct tcp_sock {
 	u32 write_seq;
 };
 
+struct proto_ops;
 struct socket {
 	short type;
 	struct sock *sk;
+	const struct proto_ops *ops;
 };
 
 struct inode {
 	umode_t i_mode;
 };
 
+struct file_operations;
 struct file {
+	const struct file_operations *f_op;
 	struct inode *f_inode;
 	void *private_data;
 };
@@ -116,7 +129,12 @@ struct mm_struct {
 	unsigned long arg_end;
 };
 
+struct thread_info {
+	__u32 status; /* x86: TS_COMPAT while in a 32-bit syscall */
+};
+
 struct task_struct {
+	struct thread_info thread_info;
 	pid_t pid;
 	pid_t tgid;
 	u64 start_time;
@@ -125,6 +143,36 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct files_struct *files;
 	struct mm_struct *mm;
+};
+
+/* Register frames: the (u)probe context and the tp_btf/sys_enter|exit
+ * argument. Relocated like the rest (field names only). */
+#if defined(__TARGET_ARCH_arm64)
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+struct pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+	__u64 orig_x0;
+	__s32 syscallno;
+};
+#else
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	unsigned long ax, cx, dx, si, di, orig_ax, ip;
+	unsigned long flags, sp;
+};
+#endif
+
+struct linux_binprm {
+	struct file *file;
+	const char *filename;
 };
 
 #pragma clang attribute pop
@@ -140,12 +188,6 @@ struct user_msghdr {
 	int msg_namelen;
 	struct iovec *msg_iov;
 	unsigned long msg_iovlen;
-};
-
-/* x86_64 register frame seen by (u)probes (kernel layout, the program ctx). */
-struct pt_regs {
-	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
-	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
 };
 
 /* Tracepoint contexts: fixed ABI of the trace event format files. */
