@@ -4,7 +4,7 @@ use crate::elfsym::{Offsets, Target};
 use crate::raw::{DROP_REASONS, DROP_SLOTS, MAX_CAPTURE};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
-use aya::programs::{BtfTracePoint, ProgramError, TracePoint, UProbe};
+use aya::programs::{BtfTracePoint, ProgramError, UProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -14,15 +14,15 @@ use std::time::Duration;
 /// The compiled capture programs (built by build.rs from src/bpf/capture.bpf.c).
 static CAPTURE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capture.bpf.o"));
 
-/// Raw syscall tracepoints with BTF access (`tp_btf`): (program, tracepoint).
-/// Each runs for every syscall and picks the socket calls by number.
-const BTF_TRACEPOINTS: &[(&str, &str)] =
-    &[("zt_sys_enter", "sys_enter"), ("zt_sys_exit", "sys_exit")];
-
-/// Classic tracepoints: (program, category, name).
-const TRACEPOINTS: &[(&str, &str, &str)] = &[
-    ("zt_sched_exec", "sched", "sched_process_exec"),
-    ("zt_sched_exit", "sched", "sched_process_exit"),
+/// Tracepoints with BTF access (`tp_btf`): (program, tracepoint). The two
+/// raw syscall tracepoints run for every syscall and pick the socket calls
+/// by number.
+const BTF_TRACEPOINTS: &[(&str, &str)] = &[
+    ("zt_sys_enter", "sys_enter"),
+    ("zt_sys_exit", "sys_exit"),
+    ("zt_sched_exec", "sched_process_exec"),
+    ("zt_sched_exit", "sched_process_exit"),
+    ("zt_sock_state", "inet_sock_set_state"),
 ];
 
 /// Why the probes could not be loaded or attached.
@@ -227,22 +227,6 @@ impl ProbesBuilder {
             })?;
             attached.push(format!("tp_btf/{name}"));
         }
-        for &(prog, category, name) in TRACEPOINTS {
-            let result = (|| -> Result<(), ProgramError> {
-                let p: &mut TracePoint = bpf
-                    .program_mut(prog)
-                    .ok_or(ProgramError::UnexpectedProgramType)?
-                    .try_into()?;
-                p.load()?;
-                p.attach(category, name)?;
-                Ok(())
-            })();
-            result.map_err(|source| LoadError::Program {
-                program: prog.to_owned(),
-                source,
-            })?;
-            attached.push(format!("tracepoint/{category}/{name}"));
-        }
 
         let ring = RingBuf::try_from(
             bpf.take_map("events")
@@ -326,7 +310,7 @@ impl Probes {
         self.cgroup2.as_deref()
     }
 
-    /// What is attached (`tp_btf/sys_enter`, `tracepoint/sched/...`,
+    /// What is attached (`tp_btf/sys_enter`, `tp_btf/sched_process_exec`,
     /// `uprobe/<file>`).
     pub fn attached(&self) -> &[String] {
         &self.attached

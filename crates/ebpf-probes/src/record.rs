@@ -13,7 +13,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 pub const MAGIC: &[u8; 8] = b"ZTREC\0\x01\n";
 /// Version of the raw record layout (zt_events.h). Logs of another version
 /// are refused rather than misread.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const T_RAW: u8 = 1;
 const T_PROCESS: u8 = 2;
 /// Largest record accepted when reading (a corrupt length never allocates more).

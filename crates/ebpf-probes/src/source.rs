@@ -178,6 +178,7 @@ impl Enricher {
 /// The probes plus decoding, /proc enrichment and optional recording.
 pub struct LiveSource {
     probes: Probes,
+    decoder: raw::Decoder,
     enricher: Enricher,
     recorder: Option<RecordWriter<File>>,
     stats: SourceStats,
@@ -203,6 +204,7 @@ impl LiveSource {
     pub fn new(probes: Probes, tls: bool) -> Self {
         let mut s = LiveSource {
             probes,
+            decoder: raw::Decoder::new(),
             enricher: Enricher::default(),
             recorder: None,
             stats: SourceStats::default(),
@@ -395,6 +397,7 @@ impl LiveSource {
     pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(Event)) -> io::Result<usize> {
         let LiveSource {
             probes,
+            decoder,
             enricher,
             recorder,
             stats,
@@ -408,8 +411,9 @@ impl LiveSource {
         let n = probes.poll(timeout, |rec| {
             stats.records += 1;
             stats.record_bytes += rec.len() as u64;
-            let ev = match raw::decode(rec) {
-                Ok(ev) => ev,
+            let ev = match decoder.decode(rec) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => return,
                 Err(e) => {
                     stats.decode_errors += 1;
                     log::debug!("undecodable record: {e}");
@@ -472,6 +476,7 @@ impl LiveSource {
 /// Events of a recorded log, in the order the live agent delivered them.
 pub struct ReplaySource<R: io::Read> {
     reader: crate::record::RecordReader<R>,
+    decoder: raw::Decoder,
     pub decode_errors: u64,
 }
 
@@ -479,6 +484,7 @@ impl<R: io::Read> ReplaySource<R> {
     pub fn new(reader: crate::record::RecordReader<R>) -> Self {
         ReplaySource {
             reader,
+            decoder: raw::Decoder::new(),
             decode_errors: 0,
         }
     }
@@ -493,8 +499,9 @@ impl<R: io::Read> ReplaySource<R> {
             match self.reader.next_record()? {
                 None => return Ok(None),
                 Some(Record::Process(p)) => return Ok(Some(Event::Process(p))),
-                Some(Record::Raw(b)) => match raw::decode(&b) {
-                    Ok(ev) => return Ok(Some(ev)),
+                Some(Record::Raw(b)) => match self.decoder.decode(&b) {
+                    Ok(Some(ev)) => return Ok(Some(ev)),
+                    Ok(None) => {}
                     Err(e) => {
                         self.decode_errors += 1;
                         log::debug!("undecodable recorded record: {e}");

@@ -82,7 +82,12 @@ struct zt_task {
 	__s32 nr;   /* syscall number at entry */
 	__u8 call;  /* 0: nothing in flight */
 	__u8 direction;
-	__u8 pad[6];
+	/* What the decoder was last told about this thread (zt_thread_info). */
+	__u8 announced;
+	__u8 pad[5];
+	__u64 ann_comm[2];
+	__u32 ann_tid;
+	__u32 pad2;
 };
 
 struct {
@@ -95,8 +100,9 @@ struct {
 struct zt_conn {
 	__u64 conn_id;
 	__u8 role;
-	__u8 tls; /* a TLS library call used this socket: its syscall bytes are ciphertext */
-	__u8 pad[6];
+	__u8 tls;       /* a TLS library call used this socket: its syscall bytes are ciphertext */
+	__u8 announced; /* the decoder knows its addresses (open record or zt_conn_info sent) */
+	__u8 pad[5];
 };
 
 /* Connections, keyed by struct sock address. */
@@ -128,15 +134,19 @@ struct {
 	__type(value, __u8);
 } pid_filter SEC(".maps");
 
-/* Data event under construction: header, then the payload. Room for two
- * captures so the verifier can bound "offset + length" when gathering
- * iovecs. `busy` guards it: the syscall tracepoints run with preemption
- * off, but uprobe programs (TLS) can be preempted on their CPU by another
- * program wanting the same buffer. */
+/* Data record under construction: the optional prefixes, the header, then
+ * the payload; the record is output from the first part it needs. Room for
+ * two captures (plus the prefixes' size) so the verifier can bound "offset
+ * + length" when gathering iovecs and when outputting. `busy` guards it:
+ * the syscall tracepoints run with preemption off, but uprobe programs
+ * (TLS) can be preempted on their CPU by another program wanting the same
+ * buffer. */
 struct zt_scratch {
 	__u64 busy;
+	struct zt_conn_info conn;
+	struct zt_thread_info thr;
 	struct zt_data_event hdr;
-	__u8 room[2 * ZT_MAX_CAPTURE];
+	__u8 room[2 * ZT_MAX_CAPTURE + sizeof(struct zt_conn_info) + sizeof(struct zt_thread_info)];
 };
 
 struct {
@@ -366,7 +376,10 @@ static __always_inline __u32 gather_iov(__u8 *room, const struct iovec *iov, __u
 
 #include "pyctx.bpf.h"
 
-static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source)
+/* Build and output the data record of one call. `t` is the thread's task
+ * storage, if the caller has it. */
+static __always_inline int emit_data(struct task_struct *task, struct zt_task *t, struct zt_args *a, __u64 bytes,
+				     __u8 source)
 {
 	__u32 zero = 0;
 	struct zt_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
@@ -376,19 +389,20 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	/* Ciphertext: the plaintext comes from the TLS probes. */
 	if (conn && conn->tls && source != ZT_SRC_TLS)
 		return 0;
+	if (!t)
+		t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (__sync_lock_test_and_set(&s->busy, 1)) {
 		count_drop(ZT_DROP_SCRATCH_BUSY);
 		return 0;
 	}
 
 	__u64 id = bpf_get_current_pid_tgid();
-	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tid = (__u32)id;
 	struct zt_data_event *e = &s->hdr;
 	e->kind = ZT_EV_DATA;
 	e->pid = id >> 32;
-	e->tid = (__u32)id;
+	e->tid = tid;
 	e->fd = a->fd;
-	e->thread_start_ns = task->start_time;
 	e->conn_id = conn ? conn->conn_id : 0;
 	e->role = conn ? conn->role : ZT_ROLE_UNKNOWN;
 	e->enter_ns = a->enter_ns;
@@ -401,14 +415,32 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	e->pad = 0;
 	e->ssl = a->ssl;
 	e->ctx = zt_ctx_seen ? current_ctx(id) : 0;
-	if (a->sk)
-		read_tuple((struct sock *)a->sk, &e->tuple);
-	else
-		__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
-	/* Directly from the task (BTF): cheaper than bpf_get_current_comm. */
-	__u64 *comm = (__u64 *)e->comm;
-	comm[0] = *(__u64 *)&task->comm[0];
-	comm[1] = *(__u64 *)&task->comm[8];
+
+	/* Prefixes: what the decoder does not know yet. Read directly from
+	 * the task (BTF). */
+	__u64 c0 = *(__u64 *)&task->comm[0];
+	__u64 c1 = *(__u64 *)&task->comm[8];
+	bool need_conn = conn && !conn->announced;
+	bool need_thr = need_conn || !t || !t->announced || t->ann_tid != tid || t->ann_comm[0] != c0 ||
+			t->ann_comm[1] != c1;
+	__u32 pre = 0;
+	if (need_conn) {
+		s->conn.kind = ZT_EV_CONN_INFO;
+		s->conn.pad = 0;
+		s->conn.conn_id = conn->conn_id;
+		read_tuple((struct sock *)a->sk, &s->conn.tuple);
+		pre = sizeof(struct zt_conn_info) + sizeof(struct zt_thread_info);
+	} else if (need_thr) {
+		pre = sizeof(struct zt_thread_info);
+	}
+	if (need_thr) {
+		s->thr.kind = ZT_EV_THREAD;
+		s->thr.tid = tid;
+		s->thr.start_ns = task->start_time;
+		__u64 *comm = (__u64 *)s->thr.comm;
+		comm[0] = c0;
+		comm[1] = c1;
+	}
 
 	__u32 captured = 0;
 	if (source != ZT_SRC_SENDFILE) {
@@ -420,22 +452,37 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	if (captured > ZT_MAX_CAPTURE)
 		captured = ZT_MAX_CAPTURE;
 	e->captured = captured;
-	/* The mask changes nothing (captured <= ZT_MAX_CAPTURE) but gives the
-	 * verifier a bound it can see on the register it checks. */
+	/* The masks change nothing (captured <= ZT_MAX_CAPTURE, pre <= 88) but
+	 * give the verifier bounds it can see on the registers it checks. */
 	barrier_var(captured);
-	__u32 size = sizeof(struct zt_data_event) + (captured & (2 * ZT_MAX_CAPTURE - 1));
-	if (bpf_ringbuf_output(&events, &s->hdr, size, rb_flags(size)))
+	barrier_var(pre);
+	pre &= 127;
+	__u32 size = pre + sizeof(struct zt_data_event) + (captured & (2 * ZT_MAX_CAPTURE - 1));
+	void *start = (void *)&s->hdr - pre;
+	if (bpf_ringbuf_output(&events, start, size, rb_flags(size))) {
 		count_drop(ZT_DROP_RINGBUF_DATA);
+	} else {
+		if (need_conn)
+			conn->announced = 1;
+		if (need_thr && t) {
+			t->announced = 1;
+			t->ann_tid = tid;
+			t->ann_comm[0] = c0;
+			t->ann_comm[1] = c1;
+		}
+	}
 	s->busy = 0; /* after the output helper call: nothing is reordered past it */
 	return 0;
 }
 
-static __always_inline void emit_conn(__u32 kind, struct sock *sk, int fd, __u64 conn_id, __u8 role, __u64 ssl)
+/* A connection or TLS-binding record (with the socket's addresses), or a
+ * close record (without). Whether it was output. */
+static __always_inline bool emit_conn(__u32 kind, struct sock *sk, int fd, __u64 conn_id, __u8 role, __u64 ssl)
 {
 	struct zt_conn_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(ZT_DROP_RINGBUF_CTRL);
-		return;
+		return false;
 	}
 	__u64 id = bpf_get_current_pid_tgid();
 	e->kind = kind;
@@ -447,11 +494,13 @@ static __always_inline void emit_conn(__u32 kind, struct sock *sk, int fd, __u64
 	e->role = role;
 	e->ssl = ssl;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
-	read_tuple(sk, &e->tuple);
-	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	if (kind == ZT_EV_CONN_CLOSE)
+		__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
+	else
+		read_tuple(sk, &e->tuple);
 	bpf_ringbuf_submit(e, rb_flags(sizeof(*e)));
+	return true;
 }
-
 #include "tls_state.bpf.h"
 #include "tls.bpf.h"
 
@@ -463,11 +512,9 @@ static __always_inline void conn_opened(struct task_struct *task, int fd, __u8 r
 		return;
 	__u64 key = (__u64)sk;
 	struct zt_conn c = { .conn_id = new_conn_id(), .role = role };
-	if (bpf_map_update_elem(&conns, &key, &c, BPF_ANY)) {
+	c.announced = emit_conn(ZT_EV_CONN_OPEN, sk, fd, c.conn_id, role, 0);
+	if (bpf_map_update_elem(&conns, &key, &c, BPF_ANY))
 		count_drop(ZT_DROP_CONN_FULL);
-		return;
-	}
-	emit_conn(ZT_EV_CONN_OPEN, sk, fd, c.conn_id, role, 0);
 }
 
 static __always_inline int on_close(struct task_struct *task, int fd)
@@ -658,28 +705,33 @@ int BPF_PROG(zt_sys_exit, struct pt_regs *regs, long ret)
 		.call = call,
 		.direction = t->direction,
 	};
-	return emit_data(&a, (__u64)ret, call == ZT_CALL_SENDFILE ? ZT_SRC_SENDFILE : ZT_SRC_SYSCALL);
+	return emit_data(task, t, &a, (__u64)ret, call == ZT_CALL_SENDFILE ? ZT_SRC_SENDFILE : ZT_SRC_SYSCALL);
 }
 
-SEC("tracepoint/sched/sched_process_exec")
-int zt_sched_exec(struct zt_sched_exec *ctx)
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(zt_sched_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
+	/* A new program: tell the decoder about the thread again (its comm
+	 * changed, and a thread other than the leader that execs takes the
+	 * leader's tid). */
+	struct zt_task *t = bpf_task_storage_get(&tasks, task, 0, 0);
+	if (t)
+		t->announced = 0;
 	struct zt_proc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(ZT_DROP_RINGBUF_CTRL);
 		return 0;
 	}
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	e->kind = ZT_EV_PROC_EXEC;
-	e->pid = bpf_get_current_pid_tgid() >> 32;
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->pid = task->tgid;
+	e->ppid = task->real_parent->tgid;
 	e->ts = bpf_ktime_get_ns();
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-	unsigned int off = ctx->data_loc_filename & 0xFFFF;
-	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + off) < 0)
+	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), bprm->filename) < 0)
 		e->filename[0] = 0;
-	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
-	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
+	unsigned long start = task->mm->arg_start;
+	unsigned long end = task->mm->arg_end;
 	__u64 len = end > start ? end - start : 0;
 	if (len > ZT_ARGS_LEN)
 		len = ZT_ARGS_LEN;
@@ -690,12 +742,29 @@ int zt_sched_exec(struct zt_sched_exec *ctx)
 	return 0;
 }
 
-SEC("tracepoint/sched/sched_process_exit")
-int zt_sched_exit(void *ctx)
+/* Every exiting thread: the process's last one reports the process's
+ * exit; a thread the decoder knows (it made traced calls) reports its own. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(zt_sched_exit, struct task_struct *p, bool group_dead)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid();
-	if ((__u32)id != (id >> 32)) /* only the thread-group leader */
+	if (!group_dead) {
+		struct zt_task *t = bpf_task_storage_get(&tasks, task, 0, 0);
+		if (!t || !t->announced)
+			return 0;
+		struct zt_thread_exit *x = bpf_ringbuf_reserve(&events, sizeof(*x), 0);
+		if (!x) {
+			count_drop(ZT_DROP_RINGBUF_CTRL);
+			return 0;
+		}
+		x->kind = ZT_EV_THREAD_EXIT;
+		x->pid = id >> 32;
+		x->tid = (__u32)id;
+		x->pad = 0;
+		bpf_ringbuf_submit(x, rb_flags(sizeof(*x)));
 		return 0;
+	}
 	struct zt_proc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(ZT_DROP_RINGBUF_CTRL);
@@ -709,5 +778,30 @@ int zt_sched_exit(void *ctx)
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	e->filename[0] = 0;
 	bpf_ringbuf_submit(e, rb_flags(sizeof(*e)));
+	return 0;
+}
+
+/* A TCP socket reached TCP_CLOSE (whether or not its owner called close):
+ * the decoder may forget its addresses. Data read later (what was queued
+ * before a reset) announces them again. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(zt_sock_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (newstate != TCP_CLOSE)
+		return 0;
+	__u64 key = (__u64)sk;
+	struct zt_conn *c = bpf_map_lookup_elem(&conns, &key);
+	if (!c || !c->announced)
+		return 0;
+	c->announced = 0;
+	struct zt_conn_gone *g = bpf_ringbuf_reserve(&events, sizeof(*g), 0);
+	if (!g) {
+		count_drop(ZT_DROP_RINGBUF_CTRL);
+		return 0;
+	}
+	g->kind = ZT_EV_CONN_GONE;
+	g->pad = 0;
+	g->conn_id = c->conn_id;
+	bpf_ringbuf_submit(g, rb_flags(sizeof(*g)));
 	return 0;
 }

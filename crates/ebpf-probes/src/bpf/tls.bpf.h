@@ -122,7 +122,7 @@ int zt_emit_tls(struct pt_regs *ctx)
 		return 0;
 	struct zt_args a = *p;
 	bpf_map_delete_elem(&inflight, &id);
-	return emit_data(&a, (__u64)a.ret, ZT_SRC_TLS);
+	return emit_data(bpf_get_current_task_btf(), NULL, &a, (__u64)a.ret, ZT_SRC_TLS);
 }
 
 SEC("uprobe") int zt_ssl_set_fd(struct pt_regs *ctx)

@@ -2,7 +2,18 @@
 /*
  * Records the probes put on the ring buffer. Shared by the C programs and
  * mirrored by #[repr(C)] structs in src/raw.rs, whose sizes and field
- * offsets are asserted by tests there: change both together.
+ * offsets are asserted by tests there: change both together (and bump
+ * FORMAT_VERSION in src/record.rs).
+ *
+ * What does not change from one call to the next is sent once and kept by
+ * the decoder (src/raw.rs, `Decoder`): a thread's comm and start time (a
+ * zt_thread_info before the first data event of a thread, and again when
+ * its comm changes; ZT_EV_THREAD_EXIT when it exits), and a connection's
+ * addresses (its open record, or a zt_conn_info before its first data
+ * event; ZT_EV_CONN_GONE when the socket reaches TCP_CLOSE). A data record
+ * is therefore [zt_conn_info [zt_thread_info]] zt_data_event payload: the
+ * prefixes, when present, are in the same record as the data, so they are
+ * never lost apart from it.
  */
 #ifndef ZT_EVENTS_H
 #define ZT_EVENTS_H
@@ -19,6 +30,10 @@ enum zt_event_kind {
 	ZT_EV_PROC_EXEC = 4,
 	ZT_EV_PROC_EXIT = 5,
 	ZT_EV_TLS_BIND = 6, /* a TLS session (SSL*) was bound to its socket late */
+	ZT_EV_THREAD = 7,      /* zt_thread_info prefix of a data record */
+	ZT_EV_CONN_INFO = 8,   /* zt_conn_info prefix of a data record */
+	ZT_EV_THREAD_EXIT = 9, /* zt_thread_exit: forget a thread's info */
+	ZT_EV_CONN_GONE = 10,  /* zt_conn_gone: forget a connection's info */
 };
 
 enum zt_direction {
@@ -81,8 +96,7 @@ struct zt_data_event {
 	__u32 pid;  /* tgid */
 	__u32 tid;
 	__s32 fd;
-	__u64 thread_start_ns;
-	__u64 conn_id;
+	__u64 conn_id; /* 0: no connection known (TLS data not yet bound) */
 	__u64 enter_ns;
 	__u64 exit_ns;
 	__u64 bytes;    /* bytes the call transferred */
@@ -93,11 +107,39 @@ struct zt_data_event {
 	__u8 role;
 	__u8 call;
 	__u32 pad;
-	struct zt_tuple tuple;
-	char comm[16];
 	__u64 ssl; /* TLS session (SSL*) for ZT_SRC_TLS, else 0 */
 	__u64 ctx; /* execution context (pyctx.bpf.h) the call was made in, else 0 */
 	/* followed by `captured` payload bytes */
+};
+
+/* Prefix: the thread of the data event that follows. */
+struct zt_thread_info {
+	__u32 kind; /* ZT_EV_THREAD */
+	__u32 tid;
+	__u64 start_ns; /* thread start time (monotonic ns) */
+	char comm[16];
+};
+
+/* Prefix: the connection of the data event that follows (then a
+ * zt_thread_info always follows too). */
+struct zt_conn_info {
+	__u32 kind; /* ZT_EV_CONN_INFO */
+	__u32 pad;
+	__u64 conn_id;
+	struct zt_tuple tuple;
+};
+
+struct zt_thread_exit {
+	__u32 kind; /* ZT_EV_THREAD_EXIT */
+	__u32 pid;
+	__u32 tid;
+	__u32 pad;
+};
+
+struct zt_conn_gone {
+	__u32 kind; /* ZT_EV_CONN_GONE */
+	__u32 pad;
+	__u64 conn_id;
 };
 
 struct zt_conn_event {
@@ -109,9 +151,8 @@ struct zt_conn_event {
 	__u64 ts;
 	__u8 role;
 	__u8 pad[7];
-	struct zt_tuple tuple;
-	char comm[16];
-	__u64 ssl; /* ZT_EV_TLS_BIND: the session bound to this connection */
+	struct zt_tuple tuple; /* zero in ZT_EV_CONN_CLOSE */
+	__u64 ssl;             /* ZT_EV_TLS_BIND: the session bound to this connection */
 };
 
 struct zt_proc_event {

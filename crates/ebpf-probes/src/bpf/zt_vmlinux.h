@@ -229,5 +229,6 @@ struct zt_sched_exec {
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
+#define TCP_CLOSE 7
 
 #endif /* ZT_VMLINUX_H */
