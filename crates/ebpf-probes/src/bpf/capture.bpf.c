@@ -70,8 +70,11 @@ struct {
 	__type(value, struct zt_args);
 } inflight SEC(".maps");
 
+#define ZT_CTX_DEPTH 4
+
 /* Per thread (task-local storage, freed with the task): the socket syscall
- * waiting for its exit. */
+ * waiting for its exit, what the decoder knows about the thread, and the
+ * CPython contexts it runs in. */
 struct zt_task {
 	__u64 sk;
 	__u64 buf;
@@ -87,7 +90,10 @@ struct zt_task {
 	__u8 pad[5];
 	__u64 ann_comm[2];
 	__u32 ann_tid;
-	__u32 pad2;
+	/* CPython execution contexts the thread is in (pyctx.bpf.h): depth may
+	 * exceed ZT_CTX_DEPTH, deeper levels are not kept. */
+	__u32 ctx_depth;
+	__u64 ctx_ids[ZT_CTX_DEPTH];
 };
 
 struct {
@@ -347,13 +353,15 @@ struct zt_gather {
 	const struct iovec *iov;
 	__u64 total; /* bytes the call transferred, still to attribute */
 	__u32 iovcnt;
-	__u32 off; /* bytes captured so far */
+	__u32 first; /* iovecs already handled */
+	__u32 off;   /* bytes captured so far */
 };
 
 /* One iovec; bpf_loop callback (verified once, whatever the iovec count). */
 static long gather_one(__u32 i, void *data)
 {
 	struct zt_gather *g = data;
+	i += g->first;
 	if (i >= g->iovcnt || g->total == 0 || g->off >= zt_capture_max)
 		return 1;
 	struct iovec v;
@@ -365,10 +373,31 @@ static long gather_one(__u32 i, void *data)
 	return 0;
 }
 
+static __always_inline void gather_step(struct zt_gather *g, struct iovec *v)
+{
+	if (g->total == 0 || g->off >= zt_capture_max)
+		return;
+	__u64 n = v->iov_len < g->total ? v->iov_len : g->total;
+	g->off += copy_user(g->room, g->off, v->iov_base, n);
+	g->total -= n;
+}
+
+/* Most vectored calls carry a few iovecs (a head and a body): those are read
+ * in one go, the rest one by one. */
+#define ZT_IOV_BATCH 2
+
 static __always_inline __u32 gather_iov(__u8 *room, const struct iovec *iov, __u32 iovcnt, __u64 total)
 {
-	struct zt_gather g = { .room = room, .iov = iov, .total = total, .iovcnt = iovcnt, .off = 0 };
-	bpf_loop(ZT_MAX_IOV, gather_one, &g, 0);
+	struct zt_gather g = { .room = room, .iov = iov, .total = total, .iovcnt = iovcnt, .first = 0, .off = 0 };
+	struct iovec v[ZT_IOV_BATCH];
+	__u32 batch = iovcnt < ZT_IOV_BATCH ? iovcnt : ZT_IOV_BATCH;
+	if (batch == ZT_IOV_BATCH && !bpf_probe_read_user(v, sizeof(v), iov)) {
+		gather_step(&g, &v[0]);
+		gather_step(&g, &v[1]);
+		g.first = ZT_IOV_BATCH;
+	}
+	if (g.first < iovcnt && g.total > 0 && g.off < zt_capture_max)
+		bpf_loop(ZT_MAX_IOV, gather_one, &g, 0);
 	if (g.total > 0 && g.off < zt_capture_max)
 		count_drop(ZT_DROP_IOV_TRUNC);
 	return g.off;
@@ -414,7 +443,7 @@ static __always_inline int emit_data(struct task_struct *task, struct zt_task *t
 	e->call = a->call;
 	e->pad = 0;
 	e->ssl = a->ssl;
-	e->ctx = zt_ctx_seen ? current_ctx(id) : 0;
+	e->ctx = zt_ctx_seen && t ? current_ctx(t) : 0;
 
 	/* Prefixes: what the decoder does not know yet. Read directly from
 	 * the task (BTF). */
