@@ -17,6 +17,8 @@ const HEADERS: &[&str] = &[
     "tls_state.bpf.h",
     "tls.bpf.h",
     "pyctx.bpf.h",
+    "zt_filter.h",
+    "filter.bpf.h",
 ];
 
 const INSTALL_HINT: &str =

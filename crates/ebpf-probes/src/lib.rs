@@ -13,6 +13,7 @@
 //! ```
 
 pub mod elfsym;
+pub mod filter;
 mod loader;
 pub mod procfs;
 pub mod pyctx;
@@ -21,5 +22,6 @@ pub mod record;
 mod source;
 pub mod tls;
 
+pub use filter::{Filter, FilterError, Selector};
 pub use loader::{cgroup2_mount, DropCounters, LoadError, Probes, ProbesBuilder};
 pub use source::{monotonic_ns, wall_clock_offset_ns, LiveSource, ReplaySource, SourceStats};

@@ -1,8 +1,9 @@
 //! Loading and attaching the probes (aya), and reading their ring buffer.
 
 use crate::elfsym::{Offsets, Target};
+use crate::filter::{CommKey, ExeKey, Filter, FilterError, PidKey, RawFilterCfg, Resolved};
 use crate::raw::{DROP_REASONS, DROP_SLOTS, MAX_CAPTURE};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
 use aya::programs::{BtfTracePoint, ProgramError, UProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
@@ -22,6 +23,7 @@ const BTF_TRACEPOINTS: &[(&str, &str)] = &[
     ("zt_sys_exit", "sys_exit"),
     ("zt_sched_exec", "sched_process_exec"),
     ("zt_sched_exit", "sched_process_exit"),
+    ("zt_sched_fork", "sched_process_fork"),
     ("zt_sock_state", "inet_sock_set_state"),
 ];
 
@@ -61,6 +63,8 @@ pub enum LoadError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("filter: {0}")]
+    Filter(#[from] FilterError),
 }
 
 /// Configures and loads the capture probes: `Probes::builder().load()?`.
@@ -69,7 +73,7 @@ pub struct ProbesBuilder {
     capture_bytes: u32,
     ring_buffer_bytes: u32,
     wakeup_bytes: u64,
-    pids: Option<Vec<u32>>,
+    filter: Filter,
     exclude_pid: u32,
     tls: bool,
     contexts: bool,
@@ -81,7 +85,7 @@ impl Default for ProbesBuilder {
             capture_bytes: 4096,
             ring_buffer_bytes: 16 << 20,
             wakeup_bytes: 256 << 10,
-            pids: None,
+            filter: Filter::default(),
             exclude_pid: std::process::id(),
             tls: true,
             contexts: true,
@@ -106,9 +110,17 @@ impl ProbesBuilder {
         self.wakeup_bytes = n;
         self
     }
-    /// Trace only these processes (default: all but the agent).
+    /// Trace only these processes (default: all but the agent): sets the
+    /// filter's included pids.
     pub fn pids(mut self, pids: Vec<u32>) -> Self {
-        self.pids = Some(pids);
+        self.filter.include.pids = pids;
+        self
+    }
+
+    /// What to trace from the start (default: everything but the agent);
+    /// checked when loading. Change it later with [`Probes::set_filter`].
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
         self
     }
 
@@ -156,35 +168,18 @@ impl ProbesBuilder {
             None => log::debug!("no cgroup2 hierarchy mounted (cgroup filters unavailable)"),
         }
 
-        let filter = u8::from(self.pids.is_some());
+        // Checked before anything is loaded.
+        self.filter.resolve(cgroup2.as_deref())?;
         let mut bpf = EbpfLoader::new()
             .override_global("zt_agent_tgid", &self.exclude_pid, true)
             .override_global("zt_capture_max", &self.capture_bytes, true)
             .override_global("zt_wakeup_bytes", &self.wakeup_bytes, true)
-            .override_global("zt_filter_pids", &filter, true)
             .map_max_entries("events", self.ring_buffer_bytes)
             // Task-local storage (per-thread syscall state) is a map type
             // aya 0.14 creates but has no typed wrapper for.
             .allow_unsupported_maps()
             .load(CAPTURE_OBJ)
             .map_err(LoadError::Load)?;
-
-        if let Some(pids) = &self.pids {
-            let map = bpf
-                .map_mut("pid_filter")
-                .ok_or(LoadError::Missing("map pid_filter"))?;
-            let mut m: BpfHashMap<_, u32, u8> =
-                BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
-                    name: "pid_filter",
-                    source,
-                })?;
-            for pid in pids {
-                m.insert(pid, 1, 0).map_err(|source| LoadError::Map {
-                    name: "pid_filter",
-                    source,
-                })?;
-            }
-        }
 
         let emit_tls_prog = if self.tls {
             Some(load_tls_programs(&mut bpf)?)
@@ -244,9 +239,12 @@ impl ProbesBuilder {
             name: "drops",
             source,
         })?;
-        Ok(Probes {
+        let mut probes = Probes {
             bpf,
             cgroup2,
+            filter: Filter::default(),
+            filter_gen: 0,
+            filter_slots: [None, None],
             _emit_tls_prog: emit_tls_prog,
             tls_seen: crate::tls::Seen::default(),
             contexts: self.contexts,
@@ -254,7 +252,11 @@ impl ProbesBuilder {
             ring,
             drops,
             attached,
-        })
+        };
+        if !self.filter.is_empty() {
+            probes.set_filter(&self.filter)?;
+        }
+        Ok(probes)
     }
 }
 
@@ -262,6 +264,12 @@ impl ProbesBuilder {
 pub struct Probes {
     bpf: Ebpf,
     cgroup2: Option<std::path::PathBuf>,
+    filter: Filter,
+    /// Generation of the active filter (its low bit is the active slot);
+    /// 0: none was ever set.
+    filter_gen: u32,
+    /// What each slot of the kernel's filter tables holds.
+    filter_slots: [Option<Resolved>; 2],
     /// Kept open: the kernel empties a program array when its last user
     /// file descriptor closes.
     _emit_tls_prog: Option<ProgramArray<MapData>>,
@@ -308,6 +316,140 @@ impl Probes {
     /// The cgroup v2 mount found at load time.
     pub fn cgroup2(&self) -> Option<&Path> {
         self.cgroup2.as_deref()
+    }
+
+    /// The filter in force.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// Change what is traced, while running, without reloading anything.
+    /// The new filter is written to the kernel's inactive slot (and
+    /// running processes are matched against its comm and executable lists
+    /// by a /proc scan), then made active with a single write: every call
+    /// is judged by the old filter or the new one, never a mix, so a
+    /// process included by both loses nothing. Calls already in flight
+    /// finish under the filter they started with.
+    pub fn set_filter(&mut self, filter: &Filter) -> Result<(), FilterError> {
+        let resolved = filter.resolve(self.cgroup2.as_deref())?;
+        let mut gen = self.filter_gen.wrapping_add(1);
+        if gen == 0 {
+            gen = 2;
+        }
+        let slot = gen & 1;
+        self.write_filter_slot(slot, &resolved)?;
+        let map_err = |source| FilterError::Map {
+            map: "filter_gen",
+            source,
+        };
+        let mut g: Array<_, u32> = Array::try_from(self.bpf.map_mut("filter_gen").ok_or(
+            map_err(aya::maps::MapError::InvalidName {
+                name: "filter_gen".into(),
+            }),
+        )?)
+        .map_err(map_err)?;
+        g.set(0, gen, 0).map_err(map_err)?;
+        self.filter_gen = gen;
+        self.filter_slots[slot as usize] = Some(resolved);
+        self.filter = filter.clone();
+        log::info!("filter set (generation {gen}): {filter:?}");
+        Ok(())
+    }
+
+    /// Fill the filter tables of `slot` (not in use) with `r`, clearing what
+    /// the slot held before.
+    fn write_filter_slot(&mut self, slot: u32, r: &Resolved) -> Result<(), FilterError> {
+        let old = self.filter_slots[slot as usize].take();
+        let bpf = &mut self.bpf;
+        fn map<'a>(
+            bpf: &'a mut Ebpf,
+            name: &'static str,
+        ) -> Result<&'a mut aya::maps::Map, FilterError> {
+            bpf.map_mut(name).ok_or(FilterError::Map {
+                map: name,
+                source: aya::maps::MapError::InvalidName { name: name.into() },
+            })
+        }
+        let err = |map: &'static str| move |source| FilterError::Map { map, source };
+        // Removing a key that is not there is fine.
+        let gone = |r: Result<(), aya::maps::MapError>| match r {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+
+        let mut m: BpfHashMap<_, PidKey, u8> =
+            BpfHashMap::try_from(map(bpf, "pid_filter")?).map_err(err("pid_filter"))?;
+        for &pid in old.iter().flat_map(|o| o.pids.keys()) {
+            gone(m.remove(&PidKey { slot, pid })).map_err(err("pid_filter"))?;
+        }
+        for (&pid, &b) in &r.pids {
+            m.insert(PidKey { slot, pid }, b, 0)
+                .map_err(err("pid_filter"))?;
+        }
+
+        let mut m: BpfHashMap<_, CommKey, u8> =
+            BpfHashMap::try_from(map(bpf, "comm_filter")?).map_err(err("comm_filter"))?;
+        for &comm in old.iter().flat_map(|o| o.comms.keys()) {
+            gone(m.remove(&CommKey { slot, pad: 0, comm })).map_err(err("comm_filter"))?;
+        }
+        for (&comm, &b) in &r.comms {
+            m.insert(CommKey { slot, pad: 0, comm }, b, 0)
+                .map_err(err("comm_filter"))?;
+        }
+
+        let mut m: BpfHashMap<_, ExeKey, u8> =
+            BpfHashMap::try_from(map(bpf, "exe_filter")?).map_err(err("exe_filter"))?;
+        for &(dev, ino) in old.iter().flat_map(|o| o.exes.keys()) {
+            gone(m.remove(&ExeKey { slot, dev, ino })).map_err(err("exe_filter"))?;
+        }
+        for (&(dev, ino), &b) in &r.exes {
+            m.insert(ExeKey { slot, dev, ino }, b, 0)
+                .map_err(err("exe_filter"))?;
+        }
+
+        let mut m: Array<_, u8> =
+            Array::try_from(map(bpf, "port_filter")?).map_err(err("port_filter"))?;
+        let base = slot << 16;
+        for &port in old.iter().flat_map(|o| o.ports.keys()) {
+            m.set(base | port as u32, 0, 0)
+                .map_err(err("port_filter"))?;
+        }
+        for (&port, &b) in &r.ports {
+            m.set(base | port as u32, b, 0)
+                .map_err(err("port_filter"))?;
+        }
+
+        let mut m: Array<_, RawFilterCfg> =
+            Array::try_from(map(bpf, "filter_cfg")?).map_err(err("filter_cfg"))?;
+        m.set(slot, r.cfg(), 0).map_err(err("filter_cfg"))?;
+
+        // comm/exe matches of the running processes (the exec probe keeps
+        // this slot up to date for processes started from now on).
+        let mut m: BpfHashMap<_, PidKey, u8> =
+            BpfHashMap::try_from(map(bpf, "proc_match")?).map_err(err("proc_match"))?;
+        let stale: Vec<PidKey> = m
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.slot == slot)
+            .collect();
+        for k in stale {
+            gone(m.remove(&k)).map_err(err("proc_match"))?;
+        }
+        if r.by_name() {
+            for pid in crate::procfs::all_pids() {
+                let key = PidKey { slot, pid };
+                match r.match_bits(pid) {
+                    Some(bits) if bits != 0 => m.insert(key, bits, 0).map_err(err("proc_match"))?,
+                    _ => gone(m.remove(&key)).map_err(err("proc_match"))?,
+                }
+            }
+        }
+        Ok(())
     }
 
     /// What is attached (`tp_btf/sys_enter`, `tp_btf/sched_process_exec`,

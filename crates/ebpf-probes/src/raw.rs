@@ -41,9 +41,10 @@ pub const DROP_REASONS: &[&str] = &[
     "emit_tail_call_failed",
     "tls_unbound",
     "scratch_busy",
+    "filter_match_table_full",
 ];
 /// Number of counter slots in the `drops` map.
-pub const DROP_SLOTS: u32 = 9;
+pub const DROP_SLOTS: u32 = 10;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

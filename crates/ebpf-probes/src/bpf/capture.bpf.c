@@ -28,7 +28,6 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 volatile const __u32 zt_agent_tgid = 0;
 volatile const __u32 zt_capture_max = 4096;     /* <= ZT_MAX_CAPTURE */
 volatile const __u64 zt_wakeup_bytes = 1 << 18; /* wake the reader once this much is queued */
-volatile const __u8 zt_filter_pids = 0;         /* trace only pids in pid_filter */
 
 /* Set by the probes themselves the first time they fire, so the syscall
  * path skips their bookkeeping while no process uses TLS or CPython
@@ -94,6 +93,12 @@ struct zt_task {
 	 * exceed ZT_CTX_DEPTH, deeper levels are not kept. */
 	__u32 ctx_depth;
 	__u64 ctx_ids[ZT_CTX_DEPTH];
+	/* Filter verdict of the process, for filter generation verdict_gen
+	 * (0: none yet) and cgroup verdict_cgid. */
+	__u64 verdict_cgid;
+	__u32 verdict_gen;
+	__u8 verdict;
+	__u8 pad3[3];
 };
 
 struct {
@@ -132,13 +137,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } drops SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u8);
-} pid_filter SEC(".maps");
 
 /* Data record under construction: the optional prefixes, the header, then
  * the payload; the record is output from the first part it needs. Room for
@@ -182,14 +180,27 @@ static __always_inline __u64 rb_flags(__u64 size)
 									   : BPF_RB_NO_WAKEUP;
 }
 
-/* Whether the current process is traced at all. */
-static __always_inline bool traced(__u32 tgid)
+#include "filter.bpf.h"
+
+/* Whether the current process is traced at all (the agent never is). */
+static __always_inline bool traced_now(struct task_struct *task, __u32 tgid)
 {
 	if (tgid == zt_agent_tgid)
 		return false;
-	if (zt_filter_pids && !bpf_map_lookup_elem(&pid_filter, &tgid))
-		return false;
-	return true;
+	__u32 gen = 0;
+	struct zt_filter_cfg *cfg = active_filter(&gen);
+	if (!cfg || !(cfg->flags & ZT_F_PROC_MASK))
+		return true;
+	struct zt_task *t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	return proc_verdict(cfg, gen, t, tgid);
+}
+
+/* Whether the current thread's connection `sk` is traced. */
+static __always_inline bool sock_traced(struct sock *sk)
+{
+	__u32 gen = 0;
+	struct zt_filter_cfg *cfg = active_filter(&gen);
+	return !cfg || port_verdict(cfg, gen, sk);
 }
 
 /* Learned from the first socket checked the long way, since these kernel
@@ -537,7 +548,7 @@ static __always_inline bool emit_conn(__u32 kind, struct sock *sk, int fd, __u64
 static __always_inline void conn_opened(struct task_struct *task, int fd, __u8 role)
 {
 	struct sock *sk = fd_to_tcp_sock(task, fd);
-	if (!sk)
+	if (!sk || !sock_traced(sk))
 		return;
 	__u64 key = (__u64)sk;
 	struct zt_conn c = { .conn_id = new_conn_id(), .role = role };
@@ -627,16 +638,26 @@ int BPF_PROG(zt_sys_enter, struct pt_regs *regs, long nr)
 	if (ZT_COMPAT_SYSCALL(task))
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id >> 32))
+	__u32 tgid = id >> 32;
+	if (tgid == zt_agent_tgid)
 		return 0;
+	/* Filters first: with none set, one array lookup. */
+	__u32 gen = 0;
+	struct zt_filter_cfg *cfg = active_filter(&gen);
+	struct zt_task *t = NULL;
+	if (cfg && (cfg->flags & ZT_F_PROC_MASK)) {
+		t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!proc_verdict(cfg, gen, t, tgid))
+			return 0;
+	}
 	int fd = (int)ZT_SYSCALL_ARG0(regs);
 	if (call == 0)
 		return on_close(task, fd);
 
-	struct zt_task *t;
 	if (call >= ZT_CALL_CONNECT) {
 		/* The socket is looked at when the call has succeeded. */
-		t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!t)
+			t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (!t) {
 			count_drop(ZT_DROP_ARGS_FULL);
 			return 0;
@@ -650,6 +671,8 @@ int BPF_PROG(zt_sys_enter, struct pt_regs *regs, long nr)
 	struct sock *sk = fd_to_tcp_sock(task, fd);
 	if (!sk)
 		return 0;
+	if (cfg && !port_verdict(cfg, gen, sk))
+		return 0;
 	__u64 buf = ZT_SYSCALL_ARG1(regs);
 	__u32 iovcnt = 0;
 	if (call == ZT_CALL_READV || call == ZT_CALL_WRITEV) {
@@ -661,7 +684,8 @@ int BPF_PROG(zt_sys_enter, struct pt_regs *regs, long nr)
 	} else if (call == ZT_CALL_SENDFILE) {
 		buf = 0;
 	}
-	t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t)
+		t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!t) {
 		count_drop(ZT_DROP_ARGS_FULL);
 		return 0;
@@ -745,8 +769,18 @@ int BPF_PROG(zt_sched_exec, struct task_struct *p, pid_t old_pid, struct linux_b
 	 * changed, and a thread other than the leader that execs takes the
 	 * leader's tid). */
 	struct zt_task *t = bpf_task_storage_get(&tasks, task, 0, 0);
-	if (t)
+	if (t) {
 		t->announced = 0;
+		t->verdict_gen = 0; /* a new program may match other filters */
+	}
+	__u32 zero = 0;
+	__u32 *gen = bpf_map_lookup_elem(&filter_gen, &zero);
+	if (gen && *gen) {
+		/* Both slots: a filter being written to the inactive one sees
+		 * processes started meanwhile. */
+		match_exec(0, task->tgid, task, bprm->file);
+		match_exec(1, task->tgid, task, bprm->file);
+	}
 	struct zt_proc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(ZT_DROP_RINGBUF_CTRL);
@@ -778,7 +812,16 @@ int BPF_PROG(zt_sched_exit, struct task_struct *p, bool group_dead)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!group_dead) {
+	if (group_dead) {
+		__u32 zero = 0;
+		__u32 *gen = bpf_map_lookup_elem(&filter_gen, &zero);
+		if (gen && *gen) {
+			struct zt_pid_key k0 = { .slot = 0, .pid = id >> 32 };
+			struct zt_pid_key k1 = { .slot = 1, .pid = id >> 32 };
+			bpf_map_delete_elem(&proc_match, &k0);
+			bpf_map_delete_elem(&proc_match, &k1);
+		}
+	} else {
 		struct zt_task *t = bpf_task_storage_get(&tasks, task, 0, 0);
 		if (!t || !t->announced)
 			return 0;
@@ -807,6 +850,22 @@ int BPF_PROG(zt_sched_exit, struct task_struct *p, bool group_dead)
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	e->filename[0] = 0;
 	bpf_ringbuf_submit(e, rb_flags(sizeof(*e)));
+	return 0;
+}
+
+/* A new process (not a thread): it inherits its parent's comm/exe filter
+ * matches, since it runs the same program until it execs. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(zt_sched_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (child->pid != child->tgid)
+		return 0;
+	__u32 zero = 0;
+	__u32 *gen = bpf_map_lookup_elem(&filter_gen, &zero);
+	if (!gen || !*gen)
+		return 0;
+	inherit_match(0, parent->tgid, child->tgid);
+	inherit_match(1, parent->tgid, child->tgid);
 	return 0;
 }
 

@@ -57,7 +57,7 @@ SEC("uprobe") int zt_ctx_run(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if (!traced(tgid))
+	if (!traced_now(bpf_get_current_task_btf(), tgid))
 		return 0;
 	if (!zt_ctx_seen)
 		zt_ctx_seen = 1;

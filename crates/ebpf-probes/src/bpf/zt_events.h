@@ -79,7 +79,8 @@ enum zt_drop {
 	ZT_DROP_TAIL_CALL = 6,    /* data event lost: the TLS emit program could not be reached */
 	ZT_DROP_TLS_UNBOUND = 7,  /* TLS data whose socket could not be found */
 	ZT_DROP_SCRATCH_BUSY = 8, /* data event lost: a preempted probe held the CPU's scratch buffer */
-	ZT_DROP_MAX = 9,
+	ZT_DROP_FILTER_FULL = 9,  /* a process's comm/exe filter match could not be recorded */
+	ZT_DROP_MAX = 10,
 };
 
 struct zt_tuple {

@@ -104,8 +104,14 @@ struct socket {
 	const struct proto_ops *ops;
 };
 
+struct super_block {
+	unsigned int s_dev;
+};
+
 struct inode {
 	umode_t i_mode;
+	struct super_block *i_sb;
+	unsigned long i_ino;
 };
 
 struct file_operations;
