@@ -6,9 +6,11 @@
 # capture probes excluding nginx's port; excluding the cgroup. The probes
 # run with a minimal user side (crates/ebpf-probes/examples/filter_cost.rs:
 # drain, decode, count), so the figures are the kernel side's. Prints
-# req/s, the loss against untraced, and what reached user space (records,
-# bytes, data events on nginx's port). Needs root, nginx, wrk, clang and a
-# cgroup v2 mount.
+# req/s, the loss against untraced, the CPU time nginx and wrk used per
+# request (the cgroup's cpu.stat: their syscalls include the probes' time,
+# and unlike req/s it hardly moves when other jobs share the machine), and
+# what reached user space (records, bytes, data events on nginx's port).
+# Needs root, nginx, wrk, clang and a cgroup v2 mount.
 #
 #   benches/filter_cost.sh                 # 3 rounds of 10 s
 #   ROUNDS=5 DURATION=20 benches/filter_cost.sh
@@ -46,22 +48,25 @@ wrk_in_cgroup() {
     awk '/Requests\/sec/ {print $2}'
 }
 
-run_variant() { # NAME ARGS...: prints "name req/s records bytes on_port"
+run_variant() { # NAME ARGS...: prints "name req/s cpu_usec records bytes on_port"
   local name=$1
   shift
   local rps out="- - -"
   if [ $# -gt 0 ]; then
     "$BIN" "$@" >"$work/agent.out" 2>"$work/agent.err" &
     AGENT=$!
-    for _ in $(seq 1 300); do grep -q ready "$work/agent.out" && break; sleep 0.1; done
+    for _ in $(seq 1 900); do grep -q ready "$work/agent.out" && break; sleep 0.1; done
     grep -q ready "$work/agent.out" || { cat "$work/agent.err" >&2; exit 1; }
   fi
+  local u0 u1
+  u0=$(awk '$1 == "usage_usec" {print $2}' "$CG/cpu.stat")
   rps=$(wrk_in_cgroup)
+  u1=$(awk '$1 == "usage_usec" {print $2}' "$CG/cpu.stat")
   if [ -n "$AGENT" ]; then
     kill -INT "$AGENT"; wait "$AGENT" || true; AGENT=
     out=$(awk '/^records/ {print $2, $4, $6}' "$work/agent.out")
   fi
-  echo "$name $rps $out"
+  echo "$name $rps $((u1 - u0)) $out"
 }
 
 echo "# nginx + wrk -t1 -c32 -d${DURATION}s in cgroup $CG, $(nproc) CPUs, kernel $(uname -r), $(date -u +%FT%TZ)"
@@ -79,17 +84,22 @@ python3 - "$work/results" "$DURATION" <<'PY'
 import statistics, sys, collections
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    name, rps, *rest = line.split()
-    rows[name].append((float(rps), rest))
-base = statistics.median(r for r, _ in rows["untraced"])
-print("\n| variant | req/s (median) | loss vs untraced | records to user space per request | bytes per request | data events on nginx's port per request |")
-print("|---|---|---|---|---|---|")
+    name, rps, cpu, *rest = line.split()
+    rows[name].append((float(rps), float(cpu), rest))
+secs = float(sys.argv[2])
+def cpu_per_req(vals):
+    return statistics.median(c / (r * secs) for r, c, _ in vals)
+base = statistics.median(r for r, _, _ in rows["untraced"])
+base_cpu = cpu_per_req(rows["untraced"])
+print("\n| variant | req/s (median) | loss vs untraced | nginx+wrk CPU µs/request | added CPU µs/request | records to user space per request | bytes per request | data events on nginx's port per request |")
+print("|---|---|---|---|---|---|---|---|")
 for name, vals in rows.items():
-    rps = statistics.median(r for r, _ in vals)
+    rps = statistics.median(r for r, _, _ in vals)
     loss = "" if name == "untraced" else f"{100 * (base - rps) / base:.1f}%"
-    reqs = [r * float(sys.argv[2]) for r, _ in vals]
+    cpu = cpu_per_req(vals)
+    added = "" if name == "untraced" else f"{cpu - base_cpu:.2f}"
     def per(i):
-        xs = [float(rest[i]) / n for (_, rest), n in zip(vals, reqs) if rest[i] != "-"]
+        xs = [float(rest[i]) / (r * secs) for r, _, rest in vals if rest[i] != "-"]
         return f"{statistics.median(xs):.3f}" if xs else "-"
-    print(f"| {name} | {rps:,.0f} | {loss} | {per(0)} | {per(1)} | {per(2)} |")
+    print(f"| {name} | {rps:,.0f} | {loss} | {cpu:.2f} | {added} | {per(0)} | {per(1)} | {per(2)} |")
 PY

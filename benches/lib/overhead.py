@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -192,11 +193,15 @@ def measure(variant, load, service_pids, agent_bin=None, zt_args=(), bpf=False):
             b0 = bpf_snapshot(agent.proc.pid)
         s0 = cpu_ticks(service_pids)
         a0 = cpu_ticks([agent.proc.pid]) if agent else 0
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         r = load()
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         s1 = cpu_ticks(service_pids)
         a1 = cpu_ticks([agent.proc.pid]) if agent else 0
         n = max(r["requests"], 1)
         r["service_cpu_us"] = (s1 - s0) / TICK * 1e6 / n
+        # The load generator's own CPU (its syscalls pay for the probes too).
+        r["client_cpu_us"] = ((c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)) * 1e6 / n
         if agent:
             if bpf:
                 b1 = bpf_snapshot(agent.proc.pid)
@@ -233,7 +238,8 @@ def fmt(v, nd=0):
 
 def line(r):
     parts = [f"{r['variant']:<28}", f"{r['rps']:>10,.0f} req/s", f"p50 {r['p50_us']:>8,.0f} us",
-             f"p99 {r['p99_us']:>8,.0f} us", f"svc cpu {r['service_cpu_us']:>6,.1f} us/req"]
+             f"p99 {r['p99_us']:>8,.0f} us", f"svc cpu {r['service_cpu_us']:>6,.1f} us/req",
+             f"client cpu {r['client_cpu_us']:>6,.1f} us/req"]
     if "agent_cpu_us" in r:
         parts += [f"agent cpu {r['agent_cpu_us']:>5,.1f} us/req",
                   f"rss {r['agent_rss_kib'] / 1024:,.0f} MiB",
@@ -252,8 +258,8 @@ def med(rs, key):
 
 
 def table(results, baseline_of):
-    print("\n| variant | req/s | p50 µs | p99 µs | service CPU µs/req | agent CPU µs/req | BPF ns/req | agent RSS MiB | events/req | bytes/req | kernel drops | loss vs untraced |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| variant | req/s | p50 µs | p99 µs | service CPU µs/req | load generator CPU µs/req | agent CPU µs/req | BPF ns/req | agent RSS MiB | events/req | bytes/req | kernel drops | loss vs untraced |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for variant, rs in results.items():
         rps = med(rs, "rps")
         base = results.get(baseline_of.get(variant))
@@ -269,7 +275,8 @@ def table(results, baseline_of):
             bpf = f"{tot:,.0f} (" + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 1) + ")"
         lost = [r.get("kernel_lost") for r in rs if r.get("kernel_lost") is not None]
         print(f"| {variant} | {fmt(rps)} | {fmt(med(rs, 'p50_us'))} | {fmt(med(rs, 'p99_us'))} | "
-              f"{fmt(med(rs, 'service_cpu_us'), 1)} | {fmt(med(rs, 'agent_cpu_us'), 1)} | {bpf or '-'} | "
+              f"{fmt(med(rs, 'service_cpu_us'), 1)} | {fmt(med(rs, 'client_cpu_us'), 1)} | "
+              f"{fmt(med(rs, 'agent_cpu_us'), 1)} | {bpf or '-'} | "
               f"{fmt(med(rs, 'agent_rss_kib') / 1024 if med(rs, 'agent_rss_kib') else None, 1)} | "
               f"{fmt(med(rs, 'events_per_req'), 2)} | {fmt(med(rs, 'bytes_per_req'))} | "
               f"{sum(lost) if lost else '-'} | {loss} |")

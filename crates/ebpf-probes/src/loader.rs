@@ -18,9 +18,11 @@ static CAPTURE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// Tracepoints with BTF access (`tp_btf`): (program, tracepoint). The two
 /// raw syscall tracepoints run for every syscall and pick the socket calls
 /// by number.
+/// Exit before entry: an exit whose entry was not seen is ignored, whereas
+/// an entry whose exit could not be seen would leave stale state.
 const BTF_TRACEPOINTS: &[(&str, &str)] = &[
-    ("zt_sys_enter", "sys_enter"),
     ("zt_sys_exit", "sys_exit"),
+    ("zt_sys_enter", "sys_enter"),
     ("zt_sched_exec", "sched_process_exec"),
     ("zt_sched_exit", "sched_process_exit"),
     ("zt_sched_fork", "sched_process_fork"),

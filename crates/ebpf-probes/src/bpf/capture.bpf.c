@@ -77,6 +77,7 @@ struct {
 struct zt_task {
 	__u64 sk;
 	__u64 buf;
+	__u64 arg1; /* the call's second argument, checked again at exit */
 	__u64 enter_ns;
 	__s32 fd;
 	__u32 seq;
@@ -663,6 +664,7 @@ int BPF_PROG(zt_sys_enter, struct pt_regs *regs, long nr)
 			return 0;
 		}
 		t->fd = fd;
+		t->arg1 = ZT_SYSCALL_ARG1(regs);
 		t->nr = nr;
 		t->call = call;
 		return 0;
@@ -695,6 +697,7 @@ int BPF_PROG(zt_sys_enter, struct pt_regs *regs, long nr)
 	t->buf = buf;
 	t->enter_ns = bpf_ktime_get_ns();
 	t->fd = fd;
+	t->arg1 = ZT_SYSCALL_ARG1(regs);
 	t->iovcnt = iovcnt;
 	t->nr = nr;
 	t->call = call;
@@ -733,7 +736,10 @@ int BPF_PROG(zt_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	__u8 call = t->call;
 	t->call = 0;
-	if (t->nr != nr)
+	/* The state must be this call's: same syscall, same first two
+	 * arguments (an entry whose exit was never seen, e.g. while the
+	 * programs were being attached, must not describe a later call). */
+	if (t->nr != nr || t->fd != (int)ZT_SYSCALL_ARG0_AT_EXIT(regs) || t->arg1 != ZT_SYSCALL_ARG1(regs))
 		return 0;
 	if (call == ZT_CALL_CONNECT) {
 		if (ret == 0 || ret == -EINPROGRESS)

@@ -28,6 +28,8 @@
 #define ZT_SYSCALL_ARG1(r) ((r)->si)
 #define ZT_SYSCALL_ARG2(r) ((r)->dx)
 #define ZT_SYSCALL_NR(r) ((r)->orig_ax)
+/* The first argument as sys_exit sees the frame (x86_64 keeps it). */
+#define ZT_SYSCALL_ARG0_AT_EXIT(r) ((r)->di)
 /* TS_COMPAT: a 32-bit syscall, numbered from another table; the classic
  * syscall tracepoints skip those too. */
 #define ZT_COMPAT_SYSCALL(task) ((task)->thread_info.status & 0x0002)
@@ -49,6 +51,8 @@
 #define ZT_SYSCALL_ARG1(r) ((r)->regs[1])
 #define ZT_SYSCALL_ARG2(r) ((r)->regs[2])
 #define ZT_SYSCALL_NR(r) ((r)->syscallno)
+/* x0 holds the return value at exit; the first argument is kept in orig_x0. */
+#define ZT_SYSCALL_ARG0_AT_EXIT(r) ((r)->orig_x0)
 /* AArch32 tasks: not handled (their syscall table differs); the probes
  * are only built for arm64 tasks' numbers. */
 #define ZT_COMPAT_SYSCALL(task) 0
