@@ -44,8 +44,10 @@ mkdir "$CG"
 bash -c "echo \$\$ > $CG/cgroup.procs; . benches/lib/nginx.sh; start_nginx $work $PORT"
 
 wrk_in_cgroup() {
-  bash -c "echo \$\$ > $CG/cgroup.procs; exec wrk -t1 -c32 -d${DURATION}s http://127.0.0.1:$PORT/" |
-    awk '/Requests\/sec/ {print $2}'
+  local out
+  out=$(bash -c "echo \$\$ > $CG/cgroup.procs; exec wrk -t1 -c32 -d${DURATION}s http://127.0.0.1:$PORT/" 2>&1) ||
+    echo "wrk failed: $out" >&2
+  echo "$out" | awk '/Requests\/sec/ {print $2}'
 }
 
 run_variant() { # NAME ARGS...: prints "name req/s cpu_usec records bytes on_port"

@@ -365,15 +365,13 @@ struct zt_gather {
 	const struct iovec *iov;
 	__u64 total; /* bytes the call transferred, still to attribute */
 	__u32 iovcnt;
-	__u32 first; /* iovecs already handled */
-	__u32 off;   /* bytes captured so far */
+	__u32 off; /* bytes captured so far */
 };
 
 /* One iovec; bpf_loop callback (verified once, whatever the iovec count). */
 static long gather_one(__u32 i, void *data)
 {
 	struct zt_gather *g = data;
-	i += g->first;
 	if (i >= g->iovcnt || g->total == 0 || g->off >= zt_capture_max)
 		return 1;
 	struct iovec v;
@@ -385,31 +383,10 @@ static long gather_one(__u32 i, void *data)
 	return 0;
 }
 
-static __always_inline void gather_step(struct zt_gather *g, struct iovec *v)
-{
-	if (g->total == 0 || g->off >= zt_capture_max)
-		return;
-	__u64 n = v->iov_len < g->total ? v->iov_len : g->total;
-	g->off += copy_user(g->room, g->off, v->iov_base, n);
-	g->total -= n;
-}
-
-/* Most vectored calls carry a few iovecs (a head and a body): those are read
- * in one go, the rest one by one. */
-#define ZT_IOV_BATCH 2
-
 static __always_inline __u32 gather_iov(__u8 *room, const struct iovec *iov, __u32 iovcnt, __u64 total)
 {
-	struct zt_gather g = { .room = room, .iov = iov, .total = total, .iovcnt = iovcnt, .first = 0, .off = 0 };
-	struct iovec v[ZT_IOV_BATCH];
-	__u32 batch = iovcnt < ZT_IOV_BATCH ? iovcnt : ZT_IOV_BATCH;
-	if (batch == ZT_IOV_BATCH && !bpf_probe_read_user(v, sizeof(v), iov)) {
-		gather_step(&g, &v[0]);
-		gather_step(&g, &v[1]);
-		g.first = ZT_IOV_BATCH;
-	}
-	if (g.first < iovcnt && g.total > 0 && g.off < zt_capture_max)
-		bpf_loop(ZT_MAX_IOV, gather_one, &g, 0);
+	struct zt_gather g = { .room = room, .iov = iov, .total = total, .iovcnt = iovcnt, .off = 0 };
+	bpf_loop(ZT_MAX_IOV, gather_one, &g, 0);
 	if (g.total > 0 && g.off < zt_capture_max)
 		count_drop(ZT_DROP_IOV_TRUNC);
 	return g.off;
@@ -432,6 +409,10 @@ static __always_inline int emit_data(struct task_struct *task, struct zt_task *t
 		return 0;
 	if (!t)
 		t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t) {
+		count_drop(ZT_DROP_ARGS_FULL);
+		return 0;
+	}
 	if (__sync_lock_test_and_set(&s->busy, 1)) {
 		count_drop(ZT_DROP_SCRATCH_BUSY);
 		return 0;
@@ -455,15 +436,15 @@ static __always_inline int emit_data(struct task_struct *task, struct zt_task *t
 	e->call = a->call;
 	e->pad = 0;
 	e->ssl = a->ssl;
-	e->ctx = zt_ctx_seen && t ? current_ctx(t) : 0;
+	e->ctx = zt_ctx_seen ? current_ctx(t) : 0;
 
 	/* Prefixes: what the decoder does not know yet. Read directly from
 	 * the task (BTF). */
 	__u64 c0 = *(__u64 *)&task->comm[0];
 	__u64 c1 = *(__u64 *)&task->comm[8];
 	bool need_conn = conn && !conn->announced;
-	bool need_thr = need_conn || !t || !t->announced || t->ann_tid != tid || t->ann_comm[0] != c0 ||
-			t->ann_comm[1] != c1;
+	bool need_thr =
+		need_conn || !t->announced || t->ann_tid != tid || t->ann_comm[0] != c0 || t->ann_comm[1] != c1;
 	__u32 pre = 0;
 	if (need_conn) {
 		s->conn.kind = ZT_EV_CONN_INFO;
@@ -505,7 +486,7 @@ static __always_inline int emit_data(struct task_struct *task, struct zt_task *t
 	} else {
 		if (need_conn)
 			conn->announced = 1;
-		if (need_thr && t) {
+		if (need_thr) {
 			t->announced = 1;
 			t->ann_tid = tid;
 			t->ann_comm[0] = c0;
