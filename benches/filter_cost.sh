@@ -73,14 +73,15 @@ run_variant() { # NAME ARGS...: prints "name req/s cpu_usec records bytes on_por
 
 echo "# nginx + wrk -t1 -c32 -d${DURATION}s in cgroup $CG, $(nproc) CPUs, kernel $(uname -r), $(date -u +%FT%TZ)"
 : >"$work/results"
+# Not in a pipeline: the agent must stay this shell's child, so that the
+# EXIT trap stops it whatever happens.
 for r in $(seq 1 "$ROUNDS"); do
-  {
-    run_variant untraced
-    run_variant empty-programs empty "$work/empty.bpf.o"
-    run_variant capture capture "$PORT"
-    run_variant exclude-port capture "$PORT" --exclude-port "$PORT"
-    run_variant exclude-cgroup capture "$PORT" --exclude-cgroup "$CG"
-  } | tee -a "$work/results" | sed "s/^/round $r: /"
+  run_variant untraced >>"$work/results"
+  run_variant empty-programs empty "$work/empty.bpf.o" >>"$work/results"
+  run_variant capture capture "$PORT" >>"$work/results"
+  run_variant exclude-port capture "$PORT" --exclude-port "$PORT" >>"$work/results"
+  run_variant exclude-cgroup capture "$PORT" --exclude-cgroup "$CG" >>"$work/results"
+  tail -n 5 "$work/results" | sed "s/^/round $r: /"
 done
 python3 - "$work/results" "$DURATION" <<'PY'
 import statistics, sys, collections
