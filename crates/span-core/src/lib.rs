@@ -18,5 +18,5 @@ pub mod naming;
 mod reorder;
 pub mod semconv;
 
-pub use assembler::{parse_traceparent, Assembler, Config, LinkReason, Output, Stats};
+pub use assembler::{parse_traceparent, Assembler, Config, LinkReason, Output, Stats, TraceParent};
 pub use ids::IdGenerator;

@@ -33,7 +33,7 @@ mod stats;
 mod tls;
 
 pub use config::Config;
-pub use link::traceparent::parse_traceparent;
+pub use link::traceparent::{parse_traceparent, TraceParent};
 pub use link::LinkReason;
 pub use stats::Stats;
 
