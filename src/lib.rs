@@ -37,6 +37,7 @@ pub use span_core;
 
 pub mod sink;
 pub mod stage;
+pub mod stages;
 pub mod stats;
 mod tracer;
 
