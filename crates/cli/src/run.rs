@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use span_core::Config;
 use std::path::Path;
 use std::time::Duration;
+use zt_trace::stages::{OutputFilter, Sampler};
 use zt_trace::{CaptureOnly, StatsSnapshot, StopHandle, Tracer, TracerBuilder};
 
 /// The assembler's tuning from the settings.
@@ -50,6 +51,39 @@ pub fn builder(s: &Settings, stage: Stage) -> Result<TracerBuilder> {
         b = b.record_to(path);
         log::info!("recording events to {}", path.display());
     }
+    output_stages(b, s)
+}
+
+/// The output filter and the sampler, from validated settings. The builder
+/// runs them after every aggregating stage: they change what is output and
+/// exported, never what is counted.
+pub fn output_stages(mut b: TracerBuilder, s: &Settings) -> Result<TracerBuilder> {
+    for w in s.warnings() {
+        log::warn!("{w}");
+    }
+    let filter = s.filter.output_config()?;
+    if !filter.is_empty() {
+        b = b.output_filter(OutputFilter::new(filter));
+    }
+    if let Some(cfg) = s.sampling.config()? {
+        log::info!(
+            "sampling: {} of traces ({}), {} service ratio(s){}{}",
+            cfg.ratio,
+            cfg.algorithm,
+            cfg.service_ratios.len(),
+            if cfg.parent_based {
+                ", inbound traceparent flags followed"
+            } else {
+                ""
+            },
+            if cfg.has_tail_rules() {
+                ", keep rules on"
+            } else {
+                ""
+            }
+        );
+        b = b.sampler(Sampler::new(cfg)?);
+    }
     Ok(b)
 }
 
@@ -87,10 +121,10 @@ pub fn run(s: &Settings, stage: Stage) -> Result<()> {
 }
 
 pub fn replay(path: &Path, s: &Settings) -> Result<()> {
-    let tracer = Tracer::builder()
+    let b = Tracer::builder()
         .assembler(assembler_config(&s.assemble))
-        .sink(Printer::new(s.output.format))
-        .replay(path)?;
+        .sink(Printer::new(s.output.format));
+    let tracer = output_stages(b, s)?.replay(path)?;
     stop_on_signals(tracer.stop_handle())?;
     let stats = tracer.wait()?;
     print_summary(&stats);
