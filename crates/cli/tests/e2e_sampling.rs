@@ -41,7 +41,10 @@ fn topology() -> Topology {
 
 /// The traces of request `rid`: (trace id, spans) of every trace holding a
 /// span that carries it.
-fn traces_of<'a>(by: &'a HashMap<String, Vec<&'a Value>>, rid: &str) -> Vec<(&'a String, &'a Vec<&'a Value>)> {
+fn traces_of<'a>(
+    by: &'a HashMap<String, Vec<&'a Value>>,
+    rid: &str,
+) -> Vec<(&'a String, &'a Vec<&'a Value>)> {
     let needle = format!("rid={rid}");
     by.iter()
         .filter(|(_, ss)| {
@@ -64,8 +67,7 @@ fn root<'a>(spans: &[&'a Value]) -> &'a Value {
 }
 
 fn duration_ms(s: &Value) -> f64 {
-    (s["end_time_unix_nano"].as_u64().unwrap() - s["start_time_unix_nano"].as_u64().unwrap())
-        as f64
+    (s["end_time_unix_nano"].as_u64().unwrap() - s["start_time_unix_nano"].as_u64().unwrap()) as f64
         / 1e6
 }
 
