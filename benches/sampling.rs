@@ -3,17 +3,22 @@
 //! (wrk against nginx, both ends observed: 2 spans per trace) into traces,
 //! then each trace through
 //!
-//! - `pipeline`: nothing (the baseline);
-//! - `pipeline+head`: the sampler at `--sample 0.1` (trace-id ratio);
-//! - `pipeline+head+tail`: `--sample 0.1 --keep-errors --keep-slower-than
-//!   500 --keep-match http.route=/checkout*`, decided at once;
-//! - `pipeline+head+tail+hold`: the same, dropped traces held 200 ms for
-//!   late parts (4096 at most: at this rate most are evicted early);
-//! - `pipeline+filter+head+tail`: with `--ignore-route /health*
-//!   --min-duration 1` in front.
+//! - `none`: no stage (the baseline);
+//! - `head`: the sampler at `--sample 0.1` (trace-id ratio);
+//! - `head+tail`: `--sample 0.1 --keep-errors --keep-slower-than 500
+//!   --keep-match http.route=/checkout*`, decided at once;
+//! - `head+tail+hold`: the same, dropped traces held 200 ms for late parts
+//!   (4096 at most: at a trace every 20 us most are evicted early);
+//! - `filter+head+tail`: with the output filter in front (`--ignore-route
+//!   /health*` and a 1 us minimum duration, which every trace passes).
 //!
-//! Throughput is in traces. The `sampling` group measures wall time,
-//! `sampling-cpu` the thread's CPU time (stable on a busy machine).
+//! `sampling-cpu/pipeline/*` runs the assembler and the stages (the
+//! baseline `none` and `head+tail` alternating, then `head+tail+hold`);
+//! `sampling-cpu/stages/*` runs the stages alone on 20,000 one-span traces
+//! (`none`: the loop and the freeing of every trace), which resolves their
+//! own cost per trace where the whole pipeline's run-to-run noise would
+//! hide it. Throughput is in traces;
+//! time is the benchmark thread's CPU time (stable on a busy machine).
 //! Run: `cargo bench --bench sampling`.
 
 use bytes::Bytes;
@@ -196,29 +201,99 @@ fn run(events: Vec<Event>, mut stages: Vec<Box<dyn Stage>>) -> (u64, u64) {
     (asm.stats().traces_emitted, out)
 }
 
+type Make = fn() -> Vec<Box<dyn Stage>>;
+
+/// The stages of each variant.
+const VARIANTS: [(&str, Make); 5] = [
+    ("none", Vec::new),
+    ("head", || vec![Box::new(sampler(false, 0))]),
+    ("head+tail", || vec![Box::new(sampler(true, 0))]),
+    ("head+tail+hold", || vec![Box::new(sampler(true, 200))]),
+    ("filter+head+tail", || {
+        vec![Box::new(filter()), Box::new(sampler(true, 0))]
+    }),
+];
+
+/// Finished traces (20,000) through `stages` alone, as the runtime drives
+/// them; every trace is dropped (freed) inside the measurement, by the
+/// stage or after it.
+fn stages_only(traces: Vec<Trace>, mut stages: Vec<Box<dyn Stage>>) -> u64 {
+    let mut out = 0;
+    for (i, t) in traces.into_iter().enumerate() {
+        // The assembler's clock: a trace every 20 us.
+        let now = 1_000 * MS + i as u64 * 20_000;
+        deliver(t, 0, &mut stages, now, &mut out);
+        if i % 16 == 0 {
+            for j in 0..stages.len() {
+                stages[j].handle_timeout(now);
+                while let Some(t) = stages[j].poll() {
+                    deliver(t, j + 1, &mut stages, now, &mut out);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One-span traces with nothing to free but the span itself: the stage's
+/// own work per trace stands out.
+fn minimal_traces(n: usize) -> Vec<Trace> {
+    let resource = std::sync::Arc::new(Resource {
+        service_name: "nginx".into(),
+        attributes: Attributes::new(),
+    });
+    let mut x = 0x243f_6a88_85a3_08d3_u64;
+    (0..n)
+        .map(|i| {
+            // splitmix64: random trace ids, as the assembler makes them.
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            let id = TraceId(((z as u128) << 64) | (z ^ (z >> 31)) as u128);
+            Trace {
+                trace_id: id,
+                spans: vec![Span {
+                    trace_id: id,
+                    span_id: SpanId(i as u64 + 1),
+                    parent_span_id: None,
+                    name: "GET /api/items".into(),
+                    kind: SpanKind::Server,
+                    start_unix_nanos: 0,
+                    end_unix_nanos: 5_000,
+                    status: Status::UNSET,
+                    attributes: Attributes::new(),
+                    links: Vec::new(),
+                    resource: resource.clone(),
+                    view: Box::default(),
+                }],
+            }
+        })
+        .collect()
+}
+
 fn bench<M: Measurement>(c: &mut Criterion<M>, group: &str) {
-    let mut g = c.benchmark_group(group);
     let events = keepalive_events(REQUESTS, 32);
-    type Make = fn() -> Vec<Box<dyn Stage>>;
-    let variants: [(&str, Make); 5] = [
-        ("pipeline", Vec::new),
-        ("pipeline+head", || vec![Box::new(sampler(false, 0))]),
-        ("pipeline+head+tail", || vec![Box::new(sampler(true, 0))]),
-        ("pipeline+head+tail+hold", || {
-            vec![Box::new(sampler(true, 200))]
-        }),
-        ("pipeline+filter+head+tail", || {
-            vec![Box::new(filter()), Box::new(sampler(true, 0))]
-        }),
-    ];
-    for (name, make) in variants {
-        let (traces, out) = run(events.clone(), make());
-        assert_eq!(traces, REQUESTS as u64);
-        if name != "pipeline" {
+
+    // The whole pipeline (assembler + stages), the baseline and the
+    // sampler alternating (A B A B C) so that drift on the shared machine
+    // shows.
+    let mut g = c.benchmark_group(format!("{group}/pipeline"));
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(REQUESTS as u64));
+    for (name, make) in [
+        ("none-1", VARIANTS[0].1),
+        ("head+tail-1", VARIANTS[2].1),
+        ("none-2", VARIANTS[0].1),
+        ("head+tail-2", VARIANTS[2].1),
+        ("head+tail+hold", VARIANTS[3].1),
+    ] {
+        let (n, out) = run(events.clone(), make());
+        assert_eq!(n, REQUESTS as u64);
+        if !name.starts_with("none") {
             // About a tenth kept (binomial, 99%: 1915-2085).
             assert!((1900..2100).contains(&out), "{name}: {out}");
         }
-        g.throughput(Throughput::Elements(traces));
         g.bench_function(name, |b| {
             b.iter_batched(
                 || (events.clone(), make()),
@@ -228,20 +303,37 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, group: &str) {
         });
     }
     g.finish();
-}
 
-fn wall(c: &mut Criterion) {
-    bench(c, "sampling");
+    // The stages alone on 20,000 one-span traces: their own cost per trace
+    // (`none`: the loop and freeing each trace).
+    let traces = minimal_traces(REQUESTS);
+    let mut g = c.benchmark_group(format!("{group}/stages"));
+    g.throughput(Throughput::Elements(REQUESTS as u64));
+    for (name, make) in VARIANTS {
+        let out = stages_only(traces.clone(), make());
+        if name == "none" {
+            assert_eq!(out, REQUESTS as u64);
+        } else {
+            assert!((1900..2100).contains(&out), "{name}: {out}");
+        }
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || (traces.clone(), make()),
+                |(t, st)| stages_only(t, st),
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
 }
 
 fn cpu(c: &mut Criterion<cpu_time::CpuTime>) {
     bench(c, "sampling-cpu");
 }
 
-criterion_group!(wall_time, wall);
 criterion_group! {
     name = cpu_time;
     config = Criterion::default().with_measurement(cpu_time::CpuTime);
     targets = cpu
 }
-criterion_main!(wall_time, cpu_time);
+criterion_main!(cpu_time);

@@ -23,7 +23,7 @@ pub mod defaults {
     pub const EXPORT_QUEUE: usize = 8192;
     pub const SAMPLE_RATIO: f64 = 1.0;
     pub const SAMPLE_ALGORITHM: &str = "traceidratio";
-    pub const DECISION_WAIT_MS: u64 = 200;
+    pub const DECISION_WAIT_MS: u64 = 0;
     pub const MAX_HELD_TRACES: usize = 4096;
 }
 
