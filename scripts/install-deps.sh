@@ -43,3 +43,12 @@ fi
 if [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/events ]; then
   mount -t tracefs nodev /sys/kernel/tracing || true
 fi
+
+# The fuzz crates (built by scripts/test.sh) compile libFuzzer's C++ sources
+# (libfuzzer-sys): a C++ compiler. Fuzzing itself also needs the nightly
+# toolchain and cargo-fuzz, which only a developer running the fuzzers
+# installs (crates/protocol-parsers/fuzz/README.md).
+if ! command -v c++ >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null
+fi

@@ -21,3 +21,10 @@ cargo test --workspace --lib --bins --tests --examples --no-fail-fast -- --test-
 cargo test --workspace --doc
 # Each criterion benchmark once, as a smoke test (figures: BENCHMARKS.md).
 cargo test --workspace --benches
+# The fuzz targets (own workspaces, run with `cargo +nightly fuzz`; see
+# crates/protocol-parsers/fuzz/README.md) are built on stable so they cannot
+# rot: about a minute on a fresh machine for the two, sharing one target dir.
+for fuzz in crates/protocol-parsers/fuzz crates/ebpf-probes/fuzz; do
+  cargo fmt --manifest-path "$fuzz/Cargo.toml" -- --check
+  CARGO_TARGET_DIR=target/fuzz-build cargo build --manifest-path "$fuzz/Cargo.toml" --bins
+done

@@ -56,6 +56,18 @@
 //!   lost requests are still being answered when it sends the next one can
 //!   still be mis-paired; everything else pairs right or not at all.
 //!
+//! # Invalid requests
+//! A request head `httparse` rejects is still a request when its first line
+//! reads `METHOD SP target SP version` (the method starts with a letter and
+//! either the version starts with `HTTP/` or the method is a standard one
+//! and the target starts with `/`): a server answers it (`400`, `505`), so
+//! it is reported and paired like any request, with what is not valid
+//! escaped and named in [`HttpRequest::invalid`](crate::HttpRequest::invalid)
+//! (`method`, `target`, `version`, `header`). Invalid header lines are
+//! skipped; the body is framed by the valid headers. Any other rejected
+//! head is a framing loss, as before. Detection accepts such a first line
+//! when its version is `HTTP/1.0` or `HTTP/1.1`.
+//!
 //! Headers: only [`KEPT_HEADERS`](crate::KEPT_HEADERS) are stored (names
 //! lower-case, values lossily converted to UTF-8), so `Authorization` and
 //! `Cookie` never leave the parser. Buffered bytes per direction are bounded
@@ -64,11 +76,11 @@
 //! Events accumulate until [`ConnectionParser::poll`] takes them: callers
 //! poll after each `feed`/`gap`/`close`.
 
-use std::collections::VecDeque;
-
+use crate::exchange::Exchanges;
 use crate::{
-    ConnectionParser, HttpRequest, HttpResponse, HttpVersion, L7Event, L7EventKind, MessageInfo,
-    Protocol, Side,
+    escape_invalid, is_token, is_valid_target, ConnectionParser, HttpRequest, HttpResponse,
+    HttpVersion, L7Event, L7EventKind, MessageInfo, Protocol, Side, INVALID_HEADER, INVALID_METHOD,
+    INVALID_TARGET, INVALID_VERSION,
 };
 
 /// Largest head (start line and headers) buffered; a larger one is a
@@ -80,8 +92,6 @@ const MAX_LINE: usize = 8 * 1024;
 const MAX_CHUNK_EXT: u32 = 4096;
 /// Largest trailer section accepted after the last chunk.
 const MAX_TRAILERS: u32 = 64 * 1024;
-/// Most requests waiting for a response on one connection.
-const MAX_PENDING: usize = 4096;
 /// Headers decoded without a heap allocation.
 const STACK_HEADERS: usize = 32;
 
@@ -270,6 +280,9 @@ fn header_slots(buf: &[u8]) -> usize {
 
 /// Decode a request head at the start of `buf`.
 pub fn decode_request(buf: &[u8]) -> Result<Decoded<RequestHead>, Http1Error> {
+    // Not shared with `decode_response` through a generic helper: that
+    // moved the decoded head more and cost 10% per message (A/B, thread
+    // CPU time, BENCHMARKS.md).
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut req = httparse::Request::new(&mut stack);
     match parser_config().parse_request(&mut req, buf) {
@@ -287,23 +300,28 @@ pub fn decode_request(buf: &[u8]) -> Result<Decoded<RequestHead>, Http1Error> {
                     head: request_head(&req),
                 }),
                 Ok(httparse::Status::Partial) => Ok(Decoded::Partial),
-                Err(e) => Err(Http1Error::Malformed(e)),
+                Err(e) => decode_invalid_request(buf, e),
             }
         }
-        Err(e) => Err(Http1Error::Malformed(e)),
+        Err(e) => decode_invalid_request(buf, e),
+    }
+}
+
+/// Body framing of a request, as its headers declare it.
+fn request_body(s: &HeaderScan) -> Result<BodyLength, Http1Error> {
+    match (s.te_chunked, s.bad_content_length, s.content_length) {
+        (Some(true), _, _) => Ok(BodyLength::Chunked),
+        (Some(false), _, _) => Err(Http1Error::BadTransferEncoding),
+        (None, true, _) => Err(Http1Error::InvalidContentLength),
+        (None, false, Some(0)) | (None, false, None) => Ok(BodyLength::None),
+        (None, false, Some(n)) => Ok(BodyLength::Length(n)),
     }
 }
 
 fn request_head(req: &httparse::Request<'_, '_>) -> RequestHead {
     let s = scan_headers(req.headers);
     let method = req.method.unwrap_or_default();
-    let body = match (s.te_chunked, s.bad_content_length, s.content_length) {
-        (Some(true), _, _) => Ok(BodyLength::Chunked),
-        (Some(false), _, _) => Err(Http1Error::BadTransferEncoding),
-        (None, true, _) => Err(Http1Error::InvalidContentLength),
-        (None, false, Some(0)) | (None, false, None) => Ok(BodyLength::None),
-        (None, false, Some(n)) => Ok(BodyLength::Length(n)),
-    };
+    let body = request_body(&s);
     RequestHead {
         upgrade: s.upgrade || method == "CONNECT",
         info: HttpRequest {
@@ -317,6 +335,163 @@ fn request_head(req: &httparse::Request<'_, '_>) -> RequestHead {
         },
         body,
     }
+}
+
+/// Longest method accepted in a request line `httparse` rejected.
+const MAX_INVALID_METHOD: usize = 20;
+
+/// The parts of a request line `httparse` rejected, when it still reads as
+/// `METHOD SP target SP version`: the method starts with a letter and has
+/// no space, and either the version starts with `HTTP/` or the method is a
+/// standard one and the target starts with `/`. Anything else (a body, a
+/// binary protocol, a line of text) is not a request.
+struct InvalidLine<'a> {
+    method: &'a [u8],
+    target: &'a [u8],
+    version: &'a [u8],
+}
+
+/// Whether the start of an unterminated request line can still become an
+/// [`InvalidLine`].
+fn invalid_line_prefix_possible(b: &[u8]) -> bool {
+    let method_len = b.iter().position(|c| *c == b' ').unwrap_or(b.len());
+    b.first().is_none_or(u8::is_ascii_alphabetic)
+        && method_len <= MAX_INVALID_METHOD
+        && b.len() <= MAX_LINE
+}
+
+/// `line`: a request line without its line ending.
+fn invalid_line(line: &[u8]) -> Option<InvalidLine<'_>> {
+    if !invalid_line_prefix_possible(line) {
+        return None;
+    }
+    let sp = line.iter().position(|c| *c == b' ')?;
+    let method = &line[..sp];
+    let rest = &line[sp..];
+    let start = rest.iter().position(|c| *c != b' ')?;
+    let rest = &rest[start..];
+    let last = rest.iter().rposition(|c| *c == b' ')?;
+    let version = &rest[last + 1..];
+    let target = &rest[..last];
+    let target_end = target.iter().rposition(|c| *c != b' ')? + 1;
+    let target = &target[..target_end];
+    let plausible = version.starts_with(b"HTTP/")
+        || (METHODS.contains(&method) && target.starts_with(b"/") && version.len() <= 16);
+    (plausible && !method.is_empty() && !version.is_empty()).then_some(InvalidLine {
+        method,
+        target,
+        version,
+    })
+}
+
+/// A request head `httparse` rejected with `err`: when its request line
+/// still reads as one ([`InvalidLine`]), decode what can be decoded and
+/// mark the rest invalid (escaped), so a request the server answered (with
+/// `400`, usually) is still reported and paired with its answer. Header
+/// lines that are not valid are skipped. The body is framed by the valid
+/// headers, like a valid request's.
+fn decode_invalid_request(
+    buf: &[u8],
+    err: httparse::Error,
+) -> Result<Decoded<RequestHead>, Http1Error> {
+    let malformed = Err(Http1Error::Malformed(err));
+    let lead = leading_empty_lines(buf);
+    let b = &buf[lead..];
+    let Some(nl) = b.iter().position(|c| *c == b'\n') else {
+        return if invalid_line_prefix_possible(b) {
+            Ok(Decoded::Partial)
+        } else {
+            malformed
+        };
+    };
+    let line = b[..nl].strip_suffix(b"\r").unwrap_or(&b[..nl]);
+    let Some(parts) = invalid_line(line) else {
+        return malformed;
+    };
+    // Header lines up to the empty line that ends the head.
+    let mut headers: Vec<httparse::Header<'_>> = Vec::new();
+    let mut bad_header = false;
+    let mut pos = nl + 1;
+    let end = loop {
+        let Some(n) = b[pos..].iter().position(|c| *c == b'\n') else {
+            return Ok(Decoded::Partial);
+        };
+        let raw = &b[pos..pos + n];
+        pos += n + 1;
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.is_empty() {
+            break lead + pos;
+        }
+        let header = line.iter().position(|c| *c == b':').and_then(|colon| {
+            let (name, value) = (&line[..colon], &line[colon + 1..]);
+            let value_ok = value
+                .iter()
+                .all(|c| *c == b'\t' || (*c >= b' ' && *c != 0x7f));
+            let name = std::str::from_utf8(name)
+                .ok()
+                .filter(|n| is_token(n.as_bytes()));
+            name.filter(|_| value_ok)
+                .map(|name| httparse::Header { name, value })
+        });
+        match header {
+            Some(h) => headers.push(h),
+            None => bad_header = true,
+        }
+    };
+    let mut invalid = Vec::new();
+    let method = if is_token(parts.method) {
+        String::from_utf8_lossy(parts.method).into_owned()
+    } else {
+        invalid.push(INVALID_METHOD.to_owned());
+        escape_invalid(parts.method)
+    };
+    let target = if is_valid_target(parts.target) {
+        String::from_utf8_lossy(parts.target).into_owned()
+    } else {
+        invalid.push(INVALID_TARGET.to_owned());
+        escape_invalid(parts.target)
+    };
+    let version = match parts.version {
+        b"HTTP/1.0" => Some(HttpVersion::Http10),
+        b"HTTP/1.1" => Some(HttpVersion::Http11),
+        _ => {
+            invalid.push(INVALID_VERSION.to_owned());
+            None
+        }
+    };
+    if bad_header {
+        invalid.push(INVALID_HEADER.to_owned());
+    }
+    if invalid.is_empty() {
+        // Valid parts, yet rejected (a bare CR, ...): say where it failed.
+        invalid.push(
+            match err {
+                httparse::Error::Version => INVALID_VERSION,
+                httparse::Error::Token if !parts.target.is_empty() => INVALID_TARGET,
+                _ => INVALID_HEADER,
+            }
+            .to_owned(),
+        );
+    }
+    let s = scan_headers(&headers);
+    let body = request_body(&s);
+    Ok(Decoded::Complete {
+        len: end,
+        head: RequestHead {
+            upgrade: s.upgrade || parts.method == b"CONNECT",
+            info: HttpRequest {
+                method: Some(method),
+                target: Some(target),
+                version,
+                authority: s.host,
+                headers: s.kept,
+                content_length: s.content_length,
+                invalid,
+                ..HttpRequest::default()
+            },
+            body,
+        },
+    })
 }
 
 /// Decode a response head at the start of `buf`.
@@ -407,16 +582,27 @@ fn expect_lit(b: &[u8], k: &mut usize, lit: &[u8]) -> Plausible {
     Plausible::Yes
 }
 
-/// `HTTP/1.x` followed by the end of the line.
-fn version_then_eol(b: &[u8], mut k: usize) -> Plausible {
-    match expect_lit(b, &mut k, b"HTTP/1.") {
+/// `HTTP/1.0` or `HTTP/1.1` at `b[k..]`.
+fn http1_version(b: &[u8], k: &mut usize) -> Plausible {
+    match expect_lit(b, k, b"HTTP/1.") {
         Plausible::Yes => {}
         other => return other,
     }
-    match b.get(k) {
-        None => return Plausible::NeedMore,
-        Some(b'0' | b'1') => k += 1,
-        Some(_) => return Plausible::No,
+    match b.get(*k) {
+        None => Plausible::NeedMore,
+        Some(b'0' | b'1') => {
+            *k += 1;
+            Plausible::Yes
+        }
+        Some(_) => Plausible::No,
+    }
+}
+
+/// `HTTP/1.x` followed by the end of the line.
+fn version_then_eol(b: &[u8], mut k: usize) -> Plausible {
+    match http1_version(b, &mut k) {
+        Plausible::Yes => {}
+        other => return other,
     }
     match b.get(k) {
         None => Plausible::NeedMore,
@@ -465,14 +651,9 @@ fn plausible_request_line(b: &[u8]) -> Plausible {
 /// `HTTP/1.x SP NNN` followed by a space or the end of the line.
 fn plausible_status_line(b: &[u8]) -> Plausible {
     let mut k = 0;
-    match expect_lit(b, &mut k, b"HTTP/1.") {
+    match http1_version(b, &mut k) {
         Plausible::Yes => {}
         other => return other,
-    }
-    match b.get(k) {
-        None => return Plausible::NeedMore,
-        Some(b'0' | b'1') => k += 1,
-        Some(_) => return Plausible::No,
     }
     match b.get(k) {
         None => return Plausible::NeedMore,
@@ -527,13 +708,27 @@ const METHODS: &[&[u8]] = &[
 ///
 /// Cheap: looks at the request line only. A partial line is accepted as long
 /// as it has a known method followed by a space and nothing contradicts
-/// `METHOD SP target SP HTTP/1.x CRLF` so far. The HTTP/2 preface
+/// `METHOD SP target SP HTTP/1.x CRLF` so far. A complete line with an
+/// invalid method or target (bytes a server rejects with `400`) and version
+/// `HTTP/1.0` or `HTTP/1.1` is accepted too. The HTTP/2 preface
 /// (`PRI * HTTP/2.0`) and binary protocols are rejected.
 pub fn looks_like_request(b: &[u8]) -> bool {
     let Some(sp) = b.iter().take(21).position(|c| *c == b' ') else {
         return false;
     };
-    METHODS.contains(&&b[..sp]) && plausible_request_line(b) != Plausible::No
+    (METHODS.contains(&&b[..sp]) && plausible_request_line(b) != Plausible::No)
+        || invalid_request_line(b)
+}
+
+/// A complete first line that is a request line with an invalid method or
+/// target but a valid version (`G\x01T / HTTP/1.1`): a request a server
+/// answers (with `400`), so the connection is HTTP/1.
+fn invalid_request_line(b: &[u8]) -> bool {
+    let Some(nl) = b.iter().take(MAX_LINE + 1).position(|c| *c == b'\n') else {
+        return false;
+    };
+    let line = b[..nl].strip_suffix(b"\r").unwrap_or(&b[..nl]);
+    invalid_line(line).is_some_and(|l| l.version == b"HTTP/1.1" || l.version == b"HTTP/1.0")
 }
 
 /// Whether the first bytes a server sent look like an HTTP/1.x response.
@@ -595,22 +790,12 @@ enum State {
     Stopped,
 }
 
+/// What a response needs to know about the request it answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pending {
-    Request {
-        exchange: u64,
-        head: bool,
-        connect: bool,
-    },
-    /// Requests may have been lost here. `epoch`: server activity count
-    /// when it was put; `absorbed`: a response reached it.
-    Lost { epoch: u64, absorbed: bool },
-}
-
-impl Pending {
-    fn is_lost(&self) -> bool {
-        matches!(self, Pending::Lost { .. })
-    }
+struct Request {
+    exchange: u64,
+    head: bool,
+    connect: bool,
 }
 
 enum Head {
@@ -618,64 +803,15 @@ enum Head {
     Response(ResponseHead),
 }
 
-/// State shared by both directions.
+/// HTTP/1 state shared by both directions.
 #[derive(Debug, Default)]
-struct Shared {
-    events: VecDeque<L7Event>,
-    pending: VecDeque<Pending>,
-    next_exchange: u64,
+struct Http1Shared {
     /// The connection left HTTP/1 (101, CONNECT).
     tunnel: bool,
-    /// A request was sent while another waited for its response.
-    pipelined: bool,
-    /// Number of server feeds and gaps so far.
-    server_epoch: u64,
 }
 
-impl Shared {
-    fn push(&mut self, side: Side, exchange: u64, kind: L7EventKind) {
-        self.events.push_back(L7Event {
-            side,
-            exchange,
-            kind,
-        });
-    }
-    fn fresh_exchange(&mut self) -> u64 {
-        let e = self.next_exchange;
-        self.next_exchange += 1;
-        e
-    }
-
-    /// Put a loss barrier at the back of the queue (unless one is there).
-    fn push_lost(&mut self, absorbed: bool) {
-        if !self.pending.back().is_some_and(Pending::is_lost) {
-            if self.pending.len() >= MAX_PENDING {
-                self.pending.clear();
-            }
-            self.pending.push_back(Pending::Lost {
-                epoch: self.server_epoch,
-                absorbed,
-            });
-        }
-    }
-
-    /// A request is about to be queued: drop the loss barriers when the
-    /// lost requests were surely answered. That is when only barriers wait,
-    /// the server is between responses and has sent something since the
-    /// loss, and either a response reached a barrier or the client never
-    /// pipelined (a client that waits for each response got them all).
-    fn clear_barriers(&mut self, peer_idle: bool) {
-        let now = self.server_epoch;
-        let pipelined = self.pipelined;
-        let answered = |p: &Pending| match p {
-            Pending::Lost { epoch, absorbed } => *epoch < now && (*absorbed || !pipelined),
-            Pending::Request { .. } => false,
-        };
-        if peer_idle && self.pending.iter().all(answered) {
-            self.pending.clear();
-        }
-    }
-}
+/// State shared by both directions.
+type Shared = Exchanges<Request, Http1Shared>;
 
 /// One direction of the connection.
 #[derive(Debug)]
@@ -759,7 +895,7 @@ impl Half {
     fn on_head(&mut self, sh: &mut Shared, head: Head, offset: u64, end: u64, peer_idle: bool) {
         if let Some((exchange, body)) = self.report_head(sh, head, offset, peer_idle) {
             self.start_body(sh, exchange, body, end);
-            if sh.tunnel {
+            if sh.proto.tunnel {
                 self.state = State::Stopped;
             }
         }
@@ -779,15 +915,8 @@ impl Half {
             Head::Request(req) => {
                 let exchange = sh.fresh_exchange();
                 sh.clear_barriers(peer_idle);
-                if sh.pending.len() >= MAX_PENDING {
-                    sh.pending.clear();
-                    sh.push_lost(false);
-                }
-                if sh.pending.iter().any(|p| !p.is_lost()) {
-                    sh.pipelined = true;
-                }
                 let method = req.info.method.as_deref();
-                sh.pending.push_back(Pending::Request {
+                sh.queue(Request {
                     exchange,
                     head: method == Some("HEAD"),
                     connect: method == Some("CONNECT"),
@@ -820,7 +949,7 @@ impl Half {
                 );
                 let tunnel = status == 101 || (to_connect && (200..300).contains(&status));
                 if tunnel {
-                    sh.tunnel = true;
+                    sh.proto.tunnel = true;
                 }
                 let body = if tunnel || to_head || status == 204 || status == 304 {
                     Ok(BodyLength::None)
@@ -834,23 +963,9 @@ impl Half {
 
     /// The request a response answers: (exchange, was HEAD, was CONNECT).
     fn pair_response(&mut self, sh: &mut Shared) -> (u64, bool, bool) {
-        match sh.pending.front().copied() {
-            Some(Pending::Request {
-                exchange,
-                head,
-                connect,
-            }) => {
-                sh.pending.pop_front();
-                (exchange, head, connect)
-            }
-            Some(Pending::Lost { .. }) => {
-                // This response may answer a lost request or the next known
-                // one: give up pairing the requests waiting now.
-                sh.pending.clear();
-                sh.push_lost(true);
-                (sh.fresh_exchange(), false, false)
-            }
-            None => (sh.fresh_exchange(), false, false),
+        match sh.pair_front() {
+            Ok(r) => (r.exchange, r.head, r.connect),
+            Err(fresh) => (fresh, false, false),
         }
     }
 
@@ -909,7 +1024,7 @@ impl Half {
     fn process(&mut self, sh: &mut Shared, data: &[u8], base: u64, peer_idle: bool) {
         let mut i = 0;
         while i < data.len() {
-            if sh.tunnel {
+            if sh.proto.tunnel {
                 self.clear_buf();
                 self.state = State::Stopped;
             }
@@ -1202,7 +1317,7 @@ impl Half {
         }
         let base = self.fed;
         self.fed += len;
-        if sh.tunnel {
+        if sh.proto.tunnel {
             self.clear_buf();
             self.state = State::Stopped;
             return;
@@ -1286,7 +1401,7 @@ impl Half {
             let lead = leading_empty_lines(&self.buf) as u64;
             self.report_head(sh, head, off + lead, false);
             self.upgrade_after = false;
-            if sh.tunnel {
+            if sh.proto.tunnel {
                 self.clear_buf();
                 self.state = State::Stopped;
                 return;
@@ -1366,7 +1481,7 @@ impl Http1Parser {
         Http1Parser {
             client: Half::new(Side::Client),
             server: Half::new(Side::Server),
-            shared: Shared::default(),
+            shared: Shared::new(Http1Shared::default()),
         }
     }
 }
@@ -1974,6 +2089,192 @@ mod tests {
         p.close(S);
         let ev = drain(&mut p);
         assert_eq!(shape(&ev), vec![head(S, 0, 0), desync(S, 42)]);
+    }
+
+    /// The server's usual answer to a request it rejects.
+    const BAD_REQUEST: &[u8] =
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\nConnection: close\r\n\r\nbad request";
+
+    /// `client` then [`BAD_REQUEST`], whole and byte by byte (same
+    /// events); the request must be one head and end paired with the 400.
+    fn rejected(client: &[u8]) -> HttpRequest {
+        let mut p = Http1Parser::new();
+        p.feed(C, client);
+        p.feed(S, BAD_REQUEST);
+        p.close(S);
+        let ev = drain(&mut p);
+        let mut q = Http1Parser::new();
+        for b in client.chunks(1) {
+            q.feed(C, b);
+        }
+        for b in BAD_REQUEST.chunks(1) {
+            q.feed(S, b);
+        }
+        q.close(S);
+        assert_eq!(drain(&mut q), ev, "split feeds give other events");
+        assert_eq!(
+            shape(&ev),
+            vec![
+                head(C, 0, 0),
+                end(C, 0, client.len() as u64),
+                head(S, 0, 0),
+                end(S, 0, BAD_REQUEST.len() as u64)
+            ],
+            "{ev:?}"
+        );
+        assert_eq!(response(&ev[2]).status, Some(400));
+        request(&ev[0]).clone()
+    }
+
+    #[test]
+    fn invalid_method_is_a_request_paired_with_its_400() {
+        let r = rejected(b"G\x01T /m?q=1 HTTP/1.1\r\nHost: h:8\r\nUser-Agent: ua\r\n\r\n");
+        assert_eq!(
+            r,
+            HttpRequest {
+                method: Some("G\\x01T".into()),
+                target: Some("/m?q=1".into()),
+                version: Some(HttpVersion::Http11),
+                authority: Some("h:8".into()),
+                headers: vec![
+                    ("host".into(), "h:8".into()),
+                    ("user-agent".into(), "ua".into())
+                ],
+                invalid: vec!["method".into()],
+                ..HttpRequest::default()
+            }
+        );
+        // A lower-case or unknown method is a valid token: not invalid.
+        let mut p = Http1Parser::new();
+        p.feed(C, b"get / HTTP/1.1\r\n\r\n");
+        assert!(request(&drain(&mut p)[0]).invalid.is_empty());
+    }
+
+    #[test]
+    fn invalid_targets_are_escaped() {
+        let r = rejected(b"GET /caf\xe9?q=\xff\xfe HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(r.method.as_deref(), Some("GET"));
+        assert_eq!(r.target.as_deref(), Some("/caf\\xe9?q=\\xff\\xfe"));
+        assert_eq!(r.version, Some(HttpVersion::Http11));
+        assert_eq!(r.invalid, vec!["target"]);
+        // Controls, DEL, a tab and a backslash; valid UTF-8 is kept.
+        let r = rejected(b"GET /a\x01b\x7f\tc\\d/\xc3\xa9\x1b HTTP/1.0\r\n\r\n");
+        assert_eq!(
+            r.target.as_deref(),
+            Some("/a\\x01b\\x7f\\x09c\\\\d/\u{e9}\\x1b")
+        );
+        assert_eq!(r.version, Some(HttpVersion::Http10));
+        assert_eq!(r.invalid, vec!["target"]);
+        // Method and target both invalid.
+        let r = rejected(b"P\xffST /\x00 HTTP/1.1\r\n\r\n");
+        assert_eq!(r.method.as_deref(), Some("P\\xffST"));
+        assert_eq!(r.target.as_deref(), Some("/\\x00"));
+        assert_eq!(r.invalid, vec!["method", "target"]);
+    }
+
+    #[test]
+    fn invalid_versions_and_headers_are_marked() {
+        let r = rejected(b"GET /v HTTP/2.0\r\nHost: h\r\n\r\n");
+        assert_eq!(r.version, None);
+        assert_eq!(r.target.as_deref(), Some("/v"));
+        assert_eq!(r.invalid, vec!["version"]);
+        let r = rejected(b"GET /v HTTX/1.1\r\n\r\n");
+        assert_eq!(r.invalid, vec!["version"]);
+        let r = rejected(
+            b"GET /h HTTP/1.1\r\nHost: h\r\nX-\x01: ab\r\nBad Name: v\r\nNoColon\r\n X-Fold: f\r\nX-Ctl: a\x00b\r\nUser-Agent: ua\r\n\r\n",
+        );
+        assert_eq!(r.method.as_deref(), Some("GET"));
+        assert_eq!(r.target.as_deref(), Some("/h"));
+        assert_eq!(r.authority.as_deref(), Some("h"));
+        assert_eq!(r.header("user-agent"), Some("ua"));
+        assert_eq!(r.headers.len(), 2);
+        assert_eq!(r.invalid, vec!["header"]);
+        let r = rejected(b"B\x02D /\x7f HTTP/9\r\nX\x01: y\r\n\r\n");
+        assert_eq!(r.invalid, vec!["method", "target", "version", "header"]);
+        assert_eq!(r.version, None);
+    }
+
+    #[test]
+    fn invalid_request_body_and_the_next_request() {
+        // A declared body is skipped; the next request pairs with the next
+        // response (a server that kept the connection open).
+        let mut p = Http1Parser::new();
+        let bad = b"G\x01T /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+        let good = b"GET /b HTTP/1.1\r\n\r\n";
+        let mut c = bad.to_vec();
+        c.extend_from_slice(good);
+        p.feed(C, &c);
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let mut s = BAD_REQUEST.to_vec();
+        s.extend_from_slice(ok);
+        p.feed(S, &s);
+        let ev = drain(&mut p);
+        let (b, g, r) = (
+            bad.len() as u64,
+            good.len() as u64,
+            BAD_REQUEST.len() as u64,
+        );
+        assert_eq!(
+            shape(&ev),
+            vec![
+                head(C, 0, 0),
+                end(C, 0, b),
+                head(C, 1, b),
+                end(C, 1, b + g),
+                head(S, 0, 0),
+                end(S, 0, r),
+                head(S, 1, r),
+                end(S, 1, r + ok.len() as u64),
+            ]
+        );
+        assert_eq!(request(&ev[0]).content_length, Some(3));
+        assert_eq!(request(&ev[2]).target.as_deref(), Some("/b"));
+        assert!(request(&ev[2]).invalid.is_empty());
+        // A head cut by a gap still reports its request line.
+        let mut p = Http1Parser::new();
+        p.feed(C, b"G\x01T /cut HTTP/1.1\r\nHost: h\r\nX-Lo");
+        p.gap(C, 100);
+        let ev = drain(&mut p);
+        assert_eq!(shape(&ev), vec![head(C, 0, 0), desync(C, 32)]);
+        assert_eq!(request(&ev[0]).invalid, vec!["method"]);
+    }
+
+    #[test]
+    fn lines_that_are_not_requests_still_desync() {
+        for junk in [
+            &b"tail of some body\r\n\r\n"[..],
+            b"\x00GET / HTTP/1.1\r\n\r\n",
+            b"get lost\r\n\r\n",
+            b"FOO /x HTTX/1.1\r\n\r\n",
+            b"GET\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14 / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1 \r\n\r\n",
+        ] {
+            let mut p = Http1Parser::new();
+            p.feed(C, junk);
+            p.feed(C, b"GET /ok HTTP/1.1\r\n\r\n");
+            let ev = drain(&mut p);
+            let n = junk.len() as u64;
+            assert_eq!(
+                shape(&ev),
+                vec![desync(C, 0), head(C, 0, n), end(C, 0, n + 20)],
+                "{junk:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn detection_of_invalid_requests() {
+        assert!(looks_like_request(b"G\x01T / HTTP/1.1\r\n"));
+        assert!(looks_like_request(
+            b"GET /a\x01b HTTP/1.0\r\nHost: x\r\n\r\n"
+        ));
+        assert!(looks_like_request(b"GET /caf\xe9 HTTP/1.1\r\n"));
+        // Incomplete line, other versions, not request-like: no.
+        assert!(!looks_like_request(b"G\x01T / HTTP/1.1"));
+        assert!(!looks_like_request(b"G\x01T / HTTP/2.0\r\n"));
+        assert!(!looks_like_request(b"GET / HTTX/1.1\r\n"));
+        assert!(!looks_like_request(b"\x01ET / HTTP/1.1\r\n"));
+        assert!(!looks_like_request(b"SET /a b\r\n"));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! The entry points are [`detect`] (which protocol do the first bytes of a
 //! connection speak) and [`new_parser`] (a [`ConnectionParser`] for it).
 
+#![forbid(unsafe_code)]
+
 pub mod http1;
 pub mod http2;
 pub mod mysql;
@@ -18,6 +20,7 @@ pub mod postgres;
 pub mod redis;
 pub mod sql;
 
+mod exchange;
 mod model;
 pub use model::*;
 
@@ -37,6 +40,14 @@ impl Side {
         match self {
             Side::Client => Side::Server,
             Side::Server => Side::Client,
+        }
+    }
+
+    /// 0 for `Client`, 1 for `Server`: an index into per-side arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Client => 0,
+            Side::Server => 1,
         }
     }
 }

@@ -59,6 +59,65 @@ pub struct HttpRequest {
     /// Names of fields that could not be decoded (e.g. `:path` indexed into an
     /// HPACK dynamic table we never saw). Empty when everything decoded.
     pub undecoded: Vec<String>,
+    /// Parts of the request that were received but are not valid HTTP (one
+    /// of [`INVALID_METHOD`], [`INVALID_TARGET`], [`INVALID_VERSION`],
+    /// [`INVALID_HEADER`], in that order). An invalid `method` or `target`
+    /// holds the bytes as received, escaped with [`escape_invalid`]. Servers
+    /// usually answer such a request with `400`; it is still a message.
+    /// Empty for a valid request.
+    pub invalid: Vec<String>,
+}
+
+/// [`HttpRequest::invalid`]: the method is not a token.
+pub const INVALID_METHOD: &str = "method";
+/// [`HttpRequest::invalid`]: the request target has bytes a URI cannot
+/// hold (controls, space, DEL) or is not UTF-8.
+pub const INVALID_TARGET: &str = "target";
+/// [`HttpRequest::invalid`]: the version is not `HTTP/1.0` or `HTTP/1.1`.
+pub const INVALID_VERSION: &str = "version";
+/// [`HttpRequest::invalid`]: a header line is malformed (its name is not a
+/// token, its value has control bytes, or it is not `name: value`).
+pub const INVALID_HEADER: &str = "header";
+
+/// Whether `b` is an HTTP token (RFC 9110 `tchar`), as a method must be.
+pub fn is_token(b: &[u8]) -> bool {
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c))
+}
+
+/// Whether `b` can be a request target as received: visible ASCII or
+/// UTF-8 text, no controls, space or DEL (what `httparse` accepts).
+pub fn is_valid_target(b: &[u8]) -> bool {
+    !b.is_empty() && b.iter().all(|c| *c > b' ' && *c != 0x7f) && std::str::from_utf8(b).is_ok()
+}
+
+/// Text for bytes that are not valid where they were received: UTF-8
+/// text is kept, except control characters: ASCII ones and DEL become
+/// `\xNN` like every byte that is not part of valid UTF-8, the C1 ones
+/// `\u{NN}`; a backslash becomes
+/// `\\`, so the escaped text reads back unambiguously.
+pub fn escape_invalid(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(b.len() + 8);
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_ascii_control() => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+    out
 }
 
 impl HttpRequest {

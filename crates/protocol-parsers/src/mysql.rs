@@ -43,8 +43,11 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::sql::wire::{Machine, SideStream, Step};
-use crate::sql::{self, MAX_SQL_LEN, TRUNCATED_MARKER};
+use crate::sql::wire::{
+    feed_sides, gap_sides, plausible_text, sql_start, sql_text, Events, Machine, Plausible,
+    SideStream, Step, Turns,
+};
+use crate::sql::{self, MAX_SQL_LEN};
 use crate::{
     ConnectionParser, DbError, DbRequest, DbResponse, DbSystem, L7Event, L7EventKind, MessageInfo,
     Protocol, Side,
@@ -394,38 +397,6 @@ pub fn parse_handshake_response(p: &[u8]) -> Result<HandshakeResponse, MysqlErro
     })
 }
 
-/// Text that may be SQL: no control bytes but tab/CR/LF, and UTF-8 where
-/// complete (a cut multi-byte character at the end is allowed).
-fn plausible_text(b: &[u8]) -> bool {
-    if b.iter()
-        .any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r') || c == 0x7F)
-    {
-        return false;
-    }
-    match std::str::from_utf8(b) {
-        Ok(_) => true,
-        Err(e) => e.error_len().is_none(),
-    }
-}
-
-/// Verdict on a possible client command packet at the start of `b`.
-#[derive(PartialEq, Eq, Debug)]
-enum Plausible {
-    Yes,
-    No,
-    /// Looks right so far; more bytes would tell.
-    NeedMore(usize),
-}
-
-/// Whether `text` can start an SQL statement (after blanks: a letter, or
-/// `(`, a comment, `{`).
-fn sql_start(text: &[u8]) -> bool {
-    match text.iter().find(|c| !c.is_ascii_whitespace()) {
-        Some(c) => c.is_ascii_alphabetic() || matches!(c, b'(' | b'/' | b'-' | b'{' | b'#'),
-        None => false,
-    }
-}
-
 /// Commands up to this size must be whole to be recognised when looking
 /// for the framing; longer ones are judged on their first bytes.
 const CHECK_WHOLE: usize = 4096;
@@ -497,7 +468,7 @@ fn plausible_command_(b: &[u8], depth: u8) -> Plausible {
                 && if cmd == 0x02 {
                     !text.contains(&b' ') && h.len < 256
                 } else {
-                    sql_start(text)
+                    sql_start(text, true)
                 };
             if !ok {
                 Plausible::No
@@ -629,7 +600,7 @@ impl Pending {
 
 #[derive(Debug, Default)]
 struct MysqlState {
-    events: VecDeque<L7Event>,
+    events: Events,
     phase: Phase,
     capabilities: u64,
     /// Capabilities come from a handshake we saw.
@@ -650,43 +621,17 @@ struct MysqlState {
     server_lost: bool,
     /// Server bytes before this offset belong to an abandoned response.
     server_discard_until: u64,
-    /// Total server bytes fed (kept by the parser for the machine).
-    server_fed: u64,
-    /// Client bytes before this offset waited in the buffer while server
-    /// bytes were parsed: commands found there may have been answered
-    /// already, so they get no response.
-    client_stale_until: u64,
-    deferred: [Option<L7Event>; 2],
+    /// Where the two directions stand (kept by the parser).
+    turns: Turns,
     /// EOF framing seen in result sets when the handshake was not.
     eof_learnt: Option<bool>,
 }
 
-fn idx(side: Side) -> usize {
-    match side {
-        Side::Client => 0,
-        Side::Server => 1,
-    }
-}
-
 /// The SQL text of a command payload prefix (`payload` excludes the command
-/// byte), cut to [`MAX_SQL_LEN`] and marked when cut.
-fn sql_text(payload: &[u8], full_len: usize, more: bool) -> String {
-    let cut = payload.len() > MAX_SQL_LEN || full_len > payload.len() || more;
-    let mut b = &payload[..payload.len().min(MAX_SQL_LEN)];
-    if cut {
-        // Do not end on half a character.
-        while let Err(e) = std::str::from_utf8(b) {
-            if e.error_len().is_some() {
-                break;
-            }
-            b = &b[..e.valid_up_to()];
-        }
-    }
-    let mut s = String::from_utf8_lossy(b).into_owned();
-    if cut {
-        s.push_str(TRUNCATED_MARKER);
-    }
-    s
+/// byte), cut to [`MAX_SQL_LEN`] and marked when cut: when longer, when the
+/// packet (`full_len`) was not all captured, or when `more` packets follow.
+fn command_sql(payload: &[u8], full_len: usize, more: bool) -> String {
+    sql_text(payload, full_len > payload.len() || more)
 }
 
 /// `USE db` → `db`.
@@ -702,38 +647,16 @@ fn use_target(sql: &str) -> Option<String> {
 }
 
 impl MysqlState {
-    fn push(&mut self, side: Side, exchange: u64, kind: L7EventKind) {
-        self.events.push_back(L7Event {
-            side,
-            exchange,
-            kind,
-        });
-    }
-
-    /// Emit `End` now, or when the rest of the message was skipped.
-    fn end(&mut self, side: Side, exchange: u64, end: u64, info: Option<MessageInfo>, skip: u64) {
-        let ev = L7Event {
-            side,
-            exchange,
-            kind: L7EventKind::End { end, info },
-        };
-        if skip == 0 {
-            self.events.push_back(ev);
-        } else {
-            self.deferred[idx(side)] = Some(ev);
-        }
-    }
-
     fn desync(&mut self, side: Side, offset: u64, reason: &str) {
         // Name the message left without its End, if any.
-        let open = self.deferred[idx(side)].take().map(|e| e.exchange);
+        let open = self.events.withdraw(side).map(|e| e.exchange);
         let cont = if side == Side::Client {
             self.client_cont.flatten()
         } else {
             None
         };
         let exchange = open.or(cont).unwrap_or(self.next_exchange);
-        self.push(
+        self.events.push(
             side,
             exchange,
             L7EventKind::Desync {
@@ -792,7 +715,8 @@ impl MysqlState {
             if h.len < MAX_PAYLOAD {
                 self.client_cont = None;
                 if let Some(x) = exchange {
-                    self.end(Side::Client, x, at + total as u64, None, skip);
+                    self.events
+                        .end(Side::Client, x, at + total as u64, None, skip);
                 }
             }
             return Step::Consume { used, skip };
@@ -922,11 +846,11 @@ impl MysqlState {
         if self.server_lost {
             self.server_lost = false;
             self.server_cont = false;
-            self.server_discard_until = self.server_fed;
+            self.server_discard_until = self.turns.server_fed;
             if let Some(p) = self.pending.pop_front() {
                 if p.head_sent {
-                    let end = self.server_fed;
-                    self.push(
+                    let end = self.turns.server_fed;
+                    self.events.push(
                         Side::Server,
                         p.exchange,
                         L7EventKind::End { end, info: None },
@@ -946,13 +870,13 @@ impl MysqlState {
         let stmt_str = || stmt_id.map(|id| id.to_string());
         let (req, kind) = match cmd {
             0x03 => {
-                let sql = sql_text(p, full_len, more);
+                let sql = command_sql(p, full_len, more);
                 let use_db = use_target(&sql);
                 let r = self.request_op(None, "", Some(sql), None);
                 (r, Some(Kind::Query { use_db }))
             }
             0x16 => {
-                let sql = sql_text(p, full_len, more);
+                let sql = command_sql(p, full_len, more);
                 let r = self.request("PREPARE", Some(sql.clone()), None);
                 (r, Some(Kind::Prepare { sql: Some(sql) }))
             }
@@ -990,7 +914,7 @@ impl MysqlState {
             0x11 => (self.request(name, None, None), Some(Kind::ChangeUser)),
             _ => (self.request(name, None, None), Some(Kind::Simple)),
         };
-        self.push(
+        self.events.push(
             Side::Client,
             exchange,
             L7EventKind::Head {
@@ -1001,9 +925,10 @@ impl MysqlState {
         if more {
             self.client_cont = Some(Some(exchange));
         } else {
-            self.end(Side::Client, exchange, at + total as u64, None, skip);
+            self.events
+                .end(Side::Client, exchange, at + total as u64, None, skip);
         }
-        if let Some(kind) = kind.filter(|_| at >= self.client_stale_until) {
+        if let Some(kind) = kind.filter(|_| at >= self.turns.client_stale_until) {
             if self.pending.len() >= MAX_PENDING {
                 self.pending.pop_front();
             }
@@ -1124,14 +1049,14 @@ impl MysqlState {
         if !cur.head_sent {
             cur.head_sent = true;
             let error = if is_err { err_info(p) } else { None };
-            self.events.push_back(L7Event {
-                side: Side::Server,
+            self.events.push(
+                Side::Server,
                 exchange,
-                kind: L7EventKind::Head {
+                L7EventKind::Head {
                     offset: at,
                     info: MessageInfo::DbResponse(DbResponse { error, rows: None }),
                 },
-            });
+            );
         }
         let Some(cur) = self.pending.front_mut() else {
             return;
@@ -1367,7 +1292,8 @@ impl MysqlState {
             error: cur.error,
             rows,
         });
-        self.end(Side::Server, exchange, end, Some(info), skip);
+        self.events
+            .end(Side::Server, exchange, end, Some(info), skip);
     }
 
     /// Lost framing in a response: look for its terminator at the end of
@@ -1413,7 +1339,7 @@ impl MysqlState {
                 return all;
             };
             let _ = cur;
-            self.push(
+            self.events.push(
                 Side::Server,
                 exchange,
                 L7EventKind::End {
@@ -1456,6 +1382,10 @@ fn err_info(p: &[u8]) -> Option<DbError> {
 }
 
 impl Machine for MysqlState {
+    fn turns(&mut self) -> &mut Turns {
+        &mut self.turns
+    }
+
     fn step(&mut self, side: Side, bytes: &[u8], at: u64, truncated: bool) -> Step {
         match side {
             Side::Client => {
@@ -1472,9 +1402,7 @@ impl Machine for MysqlState {
     }
 
     fn skipped(&mut self, side: Side, _end: u64) {
-        if let Some(ev) = self.deferred[idx(side)].take() {
-            self.events.push_back(ev);
-        }
+        self.events.skipped(side);
     }
 
     fn lost(&mut self, side: Side, offset: u64) {
@@ -1494,7 +1422,7 @@ impl Machine for MysqlState {
                 self.client_lost = true;
             }
             Side::Server => {
-                self.deferred[1] = None;
+                self.events.withdraw(Side::Server);
                 self.server_cont = false;
                 let in_response = self.pending.front().is_some_and(|p| p.head_sent);
                 if !in_response
@@ -1505,7 +1433,7 @@ impl Machine for MysqlState {
                     // The lost bytes may hold the start of the response.
                     if let Some(p) = self.pending.front() {
                         let x = p.exchange;
-                        self.push(
+                        self.events.push(
                             Side::Server,
                             x,
                             L7EventKind::Desync {
@@ -1551,24 +1479,11 @@ impl ConnectionParser for MysqlParser {
     }
 
     fn feed(&mut self, side: Side, data: &[u8]) {
-        self.m.server_fed = self.server.fed();
-        match side {
-            Side::Client => self.client.feed(&mut self.m, side, data),
-            Side::Server => {
-                if self.client.buffered() > 0 {
-                    self.m.client_stale_until = self.client.fed();
-                }
-                self.server.feed(&mut self.m, side, data)
-            }
-        }
+        feed_sides(&mut self.m, &mut self.client, &mut self.server, side, data);
     }
 
     fn gap(&mut self, side: Side, len: u64) {
-        self.m.server_fed = self.server.fed();
-        match side {
-            Side::Client => self.client.gap(&mut self.m, side, len),
-            Side::Server => self.server.gap(&mut self.m, side, len),
-        }
+        gap_sides(&mut self.m, &mut self.client, &mut self.server, side, len);
     }
 
     fn close(&mut self, side: Side) {
@@ -1576,7 +1491,7 @@ impl ConnectionParser for MysqlParser {
             if let Some(p) = self.m.pending.pop_front() {
                 if p.head_sent {
                     let offset = self.server.fed();
-                    self.m.push(
+                    self.m.events.push(
                         Side::Server,
                         p.exchange,
                         L7EventKind::Desync {
@@ -1590,7 +1505,7 @@ impl ConnectionParser for MysqlParser {
     }
 
     fn poll(&mut self) -> Option<L7Event> {
-        self.m.events.pop_front()
+        self.m.events.queue.pop_front()
     }
 }
 

@@ -52,8 +52,11 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::sql::wire::{Machine, SideStream, Step};
-use crate::sql::{self, MAX_SQL_LEN, TRUNCATED_MARKER};
+use crate::sql::wire::{
+    feed_sides, gap_sides, plausible_text, sql_start, sql_text, Events, Machine, Plausible,
+    SideStream, Step, Turns,
+};
+use crate::sql::{self, MAX_SQL_LEN};
 use crate::{
     ConnectionParser, DbError, DbRequest, DbResponse, DbSystem, L7Event, L7EventKind, MessageInfo,
     Protocol, Side,
@@ -186,36 +189,8 @@ fn be32(b: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
 }
 
-fn plausible_text(b: &[u8]) -> bool {
-    if b.iter()
-        .any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r') || c == 0x7F)
-    {
-        return false;
-    }
-    match std::str::from_utf8(b) {
-        Ok(_) => true,
-        Err(e) => e.error_len().is_none(),
-    }
-}
-
 fn plausible_name(b: &[u8]) -> bool {
     b.len() < 128 && plausible_text(b) && !b.contains(&b' ')
-}
-
-#[derive(PartialEq, Eq, Debug)]
-enum Plausible {
-    Yes,
-    No,
-    NeedMore(usize),
-}
-
-/// Whether `text` can start an SQL statement (after blanks: a letter, or
-/// `(`, a comment, `{`).
-fn sql_start(text: &[u8]) -> bool {
-    match text.iter().find(|c| !c.is_ascii_whitespace()) {
-        Some(c) => c.is_ascii_alphabetic() || matches!(c, b'(' | b'/' | b'-' | b'{'),
-        None => false,
-    }
 }
 
 fn be16(b: &[u8]) -> Option<usize> {
@@ -257,7 +232,7 @@ fn parse_well_formed(body: &[u8]) -> bool {
     let walk = || -> Option<bool> {
         let (name, n1) = cstr(body)?;
         let (text, n2) = cstr(&body[n1..])?;
-        if !plausible_name(name) || !plausible_text(text) || !sql_start(text) {
+        if !plausible_name(name) || !plausible_text(text) || !sql_start(text, false) {
             return Some(false);
         }
         let n = be16(body.get(n1 + n2..)?)?;
@@ -313,7 +288,7 @@ fn plausible_client_(b: &[u8], strict: bool) -> Plausible {
                 body_len >= 1
                     && body[body_len - 1] == 0
                     && plausible_text(text)
-                    && (!strict || text.is_empty() || sql_start(text)),
+                    && (!strict || text.is_empty() || sql_start(text, false)),
             )
         }
         b'P' if whole => verdict(parse_well_formed(&b[5..1 + len])),
@@ -325,9 +300,11 @@ fn plausible_client_(b: &[u8], strict: bool) -> Plausible {
             }
             let avail = &b[5..5 + 64];
             let ok = match t {
-                b'Q' => plausible_text(avail) && sql_start(avail),
+                b'Q' => plausible_text(avail) && sql_start(avail, false),
                 b'P' => cstr(avail).is_some_and(|(name, n)| {
-                    plausible_name(name) && plausible_text(&avail[n..]) && sql_start(&avail[n..])
+                    plausible_name(name)
+                        && plausible_text(&avail[n..])
+                        && sql_start(&avail[n..], false)
                 }),
                 _ => cstr(avail).is_some_and(|(portal, n)| {
                     plausible_name(portal)
@@ -565,7 +542,7 @@ struct Group {
 
 #[derive(Debug, Default)]
 struct Pg {
-    events: VecDeque<L7Event>,
+    events: Events,
     client_phase: ClientPhase,
     server_phase: ServerPhase,
     stopped: bool,
@@ -583,38 +560,8 @@ struct Pg {
     sent_since_loss: bool,
     /// Server bytes before this offset belong to responses given up on.
     server_discard_until: u64,
-    /// Total server bytes fed (kept up to date by the parser).
-    server_fed: u64,
-    /// Client bytes before this offset waited in the buffer while server
-    /// bytes were parsed: requests found there may have been answered
-    /// already, so they get no response.
-    client_stale_until: u64,
-    deferred: [Option<L7Event>; 2],
-}
-
-fn idx(side: Side) -> usize {
-    match side {
-        Side::Client => 0,
-        Side::Server => 1,
-    }
-}
-
-fn sql_text(b: &[u8], cut: bool) -> String {
-    let cut = cut || b.len() > MAX_SQL_LEN;
-    let mut b = &b[..b.len().min(MAX_SQL_LEN)];
-    if cut {
-        while let Err(e) = std::str::from_utf8(b) {
-            if e.error_len().is_some() {
-                break;
-            }
-            b = &b[..e.valid_up_to()];
-        }
-    }
-    let mut s = String::from_utf8_lossy(b).into_owned();
-    if cut {
-        s.push_str(TRUNCATED_MARKER);
-    }
-    s
+    /// Where the two directions stand (kept by the parser).
+    turns: Turns,
 }
 
 fn insert_bounded(map: &mut HashMap<String, String>, k: String, v: String) {
@@ -627,27 +574,6 @@ fn insert_bounded(map: &mut HashMap<String, String>, k: String, v: String) {
 }
 
 impl Pg {
-    fn push(&mut self, side: Side, exchange: u64, kind: L7EventKind) {
-        self.events.push_back(L7Event {
-            side,
-            exchange,
-            kind,
-        });
-    }
-
-    fn end(&mut self, side: Side, exchange: u64, end: u64, info: Option<MessageInfo>, skip: u64) {
-        let ev = L7Event {
-            side,
-            exchange,
-            kind: L7EventKind::End { end, info },
-        };
-        if skip == 0 {
-            self.events.push_back(ev);
-        } else {
-            self.deferred[idx(side)] = Some(ev);
-        }
-    }
-
     fn request(
         &self,
         operation: Option<String>,
@@ -666,7 +592,7 @@ impl Pg {
     }
 
     fn new_pending(&mut self, exchange: u64, kind: PKind, at: u64) {
-        if at < self.client_stale_until {
+        if at < self.turns.client_stale_until {
             return;
         }
         if self.pending.len() >= MAX_PENDING {
@@ -762,7 +688,7 @@ impl Pg {
         let t = bytes[0];
         let len = be32(&bytes[1..]).unwrap_or(0) as usize;
         if !CLIENT_TYPES.contains(&t) || !(4..MAX_MESSAGE).contains(&len) {
-            self.push(
+            self.events.push(
                 Side::Client,
                 self.next_exchange,
                 L7EventKind::Desync {
@@ -797,11 +723,11 @@ impl Pg {
             // End them where the backend stream is now. (A client that
             // pipelined more requests meanwhile keeps the parser looking.)
             self.server_lost = false;
-            self.server_discard_until = self.server_fed;
+            self.server_discard_until = self.turns.server_fed;
             while let Some(p) = self.pending.pop_front() {
                 if p.head_sent {
-                    let end = self.server_fed;
-                    self.push(
+                    let end = self.turns.server_fed;
+                    self.events.push(
                         Side::Server,
                         p.exchange,
                         L7EventKind::End { end, info: None },
@@ -824,7 +750,7 @@ impl Pg {
                 let x = self.next_exchange;
                 self.next_exchange += 1;
                 let req = self.request(None, Some(sql), None);
-                self.push(
+                self.events.push(
                     Side::Client,
                     x,
                     L7EventKind::Head {
@@ -832,7 +758,7 @@ impl Pg {
                         info: MessageInfo::DbRequest(req),
                     },
                 );
-                self.end(Side::Client, x, end, None, skip);
+                self.events.end(Side::Client, x, end, None, skip);
                 self.new_pending(x, PKind::Simple, at);
             }
             b'P' => {
@@ -902,7 +828,7 @@ impl Pg {
                 let req = self.request(op, sql, named);
                 let x = self.next_exchange;
                 self.next_exchange += 1;
-                self.push(
+                self.events.push(
                     Side::Client,
                     x,
                     L7EventKind::Head {
@@ -910,7 +836,7 @@ impl Pg {
                         info: MessageInfo::DbRequest(req),
                     },
                 );
-                self.end(Side::Client, x, end, None, skip);
+                self.events.end(Side::Client, x, end, None, skip);
                 self.new_pending(x, PKind::Exec, at);
             }
             b'S' => {
@@ -925,7 +851,7 @@ impl Pg {
                     let req = self.request(Some(op.to_owned()), sql, stmt);
                     let x = self.next_exchange;
                     self.next_exchange += 1;
-                    self.push(
+                    self.events.push(
                         Side::Client,
                         x,
                         L7EventKind::Head {
@@ -933,7 +859,7 @@ impl Pg {
                             info: MessageInfo::DbRequest(req),
                         },
                     );
-                    self.end(Side::Client, x, end, None, skip);
+                    self.events.end(Side::Client, x, end, None, skip);
                     self.new_pending(x, PKind::SyncGroup, at);
                 } else {
                     self.new_pending(self.next_exchange, PKind::SyncMark, at);
@@ -944,7 +870,7 @@ impl Pg {
                 let x = self.next_exchange;
                 self.next_exchange += 1;
                 let req = self.request(Some("FUNCTION_CALL".to_owned()), None, None);
-                self.push(
+                self.events.push(
                     Side::Client,
                     x,
                     L7EventKind::Head {
@@ -952,7 +878,7 @@ impl Pg {
                         info: MessageInfo::DbRequest(req),
                     },
                 );
-                self.end(Side::Client, x, end, None, skip);
+                self.events.end(Side::Client, x, end, None, skip);
                 self.new_pending(x, PKind::Function, at);
             }
             // Flush, Terminate, CopyData/Done/Fail, password/SASL (never kept).
@@ -1067,7 +993,8 @@ impl Pg {
                 error: error.clone(),
                 rows: None,
             });
-            self.push(Side::Server, x, L7EventKind::Head { offset: at, info });
+            self.events
+                .push(Side::Server, x, L7EventKind::Head { offset: at, info });
         }
         let Some(cur) = self.pending.front_mut() else {
             return;
@@ -1123,7 +1050,8 @@ impl Pg {
             error: cur.error,
             rows,
         });
-        self.end(Side::Server, cur.exchange, end, Some(info), skip);
+        self.events
+            .end(Side::Server, cur.exchange, end, Some(info), skip);
     }
 
     /// ReadyForQuery: ends the simple query / sync group / function call it
@@ -1137,7 +1065,8 @@ impl Pg {
                     if !cur.head_sent {
                         let x = cur.exchange;
                         let info = MessageInfo::DbResponse(DbResponse::default());
-                        self.push(Side::Server, x, L7EventKind::Head { offset: at, info });
+                        self.events
+                            .push(Side::Server, x, L7EventKind::Head { offset: at, info });
                     }
                     self.finish(end, skip);
                 }
@@ -1146,7 +1075,7 @@ impl Pg {
             // An Execute the backend never answered (framing lost or skipped).
             let cur = self.pending.pop_front();
             if let Some(cur) = cur.filter(|c| c.head_sent) {
-                self.push(
+                self.events.push(
                     Side::Server,
                     cur.exchange,
                     L7EventKind::End {
@@ -1196,6 +1125,10 @@ fn error_info(body: &[u8]) -> DbError {
 }
 
 impl Machine for Pg {
+    fn turns(&mut self) -> &mut Turns {
+        &mut self.turns
+    }
+
     fn step(&mut self, side: Side, bytes: &[u8], at: u64, truncated: bool) -> Step {
         match side {
             Side::Client => {
@@ -1211,18 +1144,16 @@ impl Machine for Pg {
     }
 
     fn skipped(&mut self, side: Side, _end: u64) {
-        if let Some(ev) = self.deferred[idx(side)].take() {
-            self.events.push_back(ev);
-        }
+        self.events.skipped(side);
     }
 
     fn lost(&mut self, side: Side, offset: u64) {
         match side {
             Side::Client => {
                 if !self.client_lost {
-                    self.deferred[0] = None;
+                    self.events.withdraw(Side::Client);
                     self.group = None;
-                    self.push(
+                    self.events.push(
                         Side::Client,
                         self.next_exchange,
                         L7EventKind::Desync {
@@ -1237,7 +1168,7 @@ impl Machine for Pg {
                 self.client_lost = true;
             }
             Side::Server => {
-                self.deferred[1] = None;
+                self.events.withdraw(Side::Server);
                 if let Some(cur) = self.pending.front_mut().filter(|p| p.head_sent) {
                     // Keep the response: it ends at its CommandComplete /
                     // ReadyForQuery once found again.
@@ -1248,7 +1179,7 @@ impl Machine for Pg {
                         .front()
                         .map(|p| p.exchange)
                         .unwrap_or(self.next_exchange);
-                    self.push(
+                    self.events.push(
                         Side::Server,
                         x,
                         L7EventKind::Desync {
@@ -1296,24 +1227,11 @@ impl ConnectionParser for PostgresParser {
     }
 
     fn feed(&mut self, side: Side, data: &[u8]) {
-        self.m.server_fed = self.server.fed();
-        match side {
-            Side::Client => self.client.feed(&mut self.m, side, data),
-            Side::Server => {
-                if self.client.buffered() > 0 {
-                    self.m.client_stale_until = self.client.fed();
-                }
-                self.server.feed(&mut self.m, side, data)
-            }
-        }
+        feed_sides(&mut self.m, &mut self.client, &mut self.server, side, data);
     }
 
     fn gap(&mut self, side: Side, len: u64) {
-        self.m.server_fed = self.server.fed();
-        match side {
-            Side::Client => self.client.gap(&mut self.m, side, len),
-            Side::Server => self.server.gap(&mut self.m, side, len),
-        }
+        gap_sides(&mut self.m, &mut self.client, &mut self.server, side, len);
     }
 
     fn close(&mut self, side: Side) {
@@ -1322,7 +1240,7 @@ impl ConnectionParser for PostgresParser {
                 let x = cur.exchange;
                 let offset = self.server.fed();
                 self.m.pending.pop_front();
-                self.m.push(
+                self.m.events.push(
                     Side::Server,
                     x,
                     L7EventKind::Desync {
@@ -1335,7 +1253,7 @@ impl ConnectionParser for PostgresParser {
     }
 
     fn poll(&mut self) -> Option<L7Event> {
-        self.m.events.pop_front()
+        self.m.events.queue.pop_front()
     }
 }
 

@@ -64,8 +64,7 @@
 //! because their deciding words were not captured (`CLIENT` with a lost
 //! subcommand) act as such a barrier.
 
-use std::collections::VecDeque;
-
+use crate::exchange::Exchanges;
 use crate::{
     ConnectionParser, DbError, DbRequest, DbResponse, DbSystem, L7Event, L7EventKind, MessageInfo,
     Protocol, Side,
@@ -87,8 +86,6 @@ const MAX_KEY: usize = 1024;
 const MAX_ERROR: usize = 512;
 /// Longest first element of a server array kept (for pub/sub kinds).
 const MAX_KIND: usize = 16;
-/// Most commands waiting for a reply.
-const MAX_PENDING: usize = 4096;
 
 /// Why bytes could not be framed as RESP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -573,27 +570,21 @@ fn db_error(text: &[u8]) -> DbError {
 }
 
 /// A command waiting for its reply. `epoch`: server activity count when it
-/// was sent (see [`Shared::server_epoch`]).
+/// was sent (see [`Exchanges::server_epoch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pending {
-    Cmd {
-        exchange: u64,
-        kind: CmdKind,
-        answered: bool,
-        epoch: u64,
-    },
-    /// Commands may have been lost here; `absorbed`: a reply reached it.
-    Lost { epoch: u64, absorbed: bool },
+struct Cmd {
+    exchange: u64,
+    kind: CmdKind,
+    answered: bool,
+    epoch: u64,
 }
 
-impl Pending {
-    fn is_lost(&self) -> bool {
-        matches!(self, Pending::Lost { .. })
-    }
-    fn epoch(&self) -> u64 {
-        match self {
-            Pending::Cmd { epoch, .. } | Pending::Lost { epoch, .. } => *epoch,
-        }
+type Pending = crate::exchange::Pending<Cmd>;
+
+/// Server activity count when a queue entry was put.
+fn pending_epoch(p: &Pending) -> u64 {
+    match p {
+        Pending::Request(Cmd { epoch, .. }) | Pending::Lost { epoch, .. } => *epoch,
     }
 }
 
@@ -605,12 +596,9 @@ enum ReplyMode {
     Skip,
 }
 
-/// State shared by both directions.
+/// Redis state shared by both directions.
 #[derive(Debug)]
-struct Shared {
-    events: VecDeque<L7Event>,
-    pending: VecDeque<Pending>,
-    next_exchange: u64,
+struct RedisShared {
     /// RESP2 subscribe mode: arrays may be pushes.
     subscribed: bool,
     /// The connection speaks RESP3 (pushes are `>`).
@@ -618,60 +606,12 @@ struct Shared {
     reply_mode: ReplyMode,
     /// After `MONITOR`'s reply everything from the server is out of band.
     monitor: bool,
-    /// A command was sent while another waited for its reply.
-    pipelined: bool,
-    /// Number of server feeds and gaps so far. When the server side
-    /// resynchronises at a turn, commands sent before the previous server
-    /// activity were answered in bytes it skipped.
-    server_epoch: u64,
 }
 
-impl Shared {
-    /// Put a loss barrier at the back of the queue (unless one is there).
-    fn push_lost(&mut self, absorbed: bool) {
-        if !self.pending.back().is_some_and(Pending::is_lost) {
-            if self.pending.len() >= MAX_PENDING {
-                self.pending.clear();
-            }
-            self.pending.push_back(Pending::Lost {
-                epoch: self.server_epoch,
-                absorbed,
-            });
-        }
-    }
-
-    /// A command is about to be queued: drop the loss barriers when the
-    /// lost commands were surely answered. That is when only barriers wait,
-    /// the server is between replies and has sent something since the loss,
-    /// and either a reply reached a barrier or the client never pipelined
-    /// (a client that waits for each reply got them all before this one).
-    fn clear_barriers(&mut self, peer_idle: bool) {
-        let now = self.server_epoch;
-        let pipelined = self.pipelined;
-        let answered = |p: &Pending| match p {
-            Pending::Lost { epoch, absorbed } => *epoch < now && (*absorbed || !pipelined),
-            Pending::Cmd { .. } => false,
-        };
-        if peer_idle && self.pending.iter().all(answered) {
-            self.pending.clear();
-        }
-    }
-}
-
-impl Shared {
-    fn push(&mut self, side: Side, exchange: u64, kind: L7EventKind) {
-        self.events.push_back(L7Event {
-            side,
-            exchange,
-            kind,
-        });
-    }
-    fn fresh_exchange(&mut self) -> u64 {
-        let e = self.next_exchange;
-        self.next_exchange += 1;
-        e
-    }
-}
+/// State shared by both directions. When the server side resynchronises
+/// at a turn, commands sent before the previous server activity
+/// (`server_epoch`) were answered in bytes it skipped.
+type Shared = Exchanges<Cmd, RedisShared>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum St {
@@ -826,7 +766,7 @@ impl Reader {
                 // Commands sent before the server's previous activity were
                 // answered in bytes skipped while resynchronising.
                 let now = sh.server_epoch;
-                sh.pending.retain(|p| p.epoch() >= now);
+                sh.pending.retain(|p| pending_epoch(p) >= now);
             }
         }
         let mut i = 0;
@@ -1027,9 +967,9 @@ impl Reader {
         m.exchange = Some(exchange);
         let op = cmd.info.operation.as_deref();
         // Does this command get a reply?
-        let mut replies = sh.reply_mode == ReplyMode::On;
-        if sh.reply_mode == ReplyMode::Skip {
-            sh.reply_mode = ReplyMode::On;
+        let mut replies = sh.proto.reply_mode == ReplyMode::On;
+        if sh.proto.reply_mode == ReplyMode::Skip {
+            sh.proto.reply_mode = ReplyMode::On;
         }
         if op == Some("CLIENT REPLY") {
             match words
@@ -1039,15 +979,15 @@ impl Reader {
                 .map(|w| w.to_ascii_uppercase())
             {
                 Some(w) if w == b"ON" => {
-                    sh.reply_mode = ReplyMode::On;
+                    sh.proto.reply_mode = ReplyMode::On;
                     replies = true;
                 }
                 Some(w) if w == b"OFF" => {
-                    sh.reply_mode = ReplyMode::Off;
+                    sh.proto.reply_mode = ReplyMode::Off;
                     replies = false;
                 }
                 Some(w) if w == b"SKIP" => {
-                    sh.reply_mode = ReplyMode::Skip;
+                    sh.proto.reply_mode = ReplyMode::Skip;
                     replies = false;
                 }
                 _ => {}
@@ -1055,13 +995,13 @@ impl Reader {
         }
         match op {
             Some("RESET") => {
-                sh.subscribed = false;
-                sh.resp3 = false;
-                sh.monitor = false;
-                sh.reply_mode = ReplyMode::On;
+                sh.proto.subscribed = false;
+                sh.proto.resp3 = false;
+                sh.proto.monitor = false;
+                sh.proto.reply_mode = ReplyMode::On;
                 replies = true;
             }
-            Some("HELLO") if words.get(1).copied().flatten() == Some(b"3") => sh.resp3 = true,
+            Some("HELLO") if words.get(1).copied().flatten() == Some(b"3") => sh.proto.resp3 = true,
             _ => {}
         }
         if let CmdKind::Subscribe {
@@ -1069,7 +1009,7 @@ impl Reader {
         } = cmd.kind
         {
             if n > 0 && op.is_some_and(|o| !o.contains("UNSUB")) {
-                sh.subscribed = true;
+                sh.proto.subscribed = true;
             }
         }
         // Whether a reply comes is unknown when the words that decide it
@@ -1080,18 +1020,12 @@ impl Reader {
         if cmd.info.operation.is_none() || client_sub_lost || reply_arg_lost {
             sh.push_lost(false);
         } else if replies {
-            if sh.pending.len() >= MAX_PENDING {
-                sh.pending.clear();
-                sh.push_lost(false);
-            }
-            if sh.pending.iter().any(|p| !p.is_lost()) {
-                sh.pipelined = true;
-            }
-            sh.pending.push_back(Pending::Cmd {
+            let epoch = sh.server_epoch;
+            sh.queue(Cmd {
                 exchange,
                 kind: cmd.kind,
                 answered: false,
-                epoch: sh.server_epoch,
+                epoch,
             });
         }
         let offset = m.start;
@@ -1153,7 +1087,7 @@ impl Reader {
                     | Header::Aggregate(Aggregate::Array, _)
             )
         {
-            sh.resp3 = true;
+            sh.proto.resp3 = true;
         }
         // Position among the top-level aggregate's direct children.
         let index = match self.stack.as_slice() {
@@ -1353,7 +1287,7 @@ impl Reader {
         }
         let Some(ty) = m.ty else { return };
         let done = self.stack.is_empty();
-        let may_push = ty == b'>' || (ty == b'*' && sh.subscribed && !sh.resp3);
+        let may_push = ty == b'>' || (ty == b'*' && sh.proto.subscribed && !sh.proto.resp3);
         let first_known = m.kind.is_some()
             || m.rows == Some(0)
             || match self.stack.first() {
@@ -1364,7 +1298,7 @@ impl Reader {
             return;
         }
         let kind = m.kind.clone();
-        let class = if sh.monitor {
+        let class = if sh.proto.monitor {
             Class::Silent
         } else if may_push {
             match kind.as_deref() {
@@ -1400,25 +1334,17 @@ impl Reader {
     /// Server: a normal reply; the exchange it answers.
     fn pair(&mut self, sh: &mut Shared) -> Class {
         // Subscription commands already answered are done.
-        while let Some(Pending::Cmd { answered: true, .. }) = sh.pending.front() {
+        while let Some(Pending::Request(Cmd { answered: true, .. })) = sh.pending.front() {
             sh.pending.pop_front();
         }
-        match sh.pending.front().copied() {
-            Some(Pending::Cmd { exchange, kind, .. }) => {
-                sh.pending.pop_front();
+        match sh.pair_front() {
+            Ok(Cmd { exchange, kind, .. }) => {
                 if kind == CmdKind::Monitor {
-                    sh.monitor = true;
+                    sh.proto.monitor = true;
                 }
                 Class::Reply(exchange)
             }
-            Some(Pending::Lost { .. }) => {
-                // This reply may answer a lost command or the next known one:
-                // give up pairing the commands waiting now.
-                sh.pending.clear();
-                sh.push_lost(true);
-                Class::Reply(sh.fresh_exchange())
-            }
-            None => Class::Reply(sh.fresh_exchange()),
+            Err(fresh) => Class::Reply(fresh),
         }
     }
 
@@ -1426,12 +1352,12 @@ impl Reader {
     fn confirmation(&mut self, sh: &mut Shared, kind: &[u8]) -> Class {
         loop {
             match sh.pending.front_mut() {
-                Some(Pending::Cmd {
+                Some(Pending::Request(Cmd {
                     exchange,
                     kind: CmdKind::Subscribe { confirm, replies },
                     answered,
                     ..
-                }) if confirm.as_bytes() == kind => {
+                })) if confirm.as_bytes() == kind => {
                     let first = !*answered;
                     *answered = true;
                     let exchange = *exchange;
@@ -1447,7 +1373,7 @@ impl Reader {
                         Class::Silent
                     };
                 }
-                Some(Pending::Cmd { answered: true, .. }) => {
+                Some(Pending::Request(Cmd { answered: true, .. })) => {
                     sh.pending.pop_front();
                 }
                 _ => return Class::Silent,
@@ -1480,12 +1406,12 @@ impl Reader {
                 Some(b"unsubscribe" | b"punsubscribe" | b"sunsubscribe")
             );
             if unsub && m.count == Some(0) {
-                sh.subscribed = false;
-                if let Some(Pending::Cmd {
+                sh.proto.subscribed = false;
+                if let Some(Pending::Request(Cmd {
                     kind: CmdKind::Subscribe { replies: None, .. },
                     answered: true,
                     ..
-                }) = sh.pending.front()
+                })) = sh.pending.front()
                 {
                     sh.pending.pop_front();
                 }
@@ -1648,17 +1574,12 @@ impl RedisParser {
         RedisParser {
             client: Reader::new(Side::Client),
             server: Reader::new(Side::Server),
-            shared: Shared {
-                events: VecDeque::new(),
-                pending: VecDeque::new(),
-                next_exchange: 0,
+            shared: Shared::new(RedisShared {
                 subscribed: false,
                 resp3: false,
                 reply_mode: ReplyMode::On,
                 monitor: false,
-                pipelined: false,
-                server_epoch: 0,
-            },
+            }),
         }
     }
 }

@@ -19,7 +19,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         given[0] += PREFACE.len() as u64;
     }
     while let Some((&op, tail)) = rest.split_first() {
-        let side = if op & 0x80 != 0 { Side::Server } else { Side::Client };
+        let side = if op & 0x80 != 0 {
+            Side::Server
+        } else {
+            Side::Client
+        };
         let i = (side == Side::Server) as usize;
         let len = (op & 0x3f) as usize;
         match (op >> 6) & 1 {
@@ -29,7 +33,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             }
             0 => {
                 // Feed: a chunk of up to 62 (or, with len 0, all remaining) bytes.
-                let n = if len == 0 { tail.len() } else { len.min(tail.len()) };
+                let n = if len == 0 {
+                    tail.len()
+                } else {
+                    len.min(tail.len())
+                };
                 p.feed(side, &tail[..n]);
                 given[i] += n as u64;
                 rest = &tail[n..];

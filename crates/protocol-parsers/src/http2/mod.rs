@@ -156,13 +156,6 @@ fn new_decoder(from_start: bool) -> Decoder {
     d
 }
 
-fn idx(side: Side) -> usize {
-    match side {
-        Side::Client => 0,
-        Side::Server => 1,
-    }
-}
-
 const SIDES: [Side; 2] = [Side::Client, Side::Server];
 
 /// What the parser does with a frame payload.
@@ -348,6 +341,8 @@ struct Collected {
     unknown: usize,
     /// Part of the block was lost or failed to decode.
     incomplete: bool,
+    /// `:method` / `:path` were not valid (see [`HttpRequest::invalid`]).
+    invalid: Vec<String>,
 }
 
 /// The [`KEPT_HEADERS`](crate::KEPT_HEADERS) entry equal to `name`.
@@ -376,8 +371,15 @@ impl Collected {
             }
         };
         let slot = match name {
-            b":method" => &mut self.method,
-            b":path" => &mut self.path,
+            b":method" => {
+                self.method = Some(self.checked(value, crate::is_token, crate::INVALID_METHOD));
+                return;
+            }
+            b":path" => {
+                self.path =
+                    Some(self.checked(value, crate::is_valid_target, crate::INVALID_TARGET));
+                return;
+            }
             b":scheme" => &mut self.scheme,
             b":authority" => &mut self.authority,
             b":status" => {
@@ -400,6 +402,20 @@ impl Collected {
         if slot.is_none() {
             self.unknown += 1;
         }
+    }
+
+    /// A `:method` or `:path` value: as received when `valid`, else escaped
+    /// (HPACK carries any bytes) and listed in `invalid` as `what`.
+    fn checked(&mut self, value: &[u8], valid: fn(&[u8]) -> bool, what: &str) -> String {
+        if valid(value) {
+            if let Ok(v) = std::str::from_utf8(value) {
+                return v.to_owned();
+            }
+        }
+        if !self.invalid.iter().any(|w| w == what) {
+            self.invalid.push(what.to_owned());
+        }
+        crate::escape_invalid(value)
     }
 
     fn header(&mut self, name: &[u8], value: &[u8]) {
@@ -489,12 +505,12 @@ impl Http2Parser {
     /// Whether the HPACK decoder for the header blocks `side` sends knows the
     /// encoder's whole dynamic table (see [`hpack::Decoder::is_synchronised`]).
     pub fn hpack_synchronised(&self, side: Side) -> bool {
-        self.dirs[idx(side)].hpack.is_synchronised()
+        self.dirs[side.index()].hpack.is_synchronised()
     }
 
     /// The HPACK decoder for the header blocks `side` sends.
     pub fn hpack_decoder(&self, side: Side) -> &Decoder {
-        &self.dirs[idx(side)].hpack
+        &self.dirs[side.index()].hpack
     }
 
     /// Whether the connection was seen from its preface.
@@ -1095,6 +1111,8 @@ impl Http2Parser {
                 .find(|(n, _)| n == "host")
                 .map(|(_, v)| v.clone())
         });
+        let mut invalid = c.invalid;
+        invalid.sort_by_key(|w| *w != crate::INVALID_METHOD);
         let info = HttpRequest {
             method: c.method,
             target: c.path,
@@ -1106,6 +1124,7 @@ impl Http2Parser {
             grpc,
             grpc_messages: None,
             undecoded,
+            invalid,
         };
         let stream = Stream {
             grpc,
@@ -1324,7 +1343,7 @@ impl Http2Parser {
             // A response not started yet is pending too.
             let pending = m.open() || (side == Side::Server && !m.head && !m.abandoned);
             if pending {
-                let offset = self.dirs[idx(side)].pos;
+                let offset = self.dirs[side.index()].pos;
                 self.push(
                     side,
                     sid as u64,
@@ -1364,18 +1383,18 @@ impl ConnectionParser for Http2Parser {
 
     fn feed(&mut self, side: Side, data: &[u8]) {
         if !data.is_empty() {
-            self.feed_dir(idx(side), data);
+            self.feed_dir(side.index(), data);
         }
     }
 
     fn gap(&mut self, side: Side, len: u64) {
         if len > 0 {
-            self.gap_dir(idx(side), len);
+            self.gap_dir(side.index(), len);
         }
     }
 
     fn close(&mut self, side: Side) {
-        let d = idx(side);
+        let d = side.index();
         if let Some(block) = self.dirs[d].block.take() {
             let end = self.dirs[d].pos;
             self.finish_block(d, block, true, end);

@@ -542,3 +542,85 @@ fn many_small_calls_one_write_each() {
     assert_eq!(last.header("x-request-id"), Some("req-55"));
     assert_eq!(p.open_streams(), 0);
 }
+
+/// HPACK carries any bytes: a `:method` that is not a token and a `:path`
+/// with controls or invalid UTF-8 still make a request (escaped, marked
+/// invalid) that pairs with the server's answer (a 400 or a reset).
+#[test]
+fn invalid_pseudo_header_bytes_are_escaped_and_marked() {
+    let mut p = started();
+    let mut enc = Encoder::new();
+    let mut blk = Vec::new();
+    enc.encode(
+        [
+            (
+                &b":path"[..],
+                &b"/a\x01b/caf\xe9"[..],
+                Indexing::Incremental,
+            ),
+            (b":method", b"G\x01T", Indexing::Incremental),
+            (b":scheme", b"http", Indexing::Incremental),
+            (b":authority", b"h", Indexing::Incremental),
+        ],
+        &mut blk,
+    );
+    p.feed(
+        Side::Client,
+        &frame(
+            kind::HEADERS,
+            flags::END_HEADERS | flags::END_STREAM,
+            1,
+            &blk,
+        ),
+    );
+    let mut resp = Vec::new();
+    Encoder::new().encode(
+        [(&b":status"[..], &b"400"[..], Indexing::Incremental)],
+        &mut resp,
+    );
+    p.feed(
+        Side::Server,
+        &frame(
+            kind::HEADERS,
+            flags::END_HEADERS | flags::END_STREAM,
+            1,
+            &resp,
+        ),
+    );
+    // A valid request on stream 3 is not marked.
+    let blk3 = block(&mut enc, &[(":method", "GET"), (":path", "/ok")]);
+    p.feed(
+        Side::Client,
+        &frame(
+            kind::HEADERS,
+            flags::END_HEADERS | flags::END_STREAM,
+            3,
+            &blk3,
+        ),
+    );
+    let ev = events(&mut p);
+    let r = head_req(&ev[0]);
+    assert_eq!(ev[0].exchange, 1);
+    assert_eq!(r.method.as_deref(), Some("G\\x01T"));
+    assert_eq!(r.target.as_deref(), Some("/a\\x01b/caf\\xe9"));
+    assert_eq!(r.invalid, vec!["method", "target"]);
+    assert!(r.undecoded.is_empty(), "{:?}", r.undecoded);
+    let status: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match &e.kind {
+            L7EventKind::Head {
+                info: MessageInfo::HttpResponse(r),
+                ..
+            } => Some((e.exchange, r.status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(status, vec![(1, Some(400))]);
+    let ok = ev
+        .iter()
+        .find(|e| e.exchange == 3 && matches!(e.kind, L7EventKind::Head { .. }))
+        .map(head_req)
+        .unwrap();
+    assert_eq!(ok.target.as_deref(), Some("/ok"));
+    assert!(ok.invalid.is_empty());
+}

@@ -1,4 +1,7 @@
-//! Byte-stream plumbing shared by the MySQL and PostgreSQL parsers.
+//! Byte-stream plumbing shared by the MySQL and PostgreSQL parsers: the
+//! per-side stream driving a [`Machine`], the event queue with each side's
+//! held-back `End` ([`Events`]), and the checks and text helpers both use
+//! on statement text.
 //!
 //! A [`SideStream`] holds one direction's unconsumed bytes and stream offset
 //! and drives a [`Machine`] one message at a time. Bytes are handed to the
@@ -7,7 +10,10 @@
 //! the machine does not need are skipped by count, so a gap inside them costs
 //! nothing.
 
-use crate::Side;
+use std::collections::VecDeque;
+
+use crate::sql::{MAX_SQL_LEN, TRUNCATED_MARKER};
+use crate::{L7Event, L7EventKind, MessageInfo, Side};
 
 /// Most bytes a side ever buffers; a message head needing more is a framing
 /// loss.
@@ -15,6 +21,116 @@ pub(crate) const MAX_BUFFER: usize = 64 * 1024;
 
 /// Bytes appended to a partial message beyond what the machine asked for.
 const LOOKAHEAD: usize = 256;
+
+/// Verdict on whether a message starts at some bytes.
+#[derive(PartialEq, Eq, Debug)]
+pub(crate) enum Plausible {
+    Yes,
+    No,
+    /// Looks right so far; this many bytes would tell.
+    NeedMore(usize),
+}
+
+/// Text that may be SQL: no control bytes but tab/CR/LF, and UTF-8 where
+/// complete (a cut multi-byte character at the end is allowed).
+pub(crate) fn plausible_text(b: &[u8]) -> bool {
+    if b.iter()
+        .any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r') || c == 0x7F)
+    {
+        return false;
+    }
+    match std::str::from_utf8(b) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    }
+}
+
+/// Whether `text` can start an SQL statement (after blanks: a letter, or
+/// `(`, a comment, `{`; `#` comments too when `hash_comments`, as MySQL
+/// has them).
+pub(crate) fn sql_start(text: &[u8], hash_comments: bool) -> bool {
+    match text.iter().find(|c| !c.is_ascii_whitespace()) {
+        Some(c) => {
+            c.is_ascii_alphabetic()
+                || matches!(c, b'(' | b'/' | b'-' | b'{')
+                || (hash_comments && *c == b'#')
+        }
+        None => false,
+    }
+}
+
+/// Statement text from its bytes, cut to [`MAX_SQL_LEN`] and marked with
+/// [`TRUNCATED_MARKER`] when `cut` (the statement continues beyond `b`) or
+/// longer. A cut text never ends on half a character.
+pub(crate) fn sql_text(b: &[u8], cut: bool) -> String {
+    let cut = cut || b.len() > MAX_SQL_LEN;
+    let mut b = &b[..b.len().min(MAX_SQL_LEN)];
+    if cut {
+        while let Err(e) = std::str::from_utf8(b) {
+            if e.error_len().is_some() {
+                break;
+            }
+            b = &b[..e.valid_up_to()];
+        }
+    }
+    let mut s = String::from_utf8_lossy(b).into_owned();
+    if cut {
+        s.push_str(TRUNCATED_MARKER);
+    }
+    s
+}
+
+/// Events not polled yet, and per side an `End` held back until the rest
+/// of its message (not needed, skipped by count) has gone by.
+#[derive(Debug, Default)]
+pub(crate) struct Events {
+    pub(crate) queue: VecDeque<L7Event>,
+    deferred: [Option<L7Event>; 2],
+}
+
+impl Events {
+    pub(crate) fn push(&mut self, side: Side, exchange: u64, kind: L7EventKind) {
+        self.queue.push_back(L7Event {
+            side,
+            exchange,
+            kind,
+        });
+    }
+
+    /// Emit `End` now, or when the `skip` bytes left of the message went by
+    /// ([`Events::skipped`]).
+    pub(crate) fn end(
+        &mut self,
+        side: Side,
+        exchange: u64,
+        end: u64,
+        info: Option<MessageInfo>,
+        skip: u64,
+    ) {
+        let ev = L7Event {
+            side,
+            exchange,
+            kind: L7EventKind::End { end, info },
+        };
+        if skip == 0 {
+            self.queue.push_back(ev);
+        } else {
+            self.deferred[side.index()] = Some(ev);
+        }
+    }
+
+    /// The skipped rest of `side`'s message went by: its `End` is due.
+    pub(crate) fn skipped(&mut self, side: Side) {
+        if let Some(ev) = self.deferred[side.index()].take() {
+            self.queue.push_back(ev);
+        }
+    }
+
+    /// The `End` held back for `side`, withdrawn (its message was lost).
+    pub(crate) fn withdraw(&mut self, side: Side) -> Option<L7Event> {
+        self.deferred[side.index()].take()
+    }
+}
 
 /// What a [`Machine`] did with the bytes it was shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +144,57 @@ pub(crate) enum Step {
     Consume { used: usize, skip: u64 },
 }
 
+/// Where the two directions stand, kept up to date for the machine by
+/// [`feed_sides`] and [`gap_sides`].
+#[derive(Debug, Default)]
+pub(crate) struct Turns {
+    /// Total server bytes fed or gapped.
+    pub(crate) server_fed: u64,
+    /// Client bytes before this offset waited in the buffer while server
+    /// bytes were parsed: requests found there may have been answered
+    /// already, so they get no response.
+    pub(crate) client_stale_until: u64,
+}
+
+/// Feed `data` of `side` to `m` through that side's stream.
+pub(crate) fn feed_sides<M: Machine>(
+    m: &mut M,
+    client: &mut SideStream,
+    server: &mut SideStream,
+    side: Side,
+    data: &[u8],
+) {
+    m.turns().server_fed = server.fed();
+    match side {
+        Side::Client => client.feed(m, side, data),
+        Side::Server => {
+            if client.buffered() > 0 {
+                m.turns().client_stale_until = client.fed();
+            }
+            server.feed(m, side, data)
+        }
+    }
+}
+
+/// `len` uncaptured bytes of `side`, through that side's stream.
+pub(crate) fn gap_sides<M: Machine>(
+    m: &mut M,
+    client: &mut SideStream,
+    server: &mut SideStream,
+    side: Side,
+    len: u64,
+) {
+    m.turns().server_fed = server.fed();
+    match side {
+        Side::Client => client.gap(m, side, len),
+        Side::Server => server.gap(m, side, len),
+    }
+}
+
 /// A protocol state machine fed by [`SideStream`].
 pub(crate) trait Machine {
+    /// Where the two directions stand (see [`Turns`]).
+    fn turns(&mut self) -> &mut Turns;
     /// Look at `bytes` (which start at stream offset `at` of `side`). When
     /// `truncated`, no contiguous byte follows (a gap comes next): consume
     /// what can be consumed rather than asking for more.

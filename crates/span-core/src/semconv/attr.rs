@@ -32,6 +32,7 @@ pub const ERROR_TYPE: &str = "error.type";
 
 // HTTP.
 pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
+pub const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
 pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
 pub const HTTP_ROUTE: &str = "http.route";
 pub const HTTP_REQUEST_HEADER_X_REQUEST_ID: &str = "http.request.header.x-request-id";
@@ -65,6 +66,9 @@ pub const DB_RESPONSE_STATUS_CODE: &str = "db.response.status_code";
 pub const ZT_LINK_REASON: &str = "zt.link.reason";
 /// Why a span ended without its response (`IncompleteReason::as_str`).
 pub const ZT_INCOMPLETE: &str = "zt.incomplete";
+/// What part of an HTTP request the server was sent invalid (`method`,
+/// `target`, `version`, `header`), escaped values kept.
+pub const ZT_HTTP_INVALID: &str = "zt.http.invalid";
 /// On a span link: `inferred` (evidence too weak to be a parent edge).
 pub const ZT_LINK: &str = "zt.link";
 /// On a span link: what the inference rests on.

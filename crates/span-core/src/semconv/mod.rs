@@ -188,9 +188,26 @@ fn http(
     view: &mut SpanView,
 ) -> (String, Status) {
     view.protocol = Some(AppProtocol::Http);
-    let method = req.method.as_deref().map(static_method);
+    let method = req.method.as_deref().map(|m| known_method(m, req));
     if let Some(m) = &method {
-        attrs.set(attr::HTTP_REQUEST_METHOD, m.clone());
+        match m {
+            Some(m) => attrs.set(attr::HTTP_REQUEST_METHOD, m.clone()),
+            None => {
+                attrs.set(attr::HTTP_REQUEST_METHOD, "_OTHER");
+                if let Some(original) = &req.method {
+                    attrs.set(attr::HTTP_REQUEST_METHOD_ORIGINAL, original.clone());
+                }
+            }
+        }
+    }
+    // Span names use `HTTP` for a method that is not a known one.
+    let method: Option<Cow<'static, str>> = method.map(|m| m.unwrap_or(Cow::Borrowed("HTTP")));
+    let target_invalid = req
+        .invalid
+        .iter()
+        .any(|w| w == protocol_parsers::INVALID_TARGET);
+    if !req.invalid.is_empty() {
+        attrs.set(attr::ZT_HTTP_INVALID, req.invalid.join(","));
     }
     let scheme: Cow<'static, str> = match req.scheme.as_deref() {
         Some("https") => "https".into(),
@@ -209,7 +226,13 @@ fn http(
     }
     request_id(req, attrs);
     let authority = req.authority.as_deref().map(split_authority);
-    let route = req.target.as_deref().map(route_template);
+    // An invalid target is reported as received (escaped) in `url.path`,
+    // never as a route: it names no route and would be unbounded.
+    let route = req
+        .target
+        .as_deref()
+        .filter(|_| !target_invalid)
+        .map(route_template);
     if let Some(t) = &req.target {
         set_path_and_query(t, attrs);
     }
@@ -284,15 +307,22 @@ fn http(
     (name, status)
 }
 
-/// The standard methods without an allocation.
-fn static_method(m: &str) -> Cow<'static, str> {
+/// A method the HTTP semantic conventions know (RFC 9110 and `PATCH`),
+/// without an allocation; `None` for any other (reported as `_OTHER`, with
+/// the method as sent in `http.request.method_original`), an invalid one
+/// (escaped by the parser) included.
+fn known_method(m: &str, req: &HttpRequest) -> Option<Cow<'static, str>> {
     const KNOWN: &[&str] = &[
         "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "CONNECT", "TRACE",
     ];
-    match KNOWN.iter().find(|k| **k == m) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(m.to_owned()),
+    if req
+        .invalid
+        .iter()
+        .any(|w| w == protocol_parsers::INVALID_METHOD)
+    {
+        return None;
     }
+    KNOWN.iter().find(|k| **k == m).map(|k| Cow::Borrowed(*k))
 }
 
 /// Fields of the request or response that could not be decoded (HTTP/2
@@ -508,5 +538,113 @@ mod tests {
         }
         let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         assert_eq!(ip_text(v6), "::1");
+    }
+
+    /// `http` and its helpers: unknown and invalid methods are `_OTHER`
+    /// with the original kept; an invalid target is a path, never a route.
+    #[test]
+    fn http_other_methods_and_invalid_requests() {
+        use super::{describe, ExchangeView};
+        use crate::event::SockTuple;
+        use crate::span::{AttrValue, SpanKind};
+        use protocol_parsers::{HttpRequest, HttpResponse, MessageInfo, Protocol};
+        let addr = "127.0.0.1:80".parse().unwrap();
+        let run = |method: &str, target: &str, invalid: &[&str]| {
+            let req = MessageInfo::HttpRequest(HttpRequest {
+                method: Some(method.into()),
+                target: Some(target.into()),
+                invalid: invalid.iter().map(|w| w.to_string()).collect(),
+                ..HttpRequest::default()
+            });
+            let resp = MessageInfo::HttpResponse(HttpResponse {
+                status: Some(400),
+                ..HttpResponse::default()
+            });
+            let super::Described {
+                name,
+                attributes: attrs,
+                ..
+            } = describe(&ExchangeView {
+                kind: SpanKind::Server,
+                protocol: Protocol::Http1,
+                tuple: SockTuple {
+                    local: addr,
+                    remote: addr,
+                },
+                tls: false,
+                request: Some(&req),
+                response: Some(&resp),
+                raw_sql: false,
+            });
+            let get = |k: &str| match attrs.get(k) {
+                Some(AttrValue::Str(s)) => Some(s.to_string()),
+                Some(other) => Some(format!("{other:?}")),
+                None => None,
+            };
+            (
+                name,
+                get("http.request.method"),
+                get("http.request.method_original"),
+                get("url.path"),
+                get("http.route"),
+                get("zt.http.invalid"),
+            )
+        };
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            run("GET", "/u/7", &[]),
+            (
+                "GET /u/{id}".into(),
+                s("GET"),
+                None,
+                s("/u/7"),
+                s("/u/{id}"),
+                None
+            )
+        );
+        assert_eq!(
+            run("PURGE", "/x", &[]),
+            (
+                "HTTP /x".into(),
+                s("_OTHER"),
+                s("PURGE"),
+                s("/x"),
+                s("/x"),
+                None
+            )
+        );
+        assert_eq!(
+            run("G\\x01T", "/x", &["method"]),
+            (
+                "HTTP /x".into(),
+                s("_OTHER"),
+                s("G\\x01T"),
+                s("/x"),
+                s("/x"),
+                s("method")
+            )
+        );
+        assert_eq!(
+            run("GET", "/a\\x01b", &["target"]),
+            (
+                "GET".into(),
+                s("GET"),
+                None,
+                s("/a\\x01b"),
+                None,
+                s("target")
+            )
+        );
+        assert_eq!(
+            run("G\\x01T", "/\\xff", &["method", "target", "header"]),
+            (
+                "HTTP".into(),
+                s("_OTHER"),
+                s("G\\x01T"),
+                s("/\\xff"),
+                None,
+                s("method,target,header")
+            )
+        );
     }
 }
