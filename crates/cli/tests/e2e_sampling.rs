@@ -236,3 +236,71 @@ fn head_sampling_keeps_whole_traces_at_the_ratio() {
     eprintln!("kept {kept} of {REQUESTS} requests at --sample 0.5");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Parent-based: requests that arrive with a W3C `traceparent` follow its
+/// sampled flag, whatever the ratio would say.
+#[test]
+fn an_inbound_traceparent_sampled_flag_is_followed() {
+    if !require_root("an_inbound_traceparent_sampled_flag_is_followed") {
+        return;
+    }
+    const EACH: usize = 30;
+    let dir = tempdir("e2e-parent");
+    let topo = topology();
+    let tracer = Tracer::start(&dir, &["run", "--output", "json", "--sample", "0.5"]);
+    // Request i (0-based) carries trace id 00..0<i+1>ab.. with flag 01 for
+    // the first EACH, 00 for the next EACH; n = 10 * i + 1 (no error, not
+    // slow: status 200 everywhere).
+    let script = format!(
+        r#"
+import urllib.request
+for i in range({total}):
+    tid = "%030x%02x" % (0x5a3e0000 + i, 0xab)
+    flags = "01" if i < {each} else "00"
+    req = urllib.request.Request(
+        "http://127.0.0.1:{port}/api/users/%d?rid=parent%05d" % (10 * i + 1, i),
+        headers={{"traceparent": "00-%s-00f067aa0ba902b7-%s" % (tid, flags)}})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200, r.status
+        r.read()
+    print(tid)
+"#,
+        total = 2 * EACH,
+        each = EACH,
+        port = topo.gw
+    );
+    let tids = run_lines(std::process::Command::new("python3").args(["-c", &script]));
+    assert_eq!(tids.len(), 2 * EACH);
+    let (out, err) = tracer.stop();
+    eprintln!("{}", summary(&err));
+    let spans = parse_spans(&out);
+    let by = by_trace(&spans);
+    // The gateway's part of request n: its SERVER span (adopting the
+    // traceparent) and everything under it.
+    let want = expected_topology(1).1.children[0].clone();
+    let mut failures = Vec::new();
+    for (i, tid) in tids.iter().enumerate() {
+        let got = by.get(tid.as_str());
+        if i < EACH {
+            let Some(ss) = got else {
+                failures.push(format!("{tid}: sampled=1 but not output"));
+                continue;
+            };
+            match shape_of(ss) {
+                Ok(shape) if shape == vec![want.clone()] => {}
+                other => failures.push(format!("{tid}: {other:?}")),
+            }
+            let r = root(ss);
+            if attr_str(r, "zt.sampling.reason") != "parent" {
+                failures.push(format!(
+                    "{tid}: reason {:?}",
+                    attr_str(r, "zt.sampling.reason")
+                ));
+            }
+        } else if let Some(ss) = got {
+            failures.push(format!("{tid}: sampled=0 but {} spans output", ss.len()));
+        }
+    }
+    assert_no_failures(&failures, 2 * EACH);
+    let _ = std::fs::remove_dir_all(dir);
+}
