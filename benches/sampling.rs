@@ -80,6 +80,7 @@ fn keepalive_events(requests: usize, conns: usize) -> Vec<Event> {
                     payload: Bytes::from_static(p),
                     ssl: 0,
                     exec_ctx: 0,
+                    task: 0,
                 })
             };
         let srv = tuple_c.mirrored();

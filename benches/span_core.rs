@@ -78,6 +78,7 @@ fn keepalive_events(requests: usize, conns: usize) -> Vec<Event> {
                 payload: Bytes::from_static(p),
                 ssl: 0,
                 exec_ctx: 0,
+                task: 0,
             })
         };
         ev.push(data(

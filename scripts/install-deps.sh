@@ -9,7 +9,8 @@ APT_PACKAGES=(
   iproute2 procps curl openssl           # test plumbing
   nginx wrk                              # TLS proxy tests, overhead benchmark
   redis-server mariadb-server postgresql # real servers the tests talk to
-  golang-go                              # Go services of the runtime-aware linking tests
+  golang-go gcc                          # Go services of the runtime-aware linking tests (gcc: cgo builds)
+  golang-google-grpc-dev                 # gRPC-Go server of the goroutine linking test (GOPATH=/usr/share/gocode)
 )
 PIP_PACKAGES=(
   grpcio grpcio-tools protobuf pymysql mysqlclient "psycopg[binary]" redis

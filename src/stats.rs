@@ -174,6 +174,13 @@ pub mod defs {
     );
     def!(INFERRED_LINKS, "zt_inferred_links_total", Counter, None, "Emitted spans carrying weak evidence (the single request in flight in the process) as a zt.link=inferred span link, or promoted to a parent with --promote-inferred-links.");
     def!(
+        TASKS_EVICTED,
+        "zt_tasks_evicted_total",
+        Counter,
+        None,
+        "Goroutine tasks forgotten because the task table was full (their calls stay unlinked)."
+    );
+    def!(
         PARSER_DESYNCS,
         "zt_parser_desyncs_total",
         Counter,
@@ -327,6 +334,7 @@ pub mod defs {
         &TRACES_EMITTED,
         &LINKS,
         &INFERRED_LINKS,
+        &TASKS_EVICTED,
         &PARSER_DESYNCS,
         &UNMATCHED_RESPONSES,
         &LATE_EVENTS,
@@ -621,6 +629,7 @@ pub(crate) fn report_assembler(s: &span_core::Stats, pending: usize, w: &mut Sta
         w.set_labelled(&defs::LINKS, reason.as_str(), s.links(reason) as f64);
     }
     w.set(&defs::INFERRED_LINKS, s.links_inferred as f64);
+    w.set(&defs::TASKS_EVICTED, s.tasks_evicted as f64);
     w.set(&defs::PARSER_DESYNCS, s.parser_desyncs as f64);
     w.set(&defs::UNMATCHED_RESPONSES, s.unmatched_responses as f64);
     w.set(&defs::LATE_EVENTS, s.late_events as f64);

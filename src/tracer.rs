@@ -88,6 +88,7 @@ pub struct TracerBuilder {
     pids: Option<Vec<u32>>,
     tls: bool,
     python_contexts: bool,
+    go_tasks: bool,
     assembler: Config,
     id_seed: Option<u64>,
     stages: Vec<Box<dyn Stage>>,
@@ -108,6 +109,7 @@ impl Default for TracerBuilder {
             pids: None,
             tls: true,
             python_contexts: true,
+            go_tasks: true,
             assembler: Config::default(),
             id_seed: None,
             stages: Vec::new(),
@@ -146,6 +148,11 @@ impl TracerBuilder {
     /// Attach the CPython execution-context probes (default: yes).
     pub fn python_contexts(mut self, on: bool) -> Self {
         self.python_contexts = on;
+        self
+    }
+    /// Attach the goroutine probes to Go executables (default: yes).
+    pub fn go_tasks(mut self, on: bool) -> Self {
+        self.go_tasks = on;
         self
     }
     /// Tuning of the span assembler. Its clock offset, host name (when
@@ -260,7 +267,8 @@ impl TracerBuilder {
             .capture_bytes(self.capture_bytes)
             .ring_buffer_bytes(self.ring_buffer_bytes)
             .tls(self.tls)
-            .contexts(self.python_contexts);
+            .contexts(self.python_contexts)
+            .goroutines(self.go_tasks);
         if let Some(p) = self.pids.take() {
             probes = probes.pids(p);
         }

@@ -101,6 +101,11 @@ struct CaptureArgs {
     /// tasks to the request they serve.
     #[arg(long)]
     no_python_contexts: bool,
+    /// Do not attach the goroutine probes to Go executables (runtime.newproc1,
+    /// runtime.goexit1, net/http's client hand-off), which link Go services'
+    /// calls to the request their goroutine serves.
+    #[arg(long)]
+    no_go_tasks: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -264,6 +269,9 @@ fn overlay_capture(s: &mut Settings, a: &CaptureArgs, m: &ArgMatches) {
     }
     if a.no_python_contexts {
         c.python_contexts = false;
+    }
+    if a.no_go_tasks {
+        c.go_tasks = false;
     }
 }
 

@@ -31,6 +31,7 @@ pub fn builder(s: &Settings, stage: Stage) -> Result<TracerBuilder> {
         .ring_buffer_bytes(c.ring_buffer_mib.saturating_mul(1 << 20))
         .tls(c.tls)
         .python_contexts(c.python_contexts)
+        .go_tasks(c.go_tasks)
         .assembler(assembler_config(&s.assemble))
         .sink(Printer::new(s.output.format))
         .capture_only(match stage {

@@ -55,6 +55,8 @@ pub struct Capture {
     pub tls: bool,
     /// CPython context probes (thread pools, asyncio).
     pub python_contexts: bool,
+    /// Goroutine probes on Go executables (links Go services' calls).
+    pub go_tasks: bool,
     /// Trace only these processes (empty: all but zt-trace).
     pub pids: Vec<u32>,
 }
@@ -141,6 +143,7 @@ impl Default for Capture {
             ring_buffer_mib: defaults::RING_BUFFER_MIB,
             tls: true,
             python_contexts: true,
+            go_tasks: true,
             pids: Vec::new(),
         }
     }

@@ -34,6 +34,8 @@ pub(super) struct Seg {
     pub(super) thread: ThreadKey,
     /// Execution context of the call (0: none).
     pub(super) ctx: u64,
+    /// Task (goroutine) the call was made for (0: none).
+    pub(super) task: u64,
 }
 
 pub(super) enum ParseState {
@@ -117,6 +119,16 @@ impl Conn {
     }
 
     /// The segment holding stream offset `off` of `side`.
+    /// Tasks of the kept segments of `side` from stream offset `off` on
+    /// (the reads that carried a message that starts there).
+    pub(super) fn tasks_from(&self, side: Side, off: u64) -> Vec<u64> {
+        self.segs[side_idx(side)]
+            .iter()
+            .filter(|g| g.end > off && g.task != 0)
+            .map(|g| g.task)
+            .collect()
+    }
+
     pub(super) fn seg_at(&self, side: Side, off: u64) -> Option<Seg> {
         let segs = &self.segs[side_idx(side)];
         // Almost always the latest segment.
@@ -229,6 +241,7 @@ impl Conn {
             source: d.source,
             thread: d.thread(),
             ctx: d.exec_ctx,
+            task: d.task,
         };
         if self.segs[i].len() >= MAX_SEGS {
             self.segs[i].pop_front();

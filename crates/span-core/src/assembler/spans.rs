@@ -55,6 +55,9 @@ pub(super) struct SpanRec {
     /// (pid, execution context) of a client call waiting for a response
     /// written in the same context.
     pub(super) ctx_key: Option<(u32, u64)>,
+    /// HTTP/1 server span whose request a task (goroutine) read: the
+    /// `task` rule tracks it until its response head.
+    pub(super) task_tracked: bool,
     pub(super) seq_key: Option<SeqKey>,
     /// Not emitted before this (a server span waiting for its client span,
     /// a call waiting for its context's response).

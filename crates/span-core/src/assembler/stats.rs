@@ -45,6 +45,8 @@ pub struct Stats {
     pub unlinked_ambiguous_thread: u64,
     pub tls_events: u64,
     pub tls_unbound_dropped: u64,
+    /// Tasks (goroutines) the `task` rule forgot because its table was full.
+    pub tasks_evicted: u64,
 }
 
 impl Stats {

@@ -12,8 +12,11 @@
 //! - SERVER spans: [`traceparent`], else [`tcp_seq`] (which may wait for the
 //!   client span); then the span is recorded as in flight on its thread and
 //!   process ([`thread`]), the evidence of the client-side rules.
-//! - CLIENT spans: [`thread`] (a verdict: a parent, or the reason there is
-//!   none); without a parent, [`inferred`] (the single request in flight in
+//! - HTTP/1 SERVER spans read by goroutines are also tracked by [`task`]
+//!   until their response head.
+//! - CLIENT spans: [`task`] for calls made by goroutines (a verdict, or a
+//!   wait for the response head that proves it), else [`thread`] (a
+//!   verdict: a parent, or the reason there is none); without a parent, [`inferred`] (the single request in flight in
 //!   the process, weak evidence) and [`context`] (waits for the response
 //!   written in the call's execution context, which may settle the call
 //!   later); then [`tcp_seq`] (the server span of the same request, if
@@ -28,6 +31,7 @@
 pub(super) mod context;
 pub(super) mod inferred;
 mod reason;
+pub(super) mod task;
 pub(super) mod tcp_seq;
 pub(super) mod thread;
 pub(super) mod traceparent;
@@ -55,6 +59,12 @@ pub(super) struct Opening {
     pub(super) seq: Option<SeqKey>,
     /// An inbound W3C `traceparent` header (SERVER spans).
     pub(super) traceparent: Option<traceparent::TraceParent>,
+    /// Task (goroutine) the request was written for (CLIENT spans; 0:
+    /// none).
+    pub(super) task: u64,
+    /// HTTP/1 SERVER spans: the tasks whose reads carried the request head.
+    pub(super) read_by: Vec<u64>,
+    pub(super) conn_id: u64,
 }
 
 /// The rules' state.
@@ -63,6 +73,7 @@ pub(super) struct Linker {
     tcp_seq: tcp_seq::SeqIndex,
     threads: thread::Threads,
     context: context::Contexts,
+    pub(super) tasks: task::TaskLinker,
 }
 
 impl Linker {
@@ -83,6 +94,13 @@ impl Linker {
             parent = self.tcp_seq.server_opened(rec, key, spans, cfg);
         }
         self.threads.server_opened(rec.id, o.pid, o.thread, procs);
+        if !o.read_by.is_empty() {
+            self.tasks
+                .request_read(o.pid, rec.id, o.conn_id, &o.read_by, |x| {
+                    spans.get(x).is_none_or(|r| r.end.is_some())
+                });
+            rec.task_tracked = true;
+        }
         parent
     }
 
@@ -96,7 +114,21 @@ impl Linker {
         procs: &Procs,
         cfg: &Config,
     ) -> Option<SpanId> {
-        let parent = match self.threads.verdict(o.pid, o.thread, o.ctx, procs) {
+        // A goroutine's call: the task rule decides (it may prove it later,
+        // at the response head of the request its ancestry serves).
+        let verdict = if o.task != 0 {
+            Err(match self.tasks.call(o.pid, rec.id, o.task) {
+                task::Verdict::Wait(_) => {
+                    rec.peer_deadline = rec.peer_deadline.max(rec.start + cfg.task_wait_ns);
+                    LinkReason::UnlinkedTaskUnproven
+                }
+                task::Verdict::Unproven => LinkReason::UnlinkedTaskUnproven,
+                task::Verdict::Ambiguous => LinkReason::UnlinkedTaskAmbiguous,
+            })
+        } else {
+            self.threads.verdict(o.pid, o.thread, o.ctx, procs)
+        };
+        let parent = match verdict {
             Ok(p) => {
                 rec.link_reason = LinkReason::Thread;
                 Some(p)
@@ -162,6 +194,46 @@ impl Linker {
     /// event just handled carried.
     pub(super) fn settle_contexts(&mut self, spans: &mut SpanTable) {
         self.context.settle_heads(spans);
+    }
+
+    /// The response head of HTTP/1 server span `x` was written by task
+    /// `writer` (0: not a tracked goroutine) at `at`: link the calls the
+    /// task rule proves to be its own.
+    pub(super) fn response_head_by_task(
+        &mut self,
+        pid: u32,
+        x: SpanId,
+        writer: u64,
+        at: MonoNanos,
+        spans: &mut SpanTable,
+    ) {
+        if let Some(s) = spans.get_mut(x) {
+            s.task_tracked = false;
+        }
+        for (c, proven) in self.tasks.response_head(pid, x, writer, at) {
+            if !proven {
+                continue;
+            }
+            let Some(cs) = spans.get_mut(c) else {
+                continue;
+            };
+            if cs.parent != Parent::None {
+                continue;
+            }
+            cs.parent = Parent::Local(x);
+            cs.link_reason = LinkReason::Task;
+            // Proof replaces the inferred evidence.
+            cs.inferred_link = None;
+            if let Some(xs) = spans.get_mut(x) {
+                xs.children.push(c);
+            }
+        }
+    }
+
+    /// Server span `id` ended with no response head from a task: calls
+    /// waiting for it stay unproven.
+    pub(super) fn task_span_gone(&mut self, id: SpanId) {
+        self.tasks.span_gone(id);
     }
 
     /// `rec` is being emitted: nothing may find it any more.

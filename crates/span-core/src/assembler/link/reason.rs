@@ -45,11 +45,21 @@ pub enum LinkReason {
     /// A call made by a process whose runtime is unknown (its details were
     /// never read).
     UnlinkedRuntimeUnknown,
+    /// The request the call's goroutine, or the goroutine that created it
+    /// for a fan-out, was serving (the `task` rule).
+    Task,
+    /// A goroutine's call whose ancestry was serving more than one request
+    /// (pipelining, a goroutine serving several connections).
+    UnlinkedTaskAmbiguous,
+    /// A goroutine's call the `task` rule could not prove (no request
+    /// served by its ancestry, a goroutine that outlived the request, a
+    /// response written by another goroutine).
+    UnlinkedTaskUnproven,
 }
 
 impl LinkReason {
     /// Every reason, in declaration order (`reason as usize` indexes it).
-    pub const ALL: [LinkReason; 13] = [
+    pub const ALL: [LinkReason; 16] = [
         LinkReason::Root,
         LinkReason::Traceparent,
         LinkReason::TcpSeq,
@@ -63,6 +73,9 @@ impl LinkReason {
         LinkReason::UnlinkedContextUnproven,
         LinkReason::UnlinkedMultiplexedRuntime,
         LinkReason::UnlinkedRuntimeUnknown,
+        LinkReason::Task,
+        LinkReason::UnlinkedTaskAmbiguous,
+        LinkReason::UnlinkedTaskUnproven,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -85,6 +98,9 @@ impl LinkReason {
             LinkReason::UnlinkedContextUnproven => "unlinked_context_unproven",
             LinkReason::UnlinkedMultiplexedRuntime => "unlinked_multiplexed_runtime",
             LinkReason::UnlinkedRuntimeUnknown => "unlinked_runtime_unknown",
+            LinkReason::Task => "task",
+            LinkReason::UnlinkedTaskAmbiguous => "unlinked_task_ambiguous",
+            LinkReason::UnlinkedTaskUnproven => "unlinked_task_unproven",
         }
     }
 
@@ -101,6 +117,7 @@ impl LinkReason {
                 | LinkReason::TcpSeq
                 | LinkReason::Thread
                 | LinkReason::Context
+                | LinkReason::Task
                 | LinkReason::InferredSingleRequest
         )
     }
