@@ -132,7 +132,8 @@ struct SamplingArgs {
     /// Head sampling: output this fraction of traces (0.0-1.0), decided
     /// from the trace id like OpenTelemetry's TraceIdRatioBased sampler, so
     /// every span of a trace and every agent agree. A root that came with a
-    /// traceparent header follows its sampled flag.
+    /// traceparent header follows its sampled flag. At 1.0 sampling is off:
+    /// every trace is output.
     #[arg(long = "sample", default_value_t = defaults::SAMPLE_RATIO, value_name = "RATIO")]
     ratio: f64,
     /// The ratio of traces whose root is service NAME (repeatable).
