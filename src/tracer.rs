@@ -15,6 +15,7 @@ use crate::metrics::MetricsServer;
 use crate::sink::{Sink, SinkError};
 use crate::stage::{Shared, Stage};
 use crate::stages::graph::{GraphConfig, GraphStage};
+use crate::stages::{OutputFilter, Sampler};
 use crate::stats::{self, defs, StatsSnapshot, StatsWriter};
 use ebpf_probes::record::{RecordError, RecordHeader, RecordReader, RecordWriter};
 use ebpf_probes::{
@@ -99,6 +100,8 @@ pub struct TracerBuilder {
     assembler: Config,
     id_seed: Option<u64>,
     stages: Vec<Box<dyn Stage>>,
+    output_filter: Option<OutputFilter>,
+    sampler: Option<Sampler>,
     sinks: Vec<Box<dyn Sink>>,
     exporters: Vec<Box<dyn SpanExporter>>,
     export_config: PipelineConfig,
@@ -126,6 +129,8 @@ impl Default for TracerBuilder {
             assembler: Config::default(),
             id_seed: None,
             stages: Vec::new(),
+            output_filter: None,
+            sampler: None,
             sinks: Vec::new(),
             exporters: Vec::new(),
             export_config: PipelineConfig::default(),
@@ -183,9 +188,25 @@ impl TracerBuilder {
         self.id_seed = Some(seed);
         self
     }
-    /// Add a processing stage (they run in the order added).
+    /// Add a processing stage (they run in the order added, all of them
+    /// before the [output filter](Self::output_filter) and the
+    /// [sampler](Self::sampler), so aggregates see every trace).
     pub fn stage(mut self, stage: impl Stage + 'static) -> Self {
         self.stages.push(Box::new(stage));
+        self
+    }
+    /// Drop traces from the output (ignored routes, other services, short
+    /// requests). Runs after every [`stage`](Self::stage), before the
+    /// sampler: it applies to output and export only.
+    pub fn output_filter(mut self, filter: OutputFilter) -> Self {
+        self.output_filter = Some(filter);
+        self
+    }
+    /// Sample traces (head by trace id, tail by rules). Runs last, after
+    /// every [`stage`](Self::stage) and the output filter: sampling applies
+    /// to output and export only, never to aggregates or statistics.
+    pub fn sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = Some(sampler);
         self
     }
     /// Add a sink (every trace goes to every sink, in the order added).
@@ -277,9 +298,17 @@ impl TracerBuilder {
         {
             self.graph = Some(Shared::new(GraphStage::new(GraphConfig::default())));
         }
+        // Aggregating stages first (the graph before the user's), then the
+        // output-only ones: the graph and metrics see every trace.
         let mut stages = std::mem::take(&mut self.stages);
         if let Some(g) = &self.graph {
             stages.insert(0, Box::new(g.clone()));
+        }
+        if let Some(f) = self.output_filter.take() {
+            stages.push(Box::new(f));
+        }
+        if let Some(s) = self.sampler.take() {
+            stages.push(Box::new(s));
         }
         Core {
             asm: Assembler::new(cfg),
