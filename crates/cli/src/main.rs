@@ -166,9 +166,33 @@ struct CaptureArgs {
     /// Payload bytes captured per syscall (1-8192).
     #[arg(long, default_value_t = defaults::CAPTURE_BYTES, value_name = "BYTES")]
     capture_bytes: u32,
-    /// Trace only these process ids (repeatable; default: every process but zt-trace).
+    /// Trace only these process ids (repeatable; default: every process but
+    /// zt-trace). This and the other filters below run in the kernel,
+    /// before any other work: filtered-out traffic costs about an empty
+    /// tracepoint. Include filters of different kinds must all match.
     #[arg(long = "pid", value_name = "PID")]
     pids: Vec<u32>,
+    /// Never trace these process ids (repeatable).
+    #[arg(long = "exclude-pid", value_name = "PID")]
+    exclude_pids: Vec<u32>,
+    /// Trace only processes with this name (the kernel's comm, at most 15
+    /// bytes; matched at exec, so processes started later are covered).
+    #[arg(long = "comm", value_name = "NAME")]
+    comms: Vec<String>,
+    /// Trace only processes running this executable (matched by file, at
+    /// exec and for running processes).
+    #[arg(long = "exe", value_name = "PATH")]
+    exes: Vec<PathBuf>,
+    /// Trace only processes in this cgroup v2 subtree: a container or a
+    /// systemd unit (absolute, or relative to the cgroup v2 mount).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    cgroups: Vec<PathBuf>,
+    /// Trace only connections with this port at either end (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    ports: Vec<u16>,
+    /// Never trace connections with this port at either end (repeatable).
+    #[arg(long = "exclude-port", value_name = "PORT")]
+    exclude_ports: Vec<u16>,
     /// Kernel ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = defaults::RING_BUFFER_MIB, value_name = "MIB")]
     ring_buffer_mib: u32,
@@ -368,6 +392,24 @@ fn overlay_capture(s: &mut Settings, a: &CaptureArgs, m: &ArgMatches) {
     }
     if given(m, "pids") {
         c.pids = a.pids.clone();
+    }
+    if given(m, "exclude_pids") {
+        c.exclude_pids = a.exclude_pids.clone();
+    }
+    if given(m, "comms") {
+        c.comms = a.comms.clone();
+    }
+    if given(m, "exes") {
+        c.exes = a.exes.clone();
+    }
+    if given(m, "cgroups") {
+        c.cgroups = a.cgroups.clone();
+    }
+    if given(m, "ports") {
+        c.ports = a.ports.clone();
+    }
+    if given(m, "exclude_ports") {
+        c.exclude_ports = a.exclude_ports.clone();
     }
     if a.no_tls {
         c.tls = false;

@@ -44,8 +44,10 @@ pub fn builder(s: &Settings, stage: Stage) -> Result<TracerBuilder> {
             Stage::Decode => Some(CaptureOnly::Decode),
             Stage::Full => None,
         });
-    if !c.pids.is_empty() {
-        b = b.pids(c.pids.clone());
+    let filter = c.kernel_filter();
+    if !filter.is_empty() {
+        log::info!("in-kernel filter: {filter:?}");
+        b = b.kernel_filter(filter);
     }
     let (exporters, config) = crate::export::exporters(&s.export)?;
     for e in exporters {

@@ -130,8 +130,37 @@ pub struct Capture {
     pub python_contexts: bool,
     /// Goroutine probes on Go executables (links Go services' calls).
     pub go_tasks: bool,
-    /// Trace only these processes (empty: all but zt-trace).
+    /// In-kernel filters (checked by the eBPF programs before any other
+    /// work). Trace only these processes (empty: all but zt-trace).
     pub pids: Vec<u32>,
+    /// Never trace these processes.
+    pub exclude_pids: Vec<u32>,
+    /// Trace only processes with one of these names (comm, matched at exec).
+    pub comms: Vec<String>,
+    /// Trace only processes running one of these executables.
+    pub exes: Vec<PathBuf>,
+    /// Trace only processes in these cgroup v2 subtrees (absolute, or
+    /// relative to the cgroup v2 mount).
+    pub cgroups: Vec<PathBuf>,
+    /// Trace only connections with one of these ports at either end.
+    pub ports: Vec<u16>,
+    /// Never trace connections with one of these ports at either end.
+    pub exclude_ports: Vec<u16>,
+}
+
+impl Capture {
+    /// The in-kernel filter these settings ask for.
+    pub fn kernel_filter(&self) -> zt_trace::ebpf_probes::Filter {
+        let mut f = zt_trace::ebpf_probes::Filter::new();
+        f.include.pids = self.pids.clone();
+        f.exclude.pids = self.exclude_pids.clone();
+        f.include.comms = self.comms.clone();
+        f.include.exes = self.exes.clone();
+        f.include.cgroups = self.cgroups.clone();
+        f.include.ports = self.ports.clone();
+        f.exclude.ports = self.exclude_ports.clone();
+        f
+    }
 }
 
 /// How spans are assembled and linked.
@@ -229,6 +258,12 @@ impl Default for Capture {
             python_contexts: true,
             go_tasks: true,
             pids: Vec::new(),
+            exclude_pids: Vec::new(),
+            comms: Vec::new(),
+            exes: Vec::new(),
+            cgroups: Vec::new(),
+            ports: Vec::new(),
+            exclude_ports: Vec::new(),
         }
     }
 }
@@ -385,11 +420,39 @@ impl Settings {
                 c.ring_buffer_mib
             ));
         }
-        for pid in &c.pids {
-            if *pid == 0 {
-                problems.push("pids (--pid): 0 is not a process id".to_owned());
-            } else if !Path::new(&format!("/proc/{pid}")).exists() {
-                problems.push(format!("pids (--pid): no process has id {pid}"));
+        for (key, pids) in [
+            ("pids (--pid)", &c.pids),
+            ("exclude_pids (--exclude-pid)", &c.exclude_pids),
+        ] {
+            for pid in pids {
+                if *pid == 0 {
+                    problems.push(format!("{key}: 0 is not a process id"));
+                } else if !Path::new(&format!("/proc/{pid}")).exists() {
+                    problems.push(format!("{key}: no process has id {pid}"));
+                }
+            }
+        }
+        for (key, ports) in [
+            ("ports (--port)", &c.ports),
+            ("exclude_ports (--exclude-port)", &c.exclude_ports),
+        ] {
+            if ports.contains(&0) {
+                problems.push(format!("{key}: 0 is not a port"));
+            }
+        }
+        // Names, executables and cgroups as the kernel will see them (the
+        // filter's own checks: lengths, counts, files that exist).
+        if c.pids.iter().chain(&c.exclude_pids).all(|p| *p != 0)
+            && !c.ports.contains(&0)
+            && !c.exclude_ports.contains(&0)
+        {
+            if let Err(e) = c
+                .kernel_filter()
+                .resolve(zt_trace::ebpf_probes::cgroup2_mount().as_deref())
+            {
+                problems.push(format!(
+                    "kernel filter (--comm, --exe, --cgroup, --pid, --port): {e}"
+                ));
             }
         }
         let a = &self.assemble;

@@ -150,6 +150,16 @@ fn every_bad_option_is_refused_with_its_own_message() {
             &["--keep-query", "--redact-query-param", "sid"],
             "keep_query (--keep-query) keeps every query value",
         ),
+        // In-kernel filters.
+        (&["--exclude-pid", "0"], "exclude_pids (--exclude-pid): 0 is not a process id"),
+        (&["--port", "0"], "ports (--port): 0 is not a port"),
+        (&["--exclude-port", "0"], "exclude_ports (--exclude-port): 0 is not a port"),
+        (
+            &["--comm", "a-name-longer-than-fifteen"],
+            "is longer than the 15 bytes the kernel keeps",
+        ),
+        (&["--exe", "/nonexistent/bin"], "executable /nonexistent/bin"),
+        (&["--cgroup", "/nonexistent/cg"], "cgroup /nonexistent/cg"),
         // Sampling and output filters.
         (
             &["--sample", "1.5"],
