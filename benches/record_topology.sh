@@ -6,6 +6,7 @@ set -euo pipefail
 T="$(cd "$(dirname "$0")/.." && pwd)/tests/topology"
 BIN=$1; OUT=$2
 pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 start() { OTEL_SERVICE_NAME=$1 python3 $T/service.py "$@" >/dev/null 2>&1 & pids+=($!); }
 start profile 19301
 start users 19302 profile=19301
@@ -17,5 +18,4 @@ sleep 4
 python3 $T/loadgen.py 19304 10000 16 abr > /dev/null
 sleep 1
 kill -INT $ZP; wait $ZP || true
-kill "${pids[@]}"
 tail -3 "$OUT.err"; ls -la "$OUT"
