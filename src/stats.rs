@@ -45,6 +45,10 @@ pub struct Sample {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StatsSnapshot {
     pub samples: Vec<Sample>,
+    /// Pods whose traffic goes through a sidecar, found so far (which
+    /// mesh, which sidecars, which applications): for `check`, the
+    /// dashboard and the service graph. Counted in `zt_mesh_pods`.
+    pub mesh: span_core::mesh::MeshReport,
 }
 
 /// The definitions, in the order they are shown.
@@ -209,6 +213,13 @@ pub mod defs {
         "Plaintext data events from TLS library probes."
     );
     def!(
+        MESH_PODS,
+        "zt_mesh_pods",
+        Gauge,
+        Some("mesh"),
+        "Pods (network namespaces) whose traffic was seen going through a sidecar, by mesh (istio, linkerd, envoy, nginx, haproxy, ...); StatsSnapshot::mesh lists them."
+    );
+    def!(
         PENDING_SPANS,
         "zt_pending_spans",
         Gauge,
@@ -315,6 +326,7 @@ pub mod defs {
         &LATE_EVENTS,
         &REORDER_FORCED,
         &TLS_EVENTS,
+        &MESH_PODS,
         &PENDING_SPANS,
         &STAGE_TRACES,
         &TRACES_OUT,
@@ -334,6 +346,7 @@ pub mod defs {
 #[derive(Debug, Default)]
 pub struct StatsWriter {
     samples: Vec<Sample>,
+    mesh: span_core::mesh::MeshReport,
 }
 
 impl StatsWriter {
@@ -377,6 +390,7 @@ impl StatsWriter {
         self.samples.sort_by_key(|s| order(s.def));
         StatsSnapshot {
             samples: self.samples,
+            mesh: self.mesh,
         }
     }
 }
@@ -474,6 +488,13 @@ impl StatsSnapshot {
             labelled(defs::SPANS_DROPPED.name),
             v(defs::LATE_EVENTS.name),
         ));
+        if !self.mesh.pods.is_empty() {
+            out.push(format!(
+                "mesh: {} pods behind sidecars: {}",
+                self.mesh.pods.len(),
+                self.mesh.lines().join("; ")
+            ));
+        }
         let stages = labelled(defs::STAGE_TRACES.name);
         let sink_drops = v(defs::SINK_DROPS.name);
         if !stages.is_empty() || sink_drops > 0 {
@@ -526,6 +547,21 @@ pub(crate) fn report_kernel(d: &DropCounters, w: &mut StatsWriter) {
     for (reason, n) in &d.by_reason {
         w.set_labelled(&defs::KERNEL_DROPS, *reason, *n as f64);
     }
+}
+
+/// The pods found behind sidecars: a gauge per mesh and the list itself.
+pub(crate) fn report_mesh(m: span_core::mesh::MeshReport, w: &mut StatsWriter) {
+    let mut per_mesh: Vec<(String, u32)> = Vec::new();
+    for p in &m.pods {
+        match per_mesh.iter_mut().find(|(k, _)| *k == p.mesh) {
+            Some((_, n)) => *n += 1,
+            None => per_mesh.push((p.mesh.clone(), 1)),
+        }
+    }
+    for (mesh, n) in per_mesh {
+        w.set_labelled(&defs::MESH_PODS, mesh, n);
+    }
+    w.mesh = m;
 }
 
 /// The assembler's counters.

@@ -194,12 +194,21 @@ impl TracerBuilder {
         self
     }
 
-    fn core(&mut self, wall_clock_offset_ns: i64, seed: u64, host: Option<String>) -> Core {
+    fn core(
+        &mut self,
+        wall_clock_offset_ns: i64,
+        seed: u64,
+        host: Option<String>,
+        host_net_ns: Option<u64>,
+    ) -> Core {
         let mut cfg = self.assembler.clone();
         cfg.wall_clock_offset_ns = wall_clock_offset_ns;
         cfg.id_seed = self.id_seed.unwrap_or(seed);
         if cfg.host_name.is_none() {
             cfg.host_name = host;
+        }
+        if cfg.host_net_ns.is_none() {
+            cfg.host_net_ns = host_net_ns;
         }
         let export = (!self.exporters.is_empty()).then(|| {
             Pipeline::new(
@@ -244,7 +253,11 @@ impl TracerBuilder {
         let watch_own = !self.exporters.is_empty();
         let offset = wall_clock_offset_ns();
         let host = host_name();
-        let core = self.core(offset, random_seed(), host.clone());
+        // The agent runs in the host's network namespace: processes in
+        // another one are in pods (where a proxy beside an app is a
+        // sidecar).
+        let host_ns = ebpf_probes::procfs::net_ns(std::process::id());
+        let core = self.core(offset, random_seed(), host.clone(), host_ns);
         let probes = probes.load()?;
         let mut source = LiveSource::new(probes, self.tls);
         source.watch_own_connections(watch_own);
@@ -254,6 +267,7 @@ impl TracerBuilder {
                 wall_clock_offset_ns: offset,
                 capture_bytes: self.capture_bytes,
                 host_name: host,
+                host_net_ns: host_ns,
             };
             let w = RecordWriter::new(file, &header).map_err(|source| TracerError::Log {
                 path: path.clone(),
@@ -282,7 +296,12 @@ impl TracerBuilder {
         let file = File::open(&path).map_err(|e| log_err(RecordError::Io(e)))?;
         let reader = RecordReader::new(file).map_err(log_err)?;
         let header = reader.header.clone();
-        let core = self.core(header.wall_clock_offset_ns, 1, header.host_name.clone());
+        let core = self.core(
+            header.wall_clock_offset_ns,
+            1,
+            header.host_name.clone(),
+            header.host_net_ns,
+        );
         let source = ReplaySource::new(reader);
         Tracer::spawn(move |control| run_replay(source, path, core, control))
     }
@@ -594,6 +613,7 @@ impl Core {
 
     fn report(&self, w: &mut StatsWriter) {
         stats::report_assembler(&self.asm.stats(), self.asm.pending_spans(), w);
+        stats::report_mesh(self.asm.mesh(), w);
         for slot in &self.stages {
             let name = slot.stage.name();
             w.set_labelled(&defs::STAGE_TRACES, format!("{name}:in"), slot.taken as f64);

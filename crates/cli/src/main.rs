@@ -114,6 +114,20 @@ struct AssembleArgs {
     /// Close requests that got no response after this long (s).
     #[arg(long, default_value_t = defaults::REQUEST_TIMEOUT_S, value_name = "SECS")]
     request_timeout_s: u64,
+    /// Name the processes matching CONDITIONS NAME, over every other source
+    /// (OTEL_SERVICE_NAME, the cgroup's systemd unit, the script or
+    /// executable); repeatable, the first rule that matches wins.
+    /// CONDITIONS: KEY=VALUE[,KEY=VALUE...], all must hold; keys: exe (a
+    /// path, or a file name), comm, cmdline (contained in the command line),
+    /// port (a local port it accepts connections on), cgroup (contained in
+    /// the cgroup path), container (an id prefix), pod (a Kubernetes pod
+    /// uid), unit (a systemd unit). Example: 'exe=/usr/bin/java,port=8080:orders'.
+    #[arg(long = "service-name", value_name = "CONDITIONS:NAME")]
+    service_names: Vec<String>,
+    /// Keep each process's command line (process.command_line) in span
+    /// resources. Off by default: arguments may hold passwords or tokens.
+    #[arg(long)]
+    keep_command_line: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -218,6 +232,12 @@ fn overlay_assemble(s: &mut Settings, a: &AssembleArgs, m: &ArgMatches) {
     }
     if given(m, "request_timeout_s") {
         x.request_timeout_s = a.request_timeout_s;
+    }
+    if given(m, "service_names") {
+        x.service_names = a.service_names.clone();
+    }
+    if a.keep_command_line {
+        x.keep_command_line = true;
     }
 }
 

@@ -58,6 +58,12 @@ pub struct Assemble {
     pub promote_inferred_links: bool,
     pub trace_linger_ms: u64,
     pub request_timeout_s: u64,
+    /// Service naming rules, `KEY=VALUE[,KEY=VALUE...]:NAME` (keys: exe,
+    /// comm, cmdline, port, cgroup, container, pod, unit), over every other
+    /// source of service names; the first that matches wins.
+    pub service_names: Vec<String>,
+    /// Keep `process.command_line` in resources (it may hold secrets).
+    pub keep_command_line: bool,
 }
 
 /// Where spans are exported.
@@ -106,6 +112,8 @@ impl Default for Assemble {
             promote_inferred_links: false,
             trace_linger_ms: defaults::TRACE_LINGER_MS,
             request_timeout_s: defaults::REQUEST_TIMEOUT_S,
+            service_names: Vec::new(),
+            keep_command_line: false,
         }
     }
 }
@@ -207,6 +215,11 @@ impl Settings {
                 a.request_timeout_s
             ));
         }
+        for rule in &a.service_names {
+            if let Err(err) = span_core::naming::ServiceRule::parse(rule) {
+                problems.push(format!("service_names (--service-name): {err}"));
+            }
+        }
         let e = &self.export;
         if e.queue == 0 {
             problems.push("queue (--export-queue) is 0: it must be at least 1".to_owned());
@@ -280,6 +293,10 @@ impl Settings {
 /// Sections whose keys `ZT_<SECTION>_<KEY>` variables set.
 const SECTIONS: &[&str] = &["capture", "assemble", "export", "output"];
 
+/// List keys whose items hold commas themselves: their `ZT_` variables
+/// separate items with `;` (`ZT_ASSEMBLE_SERVICE_NAMES='exe=java,port=8080:orders;unit=web:web'`).
+const SEMICOLON_LISTS: &[&str] = &["service_names"];
+
 /// One `ZT_<SECTION>_<KEY>=value` variable onto the settings table. Other
 /// `ZT_` variables (test switches, build options) are not settings and are
 /// left alone.
@@ -298,8 +315,13 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<()> {
     // the first reading the settings accept (optional keys start absent).
     let candidates: Vec<toml::Value> = {
         let list = || {
+            let sep = if SEMICOLON_LISTS.contains(&key) {
+                ';'
+            } else {
+                ','
+            };
             let parts: Vec<&str> = value
-                .split(',')
+                .split(sep)
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
                 .collect();
@@ -407,6 +429,10 @@ mod tests {
                 ("ZT_OUTPUT_DURATION_S", "2.5"),
                 ("ZT_OUTPUT_FORMAT", "json"),
                 ("ZT_CAPTURE_PYTHON_CONTEXTS", "no"),
+                (
+                    "ZT_ASSEMBLE_SERVICE_NAMES",
+                    "exe=/usr/bin/java,port=8080:orders; unit=web:front",
+                ),
                 ("ZT_REQUIRE_BPF", "1"), // not a setting: left alone
             ]),
         )
@@ -416,6 +442,16 @@ mod tests {
         assert!(!s.capture.python_contexts);
         assert_eq!(s.capture.pids, vec![1, 2]);
         assert_eq!(s.assemble.trace_linger_ms, 300);
+        assert_eq!(
+            s.assemble.service_names,
+            vec![
+                "exe=/usr/bin/java,port=8080:orders".to_owned(),
+                "unit=web:front".to_owned()
+            ]
+        );
+        for r in &s.assemble.service_names {
+            span_core::naming::ServiceRule::parse(r).unwrap();
+        }
         assert_eq!(s.export.exporters, vec!["zipkin".to_owned()]);
         assert_eq!(s.export.protocol.as_deref(), Some("http/json"));
         assert_eq!(s.output.duration_s, Some(2.5));
@@ -468,6 +504,7 @@ mod tests {
         s.export.exporters = vec!["otlp-http=http://127.0.0.1:99999/v1/traces".into()];
         s.output.duration_s = Some(-1.0);
         s.output.record = Some("/nonexistent/dir/x.zrec".into());
+        s.assemble.service_names = vec!["exe=java:ok".into(), "port=99999:x".into()];
         let e = s.validate().unwrap_err().to_string();
         for needle in [
             "capture_bytes (--capture-bytes) is 0",
@@ -483,6 +520,7 @@ mod tests {
             "1 to 65535",
             "duration_s (--duration) is -1",
             "record (--record)",
+            "service_names (--service-name): service name rule \"port=99999:x\": port=99999 is not a port",
         ] {
             assert!(e.contains(needle), "{needle} missing from:\n{e}");
         }

@@ -240,7 +240,9 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 exe: cstr(&r.filename),
                 args,
                 service_name: None,
+                resource_attributes: Vec::new(),
                 cgroup: None,
+                net_ns: None,
                 runtime: None,
             }))
         }

@@ -39,6 +39,7 @@ pub use stats::Stats;
 
 use crate::event::{ConnClose, DataEvent, Event, MonoNanos};
 use crate::ids::IdGenerator;
+use crate::mesh::{MeshReport, MeshTracker};
 use crate::reorder::Reorder;
 use crate::span::Trace;
 use config::MS;
@@ -69,6 +70,7 @@ pub struct Assembler {
     linker: Linker,
     emitter: Emitter,
     stats: Stats,
+    mesh: MeshTracker,
     last_sweep: MonoNanos,
 }
 
@@ -86,6 +88,7 @@ impl Assembler {
             linker: Linker::default(),
             emitter: Emitter::default(),
             stats: Stats::default(),
+            mesh: MeshTracker::default(),
             last_sweep: 0,
         }
     }
@@ -100,6 +103,12 @@ impl Assembler {
         s.reorder_forced = self.reorder.forced;
         s.fill_named_links();
         s
+    }
+
+    /// The pods whose traffic was seen going through a sidecar (see
+    /// [`crate::mesh`]).
+    pub fn mesh(&self) -> MeshReport {
+        self.mesh.report()
     }
 
     /// Spans started and not yet emitted.

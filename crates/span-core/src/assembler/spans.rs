@@ -10,6 +10,7 @@
 
 use super::link::tcp_seq::SeqKey;
 use super::link::LinkReason;
+use super::procs::ProcFacts;
 use crate::event::{MonoNanos, SockTuple, ThreadKey};
 use crate::span::{Resource, SpanId, SpanKind, TraceId};
 use crate::view::IncompleteReason;
@@ -34,6 +35,8 @@ pub(super) struct SpanRec {
     pub(super) kind: SpanKind,
     pub(super) protocol: Protocol,
     pub(super) resource: Arc<Resource>,
+    /// Its process's network namespace and proxy status when it started.
+    pub(super) facts: ProcFacts,
     pub(super) tuple: SockTuple,
     pub(super) tls: bool,
     pub(super) thread: ThreadKey,

@@ -12,12 +12,17 @@
 //! - SERVER spans: [`traceparent`], else [`tcp_seq`] (which may wait for the
 //!   client span); then the span is recorded as in flight on its thread and
 //!   process ([`thread`]), the evidence of the client-side rules.
+//!   SERVER spans of HTTP requests are also indexed by their identity
+//!   ([`forward`]) until their response ends.
 //! - CLIENT spans: [`thread`] (a verdict: a parent, or the reason there is
-//!   none); without a parent, [`inferred`] (the single request in flight in
-//!   the process, weak evidence) and [`context`] (waits for the response
-//!   written in the call's execution context, which may settle the call
-//!   later); then [`tcp_seq`] (the server span of the same request, if
-//!   already seen, becomes this span's child).
+//!   none), checked against [`forward`] (the inbound request whose id, or
+//!   in a proxy whose head, the call carries: a parent where the thread
+//!   gave none, a conflict where it gave another); without a parent,
+//!   [`inferred`] (the single request in flight in the process, weak
+//!   evidence) and [`context`] (waits for the response written in the
+//!   call's execution context, which may settle the call later); then
+//!   [`tcp_seq`] (the server span of the same request, if already seen,
+//!   becomes this span's child).
 //!
 //! Adding a rule: a module here holding its state and its invariant, a
 //! [`LinkReason`] (and its place in `LinkReason::ALL`), and one call in
@@ -26,6 +31,7 @@
 //! goes in [`Linker::forget`].
 
 pub(super) mod context;
+pub(super) mod forward;
 pub(super) mod inferred;
 mod reason;
 pub(super) mod tcp_seq;
@@ -63,6 +69,7 @@ pub(super) struct Linker {
     tcp_seq: tcp_seq::SeqIndex,
     threads: thread::Threads,
     context: context::Contexts,
+    forward: forward::Forwards,
 }
 
 impl Linker {
@@ -83,6 +90,7 @@ impl Linker {
             parent = self.tcp_seq.server_opened(rec, key, spans, cfg);
         }
         self.threads.server_opened(rec.id, o.pid, o.thread, procs);
+        self.forward.inbound_opened(rec, o.pid);
         parent
     }
 
@@ -96,14 +104,47 @@ impl Linker {
         procs: &Procs,
         cfg: &Config,
     ) -> Option<SpanId> {
-        let parent = match self.threads.verdict(o.pid, o.thread, o.ctx, procs) {
-            Ok(p) => {
+        let proxy = procs.is_proxy(o.pid);
+        let forwarded = self.forward.outbound(rec, o.pid, spans, proxy);
+        let parent = match (
+            self.threads.verdict(o.pid, o.thread, o.ctx, procs),
+            forwarded,
+        ) {
+            // Two rules proving different parents: one's assumption is
+            // broken here, so neither proves anything.
+            (Ok(p), forward::Verdict::Parent(q, _)) if p != q => {
+                rec.link_reason = LinkReason::UnlinkedForwardAmbiguous;
+                None
+            }
+            (Ok(p), _) => {
                 rec.link_reason = LinkReason::Thread;
                 Some(p)
             }
-            Err(reason) => {
+            (Err(_), forward::Verdict::Parent(q, reason)) => {
                 rec.link_reason = reason;
-                inferred::consider(rec, procs.open_server(o.pid), cfg)
+                Some(q)
+            }
+            (Err(_), forward::Verdict::Ambiguous) => {
+                rec.link_reason = LinkReason::UnlinkedForwardAmbiguous;
+                None
+            }
+            (Err(reason), forward::Verdict::NoMatch) => {
+                let serving = procs.open_server(o.pid);
+                rec.link_reason = match reason {
+                    // A proxy's threads prove nothing (it is an event
+                    // loop); what matters is that no request matched.
+                    LinkReason::UnlinkedMultiplexedRuntime | LinkReason::UnlinkedRuntimeUnknown
+                        if proxy =>
+                    {
+                        if serving.is_empty() {
+                            LinkReason::RootNoOpenRequest
+                        } else {
+                            LinkReason::UnlinkedForwardUnmatched
+                        }
+                    }
+                    r => r,
+                };
+                inferred::consider(rec, serving, cfg)
             }
         };
         if parent.is_none() && o.ctx != 0 {
@@ -144,6 +185,11 @@ impl Linker {
     /// longer in flight.
     pub(super) fn server_ended(&mut self, id: SpanId, thread: ThreadKey, procs: &mut Procs) {
         self.threads.server_ended(id, thread, procs);
+        if let Some(copied) = self.forward.inbound_ended(id) {
+            if let Some(p) = procs.get_mut(thread.pid) {
+                p.count_served(copied);
+            }
+        }
     }
 
     /// A server span's response head was written at `at` in execution
