@@ -37,9 +37,9 @@ pub struct Hop<'a> {
     pub server: Option<&'a Span>,
 }
 
-impl Hop<'_> {
+impl<'a> Hop<'a> {
     /// `service.name` of the proxies passed through.
-    pub fn via_services(&self) -> Vec<&str> {
+    pub fn via_services(&self) -> Vec<&'a str> {
         self.via
             .iter()
             .map(|s| s.resource.service_name.as_str())
