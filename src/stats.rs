@@ -679,6 +679,50 @@ mod tests {
     }
 
     #[test]
+    fn the_mesh_is_counted_listed_and_summarised() {
+        use span_core::mesh::{MeshMember, MeshPod, MeshReport};
+        let member = |service: &str, pid, proxy| MeshMember {
+            service: service.into(),
+            pid,
+            proxy,
+        };
+        let pod = |ns, mesh: &str, app: &str| MeshPod {
+            net_ns: ns,
+            pod_uid: None,
+            mesh: mesh.into(),
+            sidecars: vec![member(mesh, 1, Some(span_core::proxy::ProxyKind::Nginx))],
+            apps: vec![member(app, 2, None)],
+            inbound: 3,
+            outbound: 4,
+        };
+        let mut w = StatsWriter::new();
+        report_mesh(
+            MeshReport {
+                pods: vec![
+                    pod(7, "nginx", "a"),
+                    pod(8, "nginx", "b"),
+                    pod(9, "envoy", "c"),
+                ],
+                dropped: 0,
+            },
+            &mut w,
+        );
+        let snap = w.finish();
+        assert_eq!(snap.get("zt_mesh_pods", Some("nginx")), Some(2.0));
+        assert_eq!(snap.get("zt_mesh_pods", Some("envoy")), Some(1.0));
+        assert_eq!(snap.mesh.pods.len(), 3);
+        let line = snap
+            .summary_lines()
+            .into_iter()
+            .find(|l| l.starts_with("mesh: "))
+            .unwrap();
+        assert!(
+            line.starts_with("mesh: 3 pods behind sidecars: netns:7: nginx sidecar nginx for a (3 requests in, 4 out)"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn summary_from_a_snapshot() {
         let mut w = StatsWriter::new();
         report_source(

@@ -14,8 +14,9 @@
 //!    open inbound request with that head makes the outbound one its
 //!    forward (`forwarded_head`).
 //!
-//! Two or more open inbound requests sharing the identity prove nothing:
-//! the outbound request stays unparented (`unlinked_forward_ambiguous`).
+//! Two or more open inbound requests sharing the identity prove nothing,
+//! nor do an `x-request-id` and a trace id naming different requests: the
+//! outbound request stays unparented (`unlinked_forward_ambiguous`).
 //! "Open" is from the inbound request's head (the exit of the read that
 //! returned it) to the end of its response; the outbound request counts
 //! from the entry of its write, and events reach the rule in time order,
@@ -81,11 +82,85 @@ pub(super) enum Verdict {
     NoMatch,
 }
 
+/// Open inbound requests under one key: nearly always one, so no
+/// allocation for it.
+enum Slot {
+    One(SpanId),
+    Many(Vec<SpanId>),
+}
+
+impl Slot {
+    fn push(&mut self, id: SpanId) {
+        match self {
+            Slot::One(a) => *self = Slot::Many(vec![*a, id]),
+            Slot::Many(v) => v.push(id),
+        }
+    }
+
+    /// Remove `id`; whether the slot is empty now.
+    fn remove(&mut self, id: SpanId) -> bool {
+        match self {
+            Slot::One(a) => *a == id,
+            Slot::Many(v) => {
+                v.retain(|x| *x != id);
+                match v[..] {
+                    [] => true,
+                    [only] => {
+                        *self = Slot::One(only);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn ids(&self) -> &[SpanId] {
+        match self {
+            Slot::One(a) => std::slice::from_ref(a),
+            Slot::Many(v) => v,
+        }
+    }
+}
+
+/// What a lookup found among the open inbound requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Found {
+    None,
+    One(SpanId),
+    Several,
+}
+
 #[derive(Default)]
 pub(super) struct Forwards {
-    index: HashMap<Key, Vec<SpanId>>,
+    index: HashMap<Key, Slot>,
     open: HashMap<SpanId, Inbound>,
     hasher: DefaultHashBuilder,
+}
+
+/// The open inbound requests under `key` that `matches` confirms; each is
+/// passed to `each`.
+fn find(
+    index: &HashMap<Key, Slot>,
+    key: Option<Key>,
+    spans: &SpanTable,
+    matches: impl Fn(&HttpRequest) -> bool,
+    mut each: impl FnMut(SpanId),
+) -> Found {
+    let Some(slot) = key.and_then(|k| index.get(&k)) else {
+        return Found::None;
+    };
+    let mut found = Found::None;
+    for c in slot.ids() {
+        if spans.get(*c).and_then(http).is_some_and(&matches) {
+            each(*c);
+            found = match found {
+                Found::None => Found::One(*c),
+                _ => Found::Several,
+            };
+        }
+    }
+    found
 }
 
 fn http(rec: &SpanRec) -> Option<&HttpRequest> {
@@ -148,7 +223,12 @@ impl Forwards {
             return;
         }
         for k in keys.iter().flatten() {
-            self.index.entry(*k).or_default().push(rec.id);
+            match self.index.entry(*k) {
+                hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().push(rec.id),
+                hashbrown::hash_map::Entry::Vacant(e) => {
+                    e.insert(Slot::One(rec.id));
+                }
+            }
         }
         self.open.insert(
             rec.id,
@@ -165,30 +245,11 @@ impl Forwards {
     pub(super) fn inbound_ended(&mut self, id: SpanId) -> Option<bool> {
         let inb = self.open.remove(&id)?;
         for k in inb.keys.iter().flatten() {
-            if let Some(v) = self.index.get_mut(k) {
-                v.retain(|x| *x != id);
-                if v.is_empty() {
-                    self.index.remove(k);
-                }
+            if self.index.get_mut(k).is_some_and(|slot| slot.remove(id)) {
+                self.index.remove(k);
             }
         }
         Some(inb.copied)
-    }
-
-    /// Open inbound requests under `key` that `matches` confirms.
-    fn candidates(
-        &self,
-        key: Option<Key>,
-        spans: &SpanTable,
-        matches: impl Fn(&HttpRequest) -> bool,
-    ) -> Vec<SpanId> {
-        let Some(list) = key.and_then(|k| self.index.get(&k)) else {
-            return Vec::new();
-        };
-        list.iter()
-            .copied()
-            .filter(|c| spans.get(*c).and_then(http).is_some_and(&matches))
-            .collect()
     }
 
     /// Client span `rec` of `pid` wrote its request. `head_links`: the
@@ -206,36 +267,48 @@ impl Forwards {
         let [id_key, trace_key, head_key] = self.keys(pid, r);
         // The behaviour: every open inbound request with this head was
         // "sent on".
-        let by_head = self.candidates(head_key, spans, |x| same_head(r, x));
-        for c in &by_head {
-            if let Some(inb) = self.open.get_mut(c) {
-                inb.copied = true;
-            }
-        }
+        let Forwards { index, open, .. } = self;
+        let by_head = find(
+            index,
+            head_key,
+            spans,
+            |x| same_head(r, x),
+            |c| {
+                if let Some(inb) = open.get_mut(&c) {
+                    inb.copied = true;
+                }
+            },
+        );
         // Ids first: a unique one proves the forward (two that name
         // different requests prove nothing).
         let mut shared = false;
         let mut proven: Option<SpanId> = None;
-        let by_id =
-            request_id(r).map(|id| self.candidates(id_key, spans, |x| request_id(x) == Some(id)));
-        let by_trace =
-            trace_id(r).map(|t| self.candidates(trace_key, spans, |x| trace_id(x) == Some(t)));
-        for cands in [by_id, by_trace].into_iter().flatten() {
-            match cands[..] {
-                [only] if proven.is_some_and(|p| p != only) => return Verdict::Ambiguous,
-                [only] => proven = Some(only),
-                [] => {}
-                _ => shared = true,
+        let by_id = match request_id(r) {
+            Some(id) => find(index, id_key, spans, |x| request_id(x) == Some(id), |_| {}),
+            None => Found::None,
+        };
+        let by_trace = match trace_key {
+            Some(Key::Trace(_, t)) => {
+                find(index, trace_key, spans, |x| trace_id(x) == Some(t), |_| {})
+            }
+            _ => Found::None,
+        };
+        for found in [by_id, by_trace] {
+            match found {
+                Found::One(only) if proven.is_some_and(|p| p != only) => return Verdict::Ambiguous,
+                Found::One(only) => proven = Some(only),
+                Found::None => {}
+                Found::Several => shared = true,
             }
         }
         if let Some(p) = proven {
             return Verdict::Parent(p, LinkReason::ForwardedId);
         }
         if head_links {
-            match by_head[..] {
-                [only] => return Verdict::Parent(only, LinkReason::ForwardedHead),
-                [] => {}
-                _ => shared = true,
+            match by_head {
+                Found::One(only) => return Verdict::Parent(only, LinkReason::ForwardedHead),
+                Found::None => {}
+                Found::Several => shared = true,
             }
         }
         if shared {
