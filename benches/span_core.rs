@@ -83,6 +83,7 @@ fn keepalive_events(requests: usize, conns: usize) -> Vec<Event> {
                 payload: Bytes::from_static(p),
                 ssl: 0,
                 exec_ctx: 0,
+                task: 0,
             })
         };
         ev.push(data(
@@ -207,6 +208,7 @@ fn proxy_events(rounds: usize, conns: usize) -> Vec<Event> {
             payload: Bytes::from(p),
             ssl: 0,
             exec_ctx: 0,
+            task: 0,
         })
     };
     let mut front: Vec<C> = (0..conns).map(|i| conn(i, true)).collect();

@@ -9,7 +9,9 @@ APT_PACKAGES=(
   iproute2 procps curl openssl           # test plumbing
   nginx haproxy wrk                      # proxy, mesh and TLS proxy tests, overhead benchmark
   redis-server mariadb-server postgresql # real servers the tests talk to
-  golang-go                              # Go services of the runtime-aware linking tests
+  golang-go gcc                          # Go services of the runtime-aware linking tests (gcc: cgo builds)
+  golang-google-grpc-dev                 # gRPC-Go server of the goroutine linking test (GOPATH=/usr/share/gocode)
+  prometheus                             # a real Prometheus scraping --metrics-listen; promtool
 )
 PIP_PACKAGES=(
   grpcio grpcio-tools protobuf pymysql mysqlclient "psycopg[binary]" redis

@@ -178,6 +178,13 @@ pub mod defs {
     );
     def!(INFERRED_LINKS, "zt_inferred_links_total", Counter, None, "Emitted spans carrying weak evidence (the single request in flight in the process) as a zt.link=inferred span link, or promoted to a parent with --promote-inferred-links.");
     def!(
+        TASKS_EVICTED,
+        "zt_tasks_evicted_total",
+        Counter,
+        None,
+        "Goroutine tasks forgotten because the task table was full (their calls stay unlinked)."
+    );
+    def!(
         PARSER_DESYNCS,
         "zt_parser_desyncs_total",
         Counter,
@@ -247,6 +254,42 @@ pub mod defs {
         Counter,
         Some("sink"),
         "Traces a sink could not take (a full channel)."
+    );
+    // The service graph stage.
+    def!(
+        GRAPH_SPANS,
+        "zt_graph_spans_total",
+        Counter,
+        Some("outcome"),
+        "Spans the graph stage saw, by what it made of them: server (a request), client (a request to a database, cache or external peer), client_paired (its server span counted it), client_served_here (to an address a traced service serves, not linked: the server span counted it), unknown (no protocol or peer), overflow (past the node or edge cap)."
+    );
+    def!(
+        GRAPH_OVERFLOW,
+        "zt_graph_overflow_total",
+        Counter,
+        Some("table"),
+        "Inserts the graph stage refused because a table was full: nodes, edges, served_addresses, red_series (observations sent to the overflow series)."
+    );
+    def!(
+        GRAPH_NODES,
+        "zt_graph_nodes",
+        Gauge,
+        None,
+        "Nodes in the service graph (services, databases, caches, external peers)."
+    );
+    def!(
+        GRAPH_EDGES,
+        "zt_graph_edges",
+        Gauge,
+        None,
+        "Edges (client, server, protocol) in the service graph."
+    );
+    def!(
+        RED_SERIES,
+        "zt_red_series",
+        Gauge,
+        None,
+        "Label sets of the per-service request duration metrics."
     );
     // Export.
     def!(EXPORT_SPANS, "zt_export_spans_total", Counter, Some("outcome"), "Spans offered to the exporters, by outcome: exported, dropped_queue_full, dropped_after_retries, dropped_rejected, dropped_at_shutdown (a span sent to two exporters counts twice).");
@@ -321,6 +364,7 @@ pub mod defs {
         &TRACES_EMITTED,
         &LINKS,
         &INFERRED_LINKS,
+        &TASKS_EVICTED,
         &PARSER_DESYNCS,
         &UNMATCHED_RESPONSES,
         &LATE_EVENTS,
@@ -331,6 +375,11 @@ pub mod defs {
         &STAGE_TRACES,
         &TRACES_OUT,
         &SINK_DROPS,
+        &GRAPH_SPANS,
+        &GRAPH_OVERFLOW,
+        &GRAPH_NODES,
+        &GRAPH_EDGES,
+        &RED_SERIES,
         &EXPORT_SPANS,
         &EXPORT_QUEUED,
         &EXPORT_BATCHES,
@@ -504,6 +553,15 @@ impl StatsSnapshot {
                 v(defs::TRACES_OUT.name),
             ));
         }
+        if self.get(defs::GRAPH_NODES.name, None).is_some() {
+            out.push(format!(
+                "graph: {} nodes, {} edges; spans: {}; overflow: {}",
+                v(defs::GRAPH_NODES.name),
+                v(defs::GRAPH_EDGES.name),
+                labelled(defs::GRAPH_SPANS.name),
+                labelled(defs::GRAPH_OVERFLOW.name),
+            ));
+        }
         if self.get(defs::EXPORT_BATCHES.name, None).is_some() {
             let e = |o: &str| {
                 self.get(defs::EXPORT_SPANS.name, Some(o))
@@ -594,6 +652,7 @@ pub(crate) fn report_assembler(s: &span_core::Stats, pending: usize, w: &mut Sta
         w.set_labelled(&defs::LINKS, reason.as_str(), s.links(reason) as f64);
     }
     w.set(&defs::INFERRED_LINKS, s.links_inferred as f64);
+    w.set(&defs::TASKS_EVICTED, s.tasks_evicted as f64);
     w.set(&defs::PARSER_DESYNCS, s.parser_desyncs as f64);
     w.set(&defs::UNMATCHED_RESPONSES, s.unmatched_responses as f64);
     w.set(&defs::LATE_EVENTS, s.late_events as f64);

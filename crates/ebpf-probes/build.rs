@@ -14,6 +14,7 @@ const HEADERS: &[&str] = &[
     "tls_state.bpf.h",
     "tls.bpf.h",
     "pyctx.bpf.h",
+    "go.bpf.h",
 ];
 
 const INSTALL_HINT: &str =

@@ -1,6 +1,8 @@
 //! `zt-trace demo`: start a small set of services on loopback, trace them,
-//! print the traces. Needs root and python3.
+//! print the traces, then the service graph they drew. Needs root and
+//! python3.
 
+use crate::graph::{render, GraphFormat};
 use crate::output::OutputFormat;
 use crate::run;
 use crate::settings::Settings;
@@ -40,15 +42,28 @@ fn wait_port(port: u16) -> Result<()> {
     bail!("demo service on port {port} did not start")
 }
 
-pub fn demo(requests: usize, output: OutputFormat) -> Result<()> {
+pub fn demo(
+    requests: usize,
+    output: OutputFormat,
+    graph: GraphFormat,
+    record: Option<std::path::PathBuf>,
+    graph_file: Option<std::path::PathBuf>,
+) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("zt-trace-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = run_demo(&dir, requests, output);
+    let result = run_demo(&dir, requests, output, graph, record, graph_file);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
+fn run_demo(
+    dir: &Path,
+    requests: usize,
+    output: OutputFormat,
+    graph_format: GraphFormat,
+    record: Option<std::path::PathBuf>,
+    graph_file: Option<std::path::PathBuf>,
+) -> Result<()> {
     let service = dir.join("service.py");
     std::fs::write(&service, SERVICE_PY)?;
     std::fs::write(dir.join("loadgen.py"), LOADGEN_PY)?;
@@ -84,7 +99,12 @@ fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
     let mut settings = Settings::default();
     settings.assemble.trace_linger_ms = 300;
     settings.output.format = output;
-    let tracer = run::builder(&settings, crate::Stage::Full)?.start()?;
+    settings.output.record = record;
+    settings.validate()?;
+    let tracer = run::builder(&settings, crate::Stage::Full)?
+        .graph(settings.graph.config())
+        .start()?;
+    let graph = tracer.graph().context("no graph")?;
     run::stop_on_signals(tracer.stop_handle())?;
     let mut load = Command::new("python3")
         .arg(dir.join("loadgen.py"))
@@ -109,5 +129,20 @@ fn run_demo(dir: &Path, requests: usize, output: OutputFormat) -> Result<()> {
     let _ = load.wait();
     let stats = tracer.shutdown()?;
     run::print_summary(&stats);
+    // The graph of this run. Other processes on the host traced meanwhile
+    // are left out: only edges between the demo's own services.
+    let mut g = graph.lock().totals();
+    let ours = ["loadgen", "gateway", "auth", "users", "profile"];
+    g.edges
+        .retain(|e| ours.contains(&e.client.as_str()) && ours.contains(&e.server.as_str()));
+    g.nodes.retain(|n| ours.contains(&n.id.as_str()));
+    if let Some(path) = graph_file {
+        std::fs::write(&path, g.to_json() + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if graph_format == GraphFormat::Text {
+        println!("\nService graph:");
+    }
+    print!("{}", render(&g, graph_format));
     Ok(())
 }

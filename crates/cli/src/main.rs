@@ -2,6 +2,7 @@
 
 mod demo;
 mod export;
+mod graph;
 mod output;
 mod render;
 mod run;
@@ -58,13 +59,52 @@ enum Command {
         duration: Option<f64>,
     },
     /// Start demo services on loopback (python3), send them requests, and
-    /// print their traces. Needs root.
+    /// print their traces, then their service graph. Needs root.
     Demo {
         /// Requests the load generator sends.
         #[arg(long, default_value_t = 12)]
         requests: usize,
         #[arg(long, value_enum, default_value = "tree")]
         output: OutputFormat,
+        /// How the service graph is printed at the end.
+        #[arg(long, value_enum, default_value = "text")]
+        graph_format: graph::GraphFormat,
+        /// Also write the raw event log to FILE.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+        /// Also write the demo's service graph (JSON) to FILE (`zt-trace
+        /// graph --from FILE --format svg` draws it again).
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
+    },
+    /// Print the service graph: who calls whom, with request counts,
+    /// errors and latency. Attaches for --duration seconds (needs root), or
+    /// reads an event log (--from FILE, no root).
+    Graph {
+        /// Attach for this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+        duration: f64,
+        /// Read this event log (from `record` or `run --record`) instead of
+        /// attaching, or a graph saved as JSON (`--graph FILE.json`) to draw
+        /// it in another format.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// text (the default), dot (GraphViz), svg (a laid-out picture) or json.
+        #[arg(long, value_enum, default_value = "text")]
+        format: graph::GraphFormat,
+        /// Only the last --graph-window-minutes minutes (default: everything
+        /// seen).
+        #[arg(long)]
+        window: bool,
+        /// Write the graph to FILE instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        capture: CaptureArgs,
+        #[command(flatten)]
+        assemble: AssembleArgs,
+        #[command(flatten)]
+        graph: GraphArgs,
     },
     /// Read an event log written by `record` (or `run --record`) and print its
     /// traces. Needs no root.
@@ -75,7 +115,46 @@ enum Command {
         assemble: AssembleArgs,
         #[arg(long, value_enum, default_value = "tree")]
         output: OutputFormat,
+        /// Also write the service graph (JSON) to FILE at the end.
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
+        #[command(flatten)]
+        graph_args: GraphArgs,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+struct GraphArgs {
+    /// Nodes kept in the service graph; requests that need more are
+    /// counted (zt_graph_overflow_total) and left out.
+    #[arg(long, default_value_t = defaults::GRAPH_MAX_NODES, value_name = "N")]
+    graph_max_nodes: usize,
+    /// Edges (client, server, protocol) kept in the service graph.
+    #[arg(long, default_value_t = defaults::GRAPH_MAX_EDGES, value_name = "N")]
+    graph_max_edges: usize,
+    /// Minutes the windowed graph covers (besides the totals since start).
+    #[arg(long, default_value_t = defaults::GRAPH_WINDOW_MINUTES, value_name = "MIN")]
+    graph_window_minutes: u32,
+    /// Label sets of the per-service duration metrics; more go to one
+    /// overflow series per metric (otel_metric_overflow="true").
+    #[arg(long, default_value_t = defaults::METRICS_MAX_SERIES, value_name = "N")]
+    metrics_max_series: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+struct MetricsArgs {
+    /// Serve Prometheus metrics (service graph, per-service request
+    /// durations, agent health) at http://ADDR/metrics. ADDR is PORT (binds
+    /// 127.0.0.1) or HOST:PORT. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Also send the same metrics as OTLP metrics to the OTLP exporters
+    /// (--exporter otlp, otlp-grpc, otlp-http).
+    #[arg(long)]
+    export_metrics: bool,
+    /// Seconds between two OTLP metric exports.
+    #[arg(long, default_value_t = defaults::METRICS_EXPORT_INTERVAL_S, value_name = "SECS")]
+    metrics_export_interval_s: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -97,6 +176,11 @@ struct CaptureArgs {
     /// tasks to the request they serve.
     #[arg(long)]
     no_python_contexts: bool,
+    /// Do not attach the goroutine probes to Go executables (runtime.newproc1,
+    /// runtime.goexit1, net/http's client hand-off), which link Go services'
+    /// calls to the request their goroutine serves.
+    #[arg(long)]
+    no_go_tasks: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -171,6 +255,13 @@ struct RunArgs {
     assemble: AssembleArgs,
     #[command(flatten)]
     export: ExportArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    #[command(flatten)]
+    graph_args: GraphArgs,
+    /// Also write the service graph (JSON) to FILE when stopping.
+    #[arg(long, value_name = "FILE")]
+    graph: Option<PathBuf>,
     /// What to print on stdout for each completed trace.
     #[arg(long, value_enum, default_value = "tree")]
     output: OutputFormat,
@@ -216,6 +307,9 @@ fn overlay_capture(s: &mut Settings, a: &CaptureArgs, m: &ArgMatches) {
     if a.no_python_contexts {
         c.python_contexts = false;
     }
+    if a.no_go_tasks {
+        c.go_tasks = false;
+    }
 }
 
 /// Command-line assembly options over `s`.
@@ -241,11 +335,41 @@ fn overlay_assemble(s: &mut Settings, a: &AssembleArgs, m: &ArgMatches) {
     }
 }
 
+/// Command-line graph options over `s`.
+fn overlay_graph(s: &mut Settings, a: &GraphArgs, m: &ArgMatches) {
+    let g = &mut s.graph;
+    if given(m, "graph_max_nodes") {
+        g.max_nodes = a.graph_max_nodes;
+    }
+    if given(m, "graph_max_edges") {
+        g.max_edges = a.graph_max_edges;
+    }
+    if given(m, "graph_window_minutes") {
+        g.window_minutes = a.graph_window_minutes;
+    }
+    if given(m, "metrics_max_series") {
+        g.max_red_series = a.metrics_max_series;
+    }
+}
+
 /// The effective settings of `run`: file, environment, then options.
 fn run_settings(a: &RunArgs, m: &ArgMatches) -> anyhow::Result<Settings> {
     let mut s = Settings::load(a.config.as_deref(), std::env::vars())?;
     overlay_capture(&mut s, &a.capture, m);
     overlay_assemble(&mut s, &a.assemble, m);
+    overlay_graph(&mut s, &a.graph_args, m);
+    if a.metrics.metrics_listen.is_some() {
+        s.metrics.listen = a.metrics.metrics_listen.clone();
+    }
+    if a.metrics.export_metrics {
+        s.metrics.export = true;
+    }
+    if given(m, "metrics_export_interval_s") {
+        s.metrics.export_interval_s = a.metrics.metrics_export_interval_s;
+    }
+    if a.graph.is_some() {
+        s.output.graph = a.graph.clone();
+    }
     let e = &mut s.export;
     if given(m, "exporters") {
         e.exporters = a.export.exporters.clone();
@@ -293,18 +417,48 @@ fn dispatch(cli: Cli, m: &ArgMatches) -> anyhow::Result<()> {
             s.validate()?;
             run::run(&s, Stage::Full)
         }
-        Some(Command::Demo { requests, output }) => demo::demo(requests, output),
+        Some(Command::Demo {
+            requests,
+            output,
+            graph_format,
+            record,
+            graph,
+        }) => demo::demo(requests, output, graph_format, record, graph),
         Some(Command::Replay {
             file,
             assemble,
             output,
+            graph,
+            graph_args,
         }) => {
             let m = m.subcommand_matches("replay").unwrap_or(m);
             let mut s = Settings::load(None, std::env::vars())?;
             overlay_assemble(&mut s, &assemble, m);
+            overlay_graph(&mut s, &graph_args, m);
             s.output.format = output;
+            s.output.graph = graph;
             s.validate()?;
             run::replay(&file, &s)
+        }
+        Some(Command::Graph {
+            duration,
+            from,
+            format,
+            window,
+            out,
+            capture,
+            assemble,
+            graph,
+        }) => {
+            let m = m.subcommand_matches("graph").unwrap_or(m);
+            let mut s = Settings::load(None, std::env::vars())?;
+            overlay_capture(&mut s, &capture, m);
+            overlay_assemble(&mut s, &assemble, m);
+            overlay_graph(&mut s, &graph, m);
+            s.output.format = OutputFormat::None;
+            s.output.duration_s = Some(duration);
+            s.validate()?;
+            run::graph(&s, from.as_deref(), format, window, out.as_deref())
         }
     }
 }

@@ -18,7 +18,15 @@ pub mod defaults {
     pub const TRACE_LINGER_MS: u64 = 200;
     pub const REQUEST_TIMEOUT_S: u64 = 30;
     pub const EXPORT_QUEUE: usize = 8192;
+    pub const GRAPH_MAX_NODES: usize = 1000;
+    pub const GRAPH_MAX_EDGES: usize = 5000;
+    pub const GRAPH_WINDOW_MINUTES: u32 = 5;
+    pub const METRICS_MAX_SERIES: usize = 2000;
+    pub const METRICS_EXPORT_INTERVAL_S: u64 = 15;
 }
+
+/// Largest node, edge and series caps accepted.
+const MAX_TABLE: usize = 1_000_000;
 
 /// Largest payload prefix the probes capture per call.
 const MAX_CAPTURE_BYTES: u32 = 8192;
@@ -31,7 +39,71 @@ pub struct Settings {
     pub capture: Capture,
     pub assemble: Assemble,
     pub export: Export,
+    pub graph: Graph,
+    pub metrics: Metrics,
     pub output: Output,
+}
+
+/// The service graph (`zt-trace graph`, `--graph`, metrics).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Graph {
+    /// Nodes kept; requests that need more are counted and left out.
+    pub max_nodes: usize,
+    /// Edges (client, server, protocol) kept.
+    pub max_edges: usize,
+    /// Minutes the windowed graph covers.
+    pub window_minutes: u32,
+    /// Label sets of the per-service duration metrics; more go to one
+    /// overflow series per metric.
+    pub max_red_series: usize,
+}
+
+/// Metrics: Prometheus endpoint and OTLP metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Serve Prometheus metrics at http://LISTEN/metrics (`PORT` binds
+    /// 127.0.0.1, or `HOST:PORT`). Off when absent.
+    pub listen: Option<String>,
+    /// Also send the metrics as OTLP metrics to the OTLP exporters.
+    pub export: bool,
+    /// Seconds between two OTLP metric exports.
+    pub export_interval_s: u64,
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Graph {
+            max_nodes: defaults::GRAPH_MAX_NODES,
+            max_edges: defaults::GRAPH_MAX_EDGES,
+            window_minutes: defaults::GRAPH_WINDOW_MINUTES,
+            max_red_series: defaults::METRICS_MAX_SERIES,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            listen: None,
+            export: false,
+            export_interval_s: defaults::METRICS_EXPORT_INTERVAL_S,
+        }
+    }
+}
+
+impl Graph {
+    /// The graph stage's configuration.
+    pub fn config(&self) -> zt_trace::GraphConfig {
+        zt_trace::GraphConfig {
+            max_nodes: self.max_nodes,
+            max_edges: self.max_edges,
+            window_minutes: self.window_minutes,
+            max_red_series: self.max_red_series,
+            ..zt_trace::GraphConfig::default()
+        }
+    }
 }
 
 /// What the probes capture.
@@ -46,6 +118,8 @@ pub struct Capture {
     pub tls: bool,
     /// CPython context probes (thread pools, asyncio).
     pub python_contexts: bool,
+    /// Goroutine probes on Go executables (links Go services' calls).
+    pub go_tasks: bool,
     /// Trace only these processes (empty: all but zt-trace).
     pub pids: Vec<u32>,
 }
@@ -91,6 +165,8 @@ pub struct Output {
     pub record: Option<PathBuf>,
     /// Stop after this many seconds.
     pub duration_s: Option<f64>,
+    /// Write the service graph (JSON) here when stopping.
+    pub graph: Option<PathBuf>,
 }
 
 impl Default for Capture {
@@ -100,6 +176,7 @@ impl Default for Capture {
             ring_buffer_mib: defaults::RING_BUFFER_MIB,
             tls: true,
             python_contexts: true,
+            go_tasks: true,
             pids: Vec::new(),
         }
     }
@@ -136,6 +213,7 @@ impl Default for Output {
             format: OutputFormat::Tree,
             record: None,
             duration_s: None,
+            graph: None,
         }
     }
 }
@@ -261,14 +339,58 @@ impl Settings {
                 ));
             }
         }
-        if let Some(r) = &self.output.record {
+        for (what, path) in [
+            ("record (--record)", &self.output.record),
+            ("graph (--graph)", &self.output.graph),
+        ] {
+            let Some(r) = path else { continue };
             let dir = r.parent().filter(|d| !d.as_os_str().is_empty());
             if dir.is_some_and(|d| !d.is_dir()) {
                 problems.push(format!(
-                    "record (--record): the directory of {} does not exist",
+                    "{what}: the directory of {} does not exist",
                     r.display()
                 ));
             }
+        }
+        let g = &self.graph;
+        for (what, v) in [
+            ("max_nodes (--graph-max-nodes)", g.max_nodes),
+            ("max_edges (--graph-max-edges)", g.max_edges),
+            ("max_red_series (--metrics-max-series)", g.max_red_series),
+        ] {
+            if v == 0 || v > MAX_TABLE {
+                problems.push(format!("{what} is {v}: it must be from 1 to {MAX_TABLE}"));
+            }
+        }
+        if g.window_minutes == 0 || g.window_minutes > 1440 {
+            problems.push(format!(
+                "window_minutes (--graph-window-minutes) is {}: it must be from 1 to 1440",
+                g.window_minutes
+            ));
+        }
+        let m = &self.metrics;
+        if let Some(l) = &m.listen {
+            if let Err(err) = zt_trace::metrics::parse_listen_addr(l) {
+                problems.push(format!("listen (--metrics-listen): {err}"));
+            }
+        }
+        if m.export_interval_s == 0 || m.export_interval_s > 3600 {
+            problems.push(format!(
+                "export_interval_s (--metrics-export-interval-s) is {}: it must be from 1 to 3600",
+                m.export_interval_s
+            ));
+        }
+        if m.export
+            && !self
+                .export
+                .exporters
+                .iter()
+                .any(|e| crate::export::is_otlp(e))
+        {
+            problems.push(
+                "export (--export-metrics) needs an OTLP exporter (--exporter otlp, otlp-grpc or otlp-http)"
+                    .to_owned(),
+            );
         }
         match problems.len() {
             0 => Ok(()),
@@ -291,7 +413,9 @@ impl Settings {
 }
 
 /// Sections whose keys `ZT_<SECTION>_<KEY>` variables set.
-const SECTIONS: &[&str] = &["capture", "assemble", "export", "output"];
+const SECTIONS: &[&str] = &[
+    "capture", "assemble", "export", "graph", "metrics", "output",
+];
 
 /// List keys whose items hold commas themselves: their `ZT_` variables
 /// separate items with `;` (`ZT_ASSEMBLE_SERVICE_NAMES='exe=java,port=8080:orders;unit=web:web'`).
@@ -433,6 +557,8 @@ mod tests {
                     "ZT_ASSEMBLE_SERVICE_NAMES",
                     "exe=/usr/bin/java,port=8080:orders; unit=web:front",
                 ),
+                ("ZT_METRICS_LISTEN", "9464"),
+                ("ZT_GRAPH_WINDOW_MINUTES", "15"),
                 ("ZT_REQUIRE_BPF", "1"), // not a setting: left alone
             ]),
         )
@@ -456,6 +582,8 @@ mod tests {
         assert_eq!(s.export.protocol.as_deref(), Some("http/json"));
         assert_eq!(s.output.duration_s, Some(2.5));
         assert_eq!(s.output.format, OutputFormat::Json);
+        assert_eq!(s.metrics.listen.as_deref(), Some("9464"));
+        assert_eq!(s.graph.window_minutes, 15);
         let _ = std::fs::remove_file(p);
     }
 
@@ -505,6 +633,14 @@ mod tests {
         s.output.duration_s = Some(-1.0);
         s.output.record = Some("/nonexistent/dir/x.zrec".into());
         s.assemble.service_names = vec!["exe=java:ok".into(), "port=99999:x".into()];
+        s.output.graph = Some("/nonexistent/dir/g.json".into());
+        s.graph.max_nodes = 0;
+        s.graph.max_edges = 2_000_000;
+        s.graph.window_minutes = 0;
+        s.graph.max_red_series = 0;
+        s.metrics.listen = Some("99999".into());
+        s.metrics.export = true;
+        s.metrics.export_interval_s = 0;
         let e = s.validate().unwrap_err().to_string();
         for needle in [
             "capture_bytes (--capture-bytes) is 0",
@@ -521,9 +657,26 @@ mod tests {
             "duration_s (--duration) is -1",
             "record (--record)",
             "service_names (--service-name): service name rule \"port=99999:x\": port=99999 is not a port",
+            "graph (--graph)",
+            "max_nodes (--graph-max-nodes) is 0",
+            "max_edges (--graph-max-edges) is 2000000",
+            "window_minutes (--graph-window-minutes) is 0",
+            "max_red_series (--metrics-max-series) is 0",
+            "listen (--metrics-listen): \"99999\"",
+            "export_interval_s (--metrics-export-interval-s) is 0",
         ] {
             assert!(e.contains(needle), "{needle} missing from:\n{e}");
         }
+        let mut s = Settings::default();
+        s.metrics.export = true;
+        s.export.exporters = vec!["zipkin".into()];
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("export (--export-metrics) needs an OTLP exporter"),
+            "{e}"
+        );
+        s.export.exporters = vec!["otlp-http".into()];
+        s.validate().unwrap();
     }
 
     #[test]

@@ -16,7 +16,7 @@ fn http_topology_traced_and_linked_end_to_end() {
     if !require_root("http_topology_traced_and_linked_end_to_end") {
         return;
     }
-    let dir = tempdir();
+    let dir = tempdir("e2e");
     let (gw, auth, users, profile) = (free_port(), free_port(), free_port(), free_port());
     let _profile = service("profile", profile, &[]);
     let _users = service("users", users, &[("profile", profile)]);
@@ -62,10 +62,4 @@ pub fn assert_no_probes_left() {
             "zt-trace programs still loaded:\n{text}"
         );
     }
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("zt-e2e-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }

@@ -125,6 +125,8 @@ impl Drop for Mapped {
 pub enum Target {
     Tls,
     PythonContexts,
+    /// A Go executable: goroutine probes ([`crate::goruntime`]).
+    Go,
 }
 
 impl Target {
@@ -132,6 +134,7 @@ impl Target {
         let probes = match self {
             Target::Tls => crate::tls::TLS_PROBES,
             Target::PythonContexts => crate::pyctx::CTX_PROBES,
+            Target::Go => &[],
         };
         let mut v: Vec<&'static str> = probes.iter().map(|p| p.1).collect();
         v.sort_unstable();
@@ -140,8 +143,27 @@ impl Target {
     }
 }
 
-/// Resolution done: the file, what for, and the offsets (or why not).
-pub type Resolved = (PathBuf, Target, Result<Offsets, ResolveError>);
+/// What a file's probe points are.
+#[derive(Debug)]
+pub enum Resolution {
+    Symbols(Offsets),
+    Go(Box<crate::goruntime::GoBinary>),
+}
+
+/// Resolve `target`'s probe points in `path`.
+pub fn resolve_target(path: &Path, target: Target) -> Result<Resolution, String> {
+    match target {
+        Target::Go => crate::goruntime::analyze(path)
+            .map(|b| Resolution::Go(Box::new(b)))
+            .map_err(|e| e.to_string()),
+        _ => resolve(path, &target.symbols())
+            .map(Resolution::Symbols)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Resolution done: the file, what for, and the probe points (or why not).
+pub type Resolved = (PathBuf, Target, Result<Resolution, String>);
 
 /// A helper thread resolving symbols off the event loop.
 pub struct Resolver {
@@ -160,7 +182,7 @@ impl Resolver {
             .name("zt-symbols".into())
             .spawn(move || {
                 for (path, target) in jobs {
-                    let r = resolve(&path, &target.symbols());
+                    let r = resolve_target(&path, target);
                     if done.send((path, target, r)).is_err() {
                         break;
                     }

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod elfsym;
+pub mod goruntime;
 mod loader;
 pub mod procfs;
 pub mod pyctx;

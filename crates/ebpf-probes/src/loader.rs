@@ -1,6 +1,6 @@
 //! Loading and attaching the probes (aya), and reading their ring buffer.
 
-use crate::elfsym::{Offsets, Target};
+use crate::elfsym::{Offsets, Resolution, Target};
 use crate::raw::{DROP_REASONS, DROP_SLOTS, MAX_CAPTURE};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
@@ -55,6 +55,17 @@ const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
     ("zt_sched_exit", "sched", "sched_process_exit", true),
 ];
 
+/// The goroutine probes (go.bpf.h).
+const GO_PROGRAMS: &[&str] = &[
+    "zt_go_newproc1",
+    "zt_go_newproc1_ret",
+    "zt_go_newg",
+    "zt_go_goexit1",
+    "zt_go_round_trip",
+    "zt_go_write_loop",
+    "zt_go_request_write",
+];
+
 /// Why the probes could not be loaded or attached.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -103,6 +114,7 @@ pub struct ProbesBuilder {
     exclude_pid: u32,
     tls: bool,
     contexts: bool,
+    goroutines: bool,
 }
 
 impl Default for ProbesBuilder {
@@ -115,6 +127,7 @@ impl Default for ProbesBuilder {
             exclude_pid: std::process::id(),
             tls: true,
             contexts: true,
+            goroutines: true,
         }
     }
 }
@@ -153,6 +166,13 @@ impl ProbesBuilder {
     /// attached to Python runtimes with [`Probes::attach_contexts`].
     pub fn contexts(mut self, on: bool) -> Self {
         self.contexts = on;
+        self
+    }
+
+    /// Load the Go goroutine probes (default: yes). They are attached to Go
+    /// executables with [`Probes::attach_go`].
+    pub fn goroutines(mut self, on: bool) -> Self {
+        self.goroutines = on;
         self
     }
 
@@ -268,6 +288,23 @@ impl ProbesBuilder {
             }
         }
 
+        if self.goroutines {
+            for name in GO_PROGRAMS {
+                let p: &mut UProbe = bpf
+                    .program_mut(name)
+                    .ok_or(LoadError::Missing("goroutine program"))?
+                    .try_into()
+                    .map_err(|source| LoadError::Program {
+                        program: (*name).to_owned(),
+                        source,
+                    })?;
+                p.load().map_err(|source| LoadError::Program {
+                    program: (*name).to_owned(),
+                    source,
+                })?;
+            }
+        }
+
         let mut attached = Vec::new();
         for &(prog, category, name, required) in TRACEPOINTS {
             let result = (|| -> Result<(), ProgramError> {
@@ -315,6 +352,8 @@ impl ProbesBuilder {
             tls_seen: crate::tls::Seen::default(),
             contexts: self.contexts,
             ctx_seen: crate::tls::Seen::default(),
+            goroutines: self.goroutines,
+            go_seen: crate::tls::Seen::default(),
             ring,
             drops,
             attached,
@@ -330,6 +369,8 @@ pub struct Probes {
     tls_seen: crate::tls::Seen,
     contexts: bool,
     ctx_seen: crate::tls::Seen,
+    goroutines: bool,
+    go_seen: crate::tls::Seen,
     /// Kept open: the kernel empties a program array when its last user
     /// file descriptor closes.
     _emit_prog: ProgramArray<MapData>,
@@ -384,6 +425,141 @@ impl Probes {
         self.contexts
     }
 
+    /// Whether the Go goroutine probes were loaded.
+    pub fn goroutines_loaded(&self) -> bool {
+        self.goroutines
+    }
+
+    /// Attach the goroutine probes to the Go executable `bin` describes
+    /// ([`crate::goruntime::analyze`]): every process running it, now or
+    /// later, reports goroutine starts and ends; its data events carry
+    /// tasks once it is registered with [`Probes::track_go_process`]. A
+    /// file already handled (same inode) is skipped: returns `Ok(false)`.
+    pub fn attach_go(&mut self, bin: &crate::goruntime::GoBinary) -> Result<bool, LoadError> {
+        if !self.goroutines {
+            return Err(LoadError::Config("goroutine probes were not loaded".into()));
+        }
+        if !self.go_seen.first_time(&bin.path) {
+            return Ok(false);
+        }
+        // Returns before entries, the creation before the exit: no
+        // half-seen goroutine. The net/http hand-off is optional.
+        let mut points: Vec<(&str, u64, bool)> = if bin.newg_calls.is_empty() {
+            bin.newproc1_rets
+                .iter()
+                .map(|r| ("zt_go_newproc1_ret", *r, true))
+                .collect()
+        } else {
+            bin.newg_calls
+                .iter()
+                .map(|r| ("zt_go_newg", *r, true))
+                .collect()
+        };
+        points.push(("zt_go_newproc1", bin.newproc1, true));
+        points.push(("zt_go_goexit1", bin.goexit1, true));
+        if let Some(h) = &bin.http {
+            points.push(("zt_go_write_loop", h.write_loop, false));
+            points.push(("zt_go_request_write", h.request_write, false));
+            points.push(("zt_go_round_trip", h.persist_round_trip, false));
+        }
+        let n = self.attach_points(&bin.path, &points)?;
+        log::info!(
+            "goroutines: Go probes ({n}) on {} ({}, g at FS{:+}, functions from {:?}{})",
+            bin.path.display(),
+            bin.version.as_deref().unwrap_or("version unknown"),
+            bin.tls_g_offset,
+            bin.functions_from,
+            if bin.http.is_some() {
+                ", net/http client hand-off"
+            } else {
+                ""
+            }
+        );
+        self.attached.push(format!("uprobe/{}", bin.path.display()));
+        Ok(true)
+    }
+
+    /// Stamp the data events of process `pid` with goroutine tasks: the g
+    /// slot is at `tls_g_offset` from its FS base; `start_ticks` is its
+    /// start time (`/proc/<pid>/stat` field 22), so a reused pid never
+    /// inherits the entry.
+    pub fn track_go_process(
+        &mut self,
+        pid: u32,
+        tls_g_offset: i64,
+        start_ticks: u64,
+    ) -> Result<(), LoadError> {
+        let map = self
+            .bpf
+            .map_mut("go_procs")
+            .ok_or(LoadError::Missing("map go_procs"))?;
+        let mut m: BpfHashMap<_, u32, [u64; 2]> =
+            BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
+                name: "go_procs",
+                source,
+            })?;
+        m.insert(pid, [tls_g_offset as u64, start_ticks], 0)
+            .map_err(|source| LoadError::Map {
+                name: "go_procs",
+                source,
+            })
+    }
+
+    /// Forget process `pid` (it exited).
+    pub fn untrack_go_process(&mut self, pid: u32) {
+        if let Some(map) = self.bpf.map_mut("go_procs") {
+            if let Ok(mut m) = BpfHashMap::<_, u32, [u64; 2]>::try_from(map) {
+                let _ = m.remove(&pid);
+            }
+        }
+    }
+
+    /// Attach `(program, file offset, required)` uprobes to `path`, all or
+    /// (if a required one fails) none. Returns how many were attached.
+    fn attach_points(
+        &mut self,
+        path: &Path,
+        points: &[(&str, u64, bool)],
+    ) -> Result<usize, LoadError> {
+        let mut links = Vec::new();
+        for &(prog, offset, required) in points {
+            let p: &mut UProbe = self
+                .bpf
+                .program_mut(prog)
+                .ok_or(LoadError::Missing("uprobe program"))?
+                .try_into()
+                .map_err(|source| LoadError::Program {
+                    program: prog.to_owned(),
+                    source,
+                })?;
+            match p.attach(
+                UProbeAttachLocation::AbsoluteOffset(offset),
+                path,
+                UProbeScope::AllProcesses,
+            ) {
+                Ok(link) => links.push((prog, link)),
+                Err(e) if required => {
+                    for (prog, link) in links {
+                        if let Some(p) = self.bpf.program_mut(prog) {
+                            if let Ok(p) = <&mut UProbe>::try_from(p) {
+                                let _ = p.detach(link);
+                            }
+                        }
+                    }
+                    return Err(LoadError::Program {
+                        program: format!("{prog} on {} at {offset:#x}", path.display()),
+                        source: e,
+                    });
+                }
+                Err(e) => log::debug!(
+                    "{prog} not attached to {} at {offset:#x}: {e}",
+                    path.display()
+                ),
+            }
+        }
+        Ok(links.len())
+    }
+
     /// Whether the OpenSSL probes were loaded.
     pub fn tls_loaded(&self) -> bool {
         self._emit_tls_prog.is_some()
@@ -407,33 +583,51 @@ impl Probes {
         self.attach(path, Target::PythonContexts)
     }
 
-    /// Attach the probes of `target` to `path`, resolving its symbols on the
-    /// calling thread. A file already handled (same inode) is skipped:
-    /// returns `Ok(false)`.
+    /// Attach the probes of `target` to `path`, resolving its probe points
+    /// on the calling thread. A file already handled (same inode) is
+    /// skipped: returns `Ok(false)`.
     pub fn attach(&mut self, path: &Path, target: Target) -> Result<bool, LoadError> {
         self.check_loaded(target)?;
-        if !self.seen(target).first_time(path) {
+        if target != Target::Go && !self.seen(target).first_time(path) {
             return Ok(false);
         }
-        let offsets = crate::elfsym::resolve(path, &target.symbols())
-            .map_err(|e| LoadError::Config(e.to_string()))?;
-        self.attach_offsets(path, target, &offsets).map(|()| true)
+        let r = crate::elfsym::resolve_target(path, target).map_err(LoadError::Config)?;
+        self.attach_resolution(path, target, &r)
     }
 
-    /// Attach the probes of `target` to `path` at symbol offsets resolved
-    /// beforehand ([`crate::elfsym`], possibly on another thread). A file
-    /// already handled (same inode) is skipped: returns `Ok(false)`.
+    /// Attach the probes of `target` to `path` at probe points resolved
+    /// beforehand ([`crate::elfsym::resolve_target`], possibly on another
+    /// thread). A file already handled (same inode) is skipped: returns
+    /// `Ok(false)`.
     pub fn attach_resolved(
         &mut self,
         path: &Path,
         target: Target,
-        offsets: &Offsets,
+        resolution: &Resolution,
     ) -> Result<bool, LoadError> {
         self.check_loaded(target)?;
-        if !self.seen(target).first_time(path) {
+        if target != Target::Go && !self.seen(target).first_time(path) {
             return Ok(false);
         }
-        self.attach_offsets(path, target, offsets).map(|()| true)
+        self.attach_resolution(path, target, resolution)
+    }
+
+    fn attach_resolution(
+        &mut self,
+        path: &Path,
+        target: Target,
+        resolution: &Resolution,
+    ) -> Result<bool, LoadError> {
+        match resolution {
+            Resolution::Go(bin) => self.attach_go(bin),
+            Resolution::Symbols(offsets) if target != Target::Go => {
+                self.attach_offsets(path, target, offsets).map(|()| true)
+            }
+            Resolution::Symbols(_) => Err(LoadError::Config(format!(
+                "{}: symbols given for Go probes",
+                path.display()
+            ))),
+        }
     }
 
     fn check_loaded(&self, target: Target) -> Result<(), LoadError> {
@@ -444,6 +638,9 @@ impl Probes {
             Target::PythonContexts if !self.contexts => {
                 Err(LoadError::Config("context probes were not loaded".into()))
             }
+            Target::Go if !self.goroutines => {
+                Err(LoadError::Config("goroutine probes were not loaded".into()))
+            }
             _ => Ok(()),
         }
     }
@@ -452,6 +649,7 @@ impl Probes {
         match target {
             Target::Tls => &mut self.tls_seen,
             Target::PythonContexts => &mut self.ctx_seen,
+            Target::Go => &mut self.go_seen,
         }
     }
 
@@ -469,6 +667,7 @@ impl Probes {
                 crate::pyctx::CTX_PROBES,
                 &["context_run", "context_tp_dealloc"],
             ),
+            Target::Go => return Err(LoadError::Config("Go probes attach by analysis".into())),
         };
         for sym in required {
             if !offsets.contains_key(*sym) {
@@ -518,6 +717,7 @@ impl Probes {
         let what = match target {
             Target::Tls => "TLS: OpenSSL",
             Target::PythonContexts => "contexts: CPython context",
+            Target::Go => "goroutines",
         };
         log::info!("{what} probes ({}) on {}", links.len(), path.display());
         self.attached.push(format!("uprobe/{}", path.display()));

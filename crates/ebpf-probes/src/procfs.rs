@@ -158,6 +158,17 @@ fn sock_name(fd: i32) -> Option<std::net::SocketAddr> {
     }
 }
 
+/// When process `pid` started: `/proc/<pid>/stat` field 22, in clock
+/// ticks since boot (what the goroutine probes compare with the kernel's
+/// view, so a reused pid never inherits).
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields resume
+    // after the last ')'; field 3 (state) is the first after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Pids of every process now running.
 pub fn all_pids() -> Vec<u32> {
     fs::read_dir("/proc")
@@ -183,6 +194,23 @@ mod tests {
         if let Ok(l6) = l6 {
             assert!(own.contains(&l6.local_addr().unwrap()), "{own:?}");
         }
+    }
+
+    #[test]
+    fn start_ticks_of_self_are_at_most_now() {
+        let t = start_ticks(std::process::id()).expect("own stat");
+        let up: f64 = fs::read_to_string("/proc/uptime")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            t > 0 && (t as f64) <= up * 100.0 + 1.0,
+            "{t} ticks, uptime {up} s"
+        );
+        assert_eq!(start_ticks(u32::MAX), None);
     }
 
     #[test]

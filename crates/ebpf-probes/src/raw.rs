@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use span_core::{
     ConnClose, ConnEvent, DataEvent, Direction, Event, ProcessInfo, Role, SockTuple, Source,
-    TlsBind,
+    TaskEvent, TlsBind,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -17,6 +17,8 @@ pub const EV_CONN_CLOSE: u32 = 3;
 pub const EV_PROC_EXEC: u32 = 4;
 pub const EV_PROC_EXIT: u32 = 5;
 pub const EV_TLS_BIND: u32 = 6;
+pub const EV_TASK_START: u32 = 7;
+pub const EV_TASK_END: u32 = 8;
 
 /// Upper bound of the per-call capture (`ZT_MAX_CAPTURE`).
 pub const MAX_CAPTURE: u32 = 8192;
@@ -31,9 +33,10 @@ pub const DROP_REASONS: &[&str] = &[
     "user_read_failed",
     "emit_tail_call_failed",
     "tls_unbound",
+    "go_goroutine_untracked",
 ];
 /// Number of counter slots in the `drops` map.
-pub const DROP_SLOTS: u32 = 8;
+pub const DROP_SLOTS: u32 = 9;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -69,6 +72,21 @@ pub struct RawDataEvent {
     pub comm: [u8; 16],
     pub ssl: u64,
     pub ctx: u64,
+    pub task: u64,
+}
+
+/// Size of a data record header in event logs of format version 3 (before
+/// `task`).
+pub const DATA_HEADER_V3: usize = 144;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawTaskEvent {
+    pub kind: u32,
+    pub pid: u32,
+    pub task: u64,
+    pub parent: u64,
+    pub ts: u64,
 }
 
 #[repr(C)]
@@ -137,6 +155,20 @@ pub fn record_kind(buf: &[u8]) -> Option<u32> {
 
 /// Decode one ring-buffer record.
 pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
+    decode_layout(buf, std::mem::size_of::<RawDataEvent>())
+}
+
+/// Decode a record of an event log of format `version` (3: data headers
+/// without `task`; 4: the current layout).
+pub fn decode_version(buf: &[u8], version: u32) -> Result<Event, DecodeError> {
+    if version == 3 {
+        decode_layout(buf, DATA_HEADER_V3)
+    } else {
+        decode(buf)
+    }
+}
+
+fn decode_layout(buf: &[u8], data_header: usize) -> Result<Event, DecodeError> {
     let kind = record_kind(buf).ok_or(DecodeError::Short {
         kind: 0,
         len: buf.len(),
@@ -144,8 +176,22 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
     })?;
     match kind {
         EV_DATA => {
-            let r: RawDataEvent = read(buf, kind)?;
-            let hdr = std::mem::size_of::<RawDataEvent>();
+            let r: RawDataEvent = if data_header == std::mem::size_of::<RawDataEvent>() {
+                read(buf, kind)?
+            } else {
+                // An older, shorter header: the fields it has, then zeros.
+                if buf.len() < data_header {
+                    return Err(DecodeError::Short {
+                        kind,
+                        len: buf.len(),
+                        need: data_header,
+                    });
+                }
+                let mut full = vec![0u8; std::mem::size_of::<RawDataEvent>()];
+                full[..data_header].copy_from_slice(&buf[..data_header]);
+                read(&full, kind)?
+            };
+            let hdr = data_header;
             let captured = r.captured as usize;
             if r.captured > MAX_CAPTURE || buf.len() < hdr + captured {
                 return Err(DecodeError::BadField {
@@ -192,6 +238,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 payload: Bytes::copy_from_slice(&buf[hdr..hdr + captured]),
                 ssl: r.ssl,
                 exec_ctx: r.ctx,
+                task: r.task,
             }))
         }
         EV_CONN_OPEN | EV_CONN_CLOSE | EV_TLS_BIND => {
@@ -245,6 +292,20 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 net_ns: None,
                 runtime: None,
             }))
+        }
+        EV_TASK_START | EV_TASK_END => {
+            let r: RawTaskEvent = read(buf, kind)?;
+            let t = TaskEvent {
+                pid: r.pid,
+                task: r.task,
+                parent: r.parent,
+                ts: r.ts,
+            };
+            Ok(if kind == EV_TASK_START {
+                Event::TaskStart(t)
+            } else {
+                Event::TaskEnd(t)
+            })
         }
         EV_PROC_EXIT => {
             let r: RawProcEvent = read(buf, kind)?;
@@ -332,8 +393,10 @@ mod tests {
     #[test]
     fn layouts_match_c() {
         assert_eq!(size_of::<RawTuple>(), 40);
-        assert_eq!(size_of::<RawDataEvent>(), 144);
+        assert_eq!(size_of::<RawDataEvent>(), 152);
         assert_eq!(offset_of!(RawDataEvent, ctx), 136);
+        assert_eq!(offset_of!(RawDataEvent, task), DATA_HEADER_V3);
+        assert_eq!(size_of::<RawTaskEvent>(), 32);
         assert_eq!(offset_of!(RawDataEvent, ssl), 128);
         assert_eq!(offset_of!(RawDataEvent, seq), 56);
         assert_eq!(offset_of!(RawDataEvent, direction), 64);
@@ -391,6 +454,39 @@ mod tests {
         assert_eq!(d.tuple.remote, "127.0.0.1:40000".parse().unwrap());
         assert_eq!(&d.payload[..], b"GET / HTTP/1.1\r\n\r\n");
         assert_eq!(d.seq, 0xfffffff0);
+    }
+
+    #[test]
+    fn decodes_task_records_and_version_3_data() {
+        let t = RawTaskEvent {
+            kind: EV_TASK_START,
+            pid: 9,
+            task: 1 << 12,
+            parent: 5,
+            ts: 77,
+        };
+        assert_eq!(
+            decode(as_bytes(&t)).unwrap(),
+            Event::TaskStart(TaskEvent {
+                pid: 9,
+                task: 1 << 12,
+                parent: 5,
+                ts: 77
+            })
+        );
+        assert!(decode(&as_bytes(&t)[..31]).is_err());
+        // A version-3 log's data record: the header without `task`.
+        let mut r = sample();
+        r.task = 0;
+        let full = encode_data(&r, b"GET / HTTP/1.1\r\n\r\n");
+        let mut v3 = full[..DATA_HEADER_V3].to_vec();
+        v3.extend_from_slice(&full[size_of::<RawDataEvent>()..]);
+        let Event::Data(d) = decode_version(&v3, 3).unwrap() else {
+            panic!("not data")
+        };
+        assert_eq!(&d.payload[..], b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(d.task, 0);
+        assert!(decode_version(&v3[..100], 3).is_err());
     }
 
     #[test]

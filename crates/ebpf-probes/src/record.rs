@@ -13,7 +13,9 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 pub const MAGIC: &[u8; 8] = b"ZTREC\0\x01\n";
 /// Version of the raw record layout (zt_events.h). Logs of another version
 /// are refused rather than misread.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+/// Oldest version still read (3: data records without `task`).
+pub const OLDEST_VERSION: u32 = 3;
 const T_RAW: u8 = 1;
 const T_PROCESS: u8 = 2;
 /// Largest record accepted when reading (a corrupt length never allocates more).
@@ -46,7 +48,7 @@ pub enum RecordError {
     BadMagic,
     #[error("corrupt event log: {0}")]
     Corrupt(String),
-    #[error("event log format version {0} is not supported (this zt-trace reads version {FORMAT_VERSION}); replay it with the zt-trace that recorded it")]
+    #[error("event log format version {0} is not supported (this zt-trace reads versions {OLDEST_VERSION} to {FORMAT_VERSION}); replay it with the zt-trace that recorded it")]
     Version(u32),
 }
 
@@ -109,7 +111,7 @@ impl<R: Read> RecordReader<R> {
         r.read_exact(&mut h)?;
         let header: RecordHeader =
             serde_json::from_slice(&h).map_err(|e| RecordError::Corrupt(format!("header: {e}")))?;
-        if header.version != FORMAT_VERSION {
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&header.version) {
             return Err(RecordError::Version(header.version));
         }
         Ok(RecordReader { r, header })

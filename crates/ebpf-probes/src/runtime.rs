@@ -16,9 +16,13 @@ use std::path::Path;
 
 /// Marker of the Go build-info blob (`.go.buildinfo`, Go 1.13 and later).
 const GO_BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
-/// The default name of tokio's worker and blocking threads, a string every
-/// binary that builds a tokio runtime carries.
-const TOKIO_THREAD_NAME: &[u8] = b"tokio-runtime-worker";
+/// Strings a binary that runs a tokio runtime carries: the default name of
+/// its worker threads in older tokio releases (`tokio-runtime-worker`;
+/// tokio 1.54 says `tokio-rt-worker`, which the compiler builds from
+/// immediates in code rather than keeping it in read-only data: not
+/// findable), and a message of the runtime's own (tokio 1.x; found in a
+/// tokio 1.54 release build, tests/topology/tokio).
+const TOKIO_MARKERS: &[&[u8]] = &[b"tokio-runtime-worker", b"context of a Tokio 1.x runtime"];
 /// Cached files before the cache is emptied (bounded memory).
 const CACHE_LIMIT: usize = 4096;
 
@@ -90,7 +94,11 @@ pub fn detect(path: &Path) -> Option<Runtime> {
         .sections()
         .filter(|s| matches!(s.name(), Ok(".rodata" | ".data.rel.ro")))
         .filter_map(|s| s.data().ok())
-        .any(|b| memchr::memmem::find(b, TOKIO_THREAD_NAME).is_some());
+        .any(|b| {
+            TOKIO_MARKERS
+                .iter()
+                .any(|m| memchr::memmem::find(b, m).is_some())
+        });
     tokio.then_some(Runtime {
         kind: RuntimeKind::Tokio,
         version: None,
@@ -100,7 +108,7 @@ pub fn detect(path: &Path) -> Option<Runtime> {
 /// The Go version from `.go.buildinfo`: inline in Go 1.18+ (flag bit 2:
 /// length-prefixed strings at offset 32), else through two pointers to Go
 /// string headers (`runtime.buildVersion`, then the module info).
-fn go_version(obj: &object::File<'_>, info: &[u8]) -> Option<String> {
+pub(crate) fn go_version(obj: &object::File<'_>, info: &[u8]) -> Option<String> {
     if info.len() < 32 || !info.starts_with(GO_BUILDINFO_MAGIC) {
         return None;
     }

@@ -1,7 +1,7 @@
 //! Live event source: the probes' records, decoded, with process details
 //! from /proc added, optionally recorded to an event log.
 
-use crate::elfsym::Target;
+use crate::elfsym::{Resolution, Target};
 use crate::loader::Probes;
 use crate::procfs;
 use crate::raw;
@@ -201,6 +201,127 @@ impl Enricher {
     }
 }
 
+/// Go processes: the goroutine probes are attached once per executable
+/// (analysed off the event loop), and each process running it is then
+/// registered with the kernel (its data events carry goroutine tasks).
+#[derive(Default)]
+struct GoTracker {
+    files: HashMap<(u64, u64), GoFile>,
+    /// Registered processes, with their executable.
+    tracked: HashMap<u32, (u64, u64)>,
+    detector: crate::runtime::Detector,
+}
+
+enum GoFile {
+    /// Being analysed: (pid, start ticks) of processes waiting for it.
+    Pending(PathBuf, Vec<(u32, u64)>),
+    /// Probed: the g TLS offset.
+    Ready(i64),
+    Refused,
+}
+
+enum GoOffer {
+    Nothing,
+    /// Analyse and probe this executable first.
+    Resolve(PathBuf),
+    /// Register the process now: (g TLS offset, start ticks).
+    Register(i64, u64),
+}
+
+/// Most executables and processes remembered (bounded).
+const GO_TRACKER_LIMIT: usize = 4096;
+
+impl GoTracker {
+    fn offer(&mut self, pid: u32) -> GoOffer {
+        use std::os::unix::fs::MetadataExt;
+        if self.tracked.contains_key(&pid) {
+            return GoOffer::Nothing;
+        }
+        let is_go = self
+            .detector
+            .of_process(pid)
+            .is_some_and(|r| r.kind == span_core::RuntimeKind::Go);
+        if !is_go {
+            return GoOffer::Nothing;
+        }
+        let (Ok(meta), Some(ticks)) = (
+            std::fs::metadata(format!("/proc/{pid}/exe")),
+            procfs::start_ticks(pid),
+        ) else {
+            return GoOffer::Nothing;
+        };
+        let key = (meta.dev(), meta.ino());
+        if self.files.len() >= GO_TRACKER_LIMIT {
+            self.files.retain(|_, f| matches!(f, GoFile::Pending(..)));
+        }
+        match self.files.get_mut(&key) {
+            Some(GoFile::Ready(off)) => {
+                if self.tracked.len() < GO_TRACKER_LIMIT {
+                    self.tracked.insert(pid, key);
+                }
+                GoOffer::Register(*off, ticks)
+            }
+            Some(GoFile::Pending(_, waiting)) => {
+                if !waiting.iter().any(|(p, _)| *p == pid) {
+                    waiting.push((pid, ticks));
+                }
+                GoOffer::Nothing
+            }
+            Some(GoFile::Refused) => GoOffer::Nothing,
+            None => {
+                let Some(path) = crate::tls::process_exe(pid) else {
+                    return GoOffer::Nothing;
+                };
+                self.files
+                    .insert(key, GoFile::Pending(path.clone(), vec![(pid, ticks)]));
+                GoOffer::Resolve(path)
+            }
+        }
+    }
+
+    /// The executable at `path` was probed (`Some(g offset)`) or refused:
+    /// the processes to register now.
+    fn resolved(&mut self, path: &std::path::Path, off: Option<i64>) -> Vec<(u32, i64, u64)> {
+        let entry = self
+            .files
+            .iter_mut()
+            .find(|(_, f)| matches!(f, GoFile::Pending(p, _) if p == path));
+        let Some((key, file)) = entry else {
+            return Vec::new();
+        };
+        let key = *key;
+        let Some(off) = off else {
+            // Gone before it was read (a short-lived process): the next
+            // process running the file tries again. Otherwise refused.
+            if path.exists() {
+                *file = GoFile::Refused;
+            } else {
+                self.files.remove(&key);
+            }
+            return Vec::new();
+        };
+        let waiting = match std::mem::replace(file, GoFile::Ready(off)) {
+            GoFile::Pending(_, w) => w,
+            _ => Vec::new(),
+        };
+        waiting
+            .into_iter()
+            .filter(|(pid, ticks)| procfs::start_ticks(*pid) == Some(*ticks))
+            .map(|(pid, ticks)| {
+                if self.tracked.len() < GO_TRACKER_LIMIT {
+                    self.tracked.insert(pid, key);
+                }
+                (pid, off, ticks)
+            })
+            .collect()
+    }
+
+    /// Process `pid` exited: whether it was registered.
+    fn exited(&mut self, pid: u32) -> bool {
+        self.tracked.remove(&pid).is_some()
+    }
+}
+
 /// The probes plus decoding, /proc enrichment and optional recording.
 pub struct LiveSource {
     probes: Probes,
@@ -216,8 +337,11 @@ pub struct LiveSource {
     /// Symbol resolution of libraries found in new processes, off the loop.
     resolver: Option<crate::elfsym::Resolver>,
     /// Files already sent to the resolver, per target.
-    requested: [crate::tls::Seen; 2],
+    requested: [crate::tls::Seen; 3],
+    /// Go processes and their executables' goroutine probes.
+    go: GoTracker,
     execs: Vec<u32>,
+    exits: Vec<u32>,
     /// (when, pid): read a new process's environment again.
     env_rechecks: Vec<(Instant, u32)>,
 }
@@ -238,10 +362,12 @@ impl LiveSource {
             agent_peers: AgentPeers::default(),
             resolver: None,
             requested: Default::default(),
+            go: GoTracker::default(),
             execs: Vec::new(),
+            exits: Vec::new(),
             env_rechecks: Vec::new(),
         };
-        if tls || s.probes.contexts_loaded() {
+        if tls || s.probes.contexts_loaded() || s.probes.goroutines_loaded() {
             let mut found: Vec<(PathBuf, Target)> = if tls {
                 crate::tls::system_libraries()
                     .into_iter()
@@ -269,9 +395,17 @@ impl LiveSource {
         s
     }
 
-    /// Files of process `pid` to probe, for the probes loaded.
-    fn candidates(&self, pid: u32) -> Vec<(PathBuf, Target)> {
+    /// Files of process `pid` to probe, for the probes loaded (a Go
+    /// process whose executable is already probed is registered here).
+    fn candidates(&mut self, pid: u32) -> Vec<(PathBuf, Target)> {
         let mut out = Vec::new();
+        if self.probes.goroutines_loaded() {
+            match self.go.offer(pid) {
+                GoOffer::Resolve(path) => out.push((path, Target::Go)),
+                GoOffer::Register(off, ticks) => self.go_register(pid, off, ticks),
+                GoOffer::Nothing => {}
+            }
+        }
         if self.tls {
             out.extend(
                 crate::tls::process_candidates(pid)
@@ -294,6 +428,34 @@ impl LiveSource {
         match target {
             Target::Tls => &mut self.requested[0],
             Target::PythonContexts => &mut self.requested[1],
+            Target::Go => &mut self.requested[2],
+        }
+    }
+
+    fn go_register(&mut self, pid: u32, off: i64, ticks: u64) {
+        match self.probes.track_go_process(pid, off, ticks) {
+            Ok(()) => log::debug!("goroutines: tracking Go process {pid}"),
+            Err(e) => log::warn!("goroutines: process {pid} not tracked: {e}"),
+        }
+    }
+
+    /// A Go executable was analysed (or could not be): attach its probes
+    /// and register the processes waiting for it.
+    fn go_resolved(&mut self, path: &std::path::Path, r: Result<Resolution, String>) {
+        let attached = r.and_then(|res| {
+            let Resolution::Go(bin) = &res else {
+                return Err("not a Go analysis".to_owned());
+            };
+            self.probes
+                .attach_go(bin)
+                .map(|_| bin.tls_g_offset)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = &attached {
+            log::info!("goroutines: {}: not tracked: {e}", path.display());
+        }
+        for (pid, off, ticks) in self.go.resolved(path, attached.ok()) {
+            self.go_register(pid, off, ticks);
         }
     }
 
@@ -314,8 +476,12 @@ impl LiveSource {
         let Some(r) = &mut self.resolver else { return };
         let done = r.done();
         for (path, target, offsets) in done {
+            if target == Target::Go {
+                self.go_resolved(&path, offsets);
+                continue;
+            }
             let res = offsets
-                .map_err(|e| crate::LoadError::Config(e.to_string()))
+                .map_err(crate::LoadError::Config)
                 .and_then(|o| self.probes.attach_resolved(&path, target, &o));
             if let Err(e) = res {
                 log::debug!("{target:?} probes not attached to {}: {e}", path.display());
@@ -324,6 +490,11 @@ impl LiveSource {
     }
 
     fn attach_now(&mut self, path: &std::path::Path, target: Target) {
+        if target == Target::Go {
+            let r = crate::elfsym::resolve_target(path, target);
+            self.go_resolved(path, r);
+            return;
+        }
         if let Err(e) = self.probes.attach(path, target) {
             log::debug!("{target:?} probes not attached to {}: {e}", path.display());
         }
@@ -366,7 +537,7 @@ impl LiveSource {
                 self.env_rechecks
                     .push((now + Duration::from_millis(after), pid));
             }
-            if self.tls || self.probes.contexts_loaded() {
+            if self.tls || self.probes.contexts_loaded() || self.probes.goroutines_loaded() {
                 for after in [0, 300, 1500, 5000] {
                     self.rescans.push((now + Duration::from_millis(after), pid));
                 }
@@ -455,6 +626,7 @@ impl LiveSource {
             stats,
             scratch,
             execs,
+            exits,
             agent_peers,
             ..
         } = self;
@@ -476,8 +648,10 @@ impl LiveSource {
                 return;
             }
             scratch.clear();
-            if let Event::Process(p) = &ev {
-                execs.push(p.pid);
+            match &ev {
+                Event::Process(p) => execs.push(p.pid),
+                Event::ProcessExit { pid, .. } => exits.push(*pid),
+                _ => {}
             }
             enricher.enrich(ev, scratch, &mut stats.processes_resolved);
             if let Some(w) = recorder.as_mut() {
@@ -499,6 +673,11 @@ impl LiveSource {
         })?;
         if let Some(e) = io_err {
             return Err(e);
+        }
+        for pid in std::mem::take(&mut self.exits) {
+            if self.go.exited(pid) {
+                self.probes.untrack_go_process(pid);
+            }
         }
         self.probe_followups();
         self.env_followups(&mut f)?;
@@ -548,7 +727,7 @@ impl<R: io::Read> ReplaySource<R> {
             match self.reader.next_record()? {
                 None => return Ok(None),
                 Some(Record::Process(p)) => return Ok(Some(Event::Process(p))),
-                Some(Record::Raw(b)) => match raw::decode(&b) {
+                Some(Record::Raw(b)) => match raw::decode_version(&b, self.reader.header.version) {
                     Ok(ev) => return Ok(Some(ev)),
                     Err(e) => {
                         self.decode_errors += 1;

@@ -105,6 +105,13 @@ pub(crate) fn process_files(pid: u32, want: fn(&Path) -> bool) -> Vec<PathBuf> {
     out
 }
 
+/// The executable of process `pid`, as a path usable from here (through
+/// the process's own root).
+pub(crate) fn process_exe(pid: u32) -> Option<PathBuf> {
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    Some(join_root(Path::new(&format!("/proc/{pid}/root")), &exe))
+}
+
 fn join_root(root: &Path, p: &Path) -> PathBuf {
     root.join(p.strip_prefix("/").unwrap_or(p))
 }

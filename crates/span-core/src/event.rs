@@ -23,6 +23,11 @@ pub enum Event {
     /// A TLS session whose plaintext was already reported (with `conn_id`
     /// 0) turned out to belong to this connection.
     TlsBind(TlsBind),
+    /// A task (a Go goroutine) was created by another (`parent`, 0 when
+    /// unknown).
+    TaskStart(TaskEvent),
+    /// A task ended (`parent` is 0).
+    TaskEnd(TaskEvent),
 }
 
 impl Event {
@@ -40,6 +45,7 @@ impl Event {
             Event::Process(p) => p.ts,
             Event::ProcessExit { ts, .. } => *ts,
             Event::TlsBind(b) => b.ts,
+            Event::TaskStart(t) | Event::TaskEnd(t) => t.ts,
         }
     }
 
@@ -51,6 +57,7 @@ impl Event {
             Event::Process(p) => p.pid,
             Event::ProcessExit { pid, .. } => *pid,
             Event::TlsBind(b) => b.pid,
+            Event::TaskStart(t) | Event::TaskEnd(t) => t.pid,
         }
     }
 }
@@ -143,6 +150,24 @@ pub struct DataEvent {
     /// unique while it lives; 0 when none or unknown.
     #[serde(default)]
     pub exec_ctx: u64,
+    /// Task (a Go goroutine, see [`TaskEvent`]) the call was made for: the
+    /// goroutine that made it, or the one a writer goroutine wrote it for
+    /// (Go's HTTP/1 client writes requests from a per-connection loop);
+    /// 0 when none or unknown.
+    #[serde(default)]
+    pub task: u64,
+}
+
+/// A unit of work of a runtime that multiplexes many over few threads: a
+/// Go goroutine. Ids are unique for the capture's life (never reused, even
+/// when the runtime reuses the goroutine's memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    pub pid: u32,
+    pub task: u64,
+    /// The task that created it (`TaskStart`), 0 when unknown.
+    pub parent: u64,
+    pub ts: MonoNanos,
 }
 
 impl DataEvent {

@@ -11,6 +11,8 @@ struct Builder {
     events: Vec<Event>,
     /// Execution context given to the events pushed from now on.
     ctx: u64,
+    /// Task (goroutine) given to the events pushed from now on.
+    task: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -29,6 +31,7 @@ impl Builder {
         Builder {
             events: Vec::new(),
             ctx: 0,
+            task: 0,
         }
     }
 
@@ -76,6 +79,7 @@ impl Builder {
             payload: Bytes::copy_from_slice(payload),
             ssl: 0,
             exec_ctx: self.ctx,
+            task: self.task,
         }));
     }
 
@@ -449,6 +453,143 @@ fn multiplexing_runtimes_never_link_by_thread() {
         let back = find(&spans, "backend", SpanKind::Server, "/b");
         assert_eq!(back.parent_span_id, Some(call.span_id));
     }
+}
+
+fn task_start(b: &mut Builder, pid: u32, task: u64, parent: u64, ms: u64) {
+    b.events.push(Event::TaskStart(TaskEvent {
+        pid,
+        task,
+        parent,
+        ts: ms * MS,
+    }));
+}
+
+fn task_end(b: &mut Builder, pid: u32, task: u64, ms: u64) {
+    b.events.push(Event::TaskEnd(TaskEvent {
+        pid,
+        task,
+        parent: 0,
+        ts: ms * MS,
+    }));
+}
+
+#[test]
+fn goroutine_calls_link_through_the_serving_task_and_its_fan_out() {
+    // A Go gateway serving two requests at once on goroutines 100 (/a) and
+    // 200 (/c). Goroutines hop threads: every event of goroutine 100 is on
+    // a different thread than the one before, and the threads are shared
+    // with goroutine 200's events. /a's handler calls /b1 itself and
+    // creates goroutine 101, which calls /b2 and ends before /a's answer;
+    // it also creates 102, which outlives /a (a lazily started worker)
+    // and calls /w while /a is still open. /c's handler calls /d.
+    let th = |tid: u32| Th {
+        pid: 20,
+        tid,
+        start: u64::from(tid),
+    };
+    let mut b = Builder::new();
+    b.proc_(10, "client");
+    runtime_proc(&mut b, 20, "gateway", RuntimeKind::Go);
+    b.proc_(30, "backend");
+    let (ca, cc, s) = ("127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:80");
+    task_start(&mut b, 20, 100, 0, 90);
+    task_start(&mut b, 20, 200, 0, 90);
+    for (conn, c, path, t, task, tid) in [(2, ca, "/a", 100, 100, 21), (4, cc, "/c", 101, 200, 22)]
+    {
+        b.task = task;
+        b.data(
+            th(tid),
+            conn,
+            Role::Server,
+            s,
+            c,
+            Direction::Ingress,
+            (t - 1) * MS,
+            t * MS,
+            1,
+            format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes(),
+        );
+    }
+    b.task = 100;
+    b.exchange(th(22), BACK, 6000, 81, 10, "/b1", 102, 3, 200);
+    task_start(&mut b, 20, 101, 100, 103);
+    task_start(&mut b, 20, 102, 100, 103);
+    b.task = 200;
+    b.exchange(th(21), BACK, 6003, 81, 40, "/d", 103, 3, 200);
+    b.task = 101;
+    b.exchange(th(21), BACK, 6001, 81, 20, "/b2", 104, 3, 200);
+    task_end(&mut b, 20, 101, 108);
+    b.task = 102;
+    b.exchange(th(22), BACK, 6002, 81, 30, "/w", 105, 3, 200);
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    b.task = 200;
+    b.server_reply(th(23), 4, s, cc, 109, ok);
+    b.task = 100;
+    b.server_reply(th(22), 2, s, ca, 110, ok);
+    // The worker calls again after /a was answered.
+    b.task = 102;
+    b.exchange(th(21), BACK, 6004, 81, 50, "/w2", 112, 3, 200);
+    let (spans, stats) = b.run(Config::default());
+
+    let a = find(&spans, "gateway", SpanKind::Server, "/a");
+    let c = find(&spans, "gateway", SpanKind::Server, "/c");
+    for (path, parent) in [("/b1", a), ("/b2", a), ("/d", c)] {
+        let call = find(&spans, "gateway", SpanKind::Client, path);
+        assert_eq!(call.parent_span_id, Some(parent.span_id), "{path}");
+        assert_eq!(call.trace_id, parent.trace_id, "{path}");
+        assert_eq!(
+            call.attributes.get_str("zt.link.reason"),
+            Some("task"),
+            "{path}"
+        );
+        assert!(call.links.is_empty(), "{path}");
+    }
+    for path in ["/w", "/w2"] {
+        let call = find(&spans, "gateway", SpanKind::Client, path);
+        assert_eq!(call.parent_span_id, None, "{path}");
+        assert_eq!(
+            call.attributes.get_str("zt.link.reason"),
+            Some("unlinked_task_unproven"),
+            "{path}"
+        );
+    }
+    assert_eq!(stats.links(LinkReason::Task), 3);
+    assert_eq!(stats.links_thread, 0);
+}
+
+#[test]
+fn goroutine_serving_two_pipelined_requests_is_ambiguous() {
+    let mut b = Builder::new();
+    b.proc_(10, "client");
+    runtime_proc(&mut b, 20, "gateway", RuntimeKind::Go);
+    b.proc_(30, "backend");
+    let (c, s) = ("127.0.0.1:5001", "127.0.0.1:80");
+    task_start(&mut b, 20, 100, 0, 90);
+    b.task = 100;
+    b.data(
+        GW,
+        2,
+        Role::Server,
+        s,
+        c,
+        Direction::Ingress,
+        99 * MS,
+        100 * MS,
+        1,
+        b"GET /a HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n",
+    );
+    b.exchange(GW, BACK, 6000, 81, 10, "/b", 102, 3, 200);
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    b.server_reply(GW, 2, s, c, 108, ok);
+    b.server_reply(GW, 2, s, c, 109, ok);
+    let (spans, stats) = b.run(Config::default());
+    let call = find(&spans, "gateway", SpanKind::Client, "/b");
+    assert_eq!(call.parent_span_id, None);
+    assert_eq!(
+        call.attributes.get_str("zt.link.reason"),
+        Some("unlinked_task_ambiguous")
+    );
+    assert_eq!(stats.links(LinkReason::UnlinkedTaskAmbiguous), 1);
 }
 
 #[test]
@@ -1080,7 +1221,12 @@ fn the_view_types_what_the_attributes_say_and_resolves_the_peer_service() {
     let gw_call = find(&spans, "gateway", SpanKind::Client, "/b");
     let back = find(&spans, "backend", SpanKind::Server, "/b");
     // Both ends seen and linked by tcp_seq: each side names the other.
-    let svc = |s: &Span| s.view.peer.as_ref().and_then(|p| p.service.clone());
+    let svc = |s: &Span| {
+        s.view
+            .peer
+            .as_ref()
+            .and_then(|p| p.service().map(str::to_owned))
+    };
     assert_eq!(svc(root).as_deref(), Some("gateway"));
     assert_eq!(svc(gw).as_deref(), Some("client"));
     assert_eq!(svc(gw_call).as_deref(), Some("backend"));
@@ -1137,7 +1283,7 @@ fn a_request_without_its_server_has_no_peer_service_and_says_why_it_is_incomplet
     assert_eq!(s.view.incomplete, Some(IncompleteReason::CaptureEnded));
     assert!(s.view.status.error);
     let peer = s.view.peer.as_ref().unwrap();
-    assert_eq!((peer.port, peer.service.as_deref()), (6379, None));
+    assert_eq!((peer.port, peer.service()), (6379, None));
     assert_eq!(s.view.link_reason, Some(LinkReason::RootNoOpenRequest));
 }
 

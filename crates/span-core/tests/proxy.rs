@@ -125,6 +125,7 @@ impl Net {
             payload: Bytes::copy_from_slice(payload),
             ssl: 0,
             exec_ctx: 0,
+            task: 0,
         }));
     }
 

@@ -4,7 +4,7 @@
 //!
 //! The first input byte picks the record kind (so every kind is reached
 //! without the fuzzer having to find the 4-byte tag first); the rest is the
-//! record after its kind field. Kinds 0 and 7..=255 stand for unknown kinds.
+//! record after its kind field. Kinds 0 and 9..=255 stand for unknown kinds.
 use ebpf_probes::raw::{self, DecodeError, RawDataEvent, MAX_CAPTURE};
 use libfuzzer_sys::fuzz_target;
 use span_core::Event;
@@ -41,6 +41,8 @@ fn check(rec: &[u8]) {
         Ok(Event::ProcessExit { .. }) => {
             assert_eq!(raw::record_kind(rec), Some(raw::EV_PROC_EXIT))
         }
+        Ok(Event::TaskStart(_)) => assert_eq!(raw::record_kind(rec), Some(raw::EV_TASK_START)),
+        Ok(Event::TaskEnd(_)) => assert_eq!(raw::record_kind(rec), Some(raw::EV_TASK_END)),
         Err(DecodeError::Short { len, need, .. }) => assert!(len < need && len == rec.len()),
         Err(DecodeError::UnknownKind(k)) => assert_eq!(raw::record_kind(rec), Some(k)),
         Err(DecodeError::BadField { .. }) => {}

@@ -270,6 +270,7 @@ static __always_inline __u32 gather_iov(__u8 *room, const struct iovec *iov, __u
 }
 
 #include "pyctx.bpf.h"
+#include "go.bpf.h"
 
 static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source)
 {
@@ -302,6 +303,7 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	e->pad = 0;
 	e->ssl = a->ssl;
 	e->ctx = current_ctx(id);
+	e->task = go_current_task(id);
 	if (a->sk)
 		read_tuple((struct sock *)a->sk, &e->tuple);
 	else

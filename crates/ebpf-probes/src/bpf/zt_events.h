@@ -19,6 +19,8 @@ enum zt_event_kind {
 	ZT_EV_PROC_EXEC = 4,
 	ZT_EV_PROC_EXIT = 5,
 	ZT_EV_TLS_BIND = 6, /* a TLS session (SSL*) was bound to its socket late */
+	ZT_EV_TASK_START = 7, /* a goroutine was created (go.bpf.h) */
+	ZT_EV_TASK_END = 8,   /* a goroutine ended */
 };
 
 enum zt_direction {
@@ -63,7 +65,8 @@ enum zt_drop {
 	ZT_DROP_READ_FAIL = 5,    /* user memory could not be read (capture lost) */
 	ZT_DROP_TAIL_CALL = 6,    /* data event lost: the emit program could not be reached */
 	ZT_DROP_TLS_UNBOUND = 7,  /* TLS data whose socket could not be found */
-	ZT_DROP_MAX = 8,
+	ZT_DROP_GO_UNTRACKED = 8, /* data event of a Go process from a goroutine without a task (born before the probes, or evicted) */
+	ZT_DROP_MAX = 9,
 };
 
 struct zt_tuple {
@@ -96,7 +99,16 @@ struct zt_data_event {
 	char comm[16];
 	__u64 ssl; /* TLS session (SSL*) for ZT_SRC_TLS, else 0 */
 	__u64 ctx; /* execution context (pyctx.bpf.h) the call was made in, else 0 */
+	__u64 task; /* goroutine task (go.bpf.h) the call was made for, else 0 */
 	/* followed by `captured` payload bytes */
+};
+
+struct zt_task_event {
+	__u32 kind; /* ZT_EV_TASK_START or ZT_EV_TASK_END */
+	__u32 pid;  /* tgid */
+	__u64 task;
+	__u64 parent; /* ZT_EV_TASK_START: the creating goroutine's task, or 0 */
+	__u64 ts;
 };
 
 struct zt_conn_event {

@@ -116,10 +116,16 @@ struct mm_struct {
 	unsigned long arg_end;
 };
 
+struct thread_struct {
+	unsigned long fsbase;
+};
+
 struct task_struct {
 	pid_t pid;
 	pid_t tgid;
 	u64 start_time;
+	u64 start_boottime;
+	struct thread_struct thread;
 	char comm[16];
 	struct task_struct *real_parent;
 	struct task_struct *group_leader;

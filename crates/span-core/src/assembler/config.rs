@@ -38,6 +38,10 @@ pub struct Config {
     /// `contextvars.Context`) waits for a response written in the same
     /// context, which names the request it was made for.
     pub context_wait_ns: u64,
+    /// How long a client call made by a task (a Go goroutine) waits for the
+    /// response head of the request its task ancestry was serving (the
+    /// `task` rule).
+    pub task_wait_ns: u64,
     /// Turn inferred links (weak evidence) into parent edges. Off by default:
     /// a wrong parent is worse than a missing one.
     pub promote_inferred_links: bool,
@@ -73,6 +77,7 @@ impl Default for Config {
             detect_attempts: 4,
             raw_sql: false,
             context_wait_ns: 2_000 * MS,
+            task_wait_ns: 2_000 * MS,
             promote_inferred_links: false,
             id_seed: 0x5eed,
             host_name: None,

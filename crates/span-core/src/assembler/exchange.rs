@@ -45,6 +45,27 @@ impl Assembler {
                                 self.linker
                                     .response_head_in_context(id, pid, g.ctx, g.enter);
                             }
+                            // The task rule: HTTP/1 server responses only
+                            // (an HTTP/2 server writes every stream's
+                            // frames from one goroutine).
+                            let (http1_server, tracked) =
+                                self.spans.get(id).map_or((false, false), |s| {
+                                    (
+                                        s.kind == SpanKind::Server && s.protocol == Protocol::Http1,
+                                        s.task_tracked,
+                                    )
+                                });
+                            let writer = seg.map_or(0, |g| g.task);
+                            if http1_server && (writer != 0 || tracked) {
+                                let at = seg.map_or(self.now, |g| g.enter);
+                                self.linker.response_head_by_task(
+                                    pid,
+                                    id,
+                                    writer,
+                                    at,
+                                    &mut self.spans,
+                                );
+                            }
                         }
                         None => self.stats.unmatched_responses += 1,
                     }
@@ -135,6 +156,15 @@ impl Assembler {
         let Some(seg) = conn.seg_at(Side::Client, offset) else {
             return;
         };
+        // HTTP/1 requests read by tasks (goroutines): the tasks of the reads
+        // that carried the head (net/http reads the first byte of a
+        // keep-alive request on a helper goroutine, the rest on the
+        // connection's).
+        let read_by = if kind == SpanKind::Server && protocol == Protocol::Http1 {
+            conn.tasks_from(Side::Client, offset)
+        } else {
+            Vec::new()
+        };
         if self.spans.len() >= self.cfg.max_open_spans {
             self.stats.spans_dropped_capacity += 1;
             return;
@@ -176,6 +206,9 @@ impl Assembler {
                 tls: is_tls,
             }),
             traceparent: traceparent::of_request(&info, kind),
+            task: seg.task,
+            read_by,
+            conn_id,
         };
         let mut rec = SpanRec {
             id,
@@ -196,6 +229,7 @@ impl Assembler {
             link_reason: LinkReason::Root,
             inferred_link: None,
             ctx_key: None,
+            task_tracked: false,
             seq_key: None,
             peer_deadline: start,
             incomplete: None,
@@ -222,6 +256,7 @@ impl Assembler {
         }
     }
 
+    #[inline]
     pub(super) fn finish_span(&mut self, id: SpanId, end: MonoNanos) {
         let Some(s) = self.spans.get_mut(id) else {
             return;
@@ -230,6 +265,14 @@ impl Assembler {
             return;
         }
         s.end = Some(end);
+        if s.task_tracked {
+            // Ended with no response head from a task.
+            s.task_tracked = false;
+            self.linker.task_span_gone(id);
+        }
+        let Some(s) = self.spans.get(id) else {
+            return;
+        };
         if s.kind == SpanKind::Server {
             let thread = s.thread;
             self.linker.server_ended(id, thread, &mut self.procs);
@@ -238,6 +281,7 @@ impl Assembler {
             .schedule_check(end + self.cfg.trace_linger_ns, id);
     }
 
+    #[inline]
     pub(super) fn force_end(&mut self, id: SpanId, at: MonoNanos, why: IncompleteReason) {
         if let Some(s) = self.spans.get_mut(id) {
             if s.end.is_none() {

@@ -101,6 +101,7 @@ impl Assembler {
         let mut s = self.stats.clone();
         s.late_events = self.reorder.late;
         s.reorder_forced = self.reorder.forced;
+        s.tasks_evicted = self.linker.tasks.tasks_evicted;
         s.fill_named_links();
         s
     }
@@ -205,14 +206,20 @@ impl Assembler {
             }
             Event::ConnClose(c) => self.on_close(c),
             Event::Process(p) => self.procs.on_process(&p, &self.cfg),
-            Event::ProcessExit { pid, .. } => self.procs.on_exit(pid),
+            Event::ProcessExit { pid, .. } => {
+                self.procs.on_exit(pid);
+                self.linker.tasks.process_gone(pid);
+            }
+            Event::TaskStart(t) => self.linker.tasks.started(t.pid, t.task, t.parent),
+            Event::TaskEnd(t) => self.linker.tasks.ended(t.pid, t.task, t.ts),
         }
     }
 
-    fn on_data(&mut self, d: DataEvent) {
-        let Some(d) = self.tls.resolve(d, &mut self.stats) else {
+    fn on_data(&mut self, mut d: DataEvent) {
+        if !self.tls.bound(&mut d) {
+            self.tls.hold(d, &mut self.stats);
             return;
-        };
+        }
         self.stats.data_events += 1;
         self.stats.data_bytes += d.bytes;
         if d.source == crate::event::Source::Tls {

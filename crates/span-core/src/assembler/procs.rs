@@ -88,15 +88,18 @@ pub(super) struct Procs {
 }
 
 impl Procs {
+    #[inline]
     pub(super) fn get(&self, pid: u32) -> Option<&Proc> {
         self.map.get(&pid)
     }
 
+    #[inline]
     pub(super) fn get_mut(&mut self, pid: u32) -> Option<&mut Proc> {
         self.map.get_mut(&pid)
     }
 
     /// Server spans open in `pid` (none if unknown).
+    #[inline]
     pub(super) fn open_server(&self, pid: u32) -> &[SpanId] {
         self.map.get(&pid).map_or(&[][..], |p| &p.open_server[..])
     }
@@ -155,6 +158,7 @@ impl Procs {
         self.map.insert(p.pid, proc_);
     }
 
+    #[inline]
     pub(super) fn on_exit(&mut self, pid: u32) {
         self.map.remove(&pid);
     }
@@ -180,6 +184,7 @@ impl Procs {
 
     /// The resource and facts of `pid`, made from its `comm` if its details
     /// were never read.
+    #[inline]
     pub(super) fn resource_for(
         &mut self,
         pid: u32,
@@ -226,6 +231,7 @@ impl Procs {
     /// emitted with: the latest of the process (its environment may have
     /// been read, or its behaviour seen, only after the span started), else
     /// what it started with.
+    #[inline]
     pub(super) fn resource_at(
         &self,
         pid: u32,

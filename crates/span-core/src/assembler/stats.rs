@@ -45,6 +45,8 @@ pub struct Stats {
     pub unlinked_ambiguous_thread: u64,
     pub tls_events: u64,
     pub tls_unbound_dropped: u64,
+    /// Tasks (goroutines) the `task` rule forgot because its table was full.
+    pub tasks_evicted: u64,
 }
 
 impl Stats {
@@ -54,6 +56,7 @@ impl Stats {
     }
 
     /// Count one emitted span.
+    #[inline]
     pub(super) fn count_emitted(&mut self, reason: LinkReason, inferred: bool) {
         self.spans_emitted += 1;
         self.links_by_reason[reason as usize] += 1;

@@ -13,16 +13,19 @@
 //!   client span); then the span is recorded as in flight on its thread and
 //!   process ([`thread`]), the evidence of the client-side rules.
 //!   SERVER spans of HTTP requests are also indexed by their identity
-//!   ([`forward`]) until their response ends.
-//! - CLIENT spans: [`thread`] (a verdict: a parent, or the reason there is
-//!   none), checked against [`forward`] (the inbound request whose id, or
-//!   in a proxy whose head, the call carries: a parent where the thread
-//!   gave none, a conflict where it gave another); without a parent,
-//!   [`inferred`] (the single request in flight in the process, weak
-//!   evidence) and [`context`] (waits for the response written in the
-//!   call's execution context, which may settle the call later); then
-//!   [`tcp_seq`] (the server span of the same request, if already seen,
-//!   becomes this span's child).
+//!   ([`forward`]) until their response ends; HTTP/1 SERVER spans read by
+//!   goroutines are also tracked by [`task`] until their response head.
+//! - CLIENT spans: [`task`] for calls made by goroutines (a verdict, or a
+//!   wait for the response head that proves it), else [`thread`] (a
+//!   verdict: a parent, or the reason there is none); checked against
+//!   [`forward`] (the inbound request whose id, or in a proxy whose head,
+//!   the call carries: a parent where the thread or task rule gave none, a
+//!   conflict where the thread rule gave another; a call the task rule
+//!   waits for is left to it); without a parent, [`inferred`] (the single
+//!   request in flight in the process, weak evidence) and [`context`]
+//!   (waits for the response written in the call's execution context,
+//!   which may settle the call later); then [`tcp_seq`] (the server span
+//!   of the same request, if already seen, becomes this span's child).
 //!
 //! Adding a rule: a module here holding its state and its invariant, a
 //! [`LinkReason`] (and its place in `LinkReason::ALL`), and one call in
@@ -34,6 +37,7 @@ pub(super) mod context;
 pub(super) mod forward;
 pub(super) mod inferred;
 mod reason;
+pub(super) mod task;
 pub(super) mod tcp_seq;
 pub(super) mod thread;
 pub(super) mod traceparent;
@@ -61,6 +65,12 @@ pub(super) struct Opening {
     pub(super) seq: Option<SeqKey>,
     /// An inbound W3C `traceparent` header (SERVER spans).
     pub(super) traceparent: Option<(TraceId, SpanId)>,
+    /// Task (goroutine) the request was written for (CLIENT spans; 0:
+    /// none).
+    pub(super) task: u64,
+    /// HTTP/1 SERVER spans: the tasks whose reads carried the request head.
+    pub(super) read_by: Vec<u64>,
+    pub(super) conn_id: u64,
 }
 
 /// The rules' state.
@@ -70,11 +80,13 @@ pub(super) struct Linker {
     threads: thread::Threads,
     context: context::Contexts,
     forward: forward::Forwards,
+    pub(super) tasks: task::TaskLinker,
 }
 
 impl Linker {
     /// Link a new SERVER span; returns its parent in the span table, if a
     /// rule proved one.
+    #[inline]
     pub(super) fn link_server(
         &mut self,
         rec: &mut SpanRec,
@@ -91,11 +103,19 @@ impl Linker {
         }
         self.threads.server_opened(rec.id, o.pid, o.thread, procs);
         self.forward.inbound_opened(rec, o.pid);
+        if !o.read_by.is_empty() {
+            self.tasks
+                .request_read(o.pid, rec.id, o.conn_id, &o.read_by, |x| {
+                    spans.get(x).is_none_or(|r| r.end.is_some())
+                });
+            rec.task_tracked = true;
+        }
         parent
     }
 
     /// Link a new CLIENT span (not in the table yet); returns its parent in
     /// the span table, if a rule proved one.
+    #[inline]
     pub(super) fn link_client(
         &mut self,
         rec: &mut SpanRec,
@@ -105,11 +125,24 @@ impl Linker {
         cfg: &Config,
     ) -> Option<SpanId> {
         let proxy = procs.is_proxy(o.pid);
-        let forwarded = self.forward.outbound(rec, o.pid, spans, proxy);
-        let parent = match (
-            self.threads.verdict(o.pid, o.thread, o.ctx, procs),
-            forwarded,
-        ) {
+        let mut forwarded = self.forward.outbound(rec, o.pid, spans, proxy);
+        // A goroutine's call: the task rule decides (it may prove it later,
+        // at the response head of the request its ancestry serves; a call
+        // it waits for is left to it, so two rules never both link it).
+        let verdict = if o.task != 0 {
+            Err(match self.tasks.call(o.pid, rec.id, o.task) {
+                task::Verdict::Wait(_) => {
+                    rec.peer_deadline = rec.peer_deadline.max(rec.start + cfg.task_wait_ns);
+                    forwarded = forward::Verdict::NoMatch;
+                    LinkReason::UnlinkedTaskUnproven
+                }
+                task::Verdict::Unproven => LinkReason::UnlinkedTaskUnproven,
+                task::Verdict::Ambiguous => LinkReason::UnlinkedTaskAmbiguous,
+            })
+        } else {
+            self.threads.verdict(o.pid, o.thread, o.ctx, procs)
+        };
+        let parent = match (verdict, forwarded) {
             // Two rules proving different parents: one's assumption is
             // broken here, so neither proves anything.
             (Ok(p), forward::Verdict::Parent(q, _)) if p != q => {
@@ -159,6 +192,7 @@ impl Linker {
     /// Make `parent` the parent of `rec` (not in the table yet): a local
     /// edge while the parent is in the table, else the trace it was emitted
     /// in if it is remembered.
+    #[inline]
     pub(super) fn attach(
         rec: &mut SpanRec,
         parent: SpanId,
@@ -183,6 +217,7 @@ impl Linker {
 
     /// A server span's response was written (or it was closed): it is no
     /// longer in flight.
+    #[inline]
     pub(super) fn server_ended(&mut self, id: SpanId, thread: ThreadKey, procs: &mut Procs) {
         self.threads.server_ended(id, thread, procs);
         if let Some(copied) = self.forward.inbound_ended(id) {
@@ -194,6 +229,7 @@ impl Linker {
 
     /// A server span's response head was written at `at` in execution
     /// context `ctx` of `pid`.
+    #[inline]
     pub(super) fn response_head_in_context(
         &mut self,
         srv: SpanId,
@@ -206,11 +242,53 @@ impl Linker {
 
     /// Settle the calls waiting in the contexts whose responses the data
     /// event just handled carried.
+    #[inline]
     pub(super) fn settle_contexts(&mut self, spans: &mut SpanTable) {
         self.context.settle_heads(spans);
     }
 
+    /// The response head of HTTP/1 server span `x` was written by task
+    /// `writer` (0: not a tracked goroutine) at `at`: link the calls the
+    /// task rule proves to be its own.
+    pub(super) fn response_head_by_task(
+        &mut self,
+        pid: u32,
+        x: SpanId,
+        writer: u64,
+        at: MonoNanos,
+        spans: &mut SpanTable,
+    ) {
+        if let Some(s) = spans.get_mut(x) {
+            s.task_tracked = false;
+        }
+        for (c, proven) in self.tasks.response_head(pid, x, writer, at) {
+            if !proven {
+                continue;
+            }
+            let Some(cs) = spans.get_mut(c) else {
+                continue;
+            };
+            if cs.parent != Parent::None {
+                continue;
+            }
+            cs.parent = Parent::Local(x);
+            cs.link_reason = LinkReason::Task;
+            // Proof replaces the inferred evidence.
+            cs.inferred_link = None;
+            if let Some(xs) = spans.get_mut(x) {
+                xs.children.push(c);
+            }
+        }
+    }
+
+    /// Server span `id` ended with no response head from a task: calls
+    /// waiting for it stay unproven.
+    pub(super) fn task_span_gone(&mut self, id: SpanId) {
+        self.tasks.span_gone(id);
+    }
+
     /// `rec` is being emitted: nothing may find it any more.
+    #[inline]
     pub(super) fn forget(&mut self, rec: &SpanRec) {
         self.context.forget(rec);
         self.tcp_seq.forget(rec);

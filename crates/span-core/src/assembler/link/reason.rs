@@ -59,11 +59,21 @@ pub enum LinkReason {
     /// A proxy's call that forwards no open inbound request it could be
     /// matched to (ids rewritten, head rewritten, or its own request).
     UnlinkedForwardUnmatched,
+    /// The request the call's goroutine, or the goroutine that created it
+    /// for a fan-out, was serving (the `task` rule).
+    Task,
+    /// A goroutine's call whose ancestry was serving more than one request
+    /// (pipelining, a goroutine serving several connections).
+    UnlinkedTaskAmbiguous,
+    /// A goroutine's call the `task` rule could not prove (no request
+    /// served by its ancestry, a goroutine that outlived the request, a
+    /// response written by another goroutine).
+    UnlinkedTaskUnproven,
 }
 
 impl LinkReason {
     /// Every reason, in declaration order (`reason as usize` indexes it).
-    pub const ALL: [LinkReason; 17] = [
+    pub const ALL: [LinkReason; 20] = [
         LinkReason::Root,
         LinkReason::Traceparent,
         LinkReason::TcpSeq,
@@ -81,6 +91,9 @@ impl LinkReason {
         LinkReason::UnlinkedRuntimeUnknown,
         LinkReason::UnlinkedForwardAmbiguous,
         LinkReason::UnlinkedForwardUnmatched,
+        LinkReason::Task,
+        LinkReason::UnlinkedTaskAmbiguous,
+        LinkReason::UnlinkedTaskUnproven,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -107,6 +120,9 @@ impl LinkReason {
             LinkReason::UnlinkedRuntimeUnknown => "unlinked_runtime_unknown",
             LinkReason::UnlinkedForwardAmbiguous => "unlinked_forward_ambiguous",
             LinkReason::UnlinkedForwardUnmatched => "unlinked_forward_unmatched",
+            LinkReason::Task => "task",
+            LinkReason::UnlinkedTaskAmbiguous => "unlinked_task_ambiguous",
+            LinkReason::UnlinkedTaskUnproven => "unlinked_task_unproven",
         }
     }
 
@@ -125,6 +141,7 @@ impl LinkReason {
                 | LinkReason::Context
                 | LinkReason::ForwardedId
                 | LinkReason::ForwardedHead
+                | LinkReason::Task
                 | LinkReason::InferredSingleRequest
         )
     }
