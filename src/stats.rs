@@ -261,7 +261,7 @@ pub mod defs {
         "zt_graph_spans_total",
         Counter,
         Some("outcome"),
-        "Spans the graph stage saw, by what it made of them: server (a request), client (a request to a database, cache or external peer), client_paired (its server span counted it), client_served_here (to an address a traced service serves, not linked: the server span counted it), unknown (no protocol or peer), overflow (past the node or edge cap)."
+        "Spans the graph stage saw, by what it made of them: server (a request), client (a request to a database, cache or external peer), client_paired (its server span counted it), client_served_here (to an address a traced service serves, not linked: the server span counted it), unknown (no protocol or peer), overflow (past the node or edge cap), proxy_passed (a proxy's server span whose forwards were counted as edges through the proxy)."
     );
     def!(
         GRAPH_OVERFLOW,

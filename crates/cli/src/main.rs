@@ -139,6 +139,11 @@ struct GraphArgs {
     /// overflow series per metric (otel_metric_overflow="true").
     #[arg(long, default_value_t = defaults::METRICS_MAX_SERIES, value_name = "N")]
     metrics_max_series: usize,
+    /// Draw every proxy hop in the service graph (`A -> nginx -> B`)
+    /// instead of one edge `A -> B` through the proxy. Traces keep every
+    /// hop either way.
+    #[arg(long)]
+    no_collapse_proxies: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -349,6 +354,9 @@ fn overlay_graph(s: &mut Settings, a: &GraphArgs, m: &ArgMatches) {
     }
     if given(m, "metrics_max_series") {
         g.max_red_series = a.metrics_max_series;
+    }
+    if a.no_collapse_proxies {
+        g.collapse_proxies = false;
     }
 }
 

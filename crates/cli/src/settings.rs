@@ -57,6 +57,10 @@ pub struct Graph {
     /// Label sets of the per-service duration metrics; more go to one
     /// overflow series per metric.
     pub max_red_series: usize,
+    /// Draw `A -> proxy -> B` as one edge `A -> B` through the proxy
+    /// (`--no-collapse-proxies` draws every hop; traces keep every hop
+    /// either way).
+    pub collapse_proxies: bool,
 }
 
 /// Metrics: Prometheus endpoint and OTLP metrics.
@@ -79,6 +83,7 @@ impl Default for Graph {
             max_edges: defaults::GRAPH_MAX_EDGES,
             window_minutes: defaults::GRAPH_WINDOW_MINUTES,
             max_red_series: defaults::METRICS_MAX_SERIES,
+            collapse_proxies: true,
         }
     }
 }
@@ -101,6 +106,7 @@ impl Graph {
             max_edges: self.max_edges,
             window_minutes: self.window_minutes,
             max_red_series: self.max_red_series,
+            collapse_proxies: self.collapse_proxies,
             ..zt_trace::GraphConfig::default()
         }
     }

@@ -318,3 +318,29 @@ fn the_example_configuration_is_the_defaults() {
     );
     assert_eq!(with.stdout, without.stdout);
 }
+
+#[test]
+fn proxies_collapse_in_the_graph_unless_told_not_to() {
+    let print = |args: &[&str], env: &[(&str, &str)]| {
+        let mut a = vec!["--print-config"];
+        a.extend_from_slice(args);
+        let out = zt(&a, env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(print(&[], &[]).contains("collapse_proxies = true"));
+    assert!(print(&["--no-collapse-proxies"], &[]).contains("collapse_proxies = false"));
+    assert!(
+        print(&[], &[("ZT_GRAPH_COLLAPSE_PROXIES", "false")]).contains("collapse_proxies = false")
+    );
+    let out = zt(
+        &["--print-config"],
+        &[("ZT_GRAPH_COLLAPSE_PROXIES", "maybe")],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ZT_GRAPH_COLLAPSE_PROXIES"));
+}

@@ -6,7 +6,8 @@
 //! - the mesh is detected: both pods, which sidecar, which application;
 //! - every trace keeps every hop, 0 wrong edges;
 //! - collapsed, the hops are app -> app edges via the sidecars
-//!   (`span_core::hops`, what the service graph draws).
+//!   (`span_core::hops`), and the service graph stage draws app -> app
+//!   edges through the sidecars (`--no-collapse-proxies`: every hop).
 //!
 //! ```text
 //! client ns                pod A (10.201.1.2 | 10.201.2.1)            pod B (10.201.2.2)
@@ -20,6 +21,7 @@ use serde_json::Value;
 use span_core::hops::hops;
 use span_core::Trace;
 use std::sync::{Arc, Mutex};
+use zt_trace::stages::graph::{GraphConfig, GraphStage, SpanOutcome};
 
 const REQUESTS: usize = 200;
 const CLIENTS: usize = 16;
@@ -159,6 +161,11 @@ fn two_pods_with_sidecars_are_a_mesh_and_collapse_into_app_to_app() {
     assert_no_failures(&failures, REQUESTS);
 
     // Collapsed: app -> app through the sidecars; not collapsed: each hop.
+    let mut graph = GraphStage::new(GraphConfig::default());
+    let mut every_hop = GraphStage::new(GraphConfig {
+        collapse_proxies: false,
+        ..GraphConfig::default()
+    });
     let mut checked = 0;
     for t in traces.iter() {
         if !t.spans.iter().any(|s| {
@@ -190,9 +197,43 @@ fn two_pods_with_sidecars_are_a_mesh_and_collapse_into_app_to_app() {
         );
         let plain = hops(t, false);
         assert_eq!(plain.len(), 5, "every hop when not collapsed");
+        graph.record(t, 0);
+        every_hop.record(t, 0);
         checked += 1;
     }
     assert_eq!(checked, REQUESTS);
+    let edges = |g: &GraphStage| {
+        let mut e: Vec<(String, String, Vec<String>, u64)> = g
+            .totals()
+            .edges
+            .into_iter()
+            .map(|e| (e.client, e.server, e.via, e.requests))
+            .collect();
+        e.sort();
+        e
+    };
+    let n = REQUESTS as u64;
+    let s = |x: &str| x.to_owned();
+    assert_eq!(
+        edges(&graph),
+        vec![
+            (s("proxyload"), s("users"), vec![s("nginx")], n),
+            (s("users"), s("profile"), vec![s("nginx"), s("haproxy")], n),
+        ],
+        "the graph: app -> app through the sidecars"
+    );
+    assert_eq!(graph.outcome(SpanOutcome::ProxyPassed), 3 * n);
+    assert_eq!(
+        edges(&every_hop),
+        vec![
+            (s("haproxy"), s("profile"), vec![], n),
+            (s("nginx"), s("haproxy"), vec![], n),
+            (s("nginx"), s("users"), vec![], n),
+            (s("proxyload"), s("nginx"), vec![], n),
+            (s("users"), s("nginx"), vec![], n),
+        ],
+        "the graph with --no-collapse-proxies"
+    );
 
     // The mesh, as the library's snapshot reports it.
     let m = &stats.mesh;
