@@ -24,6 +24,10 @@ pub fn assembler_config(a: &Assemble) -> Config {
             .filter_map(|r| span_core::naming::ServiceRule::parse(r).ok())
             .collect(),
         keep_command_line: a.keep_command_line,
+        query_redaction: span_core::QueryRedaction {
+            keep: a.keep_query,
+            extra: a.redact_query_params.clone(),
+        },
         ..Config::default()
     }
 }
@@ -53,7 +57,9 @@ pub fn builder(s: &Settings, stage: Stage) -> Result<TracerBuilder> {
         log::info!("exporting spans with {}", e.name());
         b = b.exporter(e);
     }
-    b = b.export_config(config);
+    b = b
+        .export_config(config)
+        .shutdown_timeout(Duration::from_millis(s.export.shutdown_timeout_ms));
     if let Some(path) = &s.output.record {
         b = b.record_to(path);
         log::info!("recording events to {}", path.display());

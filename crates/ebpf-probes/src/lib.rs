@@ -23,5 +23,5 @@ pub mod runtime;
 mod source;
 pub mod tls;
 
-pub use loader::{cgroup2_mount, DropCounters, LoadError, Probes, ProbesBuilder};
+pub use loader::{cgroup2_mount, DropCounters, LoadError, MapFill, Probes, ProbesBuilder};
 pub use source::{monotonic_ns, wall_clock_offset_ns, LiveSource, ReplaySource, SourceStats};

@@ -2,14 +2,15 @@
 
 use crate::elfsym::{Offsets, Resolution, Target};
 use crate::raw::{DROP_REASONS, DROP_SLOTS, MAX_CAPTURE};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, ProgramArray, RingBuf};
+use aya::programs::trace_point::TracePointLinkId;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
 use aya::programs::{ProgramError, TracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The compiled capture programs (built by build.rs from src/bpf/capture.bpf.c).
 static CAPTURE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capture.bpf.o"));
@@ -306,18 +307,21 @@ impl ProbesBuilder {
         }
 
         let mut attached = Vec::new();
+        let mut links = Vec::new();
         for &(prog, category, name, required) in TRACEPOINTS {
-            let result = (|| -> Result<(), ProgramError> {
+            let result = (|| -> Result<TracePointLinkId, ProgramError> {
                 let p: &mut TracePoint = bpf
                     .program_mut(prog)
                     .ok_or_else(|| ProgramError::UnexpectedProgramType)?
                     .try_into()?;
                 p.load()?;
-                p.attach(category, name)?;
-                Ok(())
+                p.attach(category, name)
             })();
             match result {
-                Ok(()) => attached.push(format!("tracepoint/{category}/{name}")),
+                Ok(id) => {
+                    links.push(Link::TracePoint(prog, id));
+                    attached.push(format!("tracepoint/{category}/{name}"));
+                }
                 Err(source) if required => {
                     return Err(LoadError::Program {
                         program: prog.to_owned(),
@@ -357,8 +361,15 @@ impl ProbesBuilder {
             ring,
             drops,
             attached,
+            links,
         })
     }
+}
+
+/// An attachment of ours, detached when [`Probes`] is dropped.
+enum Link {
+    TracePoint(&'static str, TracePointLinkId),
+    UProbe(&'static str, UProbeLinkId),
 }
 
 /// The loaded, attached probes. Dropping this detaches every program.
@@ -377,6 +388,62 @@ pub struct Probes {
     ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
     attached: Vec<String>,
+    /// Every attachment, so they can be detached together (see `Drop`).
+    links: Vec<Link>,
+}
+
+/// Detaching: each attachment is a perf event, and closing the last one of
+/// a tracepoint or uprobe waits for RCU grace periods in the kernel
+/// (`tracepoint_synchronize_unregister`, uprobe unregistration): 25-300 ms
+/// each on this VM, 3.4-6 s for ~40 of them one after the other (strace of
+/// `zt-trace run --duration 2`, BENCHMARKS.md). Closed from one thread per
+/// attachment at once, they share grace periods: the whole detach takes
+/// about as long as the slowest one.
+impl Drop for Probes {
+    fn drop(&mut self) {
+        let started = Instant::now();
+        let n = self.links.len();
+        let mut owned: Vec<Box<dyn Send>> = Vec::with_capacity(n);
+        for link in self.links.drain(..) {
+            let taken: Option<Box<dyn Send>> = match link {
+                Link::TracePoint(prog, id) => self
+                    .bpf
+                    .program_mut(prog)
+                    .and_then(|p| <&mut TracePoint>::try_from(p).ok())
+                    .and_then(|p| p.take_link(id).ok())
+                    .map(|l| Box::new(l) as Box<dyn Send>),
+                Link::UProbe(prog, id) => self
+                    .bpf
+                    .program_mut(prog)
+                    .and_then(|p| <&mut UProbe>::try_from(p).ok())
+                    .and_then(|p| p.take_link(id).ok())
+                    .map(|l| Box::new(l) as Box<dyn Send>),
+            };
+            owned.extend(taken);
+        }
+        // Benchmark switch (benches/shutdown.sh): the old one-by-one detach.
+        if std::env::var_os("ZT_DETACH_SEQUENTIAL").is_some() {
+            drop(owned);
+            log::debug!(
+                "detached {n} probes in {} ms, one by one",
+                started.elapsed().as_millis()
+            );
+            return;
+        }
+        std::thread::scope(|s| {
+            for link in owned {
+                let spawned = std::thread::Builder::new()
+                    .name("zt-detach".into())
+                    .spawn_scoped(s, move || drop(link));
+                // Without a thread, spawn drops the closure: detached here.
+                drop(spawned);
+            }
+        });
+        log::debug!(
+            "detached {n} probes in {} ms",
+            started.elapsed().as_millis()
+        );
+    }
 }
 
 /// Kernel-side drop counters, summed over CPUs.
@@ -404,9 +471,50 @@ impl DropCounters {
     }
 }
 
+/// How full one of the probes' hash maps is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapFill {
+    pub name: String,
+    pub entries: u64,
+    pub capacity: u64,
+}
+
 impl Probes {
     pub fn builder() -> ProbesBuilder {
         ProbesBuilder::default()
+    }
+
+    /// How full every hash map of the probes is (connections, calls in
+    /// flight, TLS sessions, ...), by name. Counts keys one by one (one
+    /// syscall each, about a microsecond): for a look every few seconds,
+    /// not per event.
+    pub fn map_fill(&self) -> Vec<MapFill> {
+        let mut out = Vec::new();
+        for (name, map) in self.bpf.maps() {
+            let data = match map {
+                Map::HashMap(d)
+                | Map::LruHashMap(d)
+                | Map::PerCpuHashMap(d)
+                | Map::PerCpuLruHashMap(d) => d,
+                _ => continue,
+            };
+            let Ok(info) = data.info() else { continue };
+            let capacity = u64::from(info.max_entries());
+            match count_keys(
+                data.fd().as_fd(),
+                info.key_size() as usize,
+                2 * capacity + 1,
+            ) {
+                Ok(entries) => out.push(MapFill {
+                    name: name.to_owned(),
+                    entries,
+                    capacity,
+                }),
+                Err(e) => log::debug!("counting the entries of map {name}: {e}"),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// The cgroup v2 mount found at load time.
@@ -659,7 +767,7 @@ impl Probes {
         target: Target,
         offsets: &Offsets,
     ) -> Result<(), LoadError> {
-        let (probes, required): (&[(&str, &str, bool)], &[&str]) = match target {
+        let (probes, required): (&[(&'static str, &str, bool)], &[&str]) = match target {
             Target::Tls => (crate::tls::TLS_PROBES, &["SSL_write", "SSL_read"]),
             // All or nothing: entries without returns (or ids never
             // forgotten) would be wrong, not merely missing.
@@ -721,6 +829,8 @@ impl Probes {
         };
         log::info!("{what} probes ({}) on {}", links.len(), path.display());
         self.attached.push(format!("uprobe/{}", path.display()));
+        self.links
+            .extend(links.into_iter().map(|(prog, id)| Link::UProbe(prog, id)));
         Ok(())
     }
 
@@ -796,6 +906,54 @@ impl Probes {
             .collect();
         DropCounters { by_reason }
     }
+}
+
+/// Keys in the hash map `fd` (keys of `key_size` bytes), walking them with
+/// `BPF_MAP_GET_NEXT_KEY`; stops at `limit` (a key deleted during the walk
+/// restarts it from the first).
+fn count_keys(fd: BorrowedFd<'_>, key_size: usize, limit: u64) -> io::Result<u64> {
+    /// The `map_get_next_key` member of `union bpf_attr`.
+    #[repr(C)]
+    struct NextKeyAttr {
+        map_fd: u32,
+        pad: u32,
+        key: u64,
+        next_key: u64,
+    }
+    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+    let mut cur = vec![0u8; key_size.max(1)];
+    let mut next = vec![0u8; key_size.max(1)];
+    let mut n = 0;
+    while n < limit {
+        let attr = NextKeyAttr {
+            map_fd: fd.as_raw_fd() as u32,
+            pad: 0,
+            // No key: the first one.
+            key: if n == 0 { 0 } else { cur.as_ptr() as u64 },
+            next_key: next.as_mut_ptr() as u64,
+        };
+        // SAFETY: attr is a valid bpf_attr prefix for this command; key and
+        // next_key point to buffers of the map's key size that outlive the
+        // call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_GET_NEXT_KEY,
+                &raw const attr,
+                std::mem::size_of::<NextKeyAttr>(),
+            )
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOENT) => Ok(n),
+                _ => Err(e),
+            };
+        }
+        n += 1;
+        std::mem::swap(&mut cur, &mut next);
+    }
+    Ok(n)
 }
 
 /// Load the TLS uprobe programs (not attached yet) and the tail-call table of

@@ -98,6 +98,9 @@ impl AgentPeers {
             }
             Event::Data(d) => !self.conns.is_empty() && self.conns.contains(&d.conn_id),
             Event::ConnClose(c) => self.conns.remove(&c.conn_id),
+            Event::ConnEnd(e) if e.how == span_core::ConnEndKind::Closed => {
+                self.conns.remove(&e.conn_id)
+            }
             _ => false,
         }
     }
@@ -175,6 +178,8 @@ impl Enricher {
                 self.known.remove(pid);
                 out.push((ev, true));
             }
+            // About a connection, not on behalf of a process.
+            Event::ConnEnd(_) => out.push((ev, true)),
             _ => {
                 let pid = ev.pid();
                 if let std::collections::hash_map::Entry::Vacant(slot) = self.known.entry(pid) {

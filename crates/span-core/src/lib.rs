@@ -21,5 +21,6 @@ pub mod proxy;
 mod reorder;
 pub mod semconv;
 
-pub use assembler::{parse_traceparent, Assembler, Config, LinkReason, Output, Stats};
+pub use assembler::{parse_traceparent, Assembler, Config, LinkReason, Output, Stats, TableSizes};
 pub use ids::IdGenerator;
+pub use semconv::url::QueryRedaction;

@@ -10,7 +10,10 @@
 //! The service name follows the identity chain of [`crate::naming`]; a
 //! `port=` rule can only match once the process was seen accepting a
 //! connection on that port, so the name may change then (spans emitted
-//! afterwards carry the new one).
+//! afterwards carry the new one). An exited process's last resource and
+//! facts are remembered (bounded: `GONE_MEMORY` entries, for as long as its
+//! spans can still be waiting in a trace), so its spans are emitted under
+//! the name it had, not the one they started with.
 
 use super::config::Config;
 use super::link::thread::ProcThreads;
@@ -20,6 +23,7 @@ use crate::proxy::{proxy_by_name, Detection, ProxyInfo, ProxyKind};
 use crate::semconv::attr;
 use crate::span::{Attributes, Resource, SpanId};
 use hashbrown::HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Local ports remembered per process (for `port=` naming rules).
@@ -36,6 +40,9 @@ pub(super) struct ProcFacts {
     pub(super) net_ns: Option<u64>,
     pub(super) proxy: Option<ProxyInfo>,
 }
+
+/// Exited processes remembered.
+const GONE_MEMORY: usize = 65_536;
 
 pub(super) struct Proc {
     pub(super) resource: Arc<Resource>,
@@ -58,6 +65,9 @@ pub(super) struct Proc {
     /// open): the behaviour that makes a process a proxy.
     pub(super) served: u32,
     pub(super) copied: u32,
+    /// A span was started in this process: its exit has spans and
+    /// connections to end.
+    pub(super) had_spans: bool,
 }
 
 impl Proc {
@@ -82,9 +92,20 @@ impl Proc {
     }
 }
 
+/// What is kept of an exited process.
+struct Gone {
+    since: MonoNanos,
+    until: MonoNanos,
+    resource: Arc<Resource>,
+    facts: ProcFacts,
+}
+
 #[derive(Default)]
 pub(super) struct Procs {
     map: HashMap<u32, Proc>,
+    gone: HashMap<u32, Gone>,
+    /// (exit time, pid), oldest first.
+    gone_order: VecDeque<(MonoNanos, u32)>,
 }
 
 impl Procs {
@@ -150,6 +171,7 @@ impl Procs {
                 ports: Vec::new(),
                 served: 0,
                 copied: 0,
+                had_spans: false,
             },
         };
         proc_.info = info;
@@ -158,9 +180,47 @@ impl Procs {
         self.map.insert(p.pid, proc_);
     }
 
-    #[inline]
-    pub(super) fn on_exit(&mut self, pid: u32) {
-        self.map.remove(&pid);
+    /// Process `pid` exited at `ts`; its resource is remembered for
+    /// `keep` (the longest its spans can wait in a trace).
+    pub(super) fn on_exit(&mut self, pid: u32, ts: MonoNanos, keep: u64) {
+        let Some(p) = self.map.remove(&pid) else {
+            return;
+        };
+        self.gone.insert(
+            pid,
+            Gone {
+                since: p.since,
+                until: ts,
+                resource: p.resource,
+                facts: p.facts,
+            },
+        );
+        self.gone_order.push_back((ts, pid));
+        while let Some(&(at, old)) = self.gone_order.front() {
+            if at.saturating_add(keep) >= ts && self.gone_order.len() <= GONE_MEMORY {
+                break;
+            }
+            self.gone_order.pop_front();
+            // Unless the pid was reused and exited again since.
+            if self.gone.get(&old).is_some_and(|g| g.until == at) {
+                self.gone.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `pid` started a span.
+    pub(super) fn had_spans(&self, pid: u32) -> bool {
+        self.map.get(&pid).is_some_and(|p| p.had_spans)
+    }
+
+    /// Live processes known.
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Exited processes remembered.
+    pub(super) fn gone_len(&self) -> usize {
+        self.gone.len()
     }
 
     /// `pid` accepted a connection on local `port`: a `port=` naming rule
@@ -183,7 +243,7 @@ impl Procs {
     }
 
     /// The resource and facts of `pid`, made from its `comm` if its details
-    /// were never read.
+    /// were never read. Marks the process as having spans.
     #[inline]
     pub(super) fn resource_for(
         &mut self,
@@ -191,7 +251,8 @@ impl Procs {
         comm: &str,
         cfg: &Config,
     ) -> (Arc<Resource>, ProcFacts) {
-        if let Some(p) = self.map.get(&pid) {
+        if let Some(p) = self.map.get_mut(&pid) {
+            p.had_spans = true;
             return (p.resource.clone(), p.facts);
         }
         let info = ProcessInfo {
@@ -220,6 +281,7 @@ impl Procs {
             ports: Vec::new(),
             served: 0,
             copied: 0,
+            had_spans: true,
         };
         proc_.resource = Arc::new(make_resource(&proc_, cfg));
         let resource = proc_.resource.clone();
@@ -230,7 +292,7 @@ impl Procs {
     /// The resource and facts a span of `pid` that started at `start` is
     /// emitted with: the latest of the process (its environment may have
     /// been read, or its behaviour seen, only after the span started), else
-    /// what it started with.
+    /// what it started with; also once it has exited.
     #[inline]
     pub(super) fn resource_at(
         &self,
@@ -239,10 +301,16 @@ impl Procs {
         started_with: &Arc<Resource>,
         facts: ProcFacts,
     ) -> (Arc<Resource>, ProcFacts) {
-        self.map.get(&pid).filter(|p| p.since <= start).map_or_else(
-            || (started_with.clone(), facts),
-            |p| (p.resource.clone(), p.facts),
-        )
+        if let Some(p) = self.map.get(&pid).filter(|p| p.since <= start) {
+            return (p.resource.clone(), p.facts);
+        }
+        self.gone
+            .get(&pid)
+            .filter(|g| g.since <= start && start <= g.until)
+            .map_or_else(
+                || (started_with.clone(), facts),
+                |g| (g.resource.clone(), g.facts),
+            )
     }
 }
 
