@@ -21,6 +21,8 @@ pub mod proxy;
 mod reorder;
 pub mod semconv;
 
-pub use assembler::{parse_traceparent, Assembler, Config, LinkReason, Output, Stats, TableSizes};
+pub use assembler::{
+    parse_traceparent, Assembler, Config, LinkReason, Output, Stats, TableSizes, TraceParent,
+};
 pub use ids::IdGenerator;
 pub use semconv::url::QueryRedaction;

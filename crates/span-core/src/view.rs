@@ -2,10 +2,12 @@
 //! computed once by the assembler when the span is emitted.
 //!
 //! **Invariant:** the view says nothing the span's attributes do not say
-//! (same values, typed; [`SpanView::proxy`] is `zt.proxy*`), except
-//! [`Peer::resource`], which only the assembler knows: the process at the
-//! other end, when that end was observed on this host and linked by proof
-//! (`tcp_seq`). Consumers read the view instead of looking attributes up by
+//! (same values, typed; [`SpanView::proxy`] is `zt.proxy*`), except what
+//! only the assembler knows: [`Peer::resource`], the process at the other
+//! end, when that end was observed on this host and linked by proof
+//! (`tcp_seq`), and [`SpanView::remote_parent_sampled`], the sampled flag
+//! of the inbound `traceparent` the span adopted (the header is not an
+//! attribute). Consumers read the view instead of looking attributes up by
 //! string key; the exported attributes are unchanged.
 
 use crate::assembler::LinkReason;
@@ -210,6 +212,12 @@ pub struct SpanView {
     /// collapses these hops ([`crate::hops`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyInfo>,
+    /// The sampled flag (W3C trace-flags bit 0) of the inbound `traceparent`
+    /// this SERVER span adopted as its parent: the instrumented caller's
+    /// sampling decision, which parent-based sampling honours. `None`
+    /// without such a header.
+    #[serde(default)]
+    pub remote_parent_sampled: Option<bool>,
 }
 
 impl SpanView {

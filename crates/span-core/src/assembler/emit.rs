@@ -346,6 +346,7 @@ impl Assembler {
             }
         }
         view.link_reason = Some(rec.link_reason);
+        view.remote_parent_sampled = rec.remote_sampled;
         view.incomplete = rec.incomplete;
         view.status.error = status.code == StatusCode::Error;
         converted.insert(

@@ -87,3 +87,6 @@ pub const ZT_PROXY_KIND: &str = "zt.proxy.kind";
 /// How the process was found to be a proxy (`name`, `behaviour`).
 pub const ZT_PROXY_DETECTED_BY: &str = "zt.proxy.detected_by";
 pub const ZT_DB_STATEMENT_ID: &str = "zt.db.statement_id";
+/// On the root span of a kept trace (when sampling is on): why it was kept
+/// (`head`, `parent`, `error`, `slow`, `match:<key>`).
+pub const ZT_SAMPLING_REASON: &str = "zt.sampling.reason";

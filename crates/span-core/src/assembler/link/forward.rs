@@ -179,7 +179,7 @@ fn request_id(r: &HttpRequest) -> Option<&str> {
 fn trace_id(r: &HttpRequest) -> Option<u128> {
     r.header("traceparent")
         .and_then(parse_traceparent)
-        .map(|(t, _)| t.0)
+        .map(|tp| tp.trace_id.0)
 }
 
 fn head(r: &HttpRequest) -> Option<(&str, &str)> {
