@@ -12,7 +12,9 @@
 //!   request with the same head was open stay unparented
 //!   (`unlinked_forward_ambiguous`), the others link to the right request.
 //!
-//! 0 wrong edges everywhere.
+//! 0 wrong edges everywhere. The service graph the binary writes
+//! (`--graph`) draws the linked forwards as edges through the proxy and
+//! keeps the unlinked ones as hops of their own.
 
 mod common;
 
@@ -61,9 +63,18 @@ fn run(proxy: &str) {
     // A large ring: on a shared machine other processes' traffic can fill
     // the default one while the reader waits for a CPU (drops are still
     // asserted to be 0 below).
+    let graph_file = dir.join("graph.json");
     let tracer = Tracer::start(
         &dir,
-        &["run", "--output", "json", "--ring-buffer-mib", "256"],
+        &[
+            "run",
+            "--output",
+            "json",
+            "--ring-buffer-mib",
+            "256",
+            "--graph",
+            graph_file.to_str().unwrap(),
+        ],
     );
     let loads = [
         ("id", proxyload(p.pass, REQUESTS, CLIENTS, "pxid", "id")),
@@ -220,6 +231,41 @@ fn run(proxy: &str) {
     assert!(
         ambiguous > 0,
         "{proxy}: 32 clients with one head never overlapped?"
+    );
+
+    // The service graph the binary wrote (proxies collapsed by default):
+    // the linked forwards are edges through the proxy, the unlinked ones
+    // stay hops of their own. The tracer sees the whole host, so other
+    // tests' traffic may add to an edge, never take from it.
+    let graph: Value =
+        serde_json::from_str(&std::fs::read_to_string(&graph_file).unwrap()).expect("graph JSON");
+    let edge = |client: &str, server: &str, via: &[&str]| -> u64 {
+        graph["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["client"] == client
+                    && e["server"] == server
+                    && e["via"].as_array().map_or(0, Vec::len) == via.len()
+                    && via.iter().enumerate().all(|(i, v)| e["via"][i] == *v)
+            })
+            .map(|e| e["requests"].as_u64().unwrap())
+            .sum()
+    };
+    let through = edge("proxyload", "gateway", &[proxy]);
+    assert!(
+        through >= 3 * REQUESTS as u64,
+        "{proxy}: proxyload -> gateway through the proxy: {through}\n{graph:#}"
+    );
+    assert!(
+        edge("proxyload", "truth", &[proxy]) >= linked as u64,
+        "{proxy}: the identical heads linked\n{graph:#}"
+    );
+    assert!(
+        edge("proxyload", proxy, &[]) >= ambiguous as u64
+            && edge(proxy, "truth", &[]) >= ambiguous as u64,
+        "{proxy}: the unlinked forwards stay hops of their own\n{graph:#}"
     );
 }
 
