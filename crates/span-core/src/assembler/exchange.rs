@@ -231,6 +231,7 @@ impl Assembler {
             inferred_link: None,
             ctx_key: None,
             task_tracked: false,
+            forwarded: None,
             seq_key: None,
             peer_deadline: start,
             incomplete: None,

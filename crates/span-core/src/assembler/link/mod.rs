@@ -21,7 +21,8 @@
 //!   [`forward`] (the inbound request whose id, or in a proxy whose head,
 //!   the call carries: a parent where the thread or task rule gave none, a
 //!   conflict where the thread rule gave another; a call the task rule
-//!   waits for is left to it); without a parent, [`inferred`] (the single
+//!   waits for is settled by it, and a conflict then if the forward rule
+//!   had proved another parent); without a parent, [`inferred`] (the single
 //!   request in flight in the process, weak evidence) and [`context`]
 //!   (waits for the response written in the call's execution context,
 //!   which may settle the call later); then [`tcp_seq`] (the server span
@@ -128,11 +129,17 @@ impl Linker {
         let mut forwarded = self.forward.outbound(rec, o.pid, spans, proxy);
         // A goroutine's call: the task rule decides (it may prove it later,
         // at the response head of the request its ancestry serves; a call
-        // it waits for is left to it, so two rules never both link it).
+        // it waits for is settled by it, and checked then against what
+        // the forward rule proved).
         let verdict = if o.task != 0 {
             Err(match self.tasks.call(o.pid, rec.id, o.task) {
                 task::Verdict::Wait(_) => {
                     rec.peer_deadline = rec.peer_deadline.max(rec.start + cfg.task_wait_ns);
+                    // Kept for the task rule's verdict to be checked
+                    // against (`response_head_by_task`).
+                    if let forward::Verdict::Parent(q, _) = forwarded {
+                        rec.forwarded = Some(q);
+                    }
                     forwarded = forward::Verdict::NoMatch;
                     LinkReason::UnlinkedTaskUnproven
                 }
@@ -275,6 +282,12 @@ impl Linker {
                 continue;
             };
             if cs.parent != Parent::None {
+                continue;
+            }
+            // The forward rule proved another parent: one of the two
+            // assumptions is broken here, so neither proves anything.
+            if cs.forwarded.is_some_and(|q| q != x) {
+                cs.link_reason = LinkReason::UnlinkedForwardAmbiguous;
                 continue;
             }
             cs.parent = Parent::Local(x);
