@@ -5,6 +5,11 @@
 //! - `keepalive_http`: the overhead scenario (wrk against nginx): 32
 //!   keep-alive connections, both ends observed, 4 events per request.
 //! - `recorded_topology`: the golden event log of the 4-service topology.
+//! - `proxy_http`: a client, nginx forwarding every request upstream, a
+//!   backend, 32 keep-alive connections on each side, 32 requests open in
+//!   nginx at once (8 events and 4 spans per request; nginx's forwards
+//!   linked by the `forward` rule: by `x-request-id` for half of them, by
+//!   their unique heads for the other half).
 //!
 //! The `assembler` group measures wall time, `assembler-cpu` the benchmark
 //! thread's CPU time (stable on a busy machine).
@@ -128,6 +133,168 @@ fn keepalive_events(requests: usize, conns: usize) -> Vec<Event> {
     ev
 }
 
+fn proxy_events(rounds: usize, conns: usize) -> Vec<Event> {
+    let proc_ = |pid: u32, exe: &str, args: &[&str]| {
+        Event::Process(ProcessInfo {
+            pid,
+            comm: exe.rsplit('/').next().unwrap().into(),
+            exe: exe.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        })
+    };
+    let mut ev = vec![
+        proc_(1, "/usr/bin/wrk", &["wrk"]),
+        proc_(2, "/usr/sbin/nginx", &["nginx: worker process"]),
+        proc_(3, "/usr/bin/python3", &["python3", "backend.py"]),
+    ];
+    let resp =
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n";
+    // (client end, server end) of every connection: tuple, ids, sequences.
+    struct C {
+        tuple: SockTuple,
+        ids: (u64, u64),
+        seq: (u32, u32),
+        pids: (u32, u32),
+        tids: (u32, u32),
+    }
+    let conn = |i: usize, front: bool| C {
+        tuple: SockTuple {
+            local: format!("127.0.0.1:{}", if front { 40000 } else { 50000 } + i)
+                .parse()
+                .unwrap(),
+            remote: if front {
+                "127.0.0.1:8080".parse().unwrap()
+            } else {
+                "127.0.0.1:9000".parse().unwrap()
+            },
+        },
+        ids: if front {
+            (1000 + 2 * i as u64, 1001 + 2 * i as u64)
+        } else {
+            (5000 + 2 * i as u64, 5001 + 2 * i as u64)
+        },
+        seq: (7 + i as u32 * 1000, 90_000 + i as u32 * 1000),
+        pids: if front { (1, 2) } else { (2, 3) },
+        tids: if front { (1, 2) } else { (2, 30 + i as u32) },
+    };
+    let data = |c: &C, client_side: bool, dir, enter: u64, seq: u32, p: Vec<u8>| {
+        let (pid, tid, id, tuple, role) = if client_side {
+            (c.pids.0, c.tids.0, c.ids.0, c.tuple, Role::Client)
+        } else {
+            (
+                c.pids.1,
+                c.tids.1,
+                c.ids.1,
+                c.tuple.mirrored(),
+                Role::Server,
+            )
+        };
+        Event::Data(DataEvent {
+            pid,
+            tid,
+            thread_start_ns: 7,
+            comm: String::new(),
+            fd: 5,
+            conn_id: id,
+            role,
+            tuple,
+            direction: dir,
+            source: Source::Syscall,
+            enter_ns: enter,
+            exit_ns: enter + 2_000,
+            bytes: p.len() as u64,
+            seq,
+            payload: Bytes::from(p),
+            ssl: 0,
+            exec_ctx: 0,
+            task: 0,
+        })
+    };
+    let mut front: Vec<C> = (0..conns).map(|i| conn(i, true)).collect();
+    let mut back: Vec<C> = (0..conns).map(|i| conn(i, false)).collect();
+    let mut t = 1_000 * MS;
+    let mut n = 0;
+    for _ in 0..rounds {
+        let heads: Vec<Vec<u8>> = (0..conns)
+            .map(|i| {
+                let id = if (n + i) % 2 == 0 {
+                    format!("X-Request-Id: r{}\r\n", n + i)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "GET /p/{0}?rid={0} HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\n{id}\r\n",
+                    n + i
+                )
+                .into_bytes()
+            })
+            .collect();
+        n += conns;
+        // Every client sends; nginx reads all of them, then forwards each,
+        // the backend answers, nginx answers.
+        for (c, h) in front.iter_mut().zip(&heads) {
+            ev.push(data(c, true, Direction::Egress, t, c.seq.0, h.clone()));
+            ev.push(data(
+                c,
+                false,
+                Direction::Ingress,
+                t + 3_000,
+                c.seq.0,
+                h.clone(),
+            ));
+            c.seq.0 = c.seq.0.wrapping_add(h.len() as u32);
+            t += 500;
+        }
+        for (i, b) in back.iter_mut().enumerate() {
+            // Forwarded in another order than read.
+            let h = &heads[(i * 7) % conns];
+            ev.push(data(b, true, Direction::Egress, t, b.seq.0, h.clone()));
+            ev.push(data(
+                b,
+                false,
+                Direction::Ingress,
+                t + 3_000,
+                b.seq.0,
+                h.clone(),
+            ));
+            ev.push(data(
+                b,
+                false,
+                Direction::Egress,
+                t + 6_000,
+                b.seq.1,
+                resp.to_vec(),
+            ));
+            ev.push(data(
+                b,
+                true,
+                Direction::Ingress,
+                t + 7_000,
+                b.seq.1,
+                resp.to_vec(),
+            ));
+            b.seq.0 = b.seq.0.wrapping_add(h.len() as u32);
+            b.seq.1 = b.seq.1.wrapping_add(resp.len() as u32);
+            t += 10_000;
+        }
+        for c in front.iter_mut() {
+            ev.push(data(c, false, Direction::Egress, t, c.seq.1, resp.to_vec()));
+            ev.push(data(
+                c,
+                true,
+                Direction::Ingress,
+                t + 3_000,
+                c.seq.1,
+                resp.to_vec(),
+            ));
+            c.seq.1 = c.seq.1.wrapping_add(resp.len() as u32);
+            t += 500;
+        }
+    }
+    ev
+}
+
 fn recorded() -> Vec<Event> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -166,6 +333,12 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, group: &str) {
     g.throughput(Throughput::Elements(ka.len() as u64));
     g.bench_function("keepalive_http_events", |b| {
         b.iter_batched(|| ka.clone(), assemble, BatchSize::LargeInput)
+    });
+    let px = proxy_events(250, 32);
+    assert_eq!(assemble(px.clone()), 4 * 250 * 32);
+    g.throughput(Throughput::Elements(px.len() as u64));
+    g.bench_function("proxy_http_events", |b| {
+        b.iter_batched(|| px.clone(), assemble, BatchSize::LargeInput)
     });
     let rec = recorded();
     assert!(assemble(rec.clone()) >= 152);

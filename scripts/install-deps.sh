@@ -7,7 +7,7 @@ APT_PACKAGES=(
   clang llvm libbpf-dev bpftool          # building the eBPF programs
   pkg-config libmariadb-dev              # mysqlclient (C MySQL client) for the tests
   iproute2 procps curl openssl           # test plumbing
-  nginx wrk                              # TLS proxy tests, overhead benchmark
+  nginx haproxy wrk                      # proxy, mesh and TLS proxy tests, overhead benchmark
   redis-server mariadb-server postgresql # real servers the tests talk to
   golang-go gcc                          # Go services of the runtime-aware linking tests (gcc: cgo builds)
   golang-google-grpc-dev                 # gRPC-Go server of the goroutine linking test (GOPATH=/usr/share/gocode)

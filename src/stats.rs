@@ -45,6 +45,10 @@ pub struct Sample {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StatsSnapshot {
     pub samples: Vec<Sample>,
+    /// Pods whose traffic goes through a sidecar, found so far (which
+    /// mesh, which sidecars, which applications): for `check`, the
+    /// dashboard and the service graph. Counted in `zt_mesh_pods`.
+    pub mesh: span_core::mesh::MeshReport,
 }
 
 /// The definitions, in the order they are shown.
@@ -216,6 +220,13 @@ pub mod defs {
         "Plaintext data events from TLS library probes."
     );
     def!(
+        MESH_PODS,
+        "zt_mesh_pods",
+        Gauge,
+        Some("mesh"),
+        "Pods (network namespaces) whose traffic was seen going through a sidecar, by mesh (istio, linkerd, envoy, nginx, haproxy, ...); StatsSnapshot::mesh lists them."
+    );
+    def!(
         PENDING_SPANS,
         "zt_pending_spans",
         Gauge,
@@ -250,7 +261,7 @@ pub mod defs {
         "zt_graph_spans_total",
         Counter,
         Some("outcome"),
-        "Spans the graph stage saw, by what it made of them: server (a request), client (a request to a database, cache or external peer), client_paired (its server span counted it), client_served_here (to an address a traced service serves, not linked: the server span counted it), unknown (no protocol or peer), overflow (past the node or edge cap)."
+        "Spans the graph stage saw, by what it made of them: server (a request), client (a request to a database, cache or external peer), client_paired (its server span counted it), client_served_here (to an address a traced service serves, not linked: the server span counted it), unknown (no protocol or peer), overflow (past the node or edge cap), proxy_passed (a proxy's server span whose forwards were counted as edges through the proxy)."
     );
     def!(
         GRAPH_OVERFLOW,
@@ -413,6 +424,7 @@ pub mod defs {
         &LATE_EVENTS,
         &REORDER_FORCED,
         &TLS_EVENTS,
+        &MESH_PODS,
         &PENDING_SPANS,
         &STAGE_TRACES,
         &TRACES_OUT,
@@ -446,6 +458,7 @@ pub mod defs {
 #[derive(Debug, Default)]
 pub struct StatsWriter {
     samples: Vec<Sample>,
+    mesh: span_core::mesh::MeshReport,
 }
 
 impl StatsWriter {
@@ -489,6 +502,7 @@ impl StatsWriter {
         self.samples.sort_by_key(|s| order(s.def));
         StatsSnapshot {
             samples: self.samples,
+            mesh: self.mesh,
         }
     }
 }
@@ -586,6 +600,13 @@ impl StatsSnapshot {
             labelled(defs::SPANS_DROPPED.name),
             v(defs::LATE_EVENTS.name),
         ));
+        if !self.mesh.pods.is_empty() {
+            out.push(format!(
+                "mesh: {} pods behind sidecars: {}",
+                self.mesh.pods.len(),
+                self.mesh.lines().join("; ")
+            ));
+        }
         let stages = labelled(defs::STAGE_TRACES.name);
         let sink_drops = v(defs::SINK_DROPS.name);
         if !stages.is_empty() || sink_drops > 0 {
@@ -734,6 +755,21 @@ pub(crate) fn report_kernel(d: &DropCounters, w: &mut StatsWriter) {
     }
 }
 
+/// The pods found behind sidecars: a gauge per mesh and the list itself.
+pub(crate) fn report_mesh(m: span_core::mesh::MeshReport, w: &mut StatsWriter) {
+    let mut per_mesh: Vec<(String, u32)> = Vec::new();
+    for p in &m.pods {
+        match per_mesh.iter_mut().find(|(k, _)| *k == p.mesh) {
+            Some((_, n)) => *n += 1,
+            None => per_mesh.push((p.mesh.clone(), 1)),
+        }
+    }
+    for (mesh, n) in per_mesh {
+        w.set_labelled(&defs::MESH_PODS, mesh, n);
+    }
+    w.mesh = m;
+}
+
 /// The assembler's counters.
 pub(crate) fn report_assembler(s: &span_core::Stats, pending: usize, w: &mut StatsWriter) {
     w.set(&defs::ASM_EVENTS, s.events as f64);
@@ -869,6 +905,50 @@ mod tests {
             );
             assert!(!d.help.is_empty());
         }
+    }
+
+    #[test]
+    fn the_mesh_is_counted_listed_and_summarised() {
+        use span_core::mesh::{MeshMember, MeshPod, MeshReport};
+        let member = |service: &str, pid, proxy| MeshMember {
+            service: service.into(),
+            pid,
+            proxy,
+        };
+        let pod = |ns, mesh: &str, app: &str| MeshPod {
+            net_ns: ns,
+            pod_uid: None,
+            mesh: mesh.into(),
+            sidecars: vec![member(mesh, 1, Some(span_core::proxy::ProxyKind::Nginx))],
+            apps: vec![member(app, 2, None)],
+            inbound: 3,
+            outbound: 4,
+        };
+        let mut w = StatsWriter::new();
+        report_mesh(
+            MeshReport {
+                pods: vec![
+                    pod(7, "nginx", "a"),
+                    pod(8, "nginx", "b"),
+                    pod(9, "envoy", "c"),
+                ],
+                dropped: 0,
+            },
+            &mut w,
+        );
+        let snap = w.finish();
+        assert_eq!(snap.get("zt_mesh_pods", Some("nginx")), Some(2.0));
+        assert_eq!(snap.get("zt_mesh_pods", Some("envoy")), Some(1.0));
+        assert_eq!(snap.mesh.pods.len(), 3);
+        let line = snap
+            .summary_lines()
+            .into_iter()
+            .find(|l| l.starts_with("mesh: "))
+            .unwrap();
+        assert!(
+            line.starts_with("mesh: 3 pods behind sidecars: netns:7: nginx sidecar nginx for a (3 requests in, 4 out)"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -81,6 +81,14 @@ impl B {
         };
         self
     }
+    /// A span of a proxy process (nginx, found by name).
+    pub fn proxy(mut self) -> B {
+        self.span.view.proxy = Some(span_core::proxy::ProxyInfo {
+            kind: span_core::proxy::ProxyKind::Nginx,
+            detected_by: span_core::proxy::Detection::Name,
+        });
+        self
+    }
     pub fn op(mut self, op: Operation) -> B {
         self.span.view.operation = Some(op);
         self

@@ -296,12 +296,21 @@ impl TracerBuilder {
         self
     }
 
-    fn core(&mut self, wall_clock_offset_ns: i64, seed: u64, host: Option<String>) -> Core {
+    fn core(
+        &mut self,
+        wall_clock_offset_ns: i64,
+        seed: u64,
+        host: Option<String>,
+        host_net_ns: Option<u64>,
+    ) -> Core {
         let mut cfg = self.assembler.clone();
         cfg.wall_clock_offset_ns = wall_clock_offset_ns;
         cfg.id_seed = self.id_seed.unwrap_or(seed);
         if cfg.host_name.is_none() {
             cfg.host_name = host;
+        }
+        if cfg.host_net_ns.is_none() {
+            cfg.host_net_ns = host_net_ns;
         }
         let export = (!self.exporters.is_empty()).then(|| {
             Pipeline::new(
@@ -406,7 +415,11 @@ impl TracerBuilder {
         let watch_own = !self.exporters.is_empty() || !self.metrics_exporters.is_empty();
         let offset = wall_clock_offset_ns();
         let host = host_name();
-        let core = self.core(offset, random_seed(), host.clone());
+        // The agent runs in the host's network namespace: processes in
+        // another one are in pods (where a proxy beside an app is a
+        // sidecar).
+        let host_ns = ebpf_probes::procfs::net_ns(std::process::id());
+        let core = self.core(offset, random_seed(), host.clone(), host_ns);
         let control = Arc::new(Control::new()?);
         let metrics = self.metrics(&control)?;
         let probes = probes.load()?;
@@ -418,6 +431,7 @@ impl TracerBuilder {
                 wall_clock_offset_ns: offset,
                 capture_bytes: self.capture_bytes,
                 host_name: host,
+                host_net_ns: host_ns,
             };
             let w = RecordWriter::new(file, &header).map_err(|source| TracerError::Log {
                 path: path.clone(),
@@ -450,7 +464,12 @@ impl TracerBuilder {
         let file = File::open(&path).map_err(|e| log_err(RecordError::Io(e)))?;
         let reader = RecordReader::new(file).map_err(log_err)?;
         let header = reader.header.clone();
-        let core = self.core(header.wall_clock_offset_ns, 1, header.host_name.clone());
+        let core = self.core(
+            header.wall_clock_offset_ns,
+            1,
+            header.host_name.clone(),
+            header.host_net_ns,
+        );
         let control = Arc::new(Control::new()?);
         let metrics = self.metrics(&control)?;
         let source = ReplaySource::new(reader);
@@ -874,6 +893,7 @@ impl Core {
 
     fn report(&self, w: &mut StatsWriter) {
         stats::report_assembler(&self.asm.stats(), self.asm.pending_spans(), w);
+        stats::report_mesh(self.asm.mesh(), w);
         stats::report_tables(&self.asm.table_sizes(), w);
         for slot in &self.stages {
             let name = slot.stage.name();

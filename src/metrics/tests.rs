@@ -150,7 +150,7 @@ fn stats_families_follow_the_registry() {
         .iter()
         .find(|f| f.otel_name == "zt_graph_spans_total")
         .unwrap();
-    assert_eq!(spans.points.len(), 6);
+    assert_eq!(spans.points.len(), 7);
     assert_eq!(
         spans.points[0].labels,
         vec![("outcome", "server".to_owned())]

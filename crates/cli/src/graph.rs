@@ -97,9 +97,10 @@ pub fn text(g: &GraphSnapshot) -> String {
         }
         let _ = writeln!(
             out,
-            "  → {} via {} (avg: {}, p95: {}, count: {}, errors: {})",
+            "  → {} via {}{} (avg: {}, p95: {}, count: {}, errors: {})",
             e.server,
             protocol_name(&e.protocol),
+            through(e),
             ms(e.latency_ms.avg),
             ms(e.latency_ms.p95),
             thousands(e.requests),
@@ -124,10 +125,21 @@ fn quote(s: &str) -> String {
     q
 }
 
+/// ` through nginx` (` through a, b` for a chain) for an edge whose
+/// proxies were collapsed, else nothing.
+fn through(e: &GraphEdge) -> String {
+    if e.via.is_empty() {
+        String::new()
+    } else {
+        format!(" through {}", e.via.join(", "))
+    }
+}
+
 fn edge_label(e: &GraphEdge, sep: &str) -> String {
     format!(
-        "{}{sep}{} req, {} err{sep}avg {} p95 {}",
+        "{}{}{sep}{} req, {} err{sep}avg {} p95 {}",
         protocol_name(&e.protocol),
+        through(e),
         thousands(e.requests),
         thousands(e.errors),
         ms(e.latency_ms.avg),
@@ -321,6 +333,7 @@ mod tests {
             client: c.into(),
             server: s.into(),
             protocol: p.into(),
+            via: Vec::new(),
             requests: n,
             errors: e,
             latency_ms: Latency {
@@ -362,6 +375,22 @@ mod tests {
         assert_eq!(text(&GraphSnapshot::default()), "no requests seen\n");
         assert_eq!(thousands(1_234_567), "1,234,567");
         assert_eq!(thousands(999), "999");
+    }
+
+    #[test]
+    fn collapsed_proxies_are_named_on_the_edge() {
+        let mut g = sample();
+        g.edges[0].via = vec!["out".into(), "in".into()];
+        assert!(
+            text(&g).contains("  → auth-service via HTTP through out, in (avg: 12.3ms"),
+            "{}",
+            text(&g)
+        );
+        assert!(
+            dot(&g).contains("[label=\"HTTP through out, in\\n1,234 req"),
+            "{}",
+            dot(&g)
+        );
     }
 
     #[test]

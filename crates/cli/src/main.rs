@@ -143,6 +143,11 @@ struct GraphArgs {
     /// overflow series per metric (otel_metric_overflow="true").
     #[arg(long, default_value_t = defaults::METRICS_MAX_SERIES, value_name = "N")]
     metrics_max_series: usize,
+    /// Draw every proxy hop in the service graph (`A -> nginx -> B`)
+    /// instead of one edge `A -> B` through the proxy. Traces keep every
+    /// hop either way.
+    #[arg(long)]
+    no_collapse_proxies: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -226,6 +231,20 @@ struct AssembleArgs {
     /// Close requests that got no response after this long (s).
     #[arg(long, default_value_t = defaults::REQUEST_TIMEOUT_S, value_name = "SECS")]
     request_timeout_s: u64,
+    /// Name the processes matching CONDITIONS NAME, over every other source
+    /// (OTEL_SERVICE_NAME, the cgroup's systemd unit, the script or
+    /// executable); repeatable, the first rule that matches wins.
+    /// CONDITIONS: KEY=VALUE[,KEY=VALUE...], all must hold; keys: exe (a
+    /// path, or a file name), comm, cmdline (contained in the command line),
+    /// port (a local port it accepts connections on), cgroup (contained in
+    /// the cgroup path), container (an id prefix), pod (a Kubernetes pod
+    /// uid), unit (a systemd unit). Example: 'exe=/usr/bin/java,port=8080:orders'.
+    #[arg(long = "service-name", value_name = "CONDITIONS:NAME")]
+    service_names: Vec<String>,
+    /// Keep each process's command line (process.command_line) in span
+    /// resources. Off by default: arguments may hold passwords or tokens.
+    #[arg(long)]
+    keep_command_line: bool,
     /// Also redact the value of URL query parameter NAME (repeatable;
     /// case-insensitive). Built in: AWSAccessKeyId, Signature, sig,
     /// X-Goog-Signature, X-Amz-Signature, X-Amz-Credential,
@@ -437,6 +456,12 @@ fn overlay_assemble(s: &mut Settings, a: &AssembleArgs, m: &ArgMatches) {
     if given(m, "request_timeout_s") {
         x.request_timeout_s = a.request_timeout_s;
     }
+    if given(m, "service_names") {
+        x.service_names = a.service_names.clone();
+    }
+    if a.keep_command_line {
+        x.keep_command_line = true;
+    }
     if given(m, "redact_query_params") {
         x.redact_query_params = a.redact_query_params.clone();
     }
@@ -459,6 +484,9 @@ fn overlay_graph(s: &mut Settings, a: &GraphArgs, m: &ArgMatches) {
     }
     if given(m, "metrics_max_series") {
         g.max_red_series = a.metrics_max_series;
+    }
+    if a.no_collapse_proxies {
+        g.collapse_proxies = false;
     }
 }
 

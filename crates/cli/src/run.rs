@@ -12,13 +12,19 @@ use std::time::Duration;
 use zt_trace::stages::{OutputFilter, Sampler};
 use zt_trace::{CaptureOnly, GraphStage, Shared, StatsSnapshot, StopHandle, Tracer, TracerBuilder};
 
-/// The assembler's tuning from the settings.
+/// The assembler's tuning from the (validated) settings.
 pub fn assembler_config(a: &Assemble) -> Config {
     Config {
         raw_sql: a.raw_sql,
         promote_inferred_links: a.promote_inferred_links,
         trace_linger_ns: a.trace_linger_ms * 1_000_000,
         request_timeout_ns: a.request_timeout_s * 1_000_000_000,
+        service_rules: a
+            .service_names
+            .iter()
+            .filter_map(|r| span_core::naming::ServiceRule::parse(r).ok())
+            .collect(),
+        keep_command_line: a.keep_command_line,
         query_redaction: span_core::QueryRedaction {
             keep: a.keep_query,
             extra: a.redact_query_params.clone(),

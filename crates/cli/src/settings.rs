@@ -67,6 +67,10 @@ pub struct Graph {
     /// Label sets of the per-service duration metrics; more go to one
     /// overflow series per metric.
     pub max_red_series: usize,
+    /// Draw `A -> proxy -> B` as one edge `A -> B` through the proxy
+    /// (`--no-collapse-proxies` draws every hop; traces keep every hop
+    /// either way).
+    pub collapse_proxies: bool,
 }
 
 /// Metrics: Prometheus endpoint and OTLP metrics.
@@ -89,6 +93,7 @@ impl Default for Graph {
             max_edges: defaults::GRAPH_MAX_EDGES,
             window_minutes: defaults::GRAPH_WINDOW_MINUTES,
             max_red_series: defaults::METRICS_MAX_SERIES,
+            collapse_proxies: true,
         }
     }
 }
@@ -111,6 +116,7 @@ impl Graph {
             max_edges: self.max_edges,
             window_minutes: self.window_minutes,
             max_red_series: self.max_red_series,
+            collapse_proxies: self.collapse_proxies,
             ..zt_trace::GraphConfig::default()
         }
     }
@@ -171,6 +177,12 @@ pub struct Assemble {
     pub promote_inferred_links: bool,
     pub trace_linger_ms: u64,
     pub request_timeout_s: u64,
+    /// Service naming rules, `KEY=VALUE[,KEY=VALUE...]:NAME` (keys: exe,
+    /// comm, cmdline, port, cgroup, container, pod, unit), over every other
+    /// source of service names; the first that matches wins.
+    pub service_names: Vec<String>,
+    /// Keep `process.command_line` in resources (it may hold secrets).
+    pub keep_command_line: bool,
     /// Keep URL query values as sent (default: values of sensitive
     /// parameters become `REDACTED`). Userinfo is redacted regardless.
     pub keep_query: bool,
@@ -275,6 +287,8 @@ impl Default for Assemble {
             promote_inferred_links: false,
             trace_linger_ms: defaults::TRACE_LINGER_MS,
             request_timeout_s: defaults::REQUEST_TIMEOUT_S,
+            service_names: Vec::new(),
+            keep_command_line: false,
             keep_query: false,
             redact_query_params: Vec::new(),
         }
@@ -467,6 +481,11 @@ impl Settings {
                 "request_timeout_s (--request-timeout-s) is {}: it must be from 1 to 86400",
                 a.request_timeout_s
             ));
+        }
+        for rule in &a.service_names {
+            if let Err(err) = span_core::naming::ServiceRule::parse(rule) {
+                problems.push(format!("service_names (--service-name): {err}"));
+            }
         }
         for name in &a.redact_query_params {
             if let Err(why) = check_query_param(name) {
@@ -699,6 +718,10 @@ const SECTIONS: &[&str] = &[
     "capture", "assemble", "export", "graph", "metrics", "sampling", "filter", "output",
 ];
 
+/// List keys whose items hold commas themselves: their `ZT_` variables
+/// separate items with `;` (`ZT_ASSEMBLE_SERVICE_NAMES='exe=java,port=8080:orders;unit=web:web'`).
+const SEMICOLON_LISTS: &[&str] = &["service_names"];
+
 /// One `ZT_<SECTION>_<KEY>=value` variable onto the settings table. Other
 /// `ZT_` variables (test switches, build options) are not settings and are
 /// left alone.
@@ -717,8 +740,13 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<()> {
     // the first reading the settings accept (optional keys start absent).
     let candidates: Vec<toml::Value> = {
         let list = || {
+            let sep = if SEMICOLON_LISTS.contains(&key) {
+                ';'
+            } else {
+                ','
+            };
             let parts: Vec<&str> = value
-                .split(',')
+                .split(sep)
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
                 .collect();
@@ -829,6 +857,10 @@ mod tests {
                 ("ZT_OUTPUT_DURATION_S", "2.5"),
                 ("ZT_OUTPUT_FORMAT", "json"),
                 ("ZT_CAPTURE_PYTHON_CONTEXTS", "no"),
+                (
+                    "ZT_ASSEMBLE_SERVICE_NAMES",
+                    "exe=/usr/bin/java,port=8080:orders; unit=web:front",
+                ),
                 ("ZT_METRICS_LISTEN", "9464"),
                 ("ZT_GRAPH_WINDOW_MINUTES", "15"),
                 ("ZT_REQUIRE_BPF", "1"), // not a setting: left alone
@@ -840,6 +872,16 @@ mod tests {
         assert!(!s.capture.python_contexts);
         assert_eq!(s.capture.pids, vec![1, 2]);
         assert_eq!(s.assemble.trace_linger_ms, 300);
+        assert_eq!(
+            s.assemble.service_names,
+            vec![
+                "exe=/usr/bin/java,port=8080:orders".to_owned(),
+                "unit=web:front".to_owned()
+            ]
+        );
+        for r in &s.assemble.service_names {
+            span_core::naming::ServiceRule::parse(r).unwrap();
+        }
         assert_eq!(s.export.exporters, vec!["zipkin".to_owned()]);
         assert_eq!(s.export.protocol.as_deref(), Some("http/json"));
         assert_eq!(s.output.duration_s, Some(2.5));
@@ -895,6 +937,7 @@ mod tests {
         s.export.exporters = vec!["otlp-http=http://127.0.0.1:99999/v1/traces".into()];
         s.output.duration_s = Some(-1.0);
         s.output.record = Some("/nonexistent/dir/x.zrec".into());
+        s.assemble.service_names = vec!["exe=java:ok".into(), "port=99999:x".into()];
         s.output.graph = Some("/nonexistent/dir/g.json".into());
         s.graph.max_nodes = 0;
         s.graph.max_edges = 2_000_000;
@@ -920,6 +963,7 @@ mod tests {
             "1 to 65535",
             "duration_s (--duration) is -1",
             "record (--record)",
+            "service_names (--service-name): service name rule \"port=99999:x\": port=99999 is not a port",
             "graph (--graph)",
             "max_nodes (--graph-max-nodes) is 0",
             "max_edges (--graph-max-edges) is 2000000",

@@ -89,6 +89,26 @@ fn every_bad_option_is_refused_with_its_own_message() {
             "trace_linger_ms",
         ),
         (
+            &["--service-name", "orders"],
+            "service_names (--service-name): service name rule \"orders\": expected CONDITIONS:NAME",
+        ),
+        (
+            &["--service-name", "exe=/usr/bin/java,port=80800:orders"],
+            "port=80800 is not a port (1-65535)",
+        ),
+        (
+            &["--service-name", "flavour=mint:x"],
+            "unknown condition \"flavour\"",
+        ),
+        (
+            &["--service-name", "exe=/usr/bin/java:"],
+            "the service name after ':' is empty",
+        ),
+        (
+            &["replay", "/nonexistent.zrec", "--service-name", "port=x:y"],
+            "port=x is not a port",
+        ),
+        (
             &["--metrics-listen", "99999"],
             "listen (--metrics-listen): \"99999\": the port must be a number from 0 to 65535",
         ),
@@ -326,6 +346,70 @@ fn configuration_file_environment_and_options_layer() {
 }
 
 #[test]
+fn service_name_rules_from_the_file_the_environment_and_options() {
+    let dir = tempdir("cli-rules");
+    let file = dir.join("zt.toml");
+    std::fs::write(
+        &file,
+        "[assemble]\nservice_names = [\"exe=/usr/bin/java,port=8080:orders\"]\nkeep_command_line = true\n",
+    )
+    .unwrap();
+    let print = |args: &[&str], env: &[(&str, &str)]| {
+        let mut a = vec!["--config", file.to_str().unwrap(), "--print-config"];
+        a.extend_from_slice(args);
+        let out = zt(&a, env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = print(&[], &[]);
+    assert!(
+        text.contains(r#"service_names = ["exe=/usr/bin/java,port=8080:orders"]"#),
+        "{text}"
+    );
+    assert!(text.contains("keep_command_line = true"), "{text}");
+    // The environment separates rules (which hold commas) with ';'.
+    let text = print(
+        &[],
+        &[(
+            "ZT_ASSEMBLE_SERVICE_NAMES",
+            "exe=python3,port=81:a;unit=web:b",
+        )],
+    );
+    assert!(
+        text.contains(r#""exe=python3,port=81:a""#) && text.contains(r#""unit=web:b""#),
+        "{text}"
+    );
+    // Options over both, repeatable.
+    let text = print(
+        &[
+            "--service-name",
+            "comm=x:c1",
+            "--service-name",
+            "pod=abc:c2",
+        ],
+        &[("ZT_ASSEMBLE_SERVICE_NAMES", "unit=web:b")],
+    );
+    assert!(
+        text.contains(r#"service_names = ["#)
+            && text.contains("comm=x:c1")
+            && text.contains("pod=abc:c2")
+            && !text.contains("unit=web"),
+        "{text}"
+    );
+    // A bad rule in the file is refused like an option.
+    std::fs::write(&file, "[assemble]\nservice_names = [\"nope\"]\n").unwrap();
+    fails_with(
+        &["--config", file.to_str().unwrap()],
+        "service_names (--service-name)",
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn the_example_configuration_is_the_defaults() {
     let example = repo_root().join("zt-trace.toml");
     let with = zt(
@@ -339,6 +423,32 @@ fn the_example_configuration_is_the_defaults() {
         String::from_utf8_lossy(&with.stderr)
     );
     assert_eq!(with.stdout, without.stdout);
+}
+
+#[test]
+fn proxies_collapse_in_the_graph_unless_told_not_to() {
+    let print = |args: &[&str], env: &[(&str, &str)]| {
+        let mut a = vec!["--print-config"];
+        a.extend_from_slice(args);
+        let out = zt(&a, env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(print(&[], &[]).contains("collapse_proxies = true"));
+    assert!(print(&["--no-collapse-proxies"], &[]).contains("collapse_proxies = false"));
+    assert!(
+        print(&[], &[("ZT_GRAPH_COLLAPSE_PROXIES", "false")]).contains("collapse_proxies = false")
+    );
+    let out = zt(
+        &["--print-config"],
+        &[("ZT_GRAPH_COLLAPSE_PROXIES", "maybe")],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ZT_GRAPH_COLLAPSE_PROXIES"));
 }
 
 #[test]

@@ -214,6 +214,10 @@ fn expected_attrs(c: &Case, kind: &str, port: u16) -> Map<String, Value> {
                 m.insert("http.route".into(), json!(r));
             }
             m.insert("client.address".into(), json!("127.0.0.1"));
+            // The server is nginx: a proxy by its name.
+            m.insert("zt.proxy".into(), json!(true));
+            m.insert("zt.proxy.kind".into(), json!("nginx"));
+            m.insert("zt.proxy.detected_by".into(), json!("name"));
         }
         _ => {
             m.insert("server.port".into(), json!(port));

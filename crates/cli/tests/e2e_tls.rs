@@ -140,9 +140,9 @@ fn curl_to_nginx_tls_proxy_to_plain_backend() {
     let port = free_port();
     let _nginx = nginx_tls_proxy(&dir, port, backend, false);
     let tracer = Tracer::start(&dir, &["run", "--output", "json"]);
-    // One request at a time: an nginx worker serving several requests at
-    // once is an event loop whose upstream calls cannot be attributed (the
-    // tracer leaves them unparented, as it would over plain HTTP).
+    // One request at a time (e2e_proxy.rs and e2e_tls_h2.rs cover nginx
+    // serving many at once: its upstream calls link by their forwarded
+    // heads).
     const N: usize = 20;
     for i in 0..N {
         let url = format!("https://127.0.0.1:{port}/profile/{i}?rid=ngx{i:03}");

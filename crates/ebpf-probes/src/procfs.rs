@@ -3,8 +3,9 @@
 use span_core::ProcessInfo;
 use std::fs;
 
-/// Read `/proc/<pid>`: comm, exe, argv, parent, cgroup and
-/// `OTEL_SERVICE_NAME` from the environment. `None` if the process is gone.
+/// Read `/proc/<pid>`: comm, exe, argv, parent, cgroup, network namespace
+/// and `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES` from the
+/// environment. `None` if the process is gone.
 pub fn read_process(pid: u32, ts: u64) -> Option<ProcessInfo> {
     let base = format!("/proc/{pid}");
     let comm = fs::read_to_string(format!("{base}/comm"))
@@ -35,6 +36,7 @@ pub fn read_process(pid: u32, ts: u64) -> Option<ProcessInfo> {
             })
         })
         .unwrap_or(0);
+    let env = otel_env(pid);
     Some(ProcessInfo {
         pid,
         ppid,
@@ -42,7 +44,9 @@ pub fn read_process(pid: u32, ts: u64) -> Option<ProcessInfo> {
         comm,
         exe,
         args,
-        service_name: service_name_from_env(pid),
+        service_name: env.service_name,
+        resource_attributes: env.resource_attributes,
+        net_ns: net_ns(pid),
         cgroup: fs::read_to_string(format!("{base}/cgroup"))
             .ok()
             .and_then(|s| {
@@ -55,28 +59,55 @@ pub fn read_process(pid: u32, ts: u64) -> Option<ProcessInfo> {
     })
 }
 
-/// `OTEL_SERVICE_NAME`, or `service.name` inside `OTEL_RESOURCE_ATTRIBUTES`.
-pub fn service_name_from_env(pid: u32) -> Option<String> {
-    let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
+/// What a process's environment says about its identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OtelEnv {
+    /// `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`.
+    pub service_name: Option<String>,
+    /// The other pairs of `OTEL_RESOURCE_ATTRIBUTES` (`service.namespace`,
+    /// `deployment.environment`, ...).
+    pub resource_attributes: Vec<(String, String)>,
+}
+
+/// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` of process `pid`
+/// (empty if unreadable).
+pub fn otel_env(pid: u32) -> OtelEnv {
+    let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+        return OtelEnv::default();
+    };
+    let mut out = OtelEnv::default();
     let mut from_attrs = None;
     for var in env.split(|c| *c == 0) {
         if let Some(v) = var.strip_prefix(b"OTEL_SERVICE_NAME=") {
             let v = String::from_utf8_lossy(v).trim().to_owned();
             if !v.is_empty() {
-                return Some(v);
+                out.service_name = Some(v);
             }
         } else if let Some(v) = var.strip_prefix(b"OTEL_RESOURCE_ATTRIBUTES=") {
-            from_attrs = String::from_utf8_lossy(v)
-                .split(',')
-                .find_map(|kv| {
-                    kv.trim()
-                        .strip_prefix("service.name=")
-                        .map(|s| s.trim().to_owned())
-                })
-                .filter(|s| !s.is_empty());
+            let (name, attrs) =
+                span_core::naming::parse_resource_attributes(&String::from_utf8_lossy(v));
+            from_attrs = name;
+            out.resource_attributes = attrs;
         }
     }
-    from_attrs
+    out.service_name = out.service_name.or(from_attrs);
+    out
+}
+
+/// `OTEL_SERVICE_NAME`, or `service.name` inside `OTEL_RESOURCE_ATTRIBUTES`.
+pub fn service_name_from_env(pid: u32) -> Option<String> {
+    otel_env(pid).service_name
+}
+
+/// Inode of the network namespace of `pid` (`/proc/<pid>/ns/net` reads
+/// `net:[4026531840]`).
+pub fn net_ns(pid: u32) -> Option<u64> {
+    let link = fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    link.to_str()?
+        .strip_prefix("net:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// Local endpoints of this process's own sockets (getsockname on each fd
@@ -192,6 +223,46 @@ mod tests {
         assert!(p.exe.contains('/'));
         assert!(read_process(u32::MAX - 1, 0).is_none());
         assert!(all_pids().contains(&me));
+    }
+
+    #[test]
+    fn own_network_namespace() {
+        let me = net_ns(std::process::id()).expect("own /proc/self/ns/net");
+        assert!(me > 0);
+        assert_eq!(
+            read_process(std::process::id(), 0).unwrap().net_ns,
+            Some(me)
+        );
+    }
+
+    #[test]
+    fn resource_attributes_from_a_child_environment() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .env(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=cart,service.namespace=shop,deployment.environment=prod",
+            )
+            .spawn()
+            .unwrap();
+        let mut env = OtelEnv::default();
+        for _ in 0..200 {
+            env = otel_env(child.id());
+            if env.service_name.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(env.service_name.as_deref(), Some("cart"));
+        assert_eq!(
+            env.resource_attributes,
+            vec![
+                ("service.namespace".to_owned(), "shop".to_owned()),
+                ("deployment.environment".to_owned(), "prod".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct RecordHeader {
     pub wall_clock_offset_ns: i64,
     pub capture_bytes: u32,
     pub host_name: Option<String>,
+    /// The recording agent's network namespace (the host's): processes in
+    /// another one are in pods (see `span_core::Config::host_net_ns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_net_ns: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -159,6 +163,7 @@ mod tests {
             wall_clock_offset_ns: 123,
             capture_bytes: 4096,
             host_name: Some("h".into()),
+            host_net_ns: Some(4026531840),
         };
         let mut buf = Vec::new();
         {

@@ -110,27 +110,33 @@ impl AgentPeers {
 /// exec), so spans get their service names and runtimes.
 #[derive(Default)]
 struct Enricher {
-    /// pid -> (service name from the environment, exec timestamp)
-    known: HashMap<u32, (Option<String>, u64)>,
+    /// pid -> (identity from the environment, exec timestamp)
+    known: HashMap<u32, (procfs::OtelEnv, u64)>,
     runtimes: crate::runtime::Detector,
 }
 
 impl Enricher {
     /// Read a process's environment again (right after exec it can still be
-    /// empty): the updated details if its service name changed.
+    /// empty): the updated details if its identity (service name, resource
+    /// attributes) changed.
     fn recheck(&mut self, pid: u32) -> Option<Event> {
-        let Some((name, ts)) = self.known.get(&pid).cloned() else {
+        let Some((env, ts)) = self.known.get(&pid).cloned() else {
             log::debug!("service name recheck of {pid}: exited already");
             return None;
         };
-        let fresh = procfs::service_name_from_env(pid);
-        log::debug!("service name recheck of {pid}: {name:?} -> {fresh:?}");
-        if fresh.is_none() || fresh == name {
+        let fresh = procfs::otel_env(pid);
+        log::debug!(
+            "service name recheck of {pid}: {:?} -> {:?}",
+            env.service_name,
+            fresh.service_name
+        );
+        if fresh == procfs::OtelEnv::default() || fresh == env {
             return None;
         }
         let mut info = procfs::read_process(pid, ts)?;
         info.runtime = self.runtimes.of_process(pid);
-        info.service_name = fresh.clone();
+        info.service_name = fresh.service_name.clone();
+        info.resource_attributes = fresh.resource_attributes.clone();
         self.known.insert(pid, (fresh, ts));
         Some(Event::Process(info))
     }
@@ -158,7 +164,11 @@ impl Enricher {
                     info.args.first(),
                     info.service_name
                 );
-                self.known.insert(pid, (info.service_name.clone(), info.ts));
+                let env = procfs::OtelEnv {
+                    service_name: info.service_name.clone(),
+                    resource_attributes: info.resource_attributes.clone(),
+                };
+                self.known.insert(pid, (env, info.ts));
                 *resolved += 1;
                 out.push((ev, true));
                 out.push((Event::Process(info), false));
@@ -177,8 +187,14 @@ impl Enricher {
                         i.runtime = self.runtimes.of_process(pid);
                         i
                     });
-                    let name = info.as_ref().and_then(|i| i.service_name.clone());
-                    slot.insert((name, ev.order_ts()));
+                    let env = info
+                        .as_ref()
+                        .map(|i| procfs::OtelEnv {
+                            service_name: i.service_name.clone(),
+                            resource_attributes: i.resource_attributes.clone(),
+                        })
+                        .unwrap_or_default();
+                    slot.insert((env, ev.order_ts()));
                     if let Some(info) = info {
                         *resolved += 1;
                         out.push((Event::Process(info), false));

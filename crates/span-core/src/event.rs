@@ -256,10 +256,22 @@ pub struct ProcessInfo {
     pub exe: String,
     /// Command line arguments (argv), possibly truncated.
     pub args: Vec<String>,
-    /// `OTEL_SERVICE_NAME` from the environment, when the agent could read it.
+    /// `OTEL_SERVICE_NAME` from the environment (or `service.name` in
+    /// `OTEL_RESOURCE_ATTRIBUTES`), when the agent could read it.
     pub service_name: Option<String>,
+    /// The other `key=value` pairs of `OTEL_RESOURCE_ATTRIBUTES`
+    /// (`service.namespace`, `deployment.environment`, ...), values
+    /// percent-decoded, in the order given; bounded (see
+    /// [`crate::naming::parse_resource_attributes`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_attributes: Vec<(String, String)>,
     /// cgroup path (v2), when known.
     pub cgroup: Option<String>,
+    /// Inode of the process's network namespace (`/proc/<pid>/ns/net`),
+    /// when known: processes sharing one share their sockets' addresses
+    /// (a pod's application and its sidecar).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_ns: Option<u64>,
     /// The language runtime found in the executable, when it matters for
     /// linking (see [`RuntimeKind`]).
     #[serde(default)]

@@ -13,8 +13,11 @@ pub use event::*;
 pub use span::*;
 pub use view::*;
 pub mod assembler;
+pub mod hops;
 mod ids;
+pub mod mesh;
 pub mod naming;
+pub mod proxy;
 mod reorder;
 pub mod semconv;
 

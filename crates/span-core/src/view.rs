@@ -2,15 +2,16 @@
 //! computed once by the assembler when the span is emitted.
 //!
 //! **Invariant:** the view says nothing the span's attributes do not say
-//! (same values, typed), except what only the assembler knows:
-//! [`Peer::resource`], the process at the other end, when that end was
-//! observed on this host and linked by proof (`tcp_seq`), and
-//! [`SpanView::remote_parent_sampled`], the sampled flag of the inbound
-//! `traceparent` the span adopted (the header is not an attribute).
-//! Consumers read the view instead of looking attributes up by string key;
-//! the exported attributes are unchanged.
+//! (same values, typed; [`SpanView::proxy`] is `zt.proxy*`), except what
+//! only the assembler knows: [`Peer::resource`], the process at the other
+//! end, when that end was observed on this host and linked by proof
+//! (`tcp_seq`), and [`SpanView::remote_parent_sampled`], the sampled flag
+//! of the inbound `traceparent` the span adopted (the header is not an
+//! attribute). Consumers read the view instead of looking attributes up by
+//! string key; the exported attributes are unchanged.
 
 use crate::assembler::LinkReason;
+use crate::proxy::ProxyInfo;
 use crate::span::Resource;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -205,6 +206,12 @@ pub struct SpanView {
     pub db_statement: Option<String>,
     pub link_reason: Option<LinkReason>,
     pub incomplete: Option<IncompleteReason>,
+    /// The span's process is a proxy (`zt.proxy=true`, `zt.proxy.kind`,
+    /// `zt.proxy.detected_by`): its SERVER spans are requests it received
+    /// and its CLIENT spans requests it forwarded (or made). A service graph
+    /// collapses these hops ([`crate::hops`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyInfo>,
     /// The sampled flag (W3C trace-flags bit 0) of the inbound `traceparent`
     /// this SERVER span adopted as its parent: the instrumented caller's
     /// sampling decision, which parent-based sampling honours. `None`

@@ -1411,3 +1411,92 @@ fn every_emitted_span_is_counted_once_under_its_final_reason() {
         assert_eq!(stats.links(r), n, "{r}");
     }
 }
+
+/// A Go gateway serving /a (goroutine 100, `X-Request-Id: ra`) and /c
+/// (goroutine 200, `rc`) at once; /a's goroutine calls /b carrying
+/// `X-Request-Id: id`. Returns /a's span id, /c's and the call.
+fn goroutine_call_with_id(id: &str) -> (SpanId, SpanId, Span) {
+    let th = |tid: u32| Th {
+        pid: 20,
+        tid,
+        start: u64::from(tid),
+    };
+    let mut b = Builder::new();
+    b.proc_(10, "client");
+    runtime_proc(&mut b, 20, "gateway", RuntimeKind::Go);
+    let (ca, cc, s) = ("127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:80");
+    task_start(&mut b, 20, 100, 0, 90);
+    task_start(&mut b, 20, 200, 0, 90);
+    for (conn, c, path, rid, t, task) in
+        [(2, ca, "/a", "ra", 100, 100), (4, cc, "/c", "rc", 101, 200)]
+    {
+        b.task = task;
+        b.data(
+            th(21),
+            conn,
+            Role::Server,
+            s,
+            c,
+            Direction::Ingress,
+            (t - 1) * MS,
+            t * MS,
+            1,
+            format!("GET {path} HTTP/1.1\r\nX-Request-Id: {rid}\r\n\r\n").as_bytes(),
+        );
+    }
+    // The call, its server not observed.
+    b.task = 100;
+    let (cl, be) = ("127.0.0.1:6000", "127.0.0.1:81");
+    b.data(
+        th(22),
+        10,
+        Role::Client,
+        cl,
+        be,
+        Direction::Egress,
+        102 * MS,
+        102 * MS + 10,
+        77,
+        format!("GET /b HTTP/1.1\r\nX-Request-Id: {id}\r\n\r\n").as_bytes(),
+    );
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    b.data(
+        th(22),
+        10,
+        Role::Client,
+        cl,
+        be,
+        Direction::Ingress,
+        102 * MS,
+        105 * MS,
+        5,
+        ok,
+    );
+    // /a answered by its goroutine (the task rule's proof), then /c.
+    b.server_reply(th(23), 2, s, ca, 108, ok);
+    b.task = 200;
+    b.server_reply(th(23), 4, s, cc, 109, ok);
+    let (spans, _) = b.run(Config::default());
+    let a = find(&spans, "gateway", SpanKind::Server, "/a").span_id;
+    let c = find(&spans, "gateway", SpanKind::Server, "/c").span_id;
+    (
+        a,
+        c,
+        find(&spans, "gateway", SpanKind::Client, "/b").clone(),
+    )
+}
+
+#[test]
+fn a_goroutine_call_whose_id_names_another_request_than_its_task_proves_nothing() {
+    // The id and the goroutine agree: the task rule links it.
+    let (a, _, call) = goroutine_call_with_id("ra");
+    assert_eq!(call.parent_span_id, Some(a));
+    assert_eq!(call.attributes.get_str("zt.link.reason"), Some("task"));
+    // The id names /c, the goroutine serves /a: neither proves anything.
+    let (_, _, call) = goroutine_call_with_id("rc");
+    assert_eq!(call.parent_span_id, None);
+    assert_eq!(
+        call.attributes.get_str("zt.link.reason"),
+        Some("unlinked_forward_ambiguous")
+    );
+}

@@ -33,6 +33,17 @@
 //!   label sets; what does not fit is counted (`zt_graph_overflow_total`),
 //!   never silently lost. The window keeps one slot per minute for the last
 //!   `window_minutes` minutes, each bounded by the edge cap.
+//! - **Proxies collapse** (by default, `collapse_proxies`): a request
+//!   that went `A -> proxy -> B` is one edge `A -> B` with `via:
+//!   ["proxy"]` (chains of proxies, e.g. two sidecars, in order), counted
+//!   once where `B`'s end is counted, with `A`'s error flag and latency.
+//!   It follows parent edges only, as [`span_core::hops`] does: a proxy's
+//!   SERVER span is passed through when one of its CLIENT children (a
+//!   forward linked by proof) exists, and is then not counted itself
+//!   (`proxy_passed`); a proxy whose forward was not linked stays a node
+//!   (`A -> proxy`, and its unlinked call `proxy -> B`): nothing is joined
+//!   that the trace does not join. Traces keep every hop; only the graph
+//!   collapses. Without the option every hop is an edge of its own.
 //! - **Sees every trace**: it must run before any stage that drops traces
 //!   (sampling), so the graph and the metrics stay exact whatever is
 //!   sampled; [`TracerBuilder::graph`](crate::TracerBuilder::graph) puts it
@@ -73,6 +84,9 @@ pub struct GraphConfig {
     /// Addresses served by traced services that are remembered (so a call
     /// to them that was not linked is not also counted as external).
     pub max_served_addresses: usize,
+    /// Draw `A -> proxy -> B` as `A -> B` via the proxy (see the module
+    /// docs); false draws every hop.
+    pub collapse_proxies: bool,
 }
 
 impl Default for GraphConfig {
@@ -83,6 +97,7 @@ impl Default for GraphConfig {
             window_minutes: 5,
             max_red_series: 2000,
             max_served_addresses: 4096,
+            collapse_proxies: true,
         }
     }
 }
@@ -140,16 +155,20 @@ pub enum SpanOutcome {
     Unknown,
     /// Its request needed a node or an edge past the caps.
     Overflow,
+    /// A proxy's server span whose forwards were counted as hops through
+    /// the proxy (`collapse_proxies`).
+    ProxyPassed,
 }
 
 impl SpanOutcome {
-    pub const ALL: [SpanOutcome; 6] = [
+    pub const ALL: [SpanOutcome; 7] = [
         SpanOutcome::Server,
         SpanOutcome::Client,
         SpanOutcome::ClientPaired,
         SpanOutcome::ClientServedHere,
         SpanOutcome::Unknown,
         SpanOutcome::Overflow,
+        SpanOutcome::ProxyPassed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -160,6 +179,7 @@ impl SpanOutcome {
             SpanOutcome::ClientServedHere => "client_served_here",
             SpanOutcome::Unknown => "unknown",
             SpanOutcome::Overflow => "overflow",
+            SpanOutcome::ProxyPassed => "proxy_passed",
         }
     }
 }
@@ -174,7 +194,21 @@ struct EdgeKey {
     client: u32,
     server: u32,
     protocol: AppProtocol,
+    /// The proxies passed through (`GraphStage::vias`; 0: none).
+    via: u32,
 }
+
+/// How a request reached a proxy chain (`collapse_proxies`): the
+/// application's CLIENT span that called the first proxy (`None`: a
+/// caller nobody traced) and the chain's id in `GraphStage::vias`.
+#[derive(Clone, Copy)]
+struct Through<'a> {
+    origin: Option<&'a Span>,
+    via: u32,
+}
+
+/// Longest chain of proxies followed back from one request.
+const MAX_VIA: usize = 16;
 
 /// Totals of one edge since start.
 struct Edge {
@@ -223,6 +257,10 @@ pub struct GraphStage {
     /// server span; the paired client of span i.
     paired: Vec<bool>,
     pair_of: Vec<Option<usize>>,
+    /// Chains of proxies edges pass through (service names, caller side
+    /// first); entry 0 is the empty chain. Bounded by `max_edges`.
+    vias: Vec<Vec<String>>,
+    via_ids: HashMap<Vec<String>, u32>,
 }
 
 impl GraphStage {
@@ -245,6 +283,8 @@ impl GraphStage {
             traces: 0,
             paired: Vec::new(),
             pair_of: Vec::new(),
+            vias: vec![Vec::new()],
+            via_ids: HashMap::new(),
         }
     }
 
@@ -285,12 +325,51 @@ impl GraphStage {
                 pair_of[i] = Some(j);
             }
         }
+        let pos = |id: span_core::SpanId| match &index {
+            Some(m) => m.get(&id.0).copied(),
+            None => spans.iter().position(|x| x.span_id == id),
+        };
+        // Collapsing: the proxy server span a proxy's call forwards.
+        let collapse = self.cfg.collapse_proxies && spans.iter().any(|s| s.view.proxy.is_some());
+        let forwarded_by = |c: &Span| -> Option<usize> {
+            if !collapse || c.kind != SpanKind::Client || c.view.proxy.is_none() {
+                return None;
+            }
+            pos(c.parent_span_id?).filter(|p| {
+                let ps = &spans[*p];
+                ps.kind == SpanKind::Server && ps.view.proxy.is_some()
+            })
+        };
+        let mut passed = vec![false; if collapse { spans.len() } else { 0 }];
+        if collapse {
+            for s in spans {
+                if let Some(p) = forwarded_by(s) {
+                    passed[p] = true;
+                }
+            }
+        }
         for (i, s) in spans.iter().enumerate() {
             self.red.record(s);
             let outcome = match s.kind {
-                SpanKind::Server => self.count_server(s, pair_of[i].map(|j| &spans[j])),
+                SpanKind::Server if collapse && passed[i] => SpanOutcome::ProxyPassed,
+                SpanKind::Server => {
+                    let client = pair_of[i].map(|j| &spans[j]);
+                    match client.and_then(forwarded_by) {
+                        Some(p) => match self.through(spans, &pair_of, p, &forwarded_by) {
+                            Some(t) => self.count_server(s, client, Some(t)),
+                            None => SpanOutcome::Overflow,
+                        },
+                        None => self.count_server(s, client, None),
+                    }
+                }
                 SpanKind::Client if paired[i] => SpanOutcome::ClientPaired,
-                SpanKind::Client => self.count_client(s),
+                SpanKind::Client => match forwarded_by(s) {
+                    Some(p) => match self.through(spans, &pair_of, p, &forwarded_by) {
+                        Some(t) => self.count_client(s, Some(t)),
+                        None => SpanOutcome::Overflow,
+                    },
+                    None => self.count_client(s, None),
+                },
             };
             self.outcomes[outcome as usize] += 1;
         }
@@ -298,7 +377,50 @@ impl GraphStage {
         self.pair_of = pair_of;
     }
 
-    fn count_server(&mut self, s: &Span, client: Option<&Span>) -> SpanOutcome {
+    /// Walk back from proxy server span `p` through the proxies that
+    /// forwarded to each other to the application that called the first
+    /// one; `None` when the chain table is full.
+    fn through<'a>(
+        &mut self,
+        spans: &'a [Span],
+        pair_of: &[Option<usize>],
+        mut p: usize,
+        forwarded_by: &impl Fn(&Span) -> Option<usize>,
+    ) -> Option<Through<'a>> {
+        let mut chain = vec![spans[p].resource.service_name.clone()];
+        let origin = loop {
+            let Some(j) = pair_of[p] else { break None };
+            match forwarded_by(&spans[j]) {
+                Some(q) if chain.len() < MAX_VIA => {
+                    chain.push(spans[q].resource.service_name.clone());
+                    p = q;
+                }
+                _ => break Some(&spans[j]),
+            }
+        };
+        chain.reverse();
+        let via = match self.via_ids.get(&chain) {
+            Some(v) => *v,
+            None => {
+                if self.vias.len() > self.cfg.max_edges {
+                    self.overflow_edges += 1;
+                    return None;
+                }
+                self.vias.push(chain.clone());
+                let v = self.vias.len() as u32 - 1;
+                self.via_ids.insert(chain, v);
+                v
+            }
+        };
+        Some(Through { origin, via })
+    }
+
+    fn count_server(
+        &mut self,
+        s: &Span,
+        client: Option<&Span>,
+        through: Option<Through<'_>>,
+    ) -> SpanOutcome {
         let Some(protocol) = s.view.protocol else {
             return SpanOutcome::Unknown;
         };
@@ -315,13 +437,30 @@ impl GraphStage {
             }
         }
         let server_ns = s.duration_nanos();
-        let (client_node, error, client_ns) = match client {
-            Some(c) => (
+        let (client_node, error, client_ns) = match (through, client) {
+            (
+                Some(Through {
+                    origin: Some(o), ..
+                }),
+                c,
+            ) => (
+                self.named(&o.resource.service_name, NodeKind::Service),
+                s.view.status.error
+                    || o.view.status.error
+                    || c.is_some_and(|c| c.view.status.error),
+                Some(o.duration_nanos()),
+            ),
+            (Some(Through { origin: None, .. }), c) => (
+                self.named(USER, NodeKind::External),
+                s.view.status.error || c.is_some_and(|c| c.view.status.error),
+                None,
+            ),
+            (None, Some(c)) => (
                 self.named(&c.resource.service_name, NodeKind::Service),
                 s.view.status.error || c.view.status.error,
                 Some(c.duration_nanos()),
             ),
-            None => (
+            (None, None) => (
                 self.named(USER, NodeKind::External),
                 s.view.status.error,
                 None,
@@ -334,6 +473,7 @@ impl GraphStage {
             client: client_node,
             server,
             protocol,
+            via: through.map_or(0, |t| t.via),
         };
         if self.add(key, error, Some(server_ns), client_ns) {
             SpanOutcome::Server
@@ -342,7 +482,7 @@ impl GraphStage {
         }
     }
 
-    fn count_client(&mut self, s: &Span) -> SpanOutcome {
+    fn count_client(&mut self, s: &Span, through: Option<Through<'_>>) -> SpanOutcome {
         let (Some(protocol), Some(peer)) = (s.view.protocol, s.view.peer.as_ref()) else {
             return SpanOutcome::Unknown;
         };
@@ -366,15 +506,38 @@ impl GraphStage {
         let Some(server) = server else {
             return SpanOutcome::Overflow;
         };
-        let Some(client) = self.named(&s.resource.service_name, NodeKind::Service) else {
+        let (caller, kind, error, client_ns) = match through {
+            Some(Through {
+                origin: Some(o), ..
+            }) => (
+                o.resource.service_name.as_str(),
+                NodeKind::Service,
+                s.view.status.error || o.view.status.error,
+                o.duration_nanos(),
+            ),
+            Some(Through { origin: None, .. }) => (
+                USER,
+                NodeKind::External,
+                s.view.status.error,
+                s.duration_nanos(),
+            ),
+            None => (
+                s.resource.service_name.as_str(),
+                NodeKind::Service,
+                s.view.status.error,
+                s.duration_nanos(),
+            ),
+        };
+        let Some(client) = self.named(caller, kind) else {
             return SpanOutcome::Overflow;
         };
         let key = EdgeKey {
             client,
             server,
             protocol,
+            via: through.map_or(0, |t| t.via),
         };
-        if self.add(key, s.view.status.error, None, Some(s.duration_nanos())) {
+        if self.add(key, error, None, Some(client_ns)) {
             SpanOutcome::Client
         } else {
             SpanOutcome::Overflow
@@ -497,6 +660,7 @@ impl GraphStage {
             client: self.nodes[key.client as usize].id.clone(),
             server: self.nodes[key.server as usize].id.clone(),
             protocol: key.protocol.as_str().to_owned(),
+            via: self.vias[key.via as usize].clone(),
             requests,
             errors,
             latency_ms: Latency {
@@ -510,7 +674,12 @@ impl GraphStage {
 
     fn snapshot_of(&self, mut edges: Vec<GraphEdge>, used: Vec<bool>) -> GraphSnapshot {
         edges.sort_by(|a, b| {
-            (&a.client, &a.server, &a.protocol).cmp(&(&b.client, &b.server, &b.protocol))
+            (&a.client, &a.server, &a.protocol, &a.via).cmp(&(
+                &b.client,
+                &b.server,
+                &b.protocol,
+                &b.via,
+            ))
         });
         let mut nodes: Vec<GraphNode> = self
             .nodes
@@ -673,7 +842,7 @@ impl Stage for GraphStage {
 }
 
 /// A graph: `{"nodes":[{"id","kind"}],"edges":[{"client","server",
-/// "protocol","requests","errors","latency_ms":{"avg","p50","p95","p99"}}]}`
+/// "protocol","via"?,"requests","errors","latency_ms":{"avg","p50","p95","p99"}}]}`
 /// (the `--format json` of `zt-trace graph` and `--graph FILE.json`).
 /// Nodes sorted by id, edges by (client, server, protocol).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -694,6 +863,10 @@ pub struct GraphEdge {
     pub server: String,
     /// `http`, `grpc`, `mysql`, `postgresql` or `redis`.
     pub protocol: String,
+    /// The proxies the requests went through, caller side first
+    /// (`collapse_proxies`); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
     pub requests: u64,
     pub errors: u64,
     pub latency_ms: Latency,

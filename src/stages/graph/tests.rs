@@ -281,3 +281,199 @@ fn stats_account_for_every_span() {
     assert_eq!(s.get("zt_graph_edges", None), Some(1.0));
     assert_eq!(s.get("zt_graph_overflow_total", Some("nodes")), Some(0.0));
 }
+
+/// `app` calls `proxy` (client span `id`, server span `id + 1`), which
+/// forwards to `b` (client `id + 2`, linked to the proxy's server span
+/// when `linked`; server `id + 3`). `err_at`: the span id with an error.
+fn through_proxy(id: u64, linked: bool, err_at: Option<u64>) -> Vec<B> {
+    let mut v = vec![
+        B::new(id, SpanKind::Client, "a", AppProtocol::Http)
+            .peer("127.0.0.1:8080", Some("nginx"))
+            .local("127.0.0.1:40000")
+            .ms(20),
+        B::new(id + 1, SpanKind::Server, "nginx", AppProtocol::Http)
+            .parent(id, LinkReason::TcpSeq)
+            .local("127.0.0.1:8080")
+            .proxy()
+            .ms(18),
+        B::new(id + 2, SpanKind::Client, "nginx", AppProtocol::Http)
+            .peer("127.0.0.1:9000", Some("b"))
+            .proxy()
+            .ms(12),
+        B::new(id + 3, SpanKind::Server, "b", AppProtocol::Http)
+            .parent(id + 2, LinkReason::TcpSeq)
+            .local("127.0.0.1:9000")
+            .ms(10),
+    ];
+    if linked {
+        v[2] = std::mem::replace(
+            &mut v[2],
+            B::new(0, SpanKind::Client, "", AppProtocol::Http),
+        )
+        .parent(id + 1, LinkReason::ForwardedHead);
+    }
+    if let Some(e) = err_at {
+        let i = (e - id) as usize;
+        v[i] = std::mem::replace(
+            &mut v[i],
+            B::new(0, SpanKind::Client, "", AppProtocol::Http),
+        )
+        .error();
+    }
+    v
+}
+
+fn via<'a>(g: &'a GraphSnapshot, client: &str, server: &str) -> &'a [String] {
+    &edge(g, client, server).via
+}
+
+#[test]
+fn a_proxy_hop_collapses_into_one_edge_through_it() {
+    let mut g = GraphStage::new(GraphConfig::default());
+    g.record(&trace(through_proxy(1, true, None)), 0);
+    g.record(&trace(through_proxy(11, true, Some(14))), 0);
+    let t = g.totals();
+    assert_eq!(t.edges.len(), 1, "{t:#?}");
+    let e = edge(&t, "a", "b");
+    assert_eq!(e.via, vec!["nginx".to_owned()]);
+    // Counted once per request, with the caller's latency and the
+    // server's error.
+    assert_eq!((e.requests, e.errors), (2, 1));
+    assert_eq!(e.latency_ms.avg, 20.0);
+    assert_eq!(t.kind_of("nginx"), None, "the proxy is no node: {t:#?}");
+    assert_eq!(g.outcome(SpanOutcome::ProxyPassed), 2);
+    assert_eq!(g.outcome(SpanOutcome::Server), 2);
+    assert_eq!(g.outcome(SpanOutcome::ClientPaired), 4);
+    // The metrics see the collapsed edge.
+    let m: Vec<_> = g.edge_metrics().collect();
+    assert_eq!((m.len(), m[0].client, m[0].server), (1, "a", "b"));
+    assert_eq!(m[0].client_seconds.count, 2);
+}
+
+#[test]
+fn without_collapsing_every_hop_is_an_edge() {
+    let mut g = GraphStage::new(GraphConfig {
+        collapse_proxies: false,
+        ..GraphConfig::default()
+    });
+    g.record(&trace(through_proxy(1, true, None)), 0);
+    let t = g.totals();
+    assert_eq!(t.edges.len(), 2, "{t:#?}");
+    assert!(via(&t, "a", "nginx").is_empty());
+    assert!(via(&t, "nginx", "b").is_empty());
+    assert_eq!(g.outcome(SpanOutcome::ProxyPassed), 0);
+}
+
+#[test]
+fn an_unlinked_forward_is_not_joined() {
+    let mut g = GraphStage::new(GraphConfig::default());
+    g.record(&trace(through_proxy(1, false, None)), 0);
+    let t = g.totals();
+    assert_eq!(t.edges.len(), 2, "{t:#?}");
+    assert!(via(&t, "a", "nginx").is_empty());
+    assert!(via(&t, "nginx", "b").is_empty());
+    assert_eq!(g.outcome(SpanOutcome::ProxyPassed), 0);
+}
+
+#[test]
+fn two_sidecars_collapse_into_an_app_to_app_edge() {
+    // a -> out-sidecar -> in-sidecar -> b, every forward linked; and a
+    // request from an untraced caller through the in-sidecar alone.
+    let sidecar = |s: B, name: &str| {
+        let mut s = s.proxy();
+        s.span.resource = res(name);
+        s
+    };
+    let mut spans = through_proxy(1, true, None);
+    spans[1] = sidecar(
+        std::mem::replace(
+            &mut spans[1],
+            B::new(0, SpanKind::Client, "", AppProtocol::Http),
+        ),
+        "out",
+    );
+    spans[2] = sidecar(
+        std::mem::replace(
+            &mut spans[2],
+            B::new(0, SpanKind::Client, "", AppProtocol::Http),
+        ),
+        "out",
+    );
+    // The "b" server span becomes the in-sidecar's, which forwards to b.
+    spans[3] = sidecar(
+        std::mem::replace(
+            &mut spans[3],
+            B::new(0, SpanKind::Client, "", AppProtocol::Http),
+        ),
+        "in",
+    );
+    spans.push(
+        sidecar(B::new(5, SpanKind::Client, "in", AppProtocol::Http), "in")
+            .parent(4, LinkReason::ForwardedId)
+            .peer("127.0.0.1:9001", Some("b"))
+            .ms(8),
+    );
+    spans.push(
+        B::new(6, SpanKind::Server, "b", AppProtocol::Http)
+            .parent(5, LinkReason::TcpSeq)
+            .local("127.0.0.1:9001")
+            .ms(6),
+    );
+    let mut g = GraphStage::new(GraphConfig::default());
+    g.record(&trace(spans), 0);
+    let mut root = through_proxy(21, true, None);
+    root.remove(0);
+    root[0].span.parent_span_id = None;
+    root[0].span.view.link_reason = Some(LinkReason::Root);
+    g.record(&trace(root), 0);
+    let t = g.totals();
+    assert_eq!(t.edges.len(), 2, "{t:#?}");
+    assert_eq!(via(&t, "a", "b"), ["out".to_owned(), "in".to_owned()]);
+    assert_eq!(edge(&t, "a", "b").requests, 1);
+    assert_eq!(via(&t, "user", "b"), ["nginx".to_owned()]);
+    assert_eq!(edge(&t, "user", "b").latency_ms.avg, 10.0);
+    assert_eq!(g.outcome(SpanOutcome::ProxyPassed), 3);
+}
+
+#[test]
+fn a_proxy_call_to_a_database_is_the_callers() {
+    let mut spans = through_proxy(1, true, None);
+    spans.truncate(2);
+    spans.push(
+        B::new(3, SpanKind::Client, "nginx", AppProtocol::Redis)
+            .parent(2, LinkReason::ForwardedHead)
+            .peer("127.0.0.1:6379", None)
+            .proxy()
+            .error()
+            .ms(3),
+    );
+    let mut g = GraphStage::new(GraphConfig::default());
+    g.record(&trace(spans), 0);
+    let t = g.totals();
+    assert_eq!(t.edges.len(), 1, "{t:#?}");
+    let e = edge(&t, "a", "redis 127.0.0.1:6379");
+    assert_eq!(
+        (e.requests, e.errors, &e.via[..]),
+        (1, 1, &["nginx".to_owned()][..])
+    );
+    assert_eq!(e.latency_ms.avg, 20.0);
+    assert_eq!(g.outcome(SpanOutcome::Client), 1);
+}
+
+#[test]
+fn the_via_chain_is_in_the_json_only_when_there_is_one() {
+    let mut g = GraphStage::new(GraphConfig::default());
+    g.record(&trace(through_proxy(1, true, None)), 0);
+    g.record(&hop(12, 10), 0);
+    let json = g.totals().to_json();
+    assert!(
+        json.contains(r#""client":"a","server":"b","protocol":"http","via":["nginx"]"#),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#""client":"gateway","server":"auth","protocol":"http","requests""#),
+        "{json}"
+    );
+    let back: GraphSnapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, g.totals());
+}

@@ -377,6 +377,13 @@ pub fn shape_of(spans: &[&Value]) -> Result<Vec<Shape>, String> {
 
 /// Expected outcome of request `n` (see tests/topology/service.py).
 pub fn expected_topology(n: usize) -> (u16, Shape) {
+    expected_topology_via(n, "loadgen", None)
+}
+
+/// Expected outcome of request `n` sent by service `client`, through the
+/// proxy service `proxy` (its SERVER span, then its CLIENT span, between
+/// the client and the gateway) when given.
+pub fn expected_topology_via(n: usize, client: &str, proxy: Option<&str>) -> (u16, Shape) {
     let route = "GET /api/users/{id}";
     let auth = if n % 10 == 3 { 401 } else { 200 };
     let profile = if n % 10 == 7 { 404 } else { 200 };
@@ -408,19 +415,51 @@ pub fn expected_topology(n: usize) -> (u16, Shape) {
             vec![profile_hop],
         ));
     }
-    let tree = hop("loadgen", "gateway", route, gateway, gw_children);
+    let tree = match proxy {
+        None => hop(client, "gateway", route, gateway, gw_children),
+        Some(px) => hop(
+            client,
+            px,
+            route,
+            gateway,
+            vec![hop(px, "gateway", route, gateway, gw_children)],
+        ),
+    };
     (gateway, tree)
 }
 
 /// Check every request of the load against the spans. Returns the shapes by rid.
 pub fn check_topology(spans: &[Value], load: &[Value], what: &str) -> BTreeMap<String, Vec<Shape>> {
+    check_topology_via(spans, load, what, "loadgen", None)
+}
+
+/// [`check_topology`] for a load sent by `client` through `proxy`.
+pub fn check_topology_via(
+    spans: &[Value],
+    load: &[Value],
+    what: &str,
+    client: &str,
+    proxy: Option<&str>,
+) -> BTreeMap<String, Vec<Shape>> {
     let traces = by_trace(spans);
+    // The traces holding a span that carries each `rid=` (one pass).
+    let mut with_rid: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    for s in spans {
+        for kv in attr_str(s, "url.query").split('&') {
+            if let Some(r) = kv.strip_prefix("rid=") {
+                with_rid
+                    .entry(r)
+                    .or_default()
+                    .insert(s["trace_id"].as_str().unwrap());
+            }
+        }
+    }
     let mut failures = Vec::new();
     let mut shapes = BTreeMap::new();
     for req in load {
         let rid = req["rid"].as_str().unwrap();
         let n = req["n"].as_u64().unwrap() as usize;
-        let (want_status, want_shape) = expected_topology(n);
+        let (want_status, want_shape) = expected_topology_via(n, client, proxy);
         if req["status"].as_u64() != Some(want_status as u64) {
             failures.push(format!(
                 "{rid}: client got {} not {want_status}",
@@ -430,11 +469,7 @@ pub fn check_topology(spans: &[Value], load: &[Value], what: &str) -> BTreeMap<S
         }
         let needle = format!("rid={rid}");
         let carries = |s: &Value| attr_str(s, "url.query").split('&').any(|kv| kv == needle);
-        let ids: BTreeSet<&String> = traces
-            .iter()
-            .filter(|(_, ss)| ss.iter().any(|s| carries(s)))
-            .map(|(id, _)| id)
-            .collect();
+        let ids = with_rid.get(rid).cloned().unwrap_or_default();
         if ids.len() != 1 {
             failures.push(format!("{rid}: in {} traces, want exactly 1", ids.len()));
             continue;
@@ -711,4 +746,394 @@ pub fn wrong_edges_where(spans: &[Value], ours: impl Fn(&Value) -> bool) -> Vec<
         }
     }
     wrong
+}
+
+/// One listening address of a test proxy, where it forwards to, and
+/// whether it replaces the request id with one of its own (nginx
+/// `proxy_set_header X-Request-Id $request_id`, HAProxy
+/// `http-request set-header X-Request-Id %[uuid()]`).
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// `ADDR:PORT` to listen on.
+    pub listen: String,
+    /// `ADDR:PORT` to forward to.
+    pub upstream: String,
+    pub new_request_id: bool,
+}
+
+impl Route {
+    /// 127.0.0.1:`port` to 127.0.0.1:`backend`.
+    pub fn local(port: u16, backend: u16, new_request_id: bool) -> Route {
+        Route {
+            listen: format!("127.0.0.1:{port}"),
+            upstream: format!("127.0.0.1:{backend}"),
+            new_request_id,
+        }
+    }
+}
+
+/// Wait until the proxy listens on every route (inside `ns` if given).
+fn wait_routes(routes: &[Route], ns: Option<&NetNs>, what: &str) {
+    for r in routes {
+        let (addr, port) = r.listen.rsplit_once(':').unwrap();
+        let port: u16 = port.parse().unwrap();
+        match ns {
+            Some(ns) => ns.wait_port(addr, port, what),
+            None => wait_port(port, what),
+        }
+    }
+}
+
+/// nginx (`workers` worker processes, foreground), inside `ns` if given,
+/// proxying each route. nginx passes the client's headers on unchanged
+/// (X-Request-Id and X-Forwarded-For included) unless a route replaces the
+/// id.
+pub fn nginx_gateway(dir: &Path, workers: u32, routes: &[Route], ns: Option<&NetNs>) -> Proc {
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let conf = dir.join("nginx.conf");
+    let mut servers = String::new();
+    for r in routes {
+        servers.push_str(&format!(
+            "  server {{ listen {}; location / {{ proxy_pass http://{};{} }} }}\n",
+            r.listen,
+            r.upstream,
+            if r.new_request_id {
+                " proxy_set_header X-Request-Id $request_id;"
+            } else {
+                ""
+            }
+        ));
+    }
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes {workers}; pid {d}/nginx.pid; error_log {d}/logs/error.log; daemon off;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ access_log off;\n{servers}}}\n",
+            d = dir.display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-c").arg(&conf).arg("-p").arg(dir);
+    let p = spawn_in_netns(cmd, ns.map(|n| n.name.as_str()), "nginx");
+    wait_routes(routes, ns, "nginx");
+    p
+}
+
+/// HAProxy (foreground), inside `ns` if given, proxying each route; like
+/// nginx, it passes the client's headers on unchanged unless a route
+/// replaces the id.
+pub fn haproxy_gateway(dir: &Path, routes: &[Route], ns: Option<&NetNs>) -> Proc {
+    std::fs::create_dir_all(dir).unwrap();
+    let conf = dir.join("haproxy.cfg");
+    let mut text = format!(
+        "global\n  maxconn 4096\n  pidfile {d}/haproxy.pid\n\
+         defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n",
+        d = dir.display()
+    );
+    for (i, r) in routes.iter().enumerate() {
+        text.push_str(&format!(
+            "frontend f{i}\n  bind {}\n{}  default_backend b{i}\nbackend b{i}\n  server s{i} {}\n",
+            r.listen,
+            if r.new_request_id {
+                "  http-request set-header X-Request-Id %[uuid()]\n"
+            } else {
+                ""
+            },
+            r.upstream
+        ));
+    }
+    std::fs::write(&conf, text).unwrap();
+    let mut cmd = Command::new("haproxy");
+    cmd.arg("-f").arg(&conf).arg("-db");
+    let p = spawn_in_netns(cmd, ns.map(|n| n.name.as_str()), "haproxy");
+    wait_routes(routes, ns, "haproxy");
+    p
+}
+
+/// Spawn `cmd`, inside network namespace `netns` when given (`ip netns
+/// exec`), as a [`Proc`].
+pub fn spawn_in_netns(cmd: Command, netns: Option<&str>, name: &str) -> Proc {
+    let mut cmd = match netns {
+        None => cmd,
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(cmd.get_program());
+            c.args(cmd.get_args());
+            for (k, v) in cmd.get_envs() {
+                match v {
+                    Some(v) => c.env(k, v),
+                    None => c.env_remove(k),
+                };
+            }
+            c
+        }
+    };
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    Proc {
+        name: name.into(),
+        child,
+    }
+}
+
+/// tests/topology/proxyload.py against `port` on 127.0.0.1 (`mode`: id,
+/// noid, same or users).
+pub fn proxyload(port: u16, n: usize, c: usize, prefix: &str, mode: &str) -> Vec<Value> {
+    proxyload_at(None, &format!("127.0.0.1:{port}"), n, c, prefix, mode)
+}
+
+/// tests/topology/proxyload.py against `addr` (`HOST:PORT`), inside `ns`
+/// if given.
+pub fn proxyload_at(
+    ns: Option<&NetNs>,
+    addr: &str,
+    n: usize,
+    c: usize,
+    prefix: &str,
+    mode: &str,
+) -> Vec<Value> {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &ns.name, "python3"]);
+            c
+        }
+        None => Command::new("python3"),
+    };
+    cmd.arg(repo_root().join("tests/topology/proxyload.py"))
+        .args([
+            addr.to_owned(),
+            n.to_string(),
+            c.to_string(),
+            prefix.into(),
+            mode.into(),
+        ]);
+    run_lines(&mut cmd)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// tests/topology/truth.py on `port`, logging to `dir/truth.log`.
+pub fn truth_backend(dir: &Path, port: u16) -> (Proc, PathBuf) {
+    let log = dir.join("truth.log");
+    let child = Command::new("python3")
+        .arg(repo_root().join("tests/topology/truth.py"))
+        .arg(port.to_string())
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    let p = Proc {
+        name: "truth".into(),
+        child,
+    };
+    wait_port(port, "truth");
+    (p, log)
+}
+
+/// Run `ip ARGS`, panicking with its error output if it fails.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace made by the test (`ip netns add`), deleted on drop
+/// (also when the test panics); veth ends inside it go with it. Declare it
+/// before the processes started in it, so they are stopped first.
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    /// `zt-<tag>-<pid>`, with its loopback up.
+    pub fn new(tag: &str) -> NetNs {
+        let name = format!("zt-{tag}-{}", std::process::id());
+        // A leftover of a crashed run with the same pid.
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        ip(&["netns", "add", &name]);
+        let ns = NetNs { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Spawn `cmd` inside the namespace.
+    pub fn spawn(&self, cmd: Command, what: &str) -> Proc {
+        spawn_in_netns(cmd, Some(&self.name), what)
+    }
+
+    /// Wait until something inside the namespace listens on `addr:port`.
+    pub fn wait_port(&self, addr: &str, port: u16, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ok = Command::new("ip")
+                .args(["netns", "exec", &self.name, "bash", "-c"])
+                .arg(format!("exec 3<>/dev/tcp/{addr}/{port}"))
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what} did not listen on {addr}:{port} in {}", self.name);
+    }
+
+    /// Inode of the namespace (what /proc/<pid>/ns/net of its processes
+    /// names).
+    pub fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/run/netns/{}", self.name))
+            .expect("namespace file")
+            .ino()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// A veth pair joining namespaces `a` and `b`, `a_addr` and `b_addr`
+/// (CIDR, a private range) on its ends. Both ends live inside the
+/// namespaces, so deleting them deletes the pair; an end left in the host
+/// namespace by a failure midway is deleted on drop.
+pub struct Veth {
+    host_end: String,
+}
+
+impl Veth {
+    pub fn new(a: &NetNs, a_addr: &str, b: &NetNs, b_addr: &str, tag: &str) -> Veth {
+        let (ea, eb) = (format!("zva{tag}"), format!("zvb{tag}"));
+        let _ = Command::new("ip").args(["link", "del", &ea]).output();
+        ip(&["link", "add", &ea, "type", "veth", "peer", "name", &eb]);
+        let v = Veth {
+            host_end: ea.clone(),
+        };
+        for (ns, end, addr) in [(a, &ea, a_addr), (b, &eb, b_addr)] {
+            ip(&["link", "set", end, "netns", &ns.name]);
+            ip(&["-n", &ns.name, "addr", "add", addr, "dev", end]);
+            ip(&["-n", &ns.name, "link", "set", end, "up"]);
+        }
+        v
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        // Gone with its namespace normally; this only catches a half-made pair.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_end])
+            .stderr(Stdio::null())
+            .output();
+    }
+}
+
+/// tests/topology/service.py NAME PORT [DOWN=PORT...] inside `ns`, named
+/// by OTEL_SERVICE_NAME.
+pub fn service_in(ns: &NetNs, name: &str, port: u16, downstream: &[(&str, u16)]) -> Proc {
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo_root().join("tests/topology/service.py"))
+        .arg(name)
+        .arg(port.to_string());
+    for (n, p) in downstream {
+        cmd.arg(format!("{n}={p}"));
+    }
+    cmd.env("OTEL_SERVICE_NAME", name);
+    let p = ns.spawn(cmd, name);
+    ns.wait_port("127.0.0.1", port, name);
+    p
+}
+
+/// Cgroups made by the test under the cgroup2 mount, in a directory of its
+/// own; removed (deepest first) on drop, also on panic. Declare it before
+/// the processes started in it, so they are stopped first.
+pub struct TestCgroups {
+    pub root: PathBuf,
+    made: Vec<PathBuf>,
+}
+
+impl TestCgroups {
+    pub fn new(cgroup2: &Path, tag: &str) -> TestCgroups {
+        let root = cgroup2.join(format!("zt-test-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("creating a test cgroup (root, cgroup v2)");
+        TestCgroups {
+            made: vec![root.clone()],
+            root,
+        }
+    }
+
+    /// Create `rel` (nested path) below the test's cgroup; returns it.
+    pub fn make(&mut self, rel: &str) -> PathBuf {
+        let mut p = self.root.clone();
+        for part in rel.split('/').filter(|c| !c.is_empty()) {
+            p.push(part);
+            if !p.exists() {
+                std::fs::create_dir(&p).expect("creating a test cgroup");
+                self.made.push(p.clone());
+            }
+        }
+        p
+    }
+
+    /// `cmd` will start inside cgroup `cg`: the child moves itself there
+    /// between fork and exec, so its exec (and everything after) happens in
+    /// the cgroup.
+    pub fn start_in(cmd: &mut Command, cg: &Path) {
+        use std::os::unix::process::CommandExt;
+        let procs = std::ffi::CString::new(
+            cg.join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: the closure only calls open/write/close (async-signal-safe)
+        // on a path built before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if n != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Drop for TestCgroups {
+    fn drop(&mut self) {
+        for p in self.made.iter().rev() {
+            // Processes still inside (a test that failed early) go to the
+            // root cgroup first, so the directory can be removed.
+            if let Ok(pids) = std::fs::read_to_string(p.join("cgroup.procs")) {
+                if let Some(top) = self.root.parent() {
+                    for pid in pids.lines() {
+                        let _ = std::fs::write(top.join("cgroup.procs"), pid);
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(p);
+        }
+    }
 }

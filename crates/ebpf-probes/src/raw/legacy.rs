@@ -195,7 +195,9 @@ pub fn decode(buf: &[u8], version: u32) -> Result<Event, DecodeError> {
                 exe: cstr(&r.filename),
                 args,
                 service_name: None,
+                resource_attributes: Vec::new(),
                 cgroup: None,
+                net_ns: None,
                 runtime: None,
             }))
         }

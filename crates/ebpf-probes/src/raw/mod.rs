@@ -388,7 +388,9 @@ impl Decoder {
                     exe: cstr(&r.filename),
                     args,
                     service_name: None,
+                    resource_attributes: Vec::new(),
                     cgroup: None,
+                    net_ns: None,
                     runtime: None,
                 })))
             }

@@ -5,6 +5,7 @@
 //! without a limit.
 
 use crate::event::MonoNanos;
+use crate::naming::ServiceRule;
 
 pub(crate) const MS: MonoNanos = 1_000_000;
 
@@ -53,6 +54,17 @@ pub struct Config {
     pub id_seed: u64,
     /// `host.name` resource attribute.
     pub host_name: Option<String>,
+    /// User naming rules (`--service-name`), over the identity chain; the
+    /// first that matches names the service.
+    pub service_rules: Vec<ServiceRule>,
+    /// Keep `process.command_line` in resources (off: arguments may hold
+    /// secrets).
+    pub keep_command_line: bool,
+    /// The network namespace of the host (the agent's own): processes in
+    /// another one are in a pod (or container) of their own, where a proxy
+    /// beside an application is its sidecar. `None`: no namespace is the
+    /// host's (every shared one counts).
+    pub host_net_ns: Option<u64>,
 }
 
 impl Default for Config {
@@ -75,6 +87,9 @@ impl Default for Config {
             promote_inferred_links: false,
             id_seed: 0x5eed,
             host_name: None,
+            service_rules: Vec::new(),
+            keep_command_line: false,
+            host_net_ns: None,
         }
     }
 }

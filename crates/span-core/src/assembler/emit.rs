@@ -13,9 +13,12 @@
 //! is counted once, under its final link reason.
 
 use super::link::inferred;
+use super::procs::ProcFacts;
 use super::spans::{Parent, SpanRec};
+use super::LinkReason;
 use super::{Assembler, Output};
 use crate::event::MonoNanos;
+use crate::mesh;
 use crate::semconv::{attr, describe, ExchangeView};
 use crate::span::{Resource, Span, SpanId, SpanKind, Status, StatusCode, Trace, TraceId};
 use crate::view::IncompleteReason;
@@ -58,11 +61,14 @@ impl EmittedMemory {
 }
 
 /// What a converted span leaves for its children: its time range (they are
-/// clamped inside it) and its resource (their peer's service).
+/// clamped inside it), its resource (their peer's service) and its
+/// process (the mesh).
 struct Converted {
     start: MonoNanos,
     end: MonoNanos,
     resource: Arc<Resource>,
+    pid: u32,
+    facts: ProcFacts,
 }
 
 #[derive(Default)]
@@ -177,7 +183,7 @@ impl Assembler {
                 continue;
             };
             self.linker.forget(&rec);
-            let span = self.to_span(&rec, trace_id, &mut converted);
+            let span = self.emit_span(&rec, trace_id, &mut converted);
             // Only server spans are ever looked up once emitted (a late
             // call on their thread, an inferred link to them): client
             // spans leave the tcp_seq index when emitted.
@@ -202,11 +208,11 @@ impl Assembler {
         (mono as i128 + self.cfg.wall_clock_offset_ns as i128).max(0) as u64
     }
 
-    /// The resource a span is emitted with.
+    /// The resource and process facts a span is emitted with.
     #[inline]
-    fn resource_of(&self, rec: &SpanRec) -> Arc<Resource> {
+    fn resource_of(&self, rec: &SpanRec) -> (Arc<Resource>, ProcFacts) {
         self.procs
-            .resource_at(rec.thread.pid, rec.start, &rec.resource)
+            .resource_at(rec.thread.pid, rec.start, &rec.resource, rec.facts)
     }
 
     /// The process at the other end of `rec`'s request, when it was
@@ -223,12 +229,12 @@ impl Assembler {
             SpanKind::Client => rec.children.iter().find_map(|c| {
                 let child = self.spans.get(*c)?;
                 (child.kind == SpanKind::Server
-                    && child.link_reason == super::LinkReason::TcpSeq
+                    && child.link_reason == LinkReason::TcpSeq
                     && child.parent == Parent::Local(rec.id))
-                .then(|| self.resource_of(child))
+                .then(|| self.resource_of(child).0)
             }),
             SpanKind::Server => match rec.parent {
-                Parent::Local(p) if rec.link_reason == super::LinkReason::TcpSeq => {
+                Parent::Local(p) if rec.link_reason == LinkReason::TcpSeq => {
                     converted.get(&p).map(|c| c.resource.clone())
                 }
                 _ => None,
@@ -238,8 +244,8 @@ impl Assembler {
 
     /// `converted` holds the spans of this trace already converted, so
     /// children are clamped inside their parents.
-    fn to_span(
-        &self,
+    fn emit_span(
+        &mut self,
         rec: &SpanRec,
         trace_id: TraceId,
         converted: &mut HashMap<SpanId, Converted>,
@@ -308,9 +314,36 @@ impl Assembler {
                 vec![inferred::span_link(trace, other)]
             })
             .unwrap_or_default();
-        let resource = self.resource_of(rec);
+        let (resource, facts) = self.resource_of(rec);
         if let Some(peer) = &mut view.peer {
             peer.resource = self.peer_resource(rec, converted);
+        }
+        if let Some(px) = facts.proxy {
+            attributes.set(attr::ZT_PROXY, true);
+            attributes.set(attr::ZT_PROXY_KIND, px.kind.as_str());
+            attributes.set(attr::ZT_PROXY_DETECTED_BY, px.detected_by.as_str());
+            view.proxy = Some(px);
+        }
+        // Both ends of a request, in one namespace: a sidecar's hop.
+        if let (SpanKind::Server, LinkReason::TcpSeq, Parent::Local(p)) =
+            (rec.kind, rec.link_reason, rec.parent)
+        {
+            if let Some(c) = converted.get(&p) {
+                fn end(pid: u32, f: ProcFacts, r: &Resource) -> mesh::End<'_> {
+                    mesh::End {
+                        pid,
+                        net_ns: f.net_ns,
+                        proxy: f.proxy.map(|x| x.kind),
+                        pod_uid: r.attributes.get_str(attr::K8S_POD_UID),
+                        service: &r.service_name,
+                    }
+                }
+                self.mesh.observe(
+                    &end(c.pid, c.facts, &c.resource),
+                    &end(rec.thread.pid, facts, &resource),
+                    self.cfg.host_net_ns,
+                );
+            }
         }
         view.link_reason = Some(rec.link_reason);
         view.remote_parent_sampled = rec.remote_sampled;
@@ -322,6 +355,8 @@ impl Assembler {
                 start,
                 end,
                 resource: resource.clone(),
+                pid: rec.thread.pid,
+                facts,
             },
         );
         Span {

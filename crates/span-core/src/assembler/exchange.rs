@@ -180,7 +180,11 @@ impl Assembler {
                 (s as u32).wrapping_add(into as u32) as u64
             }
         });
-        let resource = self.procs.resource_for(pid, comm, &self.cfg);
+        if kind == SpanKind::Server {
+            // A `port=` naming rule may match now.
+            self.procs.served_port(pid, tuple.local.port(), &self.cfg);
+        }
+        let (resource, facts) = self.procs.resource_for(pid, comm, &self.cfg);
         let id = self.ids.span_id();
         let own_trace = self.ids.trace_id();
         self.stats.spans_started += 1;
@@ -211,6 +215,7 @@ impl Assembler {
             kind,
             protocol,
             resource,
+            facts,
             tuple,
             tls,
             thread: seg.thread,
@@ -226,6 +231,7 @@ impl Assembler {
             inferred_link: None,
             ctx_key: None,
             task_tracked: false,
+            forwarded: None,
             seq_key: None,
             peer_deadline: start,
             incomplete: None,

@@ -41,6 +41,7 @@ pub use stats::Stats;
 
 use crate::event::{ConnClose, DataEvent, Event, MonoNanos};
 use crate::ids::IdGenerator;
+use crate::mesh::{MeshReport, MeshTracker};
 use crate::reorder::Reorder;
 use crate::span::Trace;
 use config::MS;
@@ -92,6 +93,7 @@ pub struct Assembler {
     emitter: Emitter,
     teardown: Teardown,
     stats: Stats,
+    mesh: MeshTracker,
     last_sweep: MonoNanos,
 }
 
@@ -110,6 +112,7 @@ impl Assembler {
             emitter: Emitter::default(),
             teardown: Teardown::default(),
             stats: Stats::default(),
+            mesh: MeshTracker::default(),
             last_sweep: 0,
         }
     }
@@ -125,6 +128,12 @@ impl Assembler {
         s.tasks_evicted = self.linker.tasks.tasks_evicted;
         s.fill_named_links();
         s
+    }
+
+    /// The pods whose traffic was seen going through a sidecar (see
+    /// [`crate::mesh`]).
+    pub fn mesh(&self) -> MeshReport {
+        self.mesh.report()
     }
 
     /// Spans started and not yet emitted.

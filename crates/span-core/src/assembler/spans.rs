@@ -10,6 +10,7 @@
 
 use super::link::tcp_seq::SeqKey;
 use super::link::LinkReason;
+use super::procs::ProcFacts;
 use crate::event::{MonoNanos, SockTuple, ThreadKey};
 use crate::span::{Resource, SpanId, SpanKind, TraceId};
 use crate::view::IncompleteReason;
@@ -34,6 +35,8 @@ pub(super) struct SpanRec {
     pub(super) kind: SpanKind,
     pub(super) protocol: Protocol,
     pub(super) resource: Arc<Resource>,
+    /// Its process's network namespace and proxy status when it started.
+    pub(super) facts: ProcFacts,
     pub(super) tuple: SockTuple,
     pub(super) tls: bool,
     pub(super) thread: ThreadKey,
@@ -58,6 +61,10 @@ pub(super) struct SpanRec {
     /// HTTP/1 server span whose request a task (goroutine) read: the
     /// `task` rule tracks it until its response head.
     pub(super) task_tracked: bool,
+    /// A goroutine's call the `task` rule waits for: the inbound request
+    /// the `forward` rule proved it forwards, checked when the `task` rule
+    /// settles it (two different parents prove nothing).
+    pub(super) forwarded: Option<SpanId>,
     pub(super) seq_key: Option<SeqKey>,
     /// Not emitted before this (a server span waiting for its client span,
     /// a call waiting for its context's response).

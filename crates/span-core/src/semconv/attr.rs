@@ -9,6 +9,10 @@ pub const PROCESS_PID: &str = "process.pid";
 pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
 pub const PROCESS_EXECUTABLE_PATH: &str = "process.executable.path";
 pub const PROCESS_COMMAND: &str = "process.command";
+/// Only with `Config::keep_command_line`: arguments may hold secrets.
+pub const PROCESS_COMMAND_LINE: &str = "process.command_line";
+pub const CONTAINER_ID: &str = "container.id";
+pub const K8S_POD_UID: &str = "k8s.pod.uid";
 pub const PROCESS_RUNTIME_NAME: &str = "process.runtime.name";
 pub const PROCESS_RUNTIME_VERSION: &str = "process.runtime.version";
 pub const HOST_NAME: &str = "host.name";
@@ -76,6 +80,12 @@ pub const ZT_LINK_EVIDENCE: &str = "zt.link.evidence";
 /// Request/response fields that could not be decoded (HTTP/2 joined
 /// mid-connection).
 pub const ZT_UNDECODED: &str = "zt.undecoded";
+/// On spans of a proxy process (by name or behaviour): `true`.
+pub const ZT_PROXY: &str = "zt.proxy";
+/// The kind of proxy (`ProxyKind::as_str`: `nginx`, `envoy`, ...).
+pub const ZT_PROXY_KIND: &str = "zt.proxy.kind";
+/// How the process was found to be a proxy (`name`, `behaviour`).
+pub const ZT_PROXY_DETECTED_BY: &str = "zt.proxy.detected_by";
 pub const ZT_DB_STATEMENT_ID: &str = "zt.db.statement_id";
 /// On the root span of a kept trace (when sampling is on): why it was kept
 /// (`head`, `parent`, `error`, `slow`, `match:<key>`).

@@ -12,15 +12,21 @@
 //! - SERVER spans: [`traceparent`], else [`tcp_seq`] (which may wait for the
 //!   client span); then the span is recorded as in flight on its thread and
 //!   process ([`thread`]), the evidence of the client-side rules.
-//! - HTTP/1 SERVER spans read by goroutines are also tracked by [`task`]
-//!   until their response head.
+//!   SERVER spans of HTTP requests are also indexed by their identity
+//!   ([`forward`]) until their response ends; HTTP/1 SERVER spans read by
+//!   goroutines are also tracked by [`task`] until their response head.
 //! - CLIENT spans: [`task`] for calls made by goroutines (a verdict, or a
 //!   wait for the response head that proves it), else [`thread`] (a
-//!   verdict: a parent, or the reason there is none); without a parent, [`inferred`] (the single request in flight in
-//!   the process, weak evidence) and [`context`] (waits for the response
-//!   written in the call's execution context, which may settle the call
-//!   later); then [`tcp_seq`] (the server span of the same request, if
-//!   already seen, becomes this span's child).
+//!   verdict: a parent, or the reason there is none); checked against
+//!   [`forward`] (the inbound request whose id, or in a proxy whose head,
+//!   the call carries: a parent where the thread or task rule gave none, a
+//!   conflict where the thread rule gave another; a call the task rule
+//!   waits for is settled by it, and a conflict then if the forward rule
+//!   had proved another parent); without a parent, [`inferred`] (the single
+//!   request in flight in the process, weak evidence) and [`context`]
+//!   (waits for the response written in the call's execution context,
+//!   which may settle the call later); then [`tcp_seq`] (the server span
+//!   of the same request, if already seen, becomes this span's child).
 //!
 //! Adding a rule: a module here holding its state and its invariant, a
 //! [`LinkReason`] (and its place in `LinkReason::ALL`), and one call in
@@ -29,6 +35,7 @@
 //! goes in [`Linker::forget`].
 
 pub(super) mod context;
+pub(super) mod forward;
 pub(super) mod inferred;
 mod reason;
 pub(super) mod task;
@@ -73,6 +80,7 @@ pub(super) struct Linker {
     tcp_seq: tcp_seq::SeqIndex,
     threads: thread::Threads,
     context: context::Contexts,
+    forward: forward::Forwards,
     pub(super) tasks: task::TaskLinker,
 }
 
@@ -95,6 +103,7 @@ impl Linker {
             parent = self.tcp_seq.server_opened(rec, key, spans, cfg);
         }
         self.threads.server_opened(rec.id, o.pid, o.thread, procs);
+        self.forward.inbound_opened(rec, o.pid);
         if !o.read_by.is_empty() {
             self.tasks
                 .request_read(o.pid, rec.id, o.conn_id, &o.read_by, |x| {
@@ -116,12 +125,22 @@ impl Linker {
         procs: &Procs,
         cfg: &Config,
     ) -> Option<SpanId> {
+        let proxy = procs.is_proxy(o.pid);
+        let mut forwarded = self.forward.outbound(rec, o.pid, spans, proxy);
         // A goroutine's call: the task rule decides (it may prove it later,
-        // at the response head of the request its ancestry serves).
+        // at the response head of the request its ancestry serves; a call
+        // it waits for is settled by it, and checked then against what
+        // the forward rule proved).
         let verdict = if o.task != 0 {
             Err(match self.tasks.call(o.pid, rec.id, o.task) {
                 task::Verdict::Wait(_) => {
                     rec.peer_deadline = rec.peer_deadline.max(rec.start + cfg.task_wait_ns);
+                    // Kept for the task rule's verdict to be checked
+                    // against (`response_head_by_task`).
+                    if let forward::Verdict::Parent(q, _) = forwarded {
+                        rec.forwarded = Some(q);
+                    }
+                    forwarded = forward::Verdict::NoMatch;
                     LinkReason::UnlinkedTaskUnproven
                 }
                 task::Verdict::Unproven => LinkReason::UnlinkedTaskUnproven,
@@ -130,14 +149,42 @@ impl Linker {
         } else {
             self.threads.verdict(o.pid, o.thread, o.ctx, procs)
         };
-        let parent = match verdict {
-            Ok(p) => {
+        let parent = match (verdict, forwarded) {
+            // Two rules proving different parents: one's assumption is
+            // broken here, so neither proves anything.
+            (Ok(p), forward::Verdict::Parent(q, _)) if p != q => {
+                rec.link_reason = LinkReason::UnlinkedForwardAmbiguous;
+                None
+            }
+            (Ok(p), _) => {
                 rec.link_reason = LinkReason::Thread;
                 Some(p)
             }
-            Err(reason) => {
+            (Err(_), forward::Verdict::Parent(q, reason)) => {
                 rec.link_reason = reason;
-                inferred::consider(rec, procs.open_server(o.pid), cfg)
+                Some(q)
+            }
+            (Err(_), forward::Verdict::Ambiguous) => {
+                rec.link_reason = LinkReason::UnlinkedForwardAmbiguous;
+                None
+            }
+            (Err(reason), forward::Verdict::NoMatch) => {
+                let serving = procs.open_server(o.pid);
+                rec.link_reason = match reason {
+                    // A proxy's threads prove nothing (it is an event
+                    // loop); what matters is that no request matched.
+                    LinkReason::UnlinkedMultiplexedRuntime | LinkReason::UnlinkedRuntimeUnknown
+                        if proxy =>
+                    {
+                        if serving.is_empty() {
+                            LinkReason::RootNoOpenRequest
+                        } else {
+                            LinkReason::UnlinkedForwardUnmatched
+                        }
+                    }
+                    r => r,
+                };
+                inferred::consider(rec, serving, cfg)
             }
         };
         if parent.is_none() && o.ctx != 0 {
@@ -180,6 +227,11 @@ impl Linker {
     #[inline]
     pub(super) fn server_ended(&mut self, id: SpanId, thread: ThreadKey, procs: &mut Procs) {
         self.threads.server_ended(id, thread, procs);
+        if let Some(copied) = self.forward.inbound_ended(id) {
+            if let Some(p) = procs.get_mut(thread.pid) {
+                p.count_served(copied);
+            }
+        }
     }
 
     /// A server span's response head was written at `at` in execution
@@ -230,6 +282,12 @@ impl Linker {
                 continue;
             };
             if cs.parent != Parent::None {
+                continue;
+            }
+            // The forward rule proved another parent: one of the two
+            // assumptions is broken here, so neither proves anything.
+            if cs.forwarded.is_some_and(|q| q != x) {
+                cs.link_reason = LinkReason::UnlinkedForwardAmbiguous;
                 continue;
             }
             cs.parent = Parent::Local(x);

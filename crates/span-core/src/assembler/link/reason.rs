@@ -25,6 +25,13 @@ pub enum LinkReason {
     /// The request whose response was written in the call's execution
     /// context (a CPython `contextvars.Context`).
     Context,
+    /// The inbound request whose `x-request-id` (or `traceparent` trace
+    /// id) the call carries: the one open request of its process with that
+    /// id (rule `forward`).
+    ForwardedId,
+    /// The inbound request a proxy forwards: the one open request of the
+    /// proxy with the same head (method, target, headers proxies pass on).
+    ForwardedHead,
     /// The only request in flight in the process, promoted to a parent by
     /// `Config::promote_inferred_links`.
     InferredSingleRequest,
@@ -45,6 +52,13 @@ pub enum LinkReason {
     /// A call made by a process whose runtime is unknown (its details were
     /// never read).
     UnlinkedRuntimeUnknown,
+    /// A call whose forwarded identity (request id, trace id, or, in a
+    /// proxy, head) two or more open inbound requests share, or whose ids
+    /// name different requests.
+    UnlinkedForwardAmbiguous,
+    /// A proxy's call that forwards no open inbound request it could be
+    /// matched to (ids rewritten, head rewritten, or its own request).
+    UnlinkedForwardUnmatched,
     /// The request the call's goroutine, or the goroutine that created it
     /// for a fan-out, was serving (the `task` rule).
     Task,
@@ -59,12 +73,14 @@ pub enum LinkReason {
 
 impl LinkReason {
     /// Every reason, in declaration order (`reason as usize` indexes it).
-    pub const ALL: [LinkReason; 16] = [
+    pub const ALL: [LinkReason; 20] = [
         LinkReason::Root,
         LinkReason::Traceparent,
         LinkReason::TcpSeq,
         LinkReason::Thread,
         LinkReason::Context,
+        LinkReason::ForwardedId,
+        LinkReason::ForwardedHead,
         LinkReason::InferredSingleRequest,
         LinkReason::RootNoOpenRequest,
         LinkReason::UnlinkedThreadAmbiguous,
@@ -73,6 +89,8 @@ impl LinkReason {
         LinkReason::UnlinkedContextUnproven,
         LinkReason::UnlinkedMultiplexedRuntime,
         LinkReason::UnlinkedRuntimeUnknown,
+        LinkReason::UnlinkedForwardAmbiguous,
+        LinkReason::UnlinkedForwardUnmatched,
         LinkReason::Task,
         LinkReason::UnlinkedTaskAmbiguous,
         LinkReason::UnlinkedTaskUnproven,
@@ -88,6 +106,8 @@ impl LinkReason {
             LinkReason::TcpSeq => "tcp_seq",
             LinkReason::Thread => "thread",
             LinkReason::Context => "context",
+            LinkReason::ForwardedId => "forwarded_id",
+            LinkReason::ForwardedHead => "forwarded_head",
             LinkReason::InferredSingleRequest => "inferred_single_request",
             LinkReason::RootNoOpenRequest => "root_no_open_request",
             LinkReason::UnlinkedThreadAmbiguous => "unlinked_thread_ambiguous",
@@ -98,6 +118,8 @@ impl LinkReason {
             LinkReason::UnlinkedContextUnproven => "unlinked_context_unproven",
             LinkReason::UnlinkedMultiplexedRuntime => "unlinked_multiplexed_runtime",
             LinkReason::UnlinkedRuntimeUnknown => "unlinked_runtime_unknown",
+            LinkReason::UnlinkedForwardAmbiguous => "unlinked_forward_ambiguous",
+            LinkReason::UnlinkedForwardUnmatched => "unlinked_forward_unmatched",
             LinkReason::Task => "task",
             LinkReason::UnlinkedTaskAmbiguous => "unlinked_task_ambiguous",
             LinkReason::UnlinkedTaskUnproven => "unlinked_task_unproven",
@@ -117,6 +139,8 @@ impl LinkReason {
                 | LinkReason::TcpSeq
                 | LinkReason::Thread
                 | LinkReason::Context
+                | LinkReason::ForwardedId
+                | LinkReason::ForwardedHead
                 | LinkReason::Task
                 | LinkReason::InferredSingleRequest
         )
