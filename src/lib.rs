@@ -35,12 +35,16 @@ pub use exporters;
 pub use protocol_parsers;
 pub use span_core;
 
+pub mod recent;
 pub mod sink;
 pub mod stage;
+pub mod stages;
 pub mod stats;
 mod tracer;
 
+pub use recent::{RecentSink, RecentTraces};
 pub use sink::{ChannelSink, FnSink, Sink, SinkError};
 pub use stage::{Shared, Stage};
+pub use stages::insights::{Finding, FindingKind, InsightsConfig, InsightsStage};
 pub use stats::{MetricDef, MetricKind, StatsSnapshot};
 pub use tracer::{CaptureOnly, StopHandle, Tracer, TracerBuilder, TracerError};

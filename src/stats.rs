@@ -244,6 +244,13 @@ pub mod defs {
         Some("sink"),
         "Traces a sink could not take (a full channel)."
     );
+    def!(
+        INSIGHTS_OVERFLOW,
+        "zt_insights_overflow_total",
+        Counter,
+        Some("table"),
+        "Keys the insights stage could not add because a table was full (the finding is incomplete, never wrong)."
+    );
     // Export.
     def!(EXPORT_SPANS, "zt_export_spans_total", Counter, Some("outcome"), "Spans offered to the exporters, by outcome: exported, dropped_queue_full, dropped_after_retries, dropped_rejected, dropped_at_shutdown (a span sent to two exporters counts twice).");
     def!(
@@ -327,6 +334,7 @@ pub mod defs {
         &STAGE_TRACES,
         &TRACES_OUT,
         &SINK_DROPS,
+        &INSIGHTS_OVERFLOW,
         &EXPORT_SPANS,
         &EXPORT_QUEUED,
         &EXPORT_BATCHES,

@@ -1,0 +1,5 @@
+//! Processing stages that ship with zt-trace (see [`crate::Stage`]).
+
+pub mod insights;
+
+pub use insights::{Finding, FindingKind, InsightsConfig, InsightsStage};
