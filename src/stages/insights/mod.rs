@@ -164,7 +164,8 @@ pub struct Evidence {
     /// Latency p95 (slow statements), or time per request spent in the
     /// pattern (N+1), in ns.
     pub latency_ns: Option<u64>,
-    /// A trace showing it.
+    /// The latest trace showing it (the most likely to be still held by
+    /// a recent-trace view).
     pub example: Option<TraceId>,
 }
 
@@ -570,7 +571,7 @@ impl InsightsStage {
                         e.hist.record(dur);
                         if err {
                             e.errors += 1;
-                            e.example_error.get_or_insert(trace.trace_id);
+                            e.example_error = Some(trace.trace_id);
                         }
                         if dur >= e.slowest.0 {
                             e.slowest = (dur, Some(trace.trace_id));
@@ -596,7 +597,7 @@ impl InsightsStage {
                         d.calls += 1;
                         if err {
                             d.errors += 1;
-                            d.example_error.get_or_insert(trace.trace_id);
+                            d.example_error = Some(trace.trace_id);
                         }
                     }
                     if !sc.shape[i].is_empty() {
@@ -697,7 +698,7 @@ impl InsightsStage {
                         agg.requests += 1;
                         agg.calls += calls;
                         agg.total_ns += total;
-                        agg.example.get_or_insert(trace.trace_id);
+                        agg.example = Some(trace.trace_id);
                     }
                 }
             }
@@ -738,7 +739,7 @@ impl InsightsStage {
                     agg.requests += 1;
                     agg.calls += calls;
                     agg.total_ns += total;
-                    agg.example.get_or_insert(trace.trace_id);
+                    agg.example = Some(trace.trace_id);
                 }
             }
             a = b;
@@ -778,7 +779,14 @@ impl InsightsStage {
             }
         }
         let os = &spans[o];
-        let message = cut(os.status.message.as_deref().unwrap_or("error"), 120);
+        let message = match os.status.message.as_deref() {
+            Some(m) => cut(m, 120),
+            None => match (os.view.status.http, os.view.status.grpc) {
+                (Some(c), _) => format!("HTTP status {c}"),
+                (_, Some(c)) => format!("gRPC status {c}"),
+                _ => "error".to_owned(),
+            },
+        };
         let served = (os.kind == SpanKind::Client)
             .then(|| {
                 tree.children(o)
@@ -808,7 +816,7 @@ impl InsightsStage {
         };
         if let Some(agg) = self.causes.entry(self.cfg.max_keys, key) {
             agg.traces += 1;
-            agg.example.get_or_insert(trace.trace_id);
+            agg.example = Some(trace.trace_id);
         }
     }
 

@@ -43,7 +43,7 @@ fn n_plus_one_found_with_service_statement_and_calls_per_request() {
     assert_eq!(f[0].subject, "SELECT name FROM items WHERE id = ?");
     assert_eq!(f[0].evidence.count, 2, "two requests");
     assert_eq!(f[0].evidence.per_request, Some(5.5));
-    assert_eq!(f[0].evidence.example, Some(TraceId(1)));
+    assert_eq!(f[0].evidence.example, Some(TraceId(2)), "the latest");
     assert!(
         f[0].text.contains(
             "users runs `SELECT name FROM items WHERE id = ?` (postgresql) 5.5 times per request"
@@ -439,7 +439,7 @@ fn root_cause_is_the_deepest_error_whose_children_succeeded() {
         "502s at api-gateway GET /users originate in inventory → postgresql: relation \"items\" does not exist (41 traces)"
     );
     assert_eq!(f[0].service, "inventory");
-    assert_eq!(f[0].evidence.example, Some(TraceId(1)));
+    assert_eq!(f[0].evidence.example, Some(TraceId(41)));
     assert_eq!(s.traces(), (42, 41));
 }
 

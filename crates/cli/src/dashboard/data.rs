@@ -1,0 +1,242 @@
+//! What the dashboard shows, pulled from the running tracer in one go
+//! ([`Feed::data`]): recent traces, findings, endpoint latencies, the
+//! service graph and the header's counters.
+
+use crate::settings::Settings;
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use zt_trace::recent::RecentTrace;
+use zt_trace::stages::insights::{EndpointStats, SlowTrace};
+use zt_trace::stats::defs;
+use zt_trace::{Finding, InsightsStage, RecentTraces, Shared, StatsSnapshot, Tracer};
+
+/// One edge of the service graph, as the panel shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EdgeRow {
+    pub client: String,
+    pub server: String,
+    pub protocol: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub avg_ms: f64,
+    pub p95_ms: f64,
+}
+
+/// The header line's numbers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Header {
+    /// `live` or `replay of FILE`.
+    pub source: String,
+    /// Live: per second since the last refresh. Replay: None (totals only).
+    pub events_per_s: Option<f64>,
+    pub spans_per_s: Option<f64>,
+    pub events: u64,
+    pub spans: u64,
+    pub traces: u64,
+    /// Kernel drops (ring buffer, tables), spans dropped, sink and export
+    /// drops.
+    pub drops: u64,
+    /// Agent CPU, % of one core since the last refresh (live only).
+    pub cpu_percent: Option<f64>,
+    pub rss_mib: Option<f64>,
+    /// Spans started and not yet emitted.
+    pub in_flight: u64,
+    pub sampling: String,
+    pub filters: String,
+    /// The source ended (a replay reached the end of its log).
+    pub finished: bool,
+}
+
+/// Everything one frame shows.
+#[derive(Clone, Debug, Default)]
+pub struct Data {
+    /// Oldest first.
+    pub traces: Vec<RecentTrace>,
+    pub findings: Vec<Finding>,
+    pub endpoints: Vec<EndpointStats>,
+    pub slow: Vec<SlowTrace>,
+    pub edges: Vec<EdgeRow>,
+    pub header: Header,
+    pub slow_ms: u64,
+}
+
+/// The running pipeline the dashboard reads.
+pub struct Feed {
+    tracer: Option<Tracer>,
+    recent: RecentTraces,
+    insights: Shared<InsightsStage>,
+    source: String,
+    sampling: String,
+    filters: String,
+    slow_ms: u64,
+    live: bool,
+    last: Option<(Instant, StatsSnapshot)>,
+}
+
+impl Feed {
+    /// Start tracing this host (root), or replay `from`.
+    pub fn start(s: &Settings, from: Option<&Path>) -> Result<Feed> {
+        let insights = Shared::new(InsightsStage::new(s.insights_config()));
+        let (sink, recent) = RecentTraces::new(s.dashboard.recent_traces, 200_000);
+        let mut quiet = s.clone();
+        quiet.output.format = crate::output::OutputFormat::None;
+        let (tracer, source) = match from {
+            Some(path) => {
+                let t = Tracer::builder()
+                    .assembler(crate::run::assembler_config(&s.assemble))
+                    .stage(insights.clone())
+                    .sink(sink)
+                    .replay(path)?;
+                (t, format!("replay of {}", display(path)))
+            }
+            None => {
+                let t = crate::run::builder(&quiet, crate::Stage::Full)?
+                    .stage(insights.clone())
+                    .sink(sink)
+                    .start()?;
+                (t, "live".to_owned())
+            }
+        };
+        let c = &s.capture;
+        let mut filters = if c.pids.is_empty() {
+            "all processes".to_owned()
+        } else {
+            format!(
+                "pids {}",
+                c.pids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        };
+        let off: Vec<&str> = [
+            (!c.tls, "tls"),
+            (!c.python_contexts, "python contexts"),
+            (!c.go_tasks, "go tasks"),
+        ]
+        .into_iter()
+        .filter_map(|(o, n)| o.then_some(n))
+        .collect();
+        if !off.is_empty() {
+            filters.push_str(&format!("; off: {}", off.join(", ")));
+        }
+        Ok(Feed {
+            tracer: Some(tracer),
+            recent,
+            insights,
+            source,
+            sampling: "none (every trace kept)".to_owned(),
+            filters,
+            slow_ms: s.dashboard.slow_ms,
+            live: from.is_none(),
+            last: None,
+        })
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.tracer.as_ref().is_none_or(Tracer::is_finished)
+    }
+
+    /// Wait until the source ends (a replay) or `timeout`.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        self.tracer
+            .as_ref()
+            .is_none_or(|t| t.wait_timeout(Some(timeout)))
+    }
+
+    pub fn recent(&self) -> &RecentTraces {
+        &self.recent
+    }
+
+    /// Everything to show now.
+    pub fn data(&mut self) -> Data {
+        let (findings, endpoints, slow) = {
+            let st = self.insights.lock();
+            (st.findings(), st.endpoints(), st.slow_traces())
+        };
+        let stats = self.tracer.as_ref().map(Tracer::stats).unwrap_or_default();
+        let header = self.header(&stats);
+        Data {
+            traces: self.recent.snapshot(),
+            findings,
+            endpoints,
+            slow,
+            edges: Vec::new(),
+            header,
+            slow_ms: self.slow_ms,
+        }
+    }
+
+    fn header(&mut self, stats: &StatsSnapshot) -> Header {
+        let v = |name: &str| stats.total(name) as u64;
+        let events = v(defs::EVENTS.name);
+        let spans = v(defs::SPANS_EMITTED.name);
+        let drops = stats
+            .by_label(defs::KERNEL_DROPS.name)
+            .into_iter()
+            .filter(|(r, _)| r.starts_with("ringbuf") || r.ends_with("table_full"))
+            .map(|(_, n)| n as u64)
+            .sum::<u64>()
+            + v(defs::SPANS_DROPPED.name)
+            + v(defs::SINK_DROPS.name)
+            + stats
+                .by_label(defs::EXPORT_SPANS.name)
+                .into_iter()
+                .filter(|(o, _)| o.starts_with("dropped"))
+                .map(|(_, n)| n as u64)
+                .sum::<u64>();
+        let mut h = Header {
+            source: self.source.clone(),
+            events,
+            spans,
+            traces: self.recent.added(),
+            drops,
+            rss_mib: stats
+                .get(defs::RSS.name, None)
+                .map(|b| b / (1 << 20) as f64),
+            in_flight: v(defs::PENDING_SPANS.name),
+            sampling: self.sampling.clone(),
+            filters: self.filters.clone(),
+            finished: self.is_finished(),
+            ..Header::default()
+        };
+        if self.live {
+            let now = Instant::now();
+            let up = stats.get(defs::UPTIME.name, None).unwrap_or(0.0);
+            let cpu = stats.get(defs::CPU.name, None);
+            if let Some((_, last)) = &self.last {
+                let dt = up - last.get(defs::UPTIME.name, None).unwrap_or(0.0);
+                if dt > 0.0 {
+                    let d = |name: &str| (stats.total(name) - last.total(name)).max(0.0) / dt;
+                    h.events_per_s = Some(d(defs::EVENTS.name));
+                    h.spans_per_s = Some(d(defs::SPANS_EMITTED.name));
+                    if let (Some(c), Some(lc)) = (cpu, last.get(defs::CPU.name, None)) {
+                        h.cpu_percent = Some(100.0 * (c - lc).max(0.0) / dt);
+                    }
+                }
+            }
+            if self.last.as_ref().is_none_or(|(_, l)| {
+                l.get(defs::UPTIME.name, None) != stats.get(defs::UPTIME.name, None)
+            }) {
+                self.last = Some((now, stats.clone()));
+            }
+        }
+        h
+    }
+
+    /// Stop the pipeline (flush, detach) and return its final counters.
+    pub fn shutdown(mut self) -> Result<StatsSnapshot> {
+        match self.tracer.take() {
+            Some(t) => Ok(t.shutdown()?),
+            None => Ok(StatsSnapshot::default()),
+        }
+    }
+}
+
+fn display(p: &Path) -> String {
+    p.file_name()
+        .map(|f| PathBuf::from(f).display().to_string())
+        .unwrap_or_else(|| p.display().to_string())
+}
