@@ -7,6 +7,10 @@
 //! hands them over. `Elements` counts messages (a request and its response
 //! are two).
 
+mod common;
+
+use common::CpuTime;
+use criterion::measurement::Measurement;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use protocol_parsers::mysql::MysqlParser;
 use protocol_parsers::postgres::PostgresParser;
@@ -163,7 +167,8 @@ fn run(p: &mut dyn ConnectionParser, ex: &Exchanges) -> usize {
     events
 }
 
-fn wire(c: &mut Criterion) {
+/// The wire parsers; `cpu`: the `sql_wire_cpu_*` groups (thread CPU time).
+fn wire_groups<M: Measurement>(c: &mut Criterion<M>, cpu: bool) {
     // (name, exchanges, wire messages per exchange, parser)
     type Make = fn() -> Box<dyn ConnectionParser>;
     let my: Make = || Box::new(MysqlParser::new());
@@ -184,13 +189,21 @@ fn wire(c: &mut Criterion) {
         let bytes: u64 = ex.iter().map(|(a, b)| (a.len() + b.len()) as u64).sum();
         // Every exchange parsed: request Head/End, response Head/End.
         assert_eq!(run(make().as_mut(), ex), ex.len() * 4, "{name}");
-        let mut g = c.benchmark_group("sql_wire_bytes");
+        let mut g = c.benchmark_group(if cpu {
+            "sql_wire_cpu_bytes"
+        } else {
+            "sql_wire_bytes"
+        });
         g.throughput(Throughput::Bytes(bytes));
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter(|| run(make().as_mut(), ex))
         });
         g.finish();
-        let mut g = c.benchmark_group("sql_wire_messages");
+        let mut g = c.benchmark_group(if cpu {
+            "sql_wire_cpu_messages"
+        } else {
+            "sql_wire_messages"
+        });
         g.throughput(Throughput::Elements(count(ex, *per)));
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter(|| run(make().as_mut(), ex))
@@ -241,6 +254,14 @@ fn text(c: &mut Criterion) {
     g.finish();
 }
 
+fn wire(c: &mut Criterion) {
+    wire_groups(c, false);
+}
+
+fn wire_cpu(c: &mut Criterion<CpuTime>) {
+    wire_groups(c, true);
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -253,4 +274,9 @@ criterion_group! {
     config = config();
     targets = wire, text
 }
-criterion_main!(benches);
+criterion_group! {
+    name = cpu_time;
+    config = config().with_measurement(CpuTime);
+    targets = wire_cpu
+}
+criterion_main!(benches, cpu_time);

@@ -281,7 +281,7 @@ mod tests {
                 peer: Some(Peer {
                     ip: [127, 0, 0, 1].into(),
                     port: 5432,
-                    service: None,
+                    resource: None,
                 }),
                 ..Default::default()
             }),

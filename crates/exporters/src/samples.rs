@@ -113,10 +113,10 @@ pub fn trace(trace_id: u128, base_span_id: u64) -> Vec<Span> {
             span_id: SpanId(0xabcdef),
             attributes: Attributes(vec![KeyValue::new("zt.link", "inferred")]),
         }],
-        resource: frontend,
+        resource: frontend.clone(),
         view: Box::new(SpanView {
             protocol: Some(AppProtocol::Grpc),
-            peer: Some(peer("[::1]:50051", Some("users"))),
+            peer: Some(peer("[::1]:50051", Some(users.clone()))),
             authority: Some(Authority {
                 host: "::1".into(),
                 port: Some(50051),
@@ -151,7 +151,7 @@ pub fn trace(trace_id: u128, base_span_id: u64) -> Vec<Span> {
         resource: users.clone(),
         view: Box::new(SpanView {
             protocol: Some(AppProtocol::Grpc),
-            peer: Some(peer("127.0.0.1:40000", Some("frontend"))),
+            peer: Some(peer("127.0.0.1:40000", Some(frontend.clone()))),
             operation: Some(rpc_get()),
             link_reason: Some(LinkReason::TcpSeq),
             ..Default::default()
@@ -202,12 +202,12 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("sample address")
 }
 
-fn peer(s: &str, service: Option<&str>) -> Peer {
+fn peer(s: &str, service: Option<Arc<Resource>>) -> Peer {
     let a = addr(s);
     Peer {
         ip: a.ip(),
         port: a.port(),
-        service: service.map(str::to_owned),
+        resource: service,
     }
 }
 

@@ -107,7 +107,7 @@ fn endpoints(span: &Span) -> (Endpoint, Endpoint) {
     let remote = match span.kind {
         SpanKind::Client => {
             let mut r = called(v);
-            if let Some(svc) = v.peer.as_ref().and_then(|p| p.service.as_deref()) {
+            if let Some(svc) = v.peer.as_ref().and_then(|p| p.service()) {
                 r.service_name = Some(svc.to_lowercase());
             }
             r

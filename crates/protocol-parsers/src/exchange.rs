@@ -22,14 +22,33 @@ pub(crate) const MAX_PENDING: usize = 4096;
 pub(crate) enum Pending<T> {
     /// A request (what the parser needs to know to read its response).
     Request(T),
-    /// Requests may have been lost here. `epoch`: server activity count
-    /// when it was put; `absorbed`: a response reached it.
-    Lost { epoch: u64, absorbed: bool },
+    /// Requests may have been lost here.
+    Lost(Barrier),
 }
 
 impl<T> Pending<T> {
     pub(crate) fn is_lost(&self) -> bool {
-        matches!(self, Pending::Lost { .. })
+        matches!(self, Pending::Lost(_))
+    }
+}
+
+/// A loss barrier: the server activity count when it was put, and whether
+/// a response reached it, in one word (so a queue entry of a small request
+/// type stays two words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Barrier(u64);
+
+impl Barrier {
+    fn new(epoch: u64, absorbed: bool) -> Self {
+        Barrier(epoch << 1 | u64::from(absorbed))
+    }
+    /// Server activity count when the barrier was put.
+    pub(crate) fn epoch(self) -> u64 {
+        self.0 >> 1
+    }
+    /// A response reached the barrier.
+    fn absorbed(self) -> bool {
+        self.0 & 1 == 1
     }
 }
 
@@ -60,6 +79,7 @@ impl<T: Copy, X> Exchanges<T, X> {
         }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, side: Side, exchange: u64, kind: L7EventKind) {
         self.events.push_back(L7Event {
             side,
@@ -68,6 +88,7 @@ impl<T: Copy, X> Exchanges<T, X> {
         });
     }
 
+    #[inline]
     pub(crate) fn fresh_exchange(&mut self) -> u64 {
         let e = self.next_exchange;
         self.next_exchange += 1;
@@ -75,15 +96,14 @@ impl<T: Copy, X> Exchanges<T, X> {
     }
 
     /// Put a loss barrier at the back of the queue (unless one is there).
+    #[inline]
     pub(crate) fn push_lost(&mut self, absorbed: bool) {
         if !self.pending.back().is_some_and(Pending::is_lost) {
             if self.pending.len() >= MAX_PENDING {
                 self.pending.clear();
             }
-            self.pending.push_back(Pending::Lost {
-                epoch: self.server_epoch,
-                absorbed,
-            });
+            self.pending
+                .push_back(Pending::Lost(Barrier::new(self.server_epoch, absorbed)));
         }
     }
 
@@ -93,11 +113,12 @@ impl<T: Copy, X> Exchanges<T, X> {
     /// since the loss, and either a response reached a barrier or the
     /// client never pipelined (a client that waits for each response got
     /// them all before this one).
+    #[inline]
     pub(crate) fn clear_barriers(&mut self, peer_idle: bool) {
         let now = self.server_epoch;
         let pipelined = self.pipelined;
         let answered = |p: &Pending<T>| match p {
-            Pending::Lost { epoch, absorbed } => *epoch < now && (*absorbed || !pipelined),
+            Pending::Lost(b) => b.epoch() < now && (b.absorbed() || !pipelined),
             Pending::Request(_) => false,
         };
         if peer_idle && self.pending.iter().all(answered) {
@@ -108,6 +129,7 @@ impl<T: Copy, X> Exchanges<T, X> {
     /// Queue a request at the back. A full queue is given up (a barrier
     /// replaces it); a request queued behind another one marks the client
     /// as pipelining.
+    #[inline]
     pub(crate) fn queue(&mut self, request: T) {
         if self.pending.len() >= MAX_PENDING {
             self.pending.clear();
@@ -124,13 +146,14 @@ impl<T: Copy, X> Exchanges<T, X> {
     /// or a barrier is at the front. A response that reaches a barrier may
     /// answer a lost request or the next known one: the requests waiting
     /// now are given up.
+    #[inline]
     pub(crate) fn pair_front(&mut self) -> Result<T, u64> {
         match self.pending.front().copied() {
             Some(Pending::Request(r)) => {
                 self.pending.pop_front();
                 Ok(r)
             }
-            Some(Pending::Lost { .. }) => {
+            Some(Pending::Lost(_)) => {
                 self.pending.clear();
                 self.push_lost(true);
                 Err(self.fresh_exchange())

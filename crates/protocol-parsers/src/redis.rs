@@ -584,7 +584,8 @@ type Pending = crate::exchange::Pending<Cmd>;
 /// Server activity count when a queue entry was put.
 fn pending_epoch(p: &Pending) -> u64 {
     match p {
-        Pending::Request(Cmd { epoch, .. }) | Pending::Lost { epoch, .. } => *epoch,
+        Pending::Request(Cmd { epoch, .. }) => *epoch,
+        Pending::Lost(b) => b.epoch(),
     }
 }
 

@@ -2,16 +2,18 @@
 //! computed once by the assembler when the span is emitted.
 //!
 //! **Invariant:** the view says nothing the span's attributes do not say
-//! (same values, typed), except [`Peer::service`], which only the assembler
-//! knows: the `service.name` of the process at the other end, when that end
-//! was observed on this host and linked by proof (`tcp_seq`). Consumers read
+//! (same values, typed), except [`Peer::resource`], which only the
+//! assembler knows: the process at the other end, when that end was
+//! observed on this host and linked by proof (`tcp_seq`). Consumers read
 //! the view instead of looking attributes up by string key; the exported
 //! attributes are unchanged.
 
 use crate::assembler::LinkReason;
+use crate::span::Resource;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// The application protocol of an exchange, as a consumer groups it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -47,17 +49,25 @@ impl AppProtocol {
 }
 
 /// The other end of the connection.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Peer {
     /// `network.peer.address`.
     pub ip: IpAddr,
     /// `network.peer.port`.
     pub port: u16,
-    /// `service.name` of the process at the other end, when the other end of
-    /// this request was observed on this host and linked by proof: for a
-    /// CLIENT span, its server span's service (linked by `tcp_seq`); for a
-    /// SERVER span, its caller's. Not an attribute.
-    pub service: Option<String>,
+    /// The process at the other end, when the other end of this request was
+    /// observed on this host and linked by proof: for a CLIENT span, its
+    /// server span's resource (linked by `tcp_seq`); for a SERVER span, its
+    /// caller's. Not an attribute.
+    pub resource: Option<Arc<Resource>>,
+}
+
+impl Peer {
+    /// `service.name` of the process at the other end, when known (see
+    /// [`Peer::resource`]).
+    pub fn service(&self) -> Option<&str> {
+        self.resource.as_deref().map(|r| r.service_name.as_str())
+    }
 }
 
 /// The server as the request named it (HTTP `Host`, HTTP/2 `:authority`).
@@ -136,7 +146,7 @@ impl IncompleteReason {
 
 /// A typed view of a span (see the module docs). `Default` is "nothing
 /// known", for spans built outside the assembler.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SpanView {
     pub protocol: Option<AppProtocol>,
     /// This end of the connection.
@@ -190,7 +200,7 @@ mod tests {
             peer: Some(Peer {
                 ip: "10.0.0.7".parse().unwrap(),
                 port: 8080,
-                service: None,
+                resource: None,
             }),
             ..Default::default()
         };

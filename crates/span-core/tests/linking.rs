@@ -1221,7 +1221,12 @@ fn the_view_types_what_the_attributes_say_and_resolves_the_peer_service() {
     let gw_call = find(&spans, "gateway", SpanKind::Client, "/b");
     let back = find(&spans, "backend", SpanKind::Server, "/b");
     // Both ends seen and linked by tcp_seq: each side names the other.
-    let svc = |s: &Span| s.view.peer.as_ref().and_then(|p| p.service.clone());
+    let svc = |s: &Span| {
+        s.view
+            .peer
+            .as_ref()
+            .and_then(|p| p.service().map(str::to_owned))
+    };
     assert_eq!(svc(root).as_deref(), Some("gateway"));
     assert_eq!(svc(gw).as_deref(), Some("client"));
     assert_eq!(svc(gw_call).as_deref(), Some("backend"));
@@ -1278,7 +1283,7 @@ fn a_request_without_its_server_has_no_peer_service_and_says_why_it_is_incomplet
     assert_eq!(s.view.incomplete, Some(IncompleteReason::CaptureEnded));
     assert!(s.view.status.error);
     let peer = s.view.peer.as_ref().unwrap();
-    assert_eq!((peer.port, peer.service.as_deref()), (6379, None));
+    assert_eq!((peer.port, peer.service()), (6379, None));
     assert_eq!(s.view.link_reason, Some(LinkReason::RootNoOpenRequest));
 }
 

@@ -33,6 +33,7 @@ pub(crate) enum Plausible {
 
 /// Text that may be SQL: no control bytes but tab/CR/LF, and UTF-8 where
 /// complete (a cut multi-byte character at the end is allowed).
+#[inline]
 pub(crate) fn plausible_text(b: &[u8]) -> bool {
     if b.iter()
         .any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r') || c == 0x7F)
@@ -48,6 +49,7 @@ pub(crate) fn plausible_text(b: &[u8]) -> bool {
 /// Whether `text` can start an SQL statement (after blanks: a letter, or
 /// `(`, a comment, `{`; `#` comments too when `hash_comments`, as MySQL
 /// has them).
+#[inline]
 pub(crate) fn sql_start(text: &[u8], hash_comments: bool) -> bool {
     match text.iter().find(|c| !c.is_ascii_whitespace()) {
         Some(c) => {
@@ -89,6 +91,7 @@ pub(crate) struct Events {
 }
 
 impl Events {
+    #[inline]
     pub(crate) fn push(&mut self, side: Side, exchange: u64, kind: L7EventKind) {
         self.queue.push_back(L7Event {
             side,
@@ -99,6 +102,7 @@ impl Events {
 
     /// Emit `End` now, or when the `skip` bytes left of the message went by
     /// ([`Events::skipped`]).
+    #[inline]
     pub(crate) fn end(
         &mut self,
         side: Side,
@@ -120,6 +124,7 @@ impl Events {
     }
 
     /// The skipped rest of `side`'s message went by: its `End` is due.
+    #[inline]
     pub(crate) fn skipped(&mut self, side: Side) {
         if let Some(ev) = self.deferred[side.index()].take() {
             self.queue.push_back(ev);
@@ -127,6 +132,7 @@ impl Events {
     }
 
     /// The `End` held back for `side`, withdrawn (its message was lost).
+    #[inline]
     pub(crate) fn withdraw(&mut self, side: Side) -> Option<L7Event> {
         self.deferred[side.index()].take()
     }

@@ -67,13 +67,6 @@ pub(super) struct Conn {
     last_activity: MonoNanos,
 }
 
-fn side_idx(s: Side) -> usize {
-    match s {
-        Side::Client => 0,
-        Side::Server => 1,
-    }
-}
-
 impl Conn {
     pub(super) fn new(pid: u32, role: Role, tuple: SockTuple, ts: MonoNanos) -> Conn {
         Conn {
@@ -91,6 +84,7 @@ impl Conn {
         }
     }
 
+    #[inline]
     fn side_of(&self, dir: Direction) -> Option<Side> {
         match (self.role, dir) {
             (Role::Client, Direction::Egress) | (Role::Server, Direction::Ingress) => {
@@ -103,6 +97,7 @@ impl Conn {
         }
     }
 
+    #[inline]
     fn server_port(&self) -> u16 {
         match self.role {
             Role::Server => self.tuple.local.port(),
@@ -111,6 +106,7 @@ impl Conn {
     }
 
     /// The protocol being parsed, once detected.
+    #[inline]
     pub(super) fn protocol(&self) -> Option<Protocol> {
         match &self.state {
             ParseState::Parsing { protocol, .. } => Some(*protocol),
@@ -122,15 +118,16 @@ impl Conn {
     /// Tasks of the kept segments of `side` from stream offset `off` on
     /// (the reads that carried a message that starts there).
     pub(super) fn tasks_from(&self, side: Side, off: u64) -> Vec<u64> {
-        self.segs[side_idx(side)]
+        self.segs[side.index()]
             .iter()
             .filter(|g| g.end > off && g.task != 0)
             .map(|g| g.task)
             .collect()
     }
 
+    #[inline]
     pub(super) fn seg_at(&self, side: Side, off: u64) -> Option<Seg> {
-        let segs = &self.segs[side_idx(side)];
+        let segs = &self.segs[side.index()];
         // Almost always the latest segment.
         if let Some(last) = segs.back() {
             if off >= last.start {
@@ -154,6 +151,7 @@ impl Conn {
 
     /// Plaintext offset of a TLS event, counted from the first byte only if
     /// the connection was seen from its start.
+    #[inline]
     fn tls_seq(&mut self, d: &DataEvent) -> Option<u64> {
         if d.source != Source::Tls {
             return None;
@@ -226,7 +224,7 @@ impl Conn {
         let ParseState::Parsing { parser, .. } = &mut self.state else {
             return;
         };
-        let i = side_idx(side);
+        let i = side.index();
         let start = self.pos[i];
         let seg = Seg {
             start,
@@ -292,24 +290,29 @@ pub(super) struct Conns {
 }
 
 impl Conns {
+    #[inline]
     pub(super) fn get(&self, id: u64) -> Option<&Conn> {
         self.map.get(&id)
     }
 
+    #[inline]
     pub(super) fn get_mut(&mut self, id: u64) -> Option<&mut Conn> {
         self.map.get_mut(&id)
     }
 
+    #[inline]
     pub(super) fn remove(&mut self, id: u64) -> Option<Conn> {
         self.map.remove(&id)
     }
 
+    #[inline]
     pub(super) fn insert(&mut self, id: u64, conn: Conn) {
         self.map.insert(id, conn);
     }
 
     /// A connect or accept was observed. Returns the connection it
     /// replaces, if any; `false` if the table is full.
+    #[inline]
     pub(super) fn open(
         &mut self,
         c: &crate::event::ConnEvent,
@@ -330,6 +333,7 @@ impl Conns {
 
     /// The connection of a data event (created on first use, within the
     /// table's bound), updated with what the event says about it.
+    #[inline]
     pub(super) fn admit(&mut self, d: &DataEvent, max: usize, stats: &mut Stats) -> Admit {
         if !self.map.contains_key(&d.conn_id) {
             if self.map.len() >= max {

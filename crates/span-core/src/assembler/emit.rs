@@ -16,9 +16,10 @@ use super::link::inferred;
 use super::spans::{Parent, SpanRec};
 use super::{Assembler, Output};
 use crate::event::MonoNanos;
-use crate::semconv::{attr, describe, Described, ExchangeView};
+use crate::semconv::{attr, describe, ExchangeView};
 use crate::span::{Resource, Span, SpanId, SpanKind, Status, StatusCode, Trace, TraceId};
 use crate::view::IncompleteReason;
+use crate::view::SpanView;
 use hashbrown::HashMap;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -35,10 +36,12 @@ pub(super) struct EmittedMemory {
 }
 
 impl EmittedMemory {
+    #[inline]
     pub(super) fn trace_of(&self, id: SpanId) -> Option<TraceId> {
         self.map.get(&id).copied()
     }
 
+    #[inline]
     fn remember(&mut self, id: SpanId, trace: TraceId) {
         self.map.insert(id, trace);
         self.order.push_back(id);
@@ -74,16 +77,19 @@ pub(super) struct Emitter {
 
 impl Emitter {
     /// Try to emit the tree holding `id` at `at`.
+    #[inline]
     pub(super) fn schedule_check(&mut self, at: MonoNanos, id: SpanId) {
         self.checks.push(Reverse((at, id)));
     }
 
     /// Close request `id` at `at` if it has no response by then.
+    #[inline]
     pub(super) fn schedule_timeout(&mut self, at: MonoNanos, id: SpanId) {
         self.timeouts.push_back((at, id));
     }
 
     /// The earliest deadline.
+    #[inline]
     pub(super) fn next_deadline(&self) -> Option<MonoNanos> {
         self.checks
             .peek()
@@ -93,6 +99,7 @@ impl Emitter {
             .min()
     }
 
+    #[inline]
     pub(super) fn pop_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
@@ -192,31 +199,33 @@ impl Assembler {
     }
 
     /// The resource a span is emitted with.
+    #[inline]
     fn resource_of(&self, rec: &SpanRec) -> Arc<Resource> {
         self.procs
             .resource_at(rec.thread.pid, rec.start, &rec.resource)
     }
 
-    /// `service.name` of the other end of `rec`'s request, when it was
+    /// The process at the other end of `rec`'s request, when it was
     /// observed here and linked by `tcp_seq`: a client span's server child
     /// (still in the table: parents are converted first), a server span's
     /// client parent (converted just before).
-    fn peer_service(
+    #[inline]
+    fn peer_resource(
         &self,
         rec: &SpanRec,
         converted: &HashMap<SpanId, Converted>,
-    ) -> Option<String> {
+    ) -> Option<Arc<Resource>> {
         match rec.kind {
             SpanKind::Client => rec.children.iter().find_map(|c| {
                 let child = self.spans.get(*c)?;
                 (child.kind == SpanKind::Server
                     && child.link_reason == super::LinkReason::TcpSeq
                     && child.parent == Parent::Local(rec.id))
-                .then(|| self.resource_of(child).service_name.clone())
+                .then(|| self.resource_of(child))
             }),
             SpanKind::Server => match rec.parent {
                 Parent::Local(p) if rec.link_reason == super::LinkReason::TcpSeq => {
-                    converted.get(&p).map(|c| c.resource.service_name.clone())
+                    converted.get(&p).map(|c| c.resource.clone())
                 }
                 _ => None,
             },
@@ -231,20 +240,19 @@ impl Assembler {
         trace_id: TraceId,
         converted: &mut HashMap<SpanId, Converted>,
     ) -> Span {
-        let Described {
-            name,
-            mut attributes,
-            mut status,
-            mut view,
-        } = describe(&ExchangeView {
-            kind: rec.kind,
-            protocol: rec.protocol,
-            tuple: rec.tuple,
-            tls: rec.tls,
-            request: rec.request.as_ref(),
-            response: rec.response.as_ref(),
-            raw_sql: self.cfg.raw_sql,
-        });
+        let mut view = Box::<SpanView>::default();
+        let (name, mut attributes, mut status) = describe(
+            &ExchangeView {
+                kind: rec.kind,
+                protocol: rec.protocol,
+                tuple: rec.tuple,
+                tls: rec.tls,
+                request: rec.request.as_ref(),
+                response: rec.response.as_ref(),
+                raw_sql: self.cfg.raw_sql,
+            },
+            &mut view,
+        );
         let mut start = rec.start;
         let mut end = rec.end.unwrap_or(rec.start).max(rec.start);
         let parent_span_id = match rec.parent {
@@ -285,7 +293,7 @@ impl Assembler {
             .unwrap_or_default();
         let resource = self.resource_of(rec);
         if let Some(peer) = &mut view.peer {
-            peer.service = self.peer_service(rec, converted);
+            peer.resource = self.peer_resource(rec, converted);
         }
         view.link_reason = Some(rec.link_reason);
         view.incomplete = rec.incomplete;
@@ -310,7 +318,7 @@ impl Assembler {
             attributes,
             links,
             resource,
-            view: Box::new(view),
+            view,
         }
     }
 }

@@ -251,6 +251,7 @@ impl Assembler {
         }
     }
 
+    #[inline]
     pub(super) fn finish_span(&mut self, id: SpanId, end: MonoNanos) {
         let Some(s) = self.spans.get_mut(id) else {
             return;
@@ -275,6 +276,7 @@ impl Assembler {
             .schedule_check(end + self.cfg.trace_linger_ns, id);
     }
 
+    #[inline]
     pub(super) fn force_end(&mut self, id: SpanId, at: MonoNanos, why: IncompleteReason) {
         if let Some(s) = self.spans.get_mut(id) {
             if s.end.is_none() {

@@ -206,10 +206,11 @@ impl Assembler {
         }
     }
 
-    fn on_data(&mut self, d: DataEvent) {
-        let Some(d) = self.tls.resolve(d, &mut self.stats) else {
+    fn on_data(&mut self, mut d: DataEvent) {
+        if !self.tls.bound(&mut d) {
+            self.tls.hold(d, &mut self.stats);
             return;
-        };
+        }
         self.stats.data_events += 1;
         self.stats.data_bytes += d.bytes;
         if d.source == crate::event::Source::Tls {

@@ -34,15 +34,18 @@ pub(super) struct Procs {
 }
 
 impl Procs {
+    #[inline]
     pub(super) fn get(&self, pid: u32) -> Option<&Proc> {
         self.map.get(&pid)
     }
 
+    #[inline]
     pub(super) fn get_mut(&mut self, pid: u32) -> Option<&mut Proc> {
         self.map.get_mut(&pid)
     }
 
     /// Server spans open in `pid` (none if unknown).
+    #[inline]
     pub(super) fn open_server(&self, pid: u32) -> &[SpanId] {
         self.map.get(&pid).map_or(&[][..], |p| &p.open_server[..])
     }
@@ -71,12 +74,14 @@ impl Procs {
         );
     }
 
+    #[inline]
     pub(super) fn on_exit(&mut self, pid: u32) {
         self.map.remove(&pid);
     }
 
     /// The resource of `pid`, made from its `comm` if its details were
     /// never read.
+    #[inline]
     pub(super) fn resource_for(&mut self, pid: u32, comm: &str, cfg: &Config) -> Arc<Resource> {
         if let Some(p) = self.map.get(&pid) {
             return p.resource.clone();
@@ -102,6 +107,7 @@ impl Procs {
     /// The resource a span of `pid` that started at `start` is emitted
     /// with: the latest details of the process (its environment may have
     /// been read only after the span started), else `started_with`.
+    #[inline]
     pub(super) fn resource_at(
         &self,
         pid: u32,

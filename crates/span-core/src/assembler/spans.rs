@@ -66,6 +66,7 @@ pub(super) struct SpanRec {
 
 impl SpanRec {
     /// The trace id this span gives its tree if it is the root.
+    #[inline]
     pub(super) fn root_trace(&self) -> TraceId {
         match self.parent {
             Parent::Remote { trace_id, .. } => trace_id,
@@ -80,26 +81,32 @@ pub(super) struct SpanTable {
 }
 
 impl SpanTable {
+    #[inline]
     pub(super) fn len(&self) -> usize {
         self.map.len()
     }
 
+    #[inline]
     pub(super) fn contains(&self, id: SpanId) -> bool {
         self.map.contains_key(&id)
     }
 
+    #[inline]
     pub(super) fn get(&self, id: SpanId) -> Option<&SpanRec> {
         self.map.get(&id).map(|b| &**b)
     }
 
+    #[inline]
     pub(super) fn get_mut(&mut self, id: SpanId) -> Option<&mut SpanRec> {
         self.map.get_mut(&id).map(|b| &mut **b)
     }
 
+    #[inline]
     pub(super) fn insert(&mut self, rec: Box<SpanRec>) {
         self.map.insert(rec.id, rec);
     }
 
+    #[inline]
     pub(super) fn remove(&mut self, id: SpanId) -> Option<Box<SpanRec>> {
         self.map.remove(&id)
     }
@@ -118,6 +125,7 @@ impl SpanTable {
     }
 
     /// The root of the tree holding `id`, within the table.
+    #[inline]
     pub(super) fn find_root(&self, mut id: SpanId) -> SpanId {
         for _ in 0..10_000 {
             match self.map.get(&id).map(|s| s.parent) {
@@ -129,6 +137,7 @@ impl SpanTable {
     }
 
     /// The trace id of the tree holding `id`, if it is in the table.
+    #[inline]
     pub(super) fn trace_of(&self, id: SpanId) -> Option<TraceId> {
         let root = self.find_root(id);
         self.get(root).map(SpanRec::root_trace)

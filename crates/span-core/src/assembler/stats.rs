@@ -56,6 +56,7 @@ impl Stats {
     }
 
     /// Count one emitted span.
+    #[inline]
     pub(super) fn count_emitted(&mut self, reason: LinkReason, inferred: bool) {
         self.spans_emitted += 1;
         self.links_by_reason[reason as usize] += 1;

@@ -19,6 +19,7 @@ const MAX_HELD_PER_SSL: usize = 64;
 
 /// TLS record header (handshake, alert, change cipher spec, application
 /// data; TLS 1.0-1.3): ciphertext, not worth a detection attempt.
+#[inline]
 pub(super) fn looks_like_tls_record(b: &[u8]) -> bool {
     matches!(b, [0x14..=0x17, 0x03, 0x00..=0x04, ..])
 }
@@ -31,24 +32,33 @@ pub(super) struct TlsBinder {
 }
 
 impl TlsBinder {
-    /// The event with its socket filled in, or `None` if it is held until
-    /// its binding arrives (or dropped, counted).
-    pub(super) fn resolve(&mut self, mut d: DataEvent, stats: &mut Stats) -> Option<DataEvent> {
+    /// Whether `d` can be processed now: everything but TLS plaintext of an
+    /// `SSL*` whose socket is not known yet. A known binding is filled in.
+    /// (The event is only moved when it must be held.)
+    #[inline]
+    pub(super) fn bound(&self, d: &mut DataEvent) -> bool {
         if d.source != Source::Tls || d.conn_id != 0 {
-            return Some(d);
+            return true;
         }
+        match self.binds.get(&(d.pid, d.ssl)) {
+            Some(b) => {
+                d.conn_id = b.conn_id;
+                d.tuple = b.tuple;
+                d.role = b.role;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Hold plaintext that is not [`TlsBinder::bound`] until its binding
+    /// arrives (the kernel binds at the thread's next socket write), or
+    /// drop it, counted, if too much is held.
+    pub(super) fn hold(&mut self, d: DataEvent, stats: &mut Stats) {
         let key = (d.pid, d.ssl);
-        if let Some(b) = self.binds.get(&key) {
-            d.conn_id = b.conn_id;
-            d.tuple = b.tuple;
-            d.role = b.role;
-            return Some(d);
-        }
-        // Wait for the TlsBind (the kernel binds at the thread's next
-        // socket write).
         if self.unbound.len() >= MAX_UNBOUND_TLS && !self.unbound.contains_key(&key) {
             stats.tls_unbound_dropped += 1;
-            return None;
+            return;
         }
         let q = self.unbound.entry(key).or_default();
         if q.len() >= MAX_HELD_PER_SSL {
@@ -56,7 +66,6 @@ impl TlsBinder {
         } else {
             q.push(d);
         }
-        None
     }
 
     /// The binding of an `SSL*` to its socket: returns the plaintext held

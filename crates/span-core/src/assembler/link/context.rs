@@ -38,6 +38,7 @@ pub(super) struct Contexts {
 impl Contexts {
     /// A call without a parent, made in context `key` (pid, context): the
     /// response written in the same context will name its request.
+    #[inline]
     pub(super) fn wait(&mut self, rec: &mut SpanRec, key: (u32, u64), cfg: &Config) {
         rec.ctx_key = Some(key);
         rec.peer_deadline = rec.peer_deadline.max(rec.start + cfg.context_wait_ns);
@@ -47,6 +48,7 @@ impl Contexts {
         }
     }
 
+    #[inline]
     pub(super) fn note_head(&mut self, srv: SpanId, pid: u32, ctx: u64, at: MonoNanos) {
         self.heads.push((srv, pid, ctx, at));
     }
@@ -56,6 +58,7 @@ impl Contexts {
     /// More than one (a runtime flushing other requests' responses along
     /// with its own, as grpcio's C-core does): no proof which calls belong
     /// to which.
+    #[inline]
     pub(super) fn settle_heads(&mut self, spans: &mut SpanTable) {
         match self.heads.len() {
             0 => {}
@@ -142,6 +145,7 @@ impl Contexts {
     }
 
     /// `rec` is being emitted.
+    #[inline]
     pub(super) fn forget(&mut self, rec: &SpanRec) {
         if let Some(k) = rec.ctx_key {
             if let Some(w) = self.waiting.get_mut(&k) {

@@ -18,6 +18,7 @@ use crate::span::{Attributes, SpanId, SpanLink, TraceId};
 /// A call without proof of its parent, made while `serving` are the server
 /// spans open in its process: records the evidence; returns the parent if
 /// the evidence is promoted.
+#[inline]
 pub(super) fn consider(rec: &mut SpanRec, serving: &[SpanId], cfg: &Config) -> Option<SpanId> {
     let [other] = serving else {
         return None;
@@ -32,6 +33,7 @@ pub(super) fn consider(rec: &mut SpanRec, serving: &[SpanId], cfg: &Config) -> O
 }
 
 /// Whether the span carries this rule's evidence (as a link or promoted).
+#[inline]
 pub(in crate::assembler) fn carries_evidence(rec: &SpanRec) -> bool {
     rec.inferred_link.is_some() || rec.link_reason == LinkReason::InferredSingleRequest
 }

@@ -79,6 +79,7 @@ pub(super) struct Linker {
 impl Linker {
     /// Link a new SERVER span; returns its parent in the span table, if a
     /// rule proved one.
+    #[inline]
     pub(super) fn link_server(
         &mut self,
         rec: &mut SpanRec,
@@ -106,6 +107,7 @@ impl Linker {
 
     /// Link a new CLIENT span (not in the table yet); returns its parent in
     /// the span table, if a rule proved one.
+    #[inline]
     pub(super) fn link_client(
         &mut self,
         rec: &mut SpanRec,
@@ -150,6 +152,7 @@ impl Linker {
     /// Make `parent` the parent of `rec` (not in the table yet): a local
     /// edge while the parent is in the table, else the trace it was emitted
     /// in if it is remembered.
+    #[inline]
     pub(super) fn attach(
         rec: &mut SpanRec,
         parent: SpanId,
@@ -174,12 +177,14 @@ impl Linker {
 
     /// A server span's response was written (or it was closed): it is no
     /// longer in flight.
+    #[inline]
     pub(super) fn server_ended(&mut self, id: SpanId, thread: ThreadKey, procs: &mut Procs) {
         self.threads.server_ended(id, thread, procs);
     }
 
     /// A server span's response head was written at `at` in execution
     /// context `ctx` of `pid`.
+    #[inline]
     pub(super) fn response_head_in_context(
         &mut self,
         srv: SpanId,
@@ -192,6 +197,7 @@ impl Linker {
 
     /// Settle the calls waiting in the contexts whose responses the data
     /// event just handled carried.
+    #[inline]
     pub(super) fn settle_contexts(&mut self, spans: &mut SpanTable) {
         self.context.settle_heads(spans);
     }
@@ -237,6 +243,7 @@ impl Linker {
     }
 
     /// `rec` is being emitted: nothing may find it any more.
+    #[inline]
     pub(super) fn forget(&mut self, rec: &SpanRec) {
         self.context.forget(rec);
         self.tcp_seq.forget(rec);

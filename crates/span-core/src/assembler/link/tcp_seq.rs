@@ -38,6 +38,7 @@ pub(super) struct SeqIndex {
 impl SeqIndex {
     /// A server span's request, keyed as its client sees the connection:
     /// its client span, if already seen, is its parent; else it waits.
+    #[inline]
     pub(super) fn server_opened(
         &mut self,
         rec: &mut SpanRec,
@@ -61,6 +62,7 @@ impl SeqIndex {
 
     /// A client span's request: a server span already waiting for it
     /// becomes its child; else it is indexed for the server span to come.
+    #[inline]
     pub(super) fn client_opened(&mut self, rec: &mut SpanRec, key: SeqKey, spans: &mut SpanTable) {
         rec.seq_key = Some(key);
         match self.waiting_servers.remove(&key) {
@@ -78,6 +80,7 @@ impl SeqIndex {
         }
     }
 
+    #[inline]
     pub(super) fn forget(&mut self, rec: &SpanRec) {
         if let Some(k) = rec.seq_key {
             if self.client_index.get(&k) == Some(&rec.id) {

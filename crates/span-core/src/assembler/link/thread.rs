@@ -92,6 +92,7 @@ pub(super) struct Threads {
 
 impl Threads {
     /// Server span `id` of `pid` read its request on `thread`.
+    #[inline]
     pub(super) fn server_opened(
         &mut self,
         id: SpanId,
@@ -114,6 +115,7 @@ impl Threads {
     }
 
     /// Server span `id`, opened on `thread`, ended.
+    #[inline]
     pub(super) fn server_ended(&mut self, id: SpanId, thread: ThreadKey, procs: &mut Procs) {
         if let Some(ts) = self.map.get_mut(&thread) {
             ts.open.retain(|x| *x != id);
@@ -128,6 +130,7 @@ impl Threads {
 
     /// The parent of a call made by `pid` on `thread` in execution context
     /// `ctx`, or why there is no proof of one.
+    #[inline]
     pub(super) fn verdict(
         &self,
         pid: u32,

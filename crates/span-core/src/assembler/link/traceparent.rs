@@ -12,6 +12,7 @@ use crate::span::{SpanId, SpanKind, TraceId};
 use protocol_parsers::MessageInfo;
 
 /// The header of an inbound request, parsed (SERVER spans only).
+#[inline]
 pub(in crate::assembler) fn of_request(
     info: &MessageInfo,
     kind: SpanKind,
@@ -25,6 +26,7 @@ pub(in crate::assembler) fn of_request(
 }
 
 /// The span's parent is the one the header names.
+#[inline]
 pub(super) fn adopt(rec: &mut SpanRec, (trace_id, span_id): (TraceId, SpanId)) {
     rec.parent = Parent::Remote { trace_id, span_id };
     rec.link_reason = LinkReason::Traceparent;
