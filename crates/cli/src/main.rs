@@ -59,14 +59,27 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
     },
-    /// Start demo services on loopback (python3), send them requests, and
-    /// print their traces. Needs root.
+    /// Start demo services on loopback (python3; a catalog service with an N+1
+    /// on MariaDB, a repeated Redis read and a failing query when the
+    /// servers of scripts/start-servers.sh run), send them requests, and
+    /// show the dashboard (the plain report when stdout is not a terminal).
+    /// Needs root.
     Demo {
-        /// Requests the load generator sends.
-        #[arg(long, default_value_t = 12)]
+        /// Requests per load batch (with --output: in all).
+        #[arg(long, default_value_t = 20)]
         requests: usize,
-        #[arg(long, value_enum, default_value = "tree")]
-        output: OutputFormat,
+        /// Print the traces instead of showing the dashboard.
+        #[arg(long, value_enum)]
+        output: Option<OutputFormat>,
+        /// Print the text report instead of the full-screen UI.
+        #[arg(long)]
+        plain: bool,
+        /// Seconds between plain reports.
+        #[arg(long, value_name = "SECS", default_value_t = defaults::INTERVAL_S)]
+        interval: f64,
+        /// Stop after this many seconds (default: until q, SIGINT or SIGTERM).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
     },
     /// Live dashboard: recent traces, service graph, slow endpoints and
     /// performance insights (N+1 queries, cache candidates, root causes of
@@ -360,7 +373,19 @@ fn dispatch(cli: Cli, m: &ArgMatches) -> anyhow::Result<()> {
             s.validate()?;
             run::run(&s, Stage::Full)
         }
-        Some(Command::Demo { requests, output }) => demo::demo(requests, output),
+        Some(Command::Demo {
+            requests,
+            output,
+            plain,
+            interval,
+            duration,
+        }) => demo::demo(demo::DemoOptions {
+            requests,
+            output,
+            plain,
+            interval_s: interval,
+            duration_s: duration,
+        }),
         Some(Command::Dashboard(a)) => {
             let m = m.subcommand_matches("dashboard").unwrap_or(m);
             let s = dashboard_settings(&a, m)?;

@@ -401,8 +401,8 @@ fn pct(a: u64, b: u64) -> String {
 /// the linker proved it, else the database system, else `host:port`.
 pub fn callee(span: &Span) -> String {
     let v = &span.view;
-    if let Some(s) = v.peer.as_ref().and_then(|p| p.service.as_ref()) {
-        return s.clone();
+    if let Some(s) = v.peer.as_ref().and_then(|p| p.service()) {
+        return s.to_owned();
     }
     if let Some(db) = v.protocol.and_then(AppProtocol::db_system) {
         return db.to_owned();

@@ -114,7 +114,7 @@ impl TraceBuilder {
                 AppProtocol::Mysql => 3306,
                 _ => 5432,
             },
-            service: None,
+            resource: None,
         });
         s.view.operation = Some(match protocol {
             AppProtocol::Redis => Operation::Redis { command: name },
@@ -166,7 +166,12 @@ impl TraceBuilder {
         s.view.peer = Some(Peer {
             ip: [127, 0, 0, 1].into(),
             port: port.parse().unwrap_or(80),
-            service: peer_service.map(str::to_owned),
+            resource: peer_service.map(|svc| {
+                Arc::new(Resource {
+                    service_name: svc.to_owned(),
+                    attributes: Attributes::new(),
+                })
+            }),
         });
         s.attributes
             .set(span_core::semconv::attr::URL_FULL, url.to_owned());

@@ -25,8 +25,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Run the dashboard: live (root), or replaying `from`.
-pub fn dashboard(s: &Settings, from: Option<&Path>, plain: bool) -> Result<()> {
+/// SIGINT, SIGTERM and SIGHUP set the returned flag (the UI loop and the
+/// plain loop watch it, then restore the terminal and stop cleanly).
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGINT,
@@ -35,20 +36,32 @@ pub fn dashboard(s: &Settings, from: Option<&Path>, plain: bool) -> Result<()> {
     ] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    Ok(stop)
+}
+
+/// Run the dashboard: live (root), or replaying `from`.
+pub fn dashboard(s: &Settings, from: Option<&Path>, plain: bool) -> Result<()> {
+    let stop = stop_flag()?;
     let mut feed = data::Feed::start(s, from)?;
-    let duration = s.output.duration_s.map(Duration::from_secs_f64);
-    let plain = plain || !std::io::stdout().is_terminal();
-    let shown = if plain {
-        plain::run(
-            &mut feed,
-            Duration::from_secs_f64(s.dashboard.interval_s),
-            duration,
-            &stop,
-        )
-    } else {
-        tui::run(&mut feed, duration, &stop)
-    };
+    let shown = show(&mut feed, s, plain, &stop);
     let stats = feed.shutdown()?;
     crate::run::print_summary(&stats);
     shown
+}
+
+/// Show `feed`: the full-screen UI, or the plain report when `plain` or
+/// stdout is not a terminal; until quit, a signal, `--duration`, or (plain)
+/// the end of a replay.
+pub fn show(feed: &mut data::Feed, s: &Settings, plain: bool, stop: &AtomicBool) -> Result<()> {
+    let duration = s.output.duration_s.map(Duration::from_secs_f64);
+    if plain || !std::io::stdout().is_terminal() {
+        plain::run(
+            feed,
+            Duration::from_secs_f64(s.dashboard.interval_s),
+            duration,
+            stop,
+        )
+    } else {
+        tui::run(feed, duration, stop)
+    }
 }
