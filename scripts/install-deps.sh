@@ -11,6 +11,7 @@ APT_PACKAGES=(
   redis-server mariadb-server postgresql # real servers the tests talk to
   golang-go gcc                          # Go services of the runtime-aware linking tests (gcc: cgo builds)
   golang-google-grpc-dev                 # gRPC-Go server of the goroutine linking test (GOPATH=/usr/share/gocode)
+  prometheus                             # a real Prometheus scraping --metrics-listen; promtool
 )
 PIP_PACKAGES=(
   grpcio grpcio-tools protobuf pymysql mysqlclient "psycopg[binary]" redis

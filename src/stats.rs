@@ -251,6 +251,42 @@ pub mod defs {
         Some("table"),
         "Keys the insights stage could not add because a table was full (the finding is incomplete, never wrong)."
     );
+    // The service graph stage.
+    def!(
+        GRAPH_SPANS,
+        "zt_graph_spans_total",
+        Counter,
+        Some("outcome"),
+        "Spans the graph stage saw, by what it made of them: server (a request), client (a request to a database, cache or external peer), client_paired (its server span counted it), client_served_here (to an address a traced service serves, not linked: the server span counted it), unknown (no protocol or peer), overflow (past the node or edge cap)."
+    );
+    def!(
+        GRAPH_OVERFLOW,
+        "zt_graph_overflow_total",
+        Counter,
+        Some("table"),
+        "Inserts the graph stage refused because a table was full: nodes, edges, served_addresses, red_series (observations sent to the overflow series)."
+    );
+    def!(
+        GRAPH_NODES,
+        "zt_graph_nodes",
+        Gauge,
+        None,
+        "Nodes in the service graph (services, databases, caches, external peers)."
+    );
+    def!(
+        GRAPH_EDGES,
+        "zt_graph_edges",
+        Gauge,
+        None,
+        "Edges (client, server, protocol) in the service graph."
+    );
+    def!(
+        RED_SERIES,
+        "zt_red_series",
+        Gauge,
+        None,
+        "Label sets of the per-service request duration metrics."
+    );
     // Export.
     def!(EXPORT_SPANS, "zt_export_spans_total", Counter, Some("outcome"), "Spans offered to the exporters, by outcome: exported, dropped_queue_full, dropped_after_retries, dropped_rejected, dropped_at_shutdown (a span sent to two exporters counts twice).");
     def!(
@@ -335,6 +371,11 @@ pub mod defs {
         &TRACES_OUT,
         &SINK_DROPS,
         &INSIGHTS_OVERFLOW,
+        &GRAPH_SPANS,
+        &GRAPH_OVERFLOW,
+        &GRAPH_NODES,
+        &GRAPH_EDGES,
+        &RED_SERIES,
         &EXPORT_SPANS,
         &EXPORT_QUEUED,
         &EXPORT_BATCHES,
@@ -497,6 +538,15 @@ impl StatsSnapshot {
                 "stages: {}; {} traces out; {sink_drops} dropped by full sinks",
                 if stages.is_empty() { "none" } else { &stages },
                 v(defs::TRACES_OUT.name),
+            ));
+        }
+        if self.get(defs::GRAPH_NODES.name, None).is_some() {
+            out.push(format!(
+                "graph: {} nodes, {} edges; spans: {}; overflow: {}",
+                v(defs::GRAPH_NODES.name),
+                v(defs::GRAPH_EDGES.name),
+                labelled(defs::GRAPH_SPANS.name),
+                labelled(defs::GRAPH_OVERFLOW.name),
             ));
         }
         if self.get(defs::EXPORT_BATCHES.name, None).is_some() {

@@ -10,17 +10,22 @@
 //! records it waits a short batching delay before draining again, so a
 //! trickle of events costs a few wake-ups per second, not one per event.
 
+use crate::metrics::export::ExportLoop;
+use crate::metrics::MetricsServer;
 use crate::sink::{Sink, SinkError};
-use crate::stage::Stage;
+use crate::stage::{Shared, Stage};
+use crate::stages::graph::{GraphConfig, GraphStage};
 use crate::stats::{self, defs, StatsSnapshot, StatsWriter};
 use ebpf_probes::record::{RecordError, RecordHeader, RecordReader, RecordWriter};
 use ebpf_probes::{
     monotonic_ns, wall_clock_offset_ns, LiveSource, LoadError, Probes, ReplaySource,
 };
+use exporters::metrics::MetricsExporter;
 use exporters::{Pipeline, PipelineConfig, SpanExporter};
 use span_core::{Assembler, Config, MonoNanos, Output, Trace};
 use std::fs::File;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,7 +101,14 @@ pub struct TracerBuilder {
     export_config: PipelineConfig,
     record: Option<PathBuf>,
     capture_only: Option<CaptureOnly>,
+    graph: Option<Shared<GraphStage>>,
+    metrics_listen: Option<SocketAddr>,
+    metrics_exporters: Vec<Box<dyn MetricsExporter>>,
+    metrics_interval: Duration,
 }
+
+/// Default interval of the OTLP metrics export.
+pub const METRICS_EXPORT_INTERVAL: Duration = Duration::from_secs(15);
 
 impl Default for TracerBuilder {
     fn default() -> Self {
@@ -115,6 +127,10 @@ impl Default for TracerBuilder {
             export_config: PipelineConfig::default(),
             record: None,
             capture_only: None,
+            graph: None,
+            metrics_listen: None,
+            metrics_exporters: Vec::new(),
+            metrics_interval: METRICS_EXPORT_INTERVAL,
         }
     }
 }
@@ -195,6 +211,35 @@ impl TracerBuilder {
         self.record = Some(path.into());
         self
     }
+    /// Keep a service graph and the RED aggregates
+    /// ([`GraphStage`](crate::GraphStage)). It runs before every other
+    /// stage, whenever it is added, so it sees every trace, including
+    /// those a sampling stage drops. Read it with [`Tracer::graph`].
+    pub fn graph(mut self, config: GraphConfig) -> Self {
+        self.graph = Some(Shared::new(GraphStage::new(config)));
+        self
+    }
+    /// Serve the metrics (service graph, RED, agent health: see
+    /// [`crate::metrics`]) in the Prometheus text format at
+    /// `http://ADDR/metrics` while the tracer runs. Keeps a graph with the
+    /// default configuration unless [`TracerBuilder::graph`] set one.
+    /// Binding happens in `start`/`replay`, whose error says so.
+    pub fn metrics_listen(mut self, addr: SocketAddr) -> Self {
+        self.metrics_listen = Some(addr);
+        self
+    }
+    /// Also send the metrics with `exporter` (OTLP) every
+    /// [`TracerBuilder::metrics_interval`] and once at the end. Keeps a
+    /// graph like [`TracerBuilder::metrics_listen`].
+    pub fn metrics_exporter(mut self, exporter: Box<dyn MetricsExporter>) -> Self {
+        self.metrics_exporters.push(exporter);
+        self
+    }
+    /// How often metrics exporters send (default 15 s).
+    pub fn metrics_interval(mut self, every: Duration) -> Self {
+        self.metrics_interval = every;
+        self
+    }
     #[doc(hidden)]
     pub fn capture_only(mut self, stage: Option<CaptureOnly>) -> Self {
         self.capture_only = stage;
@@ -214,9 +259,18 @@ impl TracerBuilder {
                 self.export_config.clone(),
             )
         });
+        if self.graph.is_none()
+            && (self.metrics_listen.is_some() || !self.metrics_exporters.is_empty())
+        {
+            self.graph = Some(Shared::new(GraphStage::new(GraphConfig::default())));
+        }
+        let mut stages = std::mem::take(&mut self.stages);
+        if let Some(g) = &self.graph {
+            stages.insert(0, Box::new(g.clone()));
+        }
         Core {
             asm: Assembler::new(cfg),
-            stages: std::mem::take(&mut self.stages)
+            stages: stages
                 .into_iter()
                 .map(|stage| StageSlot {
                     stage,
@@ -229,6 +283,47 @@ impl TracerBuilder {
             traces_out: 0,
             replayed: None,
         }
+    }
+
+    /// The metrics endpoint and exporters around `control` (before the
+    /// probes load, so a port in use fails fast).
+    fn metrics(&mut self, control: &Arc<Control>) -> Result<Metrics, TracerError> {
+        let graph = self.graph.clone();
+        let read = {
+            let control = control.clone();
+            move || {
+                let stats = control.snapshot();
+                match &graph {
+                    Some(g) => crate::metrics::families(Some(&g.lock()), &stats),
+                    None => crate::metrics::families(None, &stats),
+                }
+            }
+        };
+        let server = match self.metrics_listen {
+            Some(addr) => {
+                let read = read.clone();
+                let srv = MetricsServer::start(addr, crate::metrics::CONTENT_TYPE, move || {
+                    crate::metrics::encode_prometheus(read())
+                })
+                .map_err(io_err(format!("serving metrics on {addr}")))?;
+                log::info!("metrics at http://{}/metrics", srv.local_addr());
+                Some(srv)
+            }
+            None => None,
+        };
+        let export = if self.metrics_exporters.is_empty() {
+            None
+        } else {
+            Some(
+                ExportLoop::start(
+                    std::mem::take(&mut self.metrics_exporters),
+                    self.metrics_interval,
+                    read,
+                )
+                .map_err(io_err("starting the metrics export thread"))?,
+            )
+        };
+        Ok(Metrics { server, export })
     }
 
     /// Load and attach the probes (needs root) and start tracing this host
@@ -249,10 +344,12 @@ impl TracerBuilder {
             }
             None => None,
         };
-        let watch_own = !self.exporters.is_empty();
+        let watch_own = !self.exporters.is_empty() || !self.metrics_exporters.is_empty();
         let offset = wall_clock_offset_ns();
         let host = host_name();
         let core = self.core(offset, random_seed(), host.clone());
+        let control = Arc::new(Control::new()?);
+        let metrics = self.metrics(&control)?;
         let probes = probes.load()?;
         let mut source = LiveSource::new(probes, self.tls);
         source.watch_own_connections(watch_own);
@@ -274,7 +371,9 @@ impl TracerBuilder {
             source.probes().attached().len()
         );
         let capture_only = self.capture_only;
-        Tracer::spawn(move |control| run_live(source, core, control, capture_only))
+        Tracer::spawn(control, metrics, self.graph.take(), move |control| {
+            run_live(source, core, control, capture_only)
+        })
     }
 
     /// Run a recorded event log through the same pipeline (no root needed),
@@ -291,8 +390,12 @@ impl TracerBuilder {
         let reader = RecordReader::new(file).map_err(log_err)?;
         let header = reader.header.clone();
         let core = self.core(header.wall_clock_offset_ns, 1, header.host_name.clone());
+        let control = Arc::new(Control::new()?);
+        let metrics = self.metrics(&control)?;
         let source = ReplaySource::new(reader);
-        Tracer::spawn(move |control| run_replay(source, path, core, control))
+        Tracer::spawn(control, metrics, self.graph.take(), move |control| {
+            run_replay(source, path, core, control)
+        })
     }
 }
 
@@ -301,6 +404,26 @@ impl TracerBuilder {
 pub struct Tracer {
     control: Arc<Control>,
     thread: Option<JoinHandle<Result<StatsSnapshot, TracerError>>>,
+    metrics: Metrics,
+    graph: Option<Shared<GraphStage>>,
+}
+
+/// The metrics endpoint and export thread of a tracer: they outlive the
+/// pipeline by the final export.
+struct Metrics {
+    server: Option<MetricsServer>,
+    export: Option<ExportLoop>,
+}
+
+impl Metrics {
+    fn finish(&mut self) {
+        if let Some(mut e) = self.export.take() {
+            e.finish();
+        }
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+    }
 }
 
 /// Stops a tracer from another thread (a signal handler thread, a UI).
@@ -321,9 +444,11 @@ impl Tracer {
     }
 
     fn spawn(
+        control: Arc<Control>,
+        metrics: Metrics,
+        graph: Option<Shared<GraphStage>>,
         run: impl FnOnce(Arc<Control>) -> Result<StatsSnapshot, TracerError> + Send + 'static,
     ) -> Result<Tracer, TracerError> {
-        let control = Arc::new(Control::new()?);
         let c = control.clone();
         let thread = std::thread::Builder::new()
             .name("zt-pipeline".into())
@@ -336,7 +461,22 @@ impl Tracer {
         Ok(Tracer {
             control,
             thread: Some(thread),
+            metrics,
+            graph,
         })
+    }
+
+    /// The service graph stage, when the builder asked for one
+    /// ([`TracerBuilder::graph`], or metrics): lock it to read the graph
+    /// (`.lock().totals()`, `.window()`); the handle stays valid after the
+    /// tracer finished.
+    pub fn graph(&self) -> Option<Shared<GraphStage>> {
+        self.graph.clone()
+    }
+
+    /// Where the metrics endpoint listens, if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.server.as_ref().map(MetricsServer::local_addr)
     }
 
     /// Every counter, as of the last refresh (at most about a second old
@@ -378,10 +518,13 @@ impl Tracer {
     }
 
     fn join(&mut self) -> Result<StatsSnapshot, TracerError> {
-        match self.thread.take() {
-            Some(t) => t.join().map_err(|_| TracerError::Panicked)?,
-            None => Ok(self.control.snapshot()),
-        }
+        let result = match self.thread.take() {
+            Some(t) => t.join().map_err(|_| TracerError::Panicked),
+            None => Ok(Ok(self.control.snapshot())),
+        };
+        // The final values go out once the pipeline has finished.
+        self.metrics.finish();
+        result?
     }
 }
 

@@ -3,3 +3,6 @@
 pub mod insights;
 
 pub use insights::{Finding, FindingKind, InsightsConfig, InsightsStage};
+pub mod graph;
+
+pub use graph::{GraphConfig, GraphSnapshot, GraphStage, NodeKind};

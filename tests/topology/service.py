@@ -30,6 +30,7 @@ import os
 import queue
 import ssl
 import sys
+import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,19 +59,21 @@ def get_item(n, rid):
 
 class Pool:
     """Connections opened at start-up and reused, so requests never pay (or
-    trace) connection setup."""
+    trace) connection setup. Each thread returns the connection it took (a
+    connection shared by two threads would open another one mid-request)."""
 
     def __init__(self, make, size):
         self.q = queue.Queue()
+        self.taken = threading.local()
         for _ in range(size):
             self.q.put(make())
 
     def __enter__(self):
-        self.c = self.q.get()
-        return self.c
+        self.taken.c = self.q.get()
+        return self.taken.c
 
     def __exit__(self, *exc):
-        self.q.put(self.c)
+        self.q.put(self.taken.c)
 
 
 def pg_connect():

@@ -1,11 +1,13 @@
 //! `zt-trace demo`: start a small set of services on loopback, send them
 //! requests, and show what zt-trace sees in the dashboard (the plain report
-//! when stdout is not a terminal), or, with `--output`, print the traces.
+//! when stdout is not a terminal), or, with `--output`, print the traces,
+//! then the service graph they drew.
 //! Needs root, python3, and for the catalog service (an N+1 on MariaDB, a
 //! repeated Redis read, a failing query) the servers
 //! scripts/start-servers.sh starts.
 
 use crate::dashboard;
+use crate::graph::{render, GraphFormat};
 use crate::output::OutputFormat;
 use crate::run;
 use crate::settings::Settings;
@@ -16,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zt_trace::GraphSnapshot;
 
 const SERVICE_PY: &str = include_str!("../../../tests/topology/service.py");
 const CATALOG_PY: &str = include_str!("../../../tests/topology/catalog.py");
@@ -71,6 +74,12 @@ pub struct DemoOptions {
     pub plain: bool,
     pub interval_s: f64,
     pub duration_s: Option<f64>,
+    /// How the service graph is printed at the end (`--output`).
+    pub graph_format: GraphFormat,
+    /// Also write the raw event log here.
+    pub record: Option<PathBuf>,
+    /// Also write the demo's service graph (JSON) here at the end.
+    pub graph_file: Option<PathBuf>,
 }
 
 pub fn demo(o: DemoOptions) -> Result<()> {
@@ -184,10 +193,15 @@ fn run_demo(dir: &Path, o: &DemoOptions) -> Result<()> {
     );
     let mut settings = Settings::default();
     settings.assemble.trace_linger_ms = 300;
+    settings.output.record = o.record.clone();
     if let Some(output) = o.output {
         eprintln!("zt-trace demo: sending {} requests", o.requests);
         settings.output.format = output;
-        let tracer = run::builder(&settings, crate::Stage::Full)?.start()?;
+        settings.validate()?;
+        let tracer = run::builder(&settings, crate::Stage::Full)?
+            .graph(settings.graph.config())
+            .start()?;
+        let graph = tracer.graph().context("no graph")?;
         run::stop_on_signals(tracer.stop_handle())?;
         let mut load = loadgen(dir, gw, o.requests, "demo")?;
         // Until the load is done (or Ctrl-C), then let the last traces
@@ -202,6 +216,12 @@ fn run_demo(dir: &Path, o: &DemoOptions) -> Result<()> {
         let _ = load.wait();
         let stats = tracer.shutdown()?;
         run::print_summary(&stats);
+        let g = demo_graph(&graph.lock().totals());
+        write_graph(&g, o.graph_file.as_deref())?;
+        if o.graph_format == GraphFormat::Text {
+            println!("\nService graph:");
+        }
+        print!("{}", render(&g, o.graph_format));
         return Ok(());
     }
     settings.output.duration_s = o.duration_s;
@@ -236,7 +256,33 @@ fn run_demo(dir: &Path, o: &DemoOptions) -> Result<()> {
     let shown = dashboard::show(&mut feed, &settings, o.plain, &stop);
     done.store(true, Ordering::Relaxed);
     let _ = load.join();
+    let graph = feed.graph();
     let stats = feed.shutdown()?;
     run::print_summary(&stats);
+    write_graph(&demo_graph(&graph.lock().totals()), o.graph_file.as_deref())?;
     shown
+}
+
+/// The demo's part of the graph: edges from its own services (to each
+/// other, the load generator's and the databases). Other processes on the
+/// host traced meanwhile are left out.
+fn demo_graph(g: &GraphSnapshot) -> GraphSnapshot {
+    let ours = ["loadgen", "gateway", "auth", "users", "profile", "catalog"];
+    let mut g = g.clone();
+    g.edges.retain(|e| ours.contains(&e.client.as_str()));
+    let used: std::collections::HashSet<String> = g
+        .edges
+        .iter()
+        .flat_map(|e| [e.client.clone(), e.server.clone()])
+        .collect();
+    g.nodes.retain(|n| used.contains(&n.id));
+    g
+}
+
+fn write_graph(g: &GraphSnapshot, path: Option<&Path>) -> Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, g.to_json() + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }

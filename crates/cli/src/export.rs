@@ -3,6 +3,7 @@
 use crate::settings::Export;
 use anyhow::{Context, Result};
 use exporters::config::{parse_header, ExporterKind, ExporterSpec};
+use exporters::metrics::MetricsExporter;
 use exporters::pipeline::PipelineConfig;
 use exporters::SpanExporter;
 use std::path::PathBuf;
@@ -52,4 +53,33 @@ pub fn exporters(args: &Export) -> Result<(Vec<Box<dyn SpanExporter>>, PipelineC
         ..PipelineConfig::default()
     };
     Ok((built, config))
+}
+
+/// Whether an `--exporter` value sends OTLP (the kinds `--export-metrics`
+/// also sends metrics to; Jaeger takes no metrics).
+pub fn is_otlp(exporter: &str) -> bool {
+    let kind = exporter.split_once('=').map_or(exporter, |(k, _)| k);
+    matches!(
+        ExporterSpec::parse(kind).map(|s| s.kind),
+        Ok(ExporterKind::Otlp | ExporterKind::OtlpGrpc | ExporterKind::OtlpHttp)
+    )
+}
+
+/// OTLP metrics exporters for the OTLP `--exporter`s (`--export-metrics`):
+/// the same endpoint and options, `/v1/metrics` for OTLP/HTTP.
+pub fn metrics_exporters(args: &Export) -> Result<Vec<Box<dyn MetricsExporter>>> {
+    let mut out = Vec::new();
+    for spec in specs(args)? {
+        if !matches!(
+            spec.kind,
+            ExporterKind::Otlp | ExporterKind::OtlpGrpc | ExporterKind::OtlpHttp
+        ) {
+            continue;
+        }
+        out.push(
+            exporters::config::build_metrics(&spec)
+                .with_context(|| format!("metrics exporter {}", spec.kind))?,
+        );
+    }
+    Ok(out)
 }

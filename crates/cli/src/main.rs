@@ -4,6 +4,7 @@ mod check;
 mod dashboard;
 mod demo;
 mod export;
+mod graph;
 mod output;
 mod render;
 mod run;
@@ -62,8 +63,9 @@ enum Command {
     /// Start demo services on loopback (python3; a catalog service with an N+1
     /// on MariaDB, a repeated Redis read and a failing query when the
     /// servers of scripts/start-servers.sh run), send them requests, and
-    /// show the dashboard (the plain report when stdout is not a terminal).
-    /// Needs root.
+    /// show the dashboard (the plain report when stdout is not a terminal);
+    /// with --output, print their traces, then their service graph. Needs
+    /// root.
     Demo {
         /// Requests per load batch (with --output: in all).
         #[arg(long, default_value_t = 20)]
@@ -80,6 +82,45 @@ enum Command {
         /// Stop after this many seconds (default: until q, SIGINT or SIGTERM).
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
+        /// How the service graph is printed at the end (with --output).
+        #[arg(long, value_enum, default_value = "text")]
+        graph_format: graph::GraphFormat,
+        /// Also write the raw event log to FILE.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+        /// Also write the demo's service graph (JSON) to FILE (`zt-trace
+        /// graph --from FILE --format svg` draws it again).
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
+    },
+    /// Print the service graph: who calls whom, with request counts,
+    /// errors and latency. Attaches for --duration seconds (needs root), or
+    /// reads an event log (--from FILE, no root).
+    Graph {
+        /// Attach for this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+        duration: f64,
+        /// Read this event log (from `record` or `run --record`) instead of
+        /// attaching, or a graph saved as JSON (`--graph FILE.json`) to draw
+        /// it in another format.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// text (the default), dot (GraphViz), svg (a laid-out picture) or json.
+        #[arg(long, value_enum, default_value = "text")]
+        format: graph::GraphFormat,
+        /// Only the last --graph-window-minutes minutes (default: everything
+        /// seen).
+        #[arg(long)]
+        window: bool,
+        /// Write the graph to FILE instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        capture: CaptureArgs,
+        #[command(flatten)]
+        assemble: AssembleArgs,
+        #[command(flatten)]
+        graph: GraphArgs,
     },
     /// Live dashboard: recent traces, service graph, slow endpoints and
     /// performance insights (N+1 queries, cache candidates, root causes of
@@ -106,6 +147,11 @@ enum Command {
         assemble: AssembleArgs,
         #[arg(long, value_enum, default_value = "tree")]
         output: OutputFormat,
+        /// Also write the service graph (JSON) to FILE at the end.
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
+        #[command(flatten)]
+        graph_args: GraphArgs,
     },
 }
 
@@ -140,6 +186,40 @@ struct DashboardArgs {
     capture: CaptureArgs,
     #[command(flatten)]
     assemble: AssembleArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct GraphArgs {
+    /// Nodes kept in the service graph; requests that need more are
+    /// counted (zt_graph_overflow_total) and left out.
+    #[arg(long, default_value_t = defaults::GRAPH_MAX_NODES, value_name = "N")]
+    graph_max_nodes: usize,
+    /// Edges (client, server, protocol) kept in the service graph.
+    #[arg(long, default_value_t = defaults::GRAPH_MAX_EDGES, value_name = "N")]
+    graph_max_edges: usize,
+    /// Minutes the windowed graph covers (besides the totals since start).
+    #[arg(long, default_value_t = defaults::GRAPH_WINDOW_MINUTES, value_name = "MIN")]
+    graph_window_minutes: u32,
+    /// Label sets of the per-service duration metrics; more go to one
+    /// overflow series per metric (otel_metric_overflow="true").
+    #[arg(long, default_value_t = defaults::METRICS_MAX_SERIES, value_name = "N")]
+    metrics_max_series: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+struct MetricsArgs {
+    /// Serve Prometheus metrics (service graph, per-service request
+    /// durations, agent health) at http://ADDR/metrics. ADDR is PORT (binds
+    /// 127.0.0.1) or HOST:PORT. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Also send the same metrics as OTLP metrics to the OTLP exporters
+    /// (--exporter otlp, otlp-grpc, otlp-http).
+    #[arg(long)]
+    export_metrics: bool,
+    /// Seconds between two OTLP metric exports.
+    #[arg(long, default_value_t = defaults::METRICS_EXPORT_INTERVAL_S, value_name = "SECS")]
+    metrics_export_interval_s: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -226,6 +306,13 @@ struct RunArgs {
     assemble: AssembleArgs,
     #[command(flatten)]
     export: ExportArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    #[command(flatten)]
+    graph_args: GraphArgs,
+    /// Also write the service graph (JSON) to FILE when stopping.
+    #[arg(long, value_name = "FILE")]
+    graph: Option<PathBuf>,
     /// What to print on stdout for each completed trace.
     #[arg(long, value_enum, default_value = "tree")]
     output: OutputFormat,
@@ -293,11 +380,41 @@ fn overlay_assemble(s: &mut Settings, a: &AssembleArgs, m: &ArgMatches) {
     }
 }
 
+/// Command-line graph options over `s`.
+fn overlay_graph(s: &mut Settings, a: &GraphArgs, m: &ArgMatches) {
+    let g = &mut s.graph;
+    if given(m, "graph_max_nodes") {
+        g.max_nodes = a.graph_max_nodes;
+    }
+    if given(m, "graph_max_edges") {
+        g.max_edges = a.graph_max_edges;
+    }
+    if given(m, "graph_window_minutes") {
+        g.window_minutes = a.graph_window_minutes;
+    }
+    if given(m, "metrics_max_series") {
+        g.max_red_series = a.metrics_max_series;
+    }
+}
+
 /// The effective settings of `run`: file, environment, then options.
 fn run_settings(a: &RunArgs, m: &ArgMatches) -> anyhow::Result<Settings> {
     let mut s = Settings::load(a.config.as_deref(), std::env::vars())?;
     overlay_capture(&mut s, &a.capture, m);
     overlay_assemble(&mut s, &a.assemble, m);
+    overlay_graph(&mut s, &a.graph_args, m);
+    if a.metrics.metrics_listen.is_some() {
+        s.metrics.listen = a.metrics.metrics_listen.clone();
+    }
+    if a.metrics.export_metrics {
+        s.metrics.export = true;
+    }
+    if given(m, "metrics_export_interval_s") {
+        s.metrics.export_interval_s = a.metrics.metrics_export_interval_s;
+    }
+    if a.graph.is_some() {
+        s.output.graph = a.graph.clone();
+    }
     let e = &mut s.export;
     if given(m, "exporters") {
         e.exporters = a.export.exporters.clone();
@@ -379,12 +496,18 @@ fn dispatch(cli: Cli, m: &ArgMatches) -> anyhow::Result<()> {
             plain,
             interval,
             duration,
+            graph_format,
+            record,
+            graph,
         }) => demo::demo(demo::DemoOptions {
             requests,
             output,
             plain,
             interval_s: interval,
             duration_s: duration,
+            graph_format,
+            record,
+            graph_file: graph,
         }),
         Some(Command::Dashboard(a)) => {
             let m = m.subcommand_matches("dashboard").unwrap_or(m);
@@ -397,13 +520,37 @@ fn dispatch(cli: Cli, m: &ArgMatches) -> anyhow::Result<()> {
             file,
             assemble,
             output,
+            graph,
+            graph_args,
         }) => {
             let m = m.subcommand_matches("replay").unwrap_or(m);
             let mut s = Settings::load(None, std::env::vars())?;
             overlay_assemble(&mut s, &assemble, m);
+            overlay_graph(&mut s, &graph_args, m);
             s.output.format = output;
+            s.output.graph = graph;
             s.validate()?;
             run::replay(&file, &s)
+        }
+        Some(Command::Graph {
+            duration,
+            from,
+            format,
+            window,
+            out,
+            capture,
+            assemble,
+            graph,
+        }) => {
+            let m = m.subcommand_matches("graph").unwrap_or(m);
+            let mut s = Settings::load(None, std::env::vars())?;
+            overlay_capture(&mut s, &capture, m);
+            overlay_assemble(&mut s, &assemble, m);
+            overlay_graph(&mut s, &graph, m);
+            s.output.format = OutputFormat::None;
+            s.output.duration_s = Some(duration);
+            s.validate()?;
+            run::graph(&s, from.as_deref(), format, window, out.as_deref())
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `run`, `record` and `replay`: command-line options into a
 //! [`zt_trace::Tracer`], and its summary on stderr.
 
+use crate::graph::{render, GraphFormat};
 use crate::output::Printer;
 use crate::settings::{Assemble, Settings};
 use crate::Stage;
@@ -8,7 +9,7 @@ use anyhow::{Context, Result};
 use span_core::Config;
 use std::path::Path;
 use std::time::Duration;
-use zt_trace::{CaptureOnly, StatsSnapshot, StopHandle, Tracer, TracerBuilder};
+use zt_trace::{CaptureOnly, GraphStage, Shared, StatsSnapshot, StopHandle, Tracer, TracerBuilder};
 
 /// The assembler's tuning from the settings.
 pub fn assembler_config(a: &Assemble) -> Config {
@@ -51,7 +52,41 @@ pub fn builder(s: &Settings, stage: Stage) -> Result<TracerBuilder> {
         b = b.record_to(path);
         log::info!("recording events to {}", path.display());
     }
+    b = with_graph(b, s)?;
     Ok(b)
+}
+
+/// The graph stage, when the settings need one (`--graph`, metrics), and
+/// the metrics endpoint and exporters.
+fn with_graph(mut b: TracerBuilder, s: &Settings) -> Result<TracerBuilder> {
+    let m = &s.metrics;
+    if s.output.graph.is_some() || m.listen.is_some() || m.export {
+        b = b.graph(s.graph.config());
+    }
+    if let Some(listen) = &m.listen {
+        let addr = zt_trace::metrics::parse_listen_addr(listen)
+            .map_err(|e| anyhow::anyhow!("--metrics-listen: {e}"))?;
+        b = b.metrics_listen(addr);
+    }
+    if m.export {
+        for e in crate::export::metrics_exporters(&s.export)? {
+            log::info!("exporting metrics with {}", e.name());
+            b = b.metrics_exporter(e);
+        }
+        b = b.metrics_interval(Duration::from_secs(m.export_interval_s));
+    }
+    Ok(b)
+}
+
+/// Write the graph to `--graph FILE` (JSON).
+fn write_graph(graph: Option<Shared<GraphStage>>, s: &Settings) -> Result<()> {
+    if let (Some(g), Some(path)) = (graph, &s.output.graph) {
+        let json = g.lock().totals().to_json();
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing the graph to {}", path.display()))?;
+        log::info!("service graph written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// SIGINT and SIGTERM stop the tracer (from a thread of their own).
@@ -82,18 +117,90 @@ pub fn run(s: &Settings, stage: Stage) -> Result<()> {
     log::info!("tracing (Ctrl-C to stop)");
     stop_on_signals(tracer.stop_handle())?;
     tracer.wait_timeout(s.output.duration_s.map(Duration::from_secs_f64));
+    let graph = tracer.graph();
     let stats = tracer.shutdown()?;
     print_summary(&stats);
-    Ok(())
+    write_graph(graph, s)
 }
 
 pub fn replay(path: &Path, s: &Settings) -> Result<()> {
-    let tracer = Tracer::builder()
+    let b = Tracer::builder()
         .assembler(assembler_config(&s.assemble))
-        .sink(Printer::new(s.output.format))
-        .replay(path)?;
+        .sink(Printer::new(s.output.format));
+    let tracer = with_graph(b, s)?.replay(path)?;
     stop_on_signals(tracer.stop_handle())?;
+    let graph = tracer.graph();
     let stats = tracer.wait()?;
     print_summary(&stats);
+    write_graph(graph, s)
+}
+
+/// `zt-trace graph`: attach for the duration (or replay `from`), then print
+/// the graph.
+pub fn graph(
+    s: &Settings,
+    from: Option<&Path>,
+    format: GraphFormat,
+    window: bool,
+    out: Option<&Path>,
+) -> Result<()> {
+    // A graph already drawn (`--graph FILE.json`, `--format json`): draw
+    // it again in another form.
+    if let Some(path) = from {
+        let mut head = [0u8; 1];
+        let is_json = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .is_ok_and(|n| n == 1 && head[0] == b'{');
+        if is_json {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let g: zt_trace::GraphSnapshot = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a graph in JSON", path.display()))?;
+            return emit(&render(&g, format), out);
+        }
+    }
+    let tracer = match from {
+        Some(path) => {
+            let t = Tracer::builder()
+                .assembler(assembler_config(&s.assemble))
+                .graph(s.graph.config())
+                .replay(path)?;
+            stop_on_signals(t.stop_handle())?;
+            t
+        }
+        None => {
+            let t = builder(s, Stage::Full)?.graph(s.graph.config()).start()?;
+            log::info!(
+                "tracing (Ctrl-C to stop); the graph comes after {}s",
+                s.output.duration_s.unwrap_or(0.0)
+            );
+            stop_on_signals(t.stop_handle())?;
+            t.wait_timeout(s.output.duration_s.map(Duration::from_secs_f64));
+            t
+        }
+    };
+    let graph = tracer.graph().context("the tracer kept no graph")?;
+    let stats = if from.is_some() {
+        tracer.wait()?
+    } else {
+        tracer.shutdown()?
+    };
+    print_summary(&stats);
+    let g = graph.lock();
+    let text = render(&if window { g.window() } else { g.totals() }, format);
+    emit(&text, out)
+}
+
+/// `text` to `out`, or stdout.
+fn emit(text: &str, out: Option<&Path>) -> Result<()> {
+    match out {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => {
+            use std::io::Write;
+            let mut o = std::io::stdout().lock();
+            o.write_all(text.as_bytes())?;
+            o.flush()?;
+        }
+    }
     Ok(())
 }

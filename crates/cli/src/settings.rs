@@ -27,7 +27,15 @@ pub mod defaults {
     pub const SLOW_MS: u64 = 100;
     pub const INTERVAL_S: f64 = 5.0;
     pub const RECENT_TRACES: usize = 2000;
+    pub const GRAPH_MAX_NODES: usize = 1000;
+    pub const GRAPH_MAX_EDGES: usize = 5000;
+    pub const GRAPH_WINDOW_MINUTES: u32 = 5;
+    pub const METRICS_MAX_SERIES: usize = 2000;
+    pub const METRICS_EXPORT_INTERVAL_S: u64 = 15;
 }
+
+/// Largest node, edge and series caps accepted.
+const MAX_TABLE: usize = 1_000_000;
 
 /// Largest payload prefix the probes capture per call.
 const MAX_CAPTURE_BYTES: u32 = 8192;
@@ -40,6 +48,8 @@ pub struct Settings {
     pub capture: Capture,
     pub assemble: Assemble,
     pub export: Export,
+    pub graph: Graph,
+    pub metrics: Metrics,
     pub output: Output,
     pub insights: Insights,
     pub dashboard: Dashboard,
@@ -119,6 +129,68 @@ impl Settings {
     }
 }
 
+/// The service graph (`zt-trace graph`, `--graph`, metrics).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Graph {
+    /// Nodes kept; requests that need more are counted and left out.
+    pub max_nodes: usize,
+    /// Edges (client, server, protocol) kept.
+    pub max_edges: usize,
+    /// Minutes the windowed graph covers.
+    pub window_minutes: u32,
+    /// Label sets of the per-service duration metrics; more go to one
+    /// overflow series per metric.
+    pub max_red_series: usize,
+}
+
+/// Metrics: Prometheus endpoint and OTLP metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Serve Prometheus metrics at http://LISTEN/metrics (`PORT` binds
+    /// 127.0.0.1, or `HOST:PORT`). Off when absent.
+    pub listen: Option<String>,
+    /// Also send the metrics as OTLP metrics to the OTLP exporters.
+    pub export: bool,
+    /// Seconds between two OTLP metric exports.
+    pub export_interval_s: u64,
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Graph {
+            max_nodes: defaults::GRAPH_MAX_NODES,
+            max_edges: defaults::GRAPH_MAX_EDGES,
+            window_minutes: defaults::GRAPH_WINDOW_MINUTES,
+            max_red_series: defaults::METRICS_MAX_SERIES,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            listen: None,
+            export: false,
+            export_interval_s: defaults::METRICS_EXPORT_INTERVAL_S,
+        }
+    }
+}
+
+impl Graph {
+    /// The graph stage's configuration.
+    pub fn config(&self) -> zt_trace::GraphConfig {
+        zt_trace::GraphConfig {
+            max_nodes: self.max_nodes,
+            max_edges: self.max_edges,
+            window_minutes: self.window_minutes,
+            max_red_series: self.max_red_series,
+            ..zt_trace::GraphConfig::default()
+        }
+    }
+}
+
 /// What the probes capture.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -172,6 +244,8 @@ pub struct Output {
     pub record: Option<PathBuf>,
     /// Stop after this many seconds.
     pub duration_s: Option<f64>,
+    /// Write the service graph (JSON) here when stopping.
+    pub graph: Option<PathBuf>,
 }
 
 impl Default for Capture {
@@ -216,6 +290,7 @@ impl Default for Output {
             format: OutputFormat::Tree,
             record: None,
             duration_s: None,
+            graph: None,
         }
     }
 }
@@ -336,11 +411,15 @@ impl Settings {
                 ));
             }
         }
-        if let Some(r) = &self.output.record {
+        for (what, path) in [
+            ("record (--record)", &self.output.record),
+            ("graph (--graph)", &self.output.graph),
+        ] {
+            let Some(r) = path else { continue };
             let dir = r.parent().filter(|d| !d.as_os_str().is_empty());
             if dir.is_some_and(|d| !d.is_dir()) {
                 problems.push(format!(
-                    "record (--record): the directory of {} does not exist",
+                    "{what}: the directory of {} does not exist",
                     r.display()
                 ));
             }
@@ -402,6 +481,46 @@ impl Settings {
                 d.recent_traces
             ));
         }
+        let g = &self.graph;
+        for (what, v) in [
+            ("max_nodes (--graph-max-nodes)", g.max_nodes),
+            ("max_edges (--graph-max-edges)", g.max_edges),
+            ("max_red_series (--metrics-max-series)", g.max_red_series),
+        ] {
+            if v == 0 || v > MAX_TABLE {
+                problems.push(format!("{what} is {v}: it must be from 1 to {MAX_TABLE}"));
+            }
+        }
+        if g.window_minutes == 0 || g.window_minutes > 1440 {
+            problems.push(format!(
+                "window_minutes (--graph-window-minutes) is {}: it must be from 1 to 1440",
+                g.window_minutes
+            ));
+        }
+        let m = &self.metrics;
+        if let Some(l) = &m.listen {
+            if let Err(err) = zt_trace::metrics::parse_listen_addr(l) {
+                problems.push(format!("listen (--metrics-listen): {err}"));
+            }
+        }
+        if m.export_interval_s == 0 || m.export_interval_s > 3600 {
+            problems.push(format!(
+                "export_interval_s (--metrics-export-interval-s) is {}: it must be from 1 to 3600",
+                m.export_interval_s
+            ));
+        }
+        if m.export
+            && !self
+                .export
+                .exporters
+                .iter()
+                .any(|e| crate::export::is_otlp(e))
+        {
+            problems.push(
+                "export (--export-metrics) needs an OTLP exporter (--exporter otlp, otlp-grpc or otlp-http)"
+                    .to_owned(),
+            );
+        }
         match problems.len() {
             0 => Ok(()),
             1 => bail!("invalid option: {}", problems[0]),
@@ -427,6 +546,8 @@ const SECTIONS: &[&str] = &[
     "capture",
     "assemble",
     "export",
+    "graph",
+    "metrics",
     "output",
     "insights",
     "dashboard",
@@ -559,6 +680,8 @@ mod tests {
                 ("ZT_OUTPUT_DURATION_S", "2.5"),
                 ("ZT_OUTPUT_FORMAT", "json"),
                 ("ZT_CAPTURE_PYTHON_CONTEXTS", "no"),
+                ("ZT_METRICS_LISTEN", "9464"),
+                ("ZT_GRAPH_WINDOW_MINUTES", "15"),
                 ("ZT_REQUIRE_BPF", "1"), // not a setting: left alone
             ]),
         )
@@ -572,6 +695,8 @@ mod tests {
         assert_eq!(s.export.protocol.as_deref(), Some("http/json"));
         assert_eq!(s.output.duration_s, Some(2.5));
         assert_eq!(s.output.format, OutputFormat::Json);
+        assert_eq!(s.metrics.listen.as_deref(), Some("9464"));
+        assert_eq!(s.graph.window_minutes, 15);
         let _ = std::fs::remove_file(p);
     }
 
@@ -620,6 +745,14 @@ mod tests {
         s.export.exporters = vec!["otlp-http=http://127.0.0.1:99999/v1/traces".into()];
         s.output.duration_s = Some(-1.0);
         s.output.record = Some("/nonexistent/dir/x.zrec".into());
+        s.output.graph = Some("/nonexistent/dir/g.json".into());
+        s.graph.max_nodes = 0;
+        s.graph.max_edges = 2_000_000;
+        s.graph.window_minutes = 0;
+        s.graph.max_red_series = 0;
+        s.metrics.listen = Some("99999".into());
+        s.metrics.export = true;
+        s.metrics.export_interval_s = 0;
         let e = s.validate().unwrap_err().to_string();
         for needle in [
             "capture_bytes (--capture-bytes) is 0",
@@ -635,9 +768,26 @@ mod tests {
             "1 to 65535",
             "duration_s (--duration) is -1",
             "record (--record)",
+            "graph (--graph)",
+            "max_nodes (--graph-max-nodes) is 0",
+            "max_edges (--graph-max-edges) is 2000000",
+            "window_minutes (--graph-window-minutes) is 0",
+            "max_red_series (--metrics-max-series) is 0",
+            "listen (--metrics-listen): \"99999\"",
+            "export_interval_s (--metrics-export-interval-s) is 0",
         ] {
             assert!(e.contains(needle), "{needle} missing from:\n{e}");
         }
+        let mut s = Settings::default();
+        s.metrics.export = true;
+        s.export.exporters = vec!["zipkin".into()];
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("export (--export-metrics) needs an OTLP exporter"),
+            "{e}"
+        );
+        s.export.exporters = vec!["otlp-http".into()];
+        s.validate().unwrap();
     }
 
     #[test]

@@ -84,6 +84,56 @@ fn every_bad_option_is_refused_with_its_own_message() {
             &["replay", "/nonexistent.zrec", "--trace-linger-ms", "0"],
             "trace_linger_ms",
         ),
+        (
+            &["--metrics-listen", "99999"],
+            "listen (--metrics-listen): \"99999\": the port must be a number from 0 to 65535",
+        ),
+        (
+            &["--metrics-listen", "nohost.invalid:9"],
+            "listen (--metrics-listen)",
+        ),
+        (
+            &["--export-metrics"],
+            "export (--export-metrics) needs an OTLP exporter",
+        ),
+        (
+            &["--export-metrics", "--exporter", "zipkin"],
+            "export (--export-metrics) needs an OTLP exporter",
+        ),
+        (
+            &["--metrics-export-interval-s", "0"],
+            "export_interval_s (--metrics-export-interval-s) is 0",
+        ),
+        (
+            &["--graph-window-minutes", "0"],
+            "window_minutes (--graph-window-minutes) is 0",
+        ),
+        (
+            &["--graph-max-nodes", "0"],
+            "max_nodes (--graph-max-nodes) is 0",
+        ),
+        (
+            &["--metrics-max-series", "0"],
+            "max_red_series (--metrics-max-series) is 0",
+        ),
+        (&["--graph", "/nonexistent/dir/g.json"], "graph (--graph)"),
+        (
+            &["graph", "--graph-max-edges", "0"],
+            "max_edges (--graph-max-edges) is 0",
+        ),
+        (
+            &["graph", "--duration", "0"],
+            "duration_s (--duration) is 0",
+        ),
+        (
+            &[
+                "replay",
+                "/nonexistent.zrec",
+                "--graph",
+                "/nonexistent/dir/g.json",
+            ],
+            "graph (--graph)",
+        ),
     ] {
         fails_with(args, needle);
     }
@@ -126,6 +176,7 @@ fn configuration_file_environment_and_options_layer() {
         &[
             ("ZT_ASSEMBLE_TRACE_LINGER_MS", "300"),
             ("ZT_CAPTURE_TLS", "false"),
+            ("ZT_GRAPH_MAX_EDGES", "77"),
         ],
     );
     assert!(
@@ -144,6 +195,7 @@ fn configuration_file_environment_and_options_layer() {
         "option over file: {text}"
     );
     assert!(text.contains("tls = false"), "{text}");
+    assert!(text.contains("max_edges = 77"), "{text}");
     assert!(
         text.contains("api-key=REDACTED") && !text.contains("s3cret"),
         "{text}"

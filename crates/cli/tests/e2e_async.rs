@@ -59,7 +59,7 @@ fn asyncio_gateway_calls_link_through_task_contexts() {
         return;
     }
     let dir = tempdir("async");
-    let tracer = Tracer::start(&dir, &["run", "--output", "json"]);
+    let mut tracer = Tracer::start(&dir, &["run", "--output", "json"]);
     let (gw, auth, profile) = (free_port(), free_port(), free_port());
     let _profile = service("profile", profile, &[]);
     let _auth = service("auth", auth, &[]);
@@ -69,6 +69,10 @@ fn asyncio_gateway_calls_link_through_task_contexts() {
         gw,
         &[("auth", auth), ("profile", profile)],
     );
+    // The services started after the tracer: the context probes reach
+    // their Python runtime once its symbols are resolved. Requests before
+    // that carry no context and would (rightly) stay unlinked.
+    tracer.wait_log("CPython context probes", 60);
     let load = loadgen(gw, REQUESTS, CLIENTS, "asy", &[]);
     let (out, err) = tracer.stop();
     eprintln!("{}", summary(&err));

@@ -56,7 +56,7 @@ fn node_https_server_and_client_started_after_the_tracer() {
     }
     let dir = tempdir("tls-node");
     let (cert, key) = self_signed_cert(&dir);
-    let tracer = Tracer::start(&dir, &["run", "--output", "json"]);
+    let mut tracer = Tracer::start(&dir, &["run", "--output", "json"]);
     let port = free_port();
     let node = repo_root().join("tests/topology/node");
     let server = Command::new("node")
@@ -75,6 +75,10 @@ fn node_https_server_and_client_started_after_the_tracer() {
         child: server,
     };
     wait_port(port, "node https server");
+    // The server was started after the tracer: its binary (OpenSSL linked
+    // in) is probed once its symbols are resolved, beside the event loop.
+    // The client runs the same binary, so it is covered from its start.
+    tracer.wait_log("bin/node", 60);
     let load: Vec<Value> = run_lines(
         Command::new("node")
             .arg(node.join("https_client.js"))

@@ -387,6 +387,51 @@ pub fn build(spec: &ExporterSpec) -> Result<Box<dyn SpanExporter>, ConfigError> 
     build_with_env(spec, &|k| std::env::var(k).ok())
 }
 
+/// The OTLP metrics exporter for an OTLP `spec` (`--export-metrics`): the
+/// same endpoint for gRPC; for HTTP `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`
+/// if set, else the traces URL with `/v1/traces` replaced by `/v1/metrics`.
+/// Metrics are always sent as protobuf.
+pub fn build_metrics(
+    spec: &ExporterSpec,
+) -> Result<Box<dyn crate::metrics::MetricsExporter>, ConfigError> {
+    build_metrics_with_env(spec, &|k| std::env::var(k).ok())
+}
+
+/// [`build_metrics`] with the environment read through `env`.
+pub fn build_metrics_with_env(
+    spec: &ExporterSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Box<dyn crate::metrics::MetricsExporter>, ConfigError> {
+    use crate::otlp::OtlpMetricsExporter;
+    match resolve(spec, env)? {
+        Resolved::OtlpGrpc { config, .. } => Ok(Box::new(OtlpMetricsExporter::grpc(config)?)),
+        Resolved::OtlpHttp { config, .. } => {
+            let endpoint = match env_nonempty(env, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
+                Some(e) => e.trim().to_owned(),
+                None => match config.endpoint.strip_suffix("/v1/traces") {
+                    Some(base) => format!("{base}/v1/metrics"),
+                    None => {
+                        return Err(ConfigError::InvalidEndpoint {
+                            endpoint: config.endpoint,
+                            reason: "no /v1/traces to turn into /v1/metrics: set OTEL_EXPORTER_OTLP_METRICS_ENDPOINT".into(),
+                        })
+                    }
+                },
+            };
+            Ok(Box::new(OtlpMetricsExporter::http(
+                &endpoint,
+                &config.headers,
+                config.gzip,
+                config.timeout,
+            )?))
+        }
+        other => Err(ConfigError::InvalidEndpoint {
+            endpoint: other.destination(),
+            reason: "metrics go to OTLP exporters only".into(),
+        }),
+    }
+}
+
 /// Build with the environment read through `env`.
 pub fn build_with_env(
     spec: &ExporterSpec,

@@ -50,6 +50,7 @@ mod http;
 pub mod jaeger;
 pub mod jsonl;
 pub mod memory;
+pub mod metrics;
 pub mod otlp;
 pub mod pipeline;
 pub mod samples;

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use zt_trace::recent::RecentTrace;
 use zt_trace::stages::insights::{EndpointStats, SlowTrace};
 use zt_trace::stats::defs;
-use zt_trace::{Finding, InsightsStage, RecentTraces, Shared, StatsSnapshot, Tracer};
+use zt_trace::{
+    Finding, GraphSnapshot, GraphStage, InsightsStage, RecentTraces, Shared, StatsSnapshot, Tracer,
+};
 
-/// One edge of the service graph, as the panel shows it.
+/// One edge of the service graph (from the graph stage), as the panel
+/// shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EdgeRow {
     pub client: String,
@@ -66,6 +69,7 @@ pub struct Feed {
     tracer: Option<Tracer>,
     recent: RecentTraces,
     insights: Shared<InsightsStage>,
+    graph: Shared<GraphStage>,
     source: String,
     sampling: String,
     filters: String,
@@ -85,6 +89,7 @@ impl Feed {
             Some(path) => {
                 let t = Tracer::builder()
                     .assembler(crate::run::assembler_config(&s.assemble))
+                    .graph(s.graph.config())
                     .stage(insights.clone())
                     .sink(sink)
                     .replay(path)?;
@@ -92,12 +97,16 @@ impl Feed {
             }
             None => {
                 let t = crate::run::builder(&quiet, crate::Stage::Full)?
+                    .graph(s.graph.config())
                     .stage(insights.clone())
                     .sink(sink)
                     .start()?;
                 (t, "live".to_owned())
             }
         };
+        let graph = tracer
+            .graph()
+            .ok_or_else(|| anyhow::anyhow!("the tracer kept no service graph"))?;
         let c = &s.capture;
         let mut filters = if c.pids.is_empty() {
             "all processes".to_owned()
@@ -126,6 +135,7 @@ impl Feed {
             tracer: Some(tracer),
             recent,
             insights,
+            graph,
             source,
             sampling: "none (every trace kept)".to_owned(),
             filters,
@@ -150,6 +160,11 @@ impl Feed {
         &self.recent
     }
 
+    /// The graph stage (valid after [`Feed::shutdown`] too).
+    pub fn graph(&self) -> Shared<GraphStage> {
+        self.graph.clone()
+    }
+
     /// Everything to show now.
     pub fn data(&mut self) -> Data {
         let (findings, endpoints, slow) = {
@@ -163,7 +178,7 @@ impl Feed {
             findings,
             endpoints,
             slow,
-            edges: Vec::new(),
+            edges: edge_rows(&self.graph.lock().totals()),
             header,
             slow_ms: self.slow_ms,
         }
@@ -233,6 +248,23 @@ impl Feed {
             None => Ok(StatsSnapshot::default()),
         }
     }
+}
+
+/// The graph's edges for the panel and the report, grouped by caller
+/// (the snapshot sorts them by client, server, protocol).
+pub fn edge_rows(g: &GraphSnapshot) -> Vec<EdgeRow> {
+    g.edges
+        .iter()
+        .map(|e| EdgeRow {
+            client: e.client.clone(),
+            server: e.server.clone(),
+            protocol: e.protocol.clone(),
+            requests: e.requests,
+            errors: e.errors,
+            avg_ms: e.latency_ms.avg,
+            p95_ms: e.latency_ms.p95,
+        })
+        .collect()
 }
 
 fn display(p: &Path) -> String {

@@ -211,6 +211,28 @@ impl Tracer {
         t
     }
 
+    /// Wait until the tracer's log mentions `needle` (probes attached to a
+    /// process started after the tracer: symbol resolution runs beside the
+    /// event loop and takes a while on a large binary). Panics after
+    /// `secs` seconds with the log.
+    pub fn wait_log(&mut self, needle: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+            if err.contains(needle) {
+                return;
+            }
+            if let Ok(Some(st)) = self.proc.child.try_wait() {
+                panic!("zt-trace exited ({st}) before logging {needle:?}:\n{err}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "zt-trace did not log {needle:?} within {secs} s:\n{err}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGINT and wait; returns (stdout, stderr).
     pub fn stop(mut self) -> (String, String) {
         let st = self.proc.interrupt(Duration::from_secs(60));

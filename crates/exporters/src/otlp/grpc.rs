@@ -252,17 +252,16 @@ fn map_status(status: tonic::Status, timeout: Duration) -> ExportError {
     }
 }
 
-impl SpanExporter for OtlpGrpcExporter {
-    fn export(&mut self, batch: &[Span]) -> Result<(), ExportError> {
-        if self.shut_down {
-            return Err(ExportError::Shutdown);
-        }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.buf.clear();
-        super::encode_protobuf(batch, &mut self.buf);
-        let mut request = tonic::Request::new(std::mem::take(&mut self.buf));
+impl OtlpGrpcExporter {
+    /// Send an encoded export request to `path` (a unary OTLP `Export`
+    /// call) and return the partial-success `(rejected, message)` of the
+    /// response (the trace and metrics responses share that layout).
+    pub(crate) fn call(
+        &mut self,
+        path: &'static str,
+        body: Vec<u8>,
+    ) -> Result<(i64, String), ExportError> {
+        let mut request = tonic::Request::new(body);
         *request.metadata_mut() = self.metadata.clone();
         request.set_timeout(self.timeout);
         let mut client = self.client.clone();
@@ -274,11 +273,7 @@ impl SpanExporter for OtlpGrpcExporter {
                     .await
                     .map_err(|e| tonic::Status::unavailable(format!("not connected: {e}")))?;
                 client
-                    .unary(
-                        request,
-                        PathAndQuery::from_static(EXPORT_PATH),
-                        PreEncodedCodec,
-                    )
+                    .unary(request, PathAndQuery::from_static(path), PreEncodedCodec)
                     .await
             })
             .await
@@ -286,13 +281,32 @@ impl SpanExporter for OtlpGrpcExporter {
         match result {
             Err(_) => Err(ExportError::Timeout(timeout)),
             Ok(Err(status)) => Err(map_status(status, timeout)),
-            Ok(Ok(resp)) => match resp.into_inner().partial_success {
-                Some(p) if p.rejected_spans > 0 => Err(ExportError::PartialSuccess {
-                    rejected: p.rejected_spans as u64,
-                    message: p.error_message,
-                }),
-                _ => Ok(()),
-            },
+            Ok(Ok(resp)) => Ok(resp
+                .into_inner()
+                .partial_success
+                .map(|p| (p.rejected_spans, p.error_message))
+                .unwrap_or_default()),
+        }
+    }
+}
+
+impl SpanExporter for OtlpGrpcExporter {
+    fn export(&mut self, batch: &[Span]) -> Result<(), ExportError> {
+        if self.shut_down {
+            return Err(ExportError::Shutdown);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.buf.clear();
+        super::encode_protobuf(batch, &mut self.buf);
+        let body = std::mem::take(&mut self.buf);
+        match self.call(EXPORT_PATH, body)? {
+            (rejected, message) if rejected > 0 => Err(ExportError::PartialSuccess {
+                rejected: rejected as u64,
+                message,
+            }),
+            _ => Ok(()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! OTLP: conversion to the OTLP trace protobuf messages
 //! ([`to_request`]), the OTLP/JSON encoding ([`encode_json`]), and the
-//! gRPC ([`OtlpGrpcExporter`]) and HTTP ([`OtlpHttpExporter`]) exporters.
+//! gRPC ([`OtlpGrpcExporter`]) and HTTP ([`OtlpHttpExporter`]) exporters;
+//! OTLP metrics ([`metrics_request`], [`OtlpMetricsExporter`]).
 //!
 //! Mapping (OTel semantic conventions): one `ResourceSpans` per resource
 //! (see [`crate::common::resource_attributes`]), one `ScopeSpans` with scope
@@ -13,12 +14,14 @@
 mod grpc;
 mod http;
 mod json;
+mod metrics;
 mod proto;
 mod wire;
 
 pub use grpc::{OtlpGrpcConfig, OtlpGrpcExporter};
 pub use http::{OtlpHttpConfig, OtlpHttpExporter};
 pub use json::encode_json;
+pub use metrics::{metrics_request, OtlpMetricsExporter, AGENT_SERVICE};
 pub use proto::{encode_protobuf, to_request};
 
 /// How the OTLP payload is encoded on the wire.

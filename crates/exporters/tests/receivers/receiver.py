@@ -6,9 +6,11 @@ one JSON line per request on stdout, in a normalised form the Rust tests
 assert on:
 
   otlp-http     OTLP/HTTP (protobuf or JSON, optional gzip) decoded with the
-                opentelemetry-proto package's ExportTraceServiceRequest.
-  otlp-grpc     OTLP/gRPC TraceService/Export served with grpcio and the
-                opentelemetry-proto generated service.
+                opentelemetry-proto package's ExportTraceServiceRequest;
+                POST /v1/metrics with its ExportMetricsServiceRequest.
+  otlp-grpc     OTLP/gRPC TraceService/Export and MetricsService/Export
+                served with grpcio and the opentelemetry-proto generated
+                services.
   zipkin        Zipkin v2 JSON validated against the Zipkin API definition
                 (zipkin2-api.yaml, definitions/ListOfSpans) with jsonschema.
   jaeger-thrift jaeger.thrift Batch decoded with the Thrift types generated
@@ -98,6 +100,48 @@ def normalise_otlp(req):
                 "spans": spans,
             })
         out.append({"resource": attrs(rs.resource.attributes), "scope_spans": scopes})
+    return out
+
+
+def normalise_metrics(req):
+    from opentelemetry.proto.metrics.v1 import metrics_pb2
+    out = []
+    for rm in req.resource_metrics:
+        scopes = []
+        for sm in rm.scope_metrics:
+            metrics = []
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                data = getattr(m, kind)
+                points = []
+                for p in data.data_points:
+                    point = {
+                        "attributes": attrs(p.attributes),
+                        "start_time_unix_nano": p.start_time_unix_nano,
+                        "time_unix_nano": p.time_unix_nano,
+                    }
+                    if kind == "histogram":
+                        point.update({
+                            "count": p.count,
+                            "sum": p.sum,
+                            "bucket_counts": list(p.bucket_counts),
+                            "explicit_bounds": list(p.explicit_bounds),
+                        })
+                    else:
+                        which = p.WhichOneof("value")
+                        point["value"] = [which, getattr(p, which)]
+                    points.append(point)
+                entry = {"name": m.name, "unit": m.unit, "description": m.description,
+                         "kind": kind, "points": points}
+                if kind in ("sum", "histogram"):
+                    entry["temporality"] = metrics_pb2.AggregationTemporality.Name(
+                        data.aggregation_temporality)
+                if kind == "sum":
+                    entry["monotonic"] = data.is_monotonic
+                metrics.append(entry)
+            scopes.append({"scope": {"name": sm.scope.name, "version": sm.scope.version},
+                           "metrics": metrics})
+        out.append({"resource": attrs(rm.resource.attributes), "scope_metrics": scopes})
     return out
 
 
@@ -241,7 +285,16 @@ def make_handler(mode, validator):
             try:
                 if encoding == "gzip":
                     body = gzip.decompress(body)
-                if mode == "otlp-http":
+                if mode == "otlp-http" and self.path == "/v1/metrics":
+                    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+                    if not ctype.startswith("application/x-protobuf"):
+                        raise ValueError("unexpected content type %r" % ctype)
+                    req = metrics_service_pb2.ExportMetricsServiceRequest()
+                    req.ParseFromString(body)
+                    record["resource_metrics"] = normalise_metrics(req)
+                    resp = metrics_service_pb2.ExportMetricsServiceResponse()
+                    self.reply(200, resp.SerializeToString(), "application/x-protobuf")
+                elif mode == "otlp-http":
                     req = decode_otlp_http(body, ctype)
                     record["resource_spans"] = normalise_otlp(req)
                     trace_service_pb2, _ = otlp_modules()
@@ -290,8 +343,20 @@ def serve_grpc(port):
                   "resource_spans": normalise_otlp(request)})
             return trace_service_pb2.ExportTraceServiceResponse()
 
+    from opentelemetry.proto.collector.metrics.v1 import (metrics_service_pb2,
+                                                          metrics_service_pb2_grpc)
+
+    class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+        def Export(self, request, context):
+            md = {k: v for k, v in context.invocation_metadata() if k.startswith("x-")}
+            emit({"path": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+                  "headers": md,
+                  "resource_metrics": normalise_metrics(request)})
+            return metrics_service_pb2.ExportMetricsServiceResponse()
+
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
     bound = server.add_insecure_port("127.0.0.1:%d" % port)
     server.start()
     return bound, server
