@@ -317,6 +317,43 @@ pub mod defs {
         None,
         "Export calls that failed (retryable or not)."
     );
+    // Bounded tables (a soak shows they stay bounded).
+    def!(
+        TABLE_ENTRIES,
+        "zt_table_entries",
+        Gauge,
+        Some("table"),
+        "Entries in the span assembler's tables (reorder, connections, spans, processes, exited_processes, emitted_ids); each is bounded."
+    );
+    def!(
+        BPF_MAP_ENTRIES,
+        "zt_bpf_map_entries",
+        Gauge,
+        Some("map"),
+        "Entries in the probes' hash maps, counted every 30 s."
+    );
+    def!(
+        BPF_MAP_CAPACITY,
+        "zt_bpf_map_capacity",
+        Gauge,
+        Some("map"),
+        "The most entries each of the probes' hash maps holds."
+    );
+    // Stopping.
+    def!(
+        SHUTDOWN_SECONDS,
+        "zt_shutdown_seconds",
+        Gauge,
+        Some("phase"),
+        "How long the stop took (total), and its parts: detach (the probes, on a thread of its own), flush (open spans and pending traces through the stages and sinks), export (the exporters' queues, bounded by the shutdown deadline)."
+    );
+    def!(
+        SHUTDOWN_PENDING,
+        "zt_shutdown_pending",
+        Gauge,
+        Some("what"),
+        "What was still pending when the tracer was asked to stop: ring_events (records drained after the request), spans (not yet emitted), open_spans (of those, still waiting for a response: emitted as capture_ended), export_spans (in the export queues after the flush), export_dropped (of those, still unsent at the deadline)."
+    );
     // The agent process.
     def!(
         UPTIME,
@@ -381,6 +418,11 @@ pub mod defs {
         &EXPORT_BATCHES,
         &EXPORT_RETRIES,
         &EXPORT_ERRORS,
+        &TABLE_ENTRIES,
+        &BPF_MAP_ENTRIES,
+        &BPF_MAP_CAPACITY,
+        &SHUTDOWN_SECONDS,
+        &SHUTDOWN_PENDING,
         &UPTIME,
         &CPU,
         &RSS,
@@ -566,6 +608,49 @@ impl StatsSnapshot {
                 v(defs::EXPORT_ERRORS.name),
             ));
         }
+        let tables = labelled(defs::TABLE_ENTRIES.name);
+        if !tables.is_empty() {
+            let maps: Vec<String> = self
+                .by_label(defs::BPF_MAP_ENTRIES.name)
+                .into_iter()
+                .map(|(m, n)| {
+                    let cap = self
+                        .get(defs::BPF_MAP_CAPACITY.name, Some(m))
+                        .unwrap_or(0.0);
+                    format!("{m}={}/{}", n as u64, cap as u64)
+                })
+                .collect();
+            out.push(format!(
+                "tables: {tables}; kernel maps: {}",
+                if maps.is_empty() {
+                    "not counted".to_owned()
+                } else {
+                    maps.join(", ")
+                }
+            ));
+        }
+        if let Some(total) = self.get(defs::SHUTDOWN_SECONDS.name, Some("total")) {
+            let phase = |p: &str| {
+                self.get(defs::SHUTDOWN_SECONDS.name, Some(p))
+                    .map_or(0.0, |s| s * 1000.0)
+            };
+            let pending = |w: &str| {
+                self.get(defs::SHUTDOWN_PENDING.name, Some(w))
+                    .map_or(0, |n| n as u64)
+            };
+            out.push(format!(
+                "stopped in {:.0} ms (detach {:.0} ms, alongside: flush {:.0} ms, export {:.0} ms); pending at the stop: {} ring records, {} spans ({} still waiting for a response, emitted as capture_ended), {} spans to export ({} still unsent at the deadline, dropped)",
+                total * 1000.0,
+                phase("detach"),
+                phase("flush"),
+                phase("export"),
+                pending("ring_events"),
+                pending("spans"),
+                pending("open_spans"),
+                pending("export_spans"),
+                pending("export_dropped"),
+            ));
+        }
         if let Some(cpu) = self.get(defs::CPU.name, None) {
             out.push(format!(
                 "agent: {cpu:.2}s CPU ({:.1}% of a core), {:.1} MiB resident",
@@ -648,6 +733,28 @@ pub(crate) fn report_export(p: &PipelineStats, w: &mut StatsWriter) {
     w.set(&defs::EXPORT_BATCHES, p.batches_exported as f64);
     w.set(&defs::EXPORT_RETRIES, p.retries as f64);
     w.set(&defs::EXPORT_ERRORS, p.export_errors as f64);
+}
+
+/// How full the assembler's tables are.
+pub(crate) fn report_tables(t: &span_core::TableSizes, w: &mut StatsWriter) {
+    for (table, n) in [
+        ("reorder", t.reorder),
+        ("connections", t.connections),
+        ("spans", t.spans),
+        ("processes", t.processes),
+        ("exited_processes", t.exited_processes),
+        ("emitted_ids", t.emitted_ids),
+    ] {
+        w.set_labelled(&defs::TABLE_ENTRIES, table, n as f64);
+    }
+}
+
+/// How full the probes' hash maps are.
+pub(crate) fn report_maps(fill: &[ebpf_probes::MapFill], w: &mut StatsWriter) {
+    for m in fill {
+        w.set_labelled(&defs::BPF_MAP_ENTRIES, m.name.clone(), m.entries as f64);
+        w.set_labelled(&defs::BPF_MAP_CAPACITY, m.name.clone(), m.capacity as f64);
+    }
 }
 
 /// CPU time and resident memory of this process, from /proc/self.

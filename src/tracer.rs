@@ -42,8 +42,11 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// [`BATCH_DELAY`] before draining again (records queue without waking us).
 const BATCH_RECORDS: usize = 256;
 const BATCH_DELAY: Duration = Duration::from_millis(2);
-/// How long shutdown waits for the exporters to send what they hold.
-const EXPORT_SHUTDOWN: Duration = Duration::from_secs(5);
+/// How long shutdown waits, by default, for the exporters to send what
+/// they hold (after the flush; see [`TracerBuilder::shutdown_timeout`]).
+const EXPORT_SHUTDOWN: Duration = Duration::from_millis(700);
+/// How often the probes' hash maps are counted (a syscall per entry).
+const MAPS_EVERY: Duration = Duration::from_secs(30);
 
 /// Why a tracer could not start, or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +102,7 @@ pub struct TracerBuilder {
     sinks: Vec<Box<dyn Sink>>,
     exporters: Vec<Box<dyn SpanExporter>>,
     export_config: PipelineConfig,
+    shutdown_timeout: Duration,
     record: Option<PathBuf>,
     capture_only: Option<CaptureOnly>,
     graph: Option<Shared<GraphStage>>,
@@ -125,6 +129,7 @@ impl Default for TracerBuilder {
             sinks: Vec::new(),
             exporters: Vec::new(),
             export_config: PipelineConfig::default(),
+            shutdown_timeout: EXPORT_SHUTDOWN,
             record: None,
             capture_only: None,
             graph: None,
@@ -205,6 +210,14 @@ impl TracerBuilder {
         self.export_config = config;
         self
     }
+    /// How long a stop waits for the exporters to send what they still hold
+    /// once every pending trace has been flushed to them (default 700 ms);
+    /// what is left then is dropped and counted (`dropped_at_shutdown`).
+    /// The probes are detached meanwhile, on a thread of their own.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
     /// Also write every raw event to an event log at `path` (live only),
     /// for `replay`, bug reports and golden tests.
     pub fn record_to(mut self, path: impl Into<PathBuf>) -> Self {
@@ -280,6 +293,7 @@ impl TracerBuilder {
                 .collect(),
             sinks: std::mem::take(&mut self.sinks),
             export,
+            export_timeout: self.shutdown_timeout,
             traces_out: 0,
             replayed: None,
         }
@@ -657,9 +671,24 @@ struct Core {
     stages: Vec<StageSlot>,
     sinks: Vec<Box<dyn Sink>>,
     export: Option<Pipeline>,
+    /// How long `finish` waits for the exporters.
+    export_timeout: Duration,
     traces_out: u64,
     /// Replay: (events read, undecodable records).
     replayed: Option<(u64, u64)>,
+}
+
+/// What `Core::finish` found and how long it took.
+#[derive(Default)]
+struct Finished {
+    /// Flushing the assembler and the stages to the sinks and exporters.
+    flush: Duration,
+    /// Waiting for the exporters.
+    export: Duration,
+    /// Spans in the export queues after the flush, and those of them still
+    /// unsent at the deadline.
+    export_pending: u64,
+    export_dropped: u64,
 }
 
 impl Core {
@@ -723,28 +752,44 @@ impl Core {
     }
 
     /// End of input: close what is open, let every stage decide about what
-    /// it holds, shut the sinks and exporters down.
-    fn finish(&mut self, now: MonoNanos) -> Result<(), SinkError> {
+    /// it holds, shut the sinks down, then let the exporters send what they
+    /// hold until the export deadline.
+    fn finish(&mut self, now: MonoNanos) -> (Result<(), SinkError>, Finished) {
+        let started = Instant::now();
+        let mut first_err = None;
         self.asm.flush();
-        self.drain(now)?;
+        if let Err(e) = self.drain(now) {
+            first_err.get_or_insert(e);
+        }
         for i in 0..self.stages.len() {
             self.stages[i].stage.flush();
-            self.release(i, now)?;
+            if let Err(e) = self.release(i, now) {
+                first_err.get_or_insert(e);
+            }
         }
-        let mut first_err = None;
         for sink in &mut self.sinks {
             if let Err(e) = sink.shutdown() {
                 first_err.get_or_insert(e);
             }
         }
+        let mut f = Finished {
+            flush: started.elapsed(),
+            ..Finished::default()
+        };
         if let Some(p) = &mut self.export {
-            p.shutdown(EXPORT_SHUTDOWN);
+            let before = p.stats();
+            f.export_pending = before.queued + before.in_flight;
+            let waited = Instant::now();
+            let after = p.shutdown(self.export_timeout);
+            f.export = waited.elapsed();
+            f.export_dropped = after.dropped_at_shutdown - before.dropped_at_shutdown;
         }
-        first_err.map_or(Ok(()), Err)
+        (first_err.map_or(Ok(()), Err), f)
     }
 
     fn report(&self, w: &mut StatsWriter) {
         stats::report_assembler(&self.asm.stats(), self.asm.pending_spans(), w);
+        stats::report_tables(&self.asm.table_sizes(), w);
         for slot in &self.stages {
             let name = slot.stage.name();
             w.set_labelled(&defs::STAGE_TRACES, format!("{name}:in"), slot.taken as f64);
@@ -769,10 +814,16 @@ impl Core {
     }
 }
 
-fn snapshot_live(src: &LiveSource, core: &Core, started: Instant) -> StatsSnapshot {
+fn snapshot_live(
+    src: &LiveSource,
+    core: &Core,
+    maps: &[ebpf_probes::MapFill],
+    started: Instant,
+) -> StatsSnapshot {
     let mut w = StatsWriter::new();
     stats::report_source(&src.stats(), &mut w);
     stats::report_kernel(&src.probes().drops(), &mut w);
+    stats::report_maps(maps, &mut w);
     core.report(&mut w);
     stats::report_process(&mut w);
     w.set(&defs::UPTIME, started.elapsed().as_secs_f64());
@@ -787,6 +838,8 @@ fn run_live(
 ) -> Result<StatsSnapshot, TracerError> {
     let started = Instant::now();
     let mut published = started;
+    let mut maps = Vec::new();
+    let mut maps_counted: Option<Instant> = None;
     let ring = |e| io_err("reading the ring buffer")(e);
     let result = (|| -> Result<(), TracerError> {
         while !control.stopping() {
@@ -808,8 +861,13 @@ fn run_live(
             .map_err(ring)?;
             control.drain_waker();
             core.advance(monotonic_ns())?;
+            if maps_counted.is_none_or(|t| t.elapsed() >= MAPS_EVERY) {
+                maps = src.probes().map_fill();
+                maps_counted = Some(Instant::now());
+                log_tables(&core, &maps);
+            }
             if published.elapsed() >= PUBLISH_EVERY {
-                control.publish(snapshot_live(&src, &core, started));
+                control.publish(snapshot_live(&src, &core, &maps, started));
                 published = Instant::now();
             }
             if n > 0 && n < BATCH_RECORDS && !control.stopping() {
@@ -821,13 +879,18 @@ fn run_live(
     if control.abandon.load(Ordering::Acquire) {
         return result.map(|()| control.snapshot());
     }
-    // Stop: take what the kernel still holds, detach, finish everything.
+    // Stop: take what the kernel still holds, then detach (on a thread of
+    // its own: the kernel takes tens of milliseconds per attachment, see
+    // `Probes`' Drop) while every pending trace is flushed to the sinks and
+    // the exporters get what is left of the deadline.
+    let stop = Instant::now();
     let mut tail = Ok(());
+    let mut ring_tail = 0u64;
     if capture_only.is_none() {
         loop {
             match src.poll(Duration::ZERO, |ev| core.asm.handle_event(ev)) {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(n) => ring_tail += n as u64,
                 Err(e) => {
                     tail = Err(ring(e));
                     break;
@@ -836,16 +899,47 @@ fn run_live(
         }
     }
     let flushed = src.finish().map_err(io_err("flushing the event log"));
-    // The last look at the source's and the kernel's counters, then detach
-    // every program.
+    // The last look at the source's and the kernel's counters.
     let source_stats = src.stats();
     let drops = src.probes().drops();
-    drop(src);
-    let finished = core.finish(monotonic_ns());
+    let maps = src.probes().map_fill();
+    let pending_spans = core.asm.pending_spans();
+    let open_spans = core.asm.open_spans();
+    let detaching = Instant::now();
+    let detacher = std::thread::Builder::new()
+        .name("zt-detach".into())
+        .spawn(move || {
+            drop(src);
+            detaching.elapsed()
+        });
+    let (finished, times) = core.finish(monotonic_ns());
+    // Without a thread, spawn dropped (detached) the source on this one.
+    let detach = match detacher {
+        Ok(t) => t.join().unwrap_or_default(),
+        Err(_) => detaching.elapsed(),
+    };
     let mut w = StatsWriter::new();
     stats::report_source(&source_stats, &mut w);
     stats::report_kernel(&drops, &mut w);
+    stats::report_maps(&maps, &mut w);
     core.report(&mut w);
+    for (phase, d) in [
+        ("total", stop.elapsed()),
+        ("detach", detach),
+        ("flush", times.flush),
+        ("export", times.export),
+    ] {
+        w.set_labelled(&defs::SHUTDOWN_SECONDS, phase, d.as_secs_f64());
+    }
+    for (what, n) in [
+        ("ring_events", ring_tail),
+        ("spans", pending_spans as u64),
+        ("open_spans", open_spans as u64),
+        ("export_spans", times.export_pending),
+        ("export_dropped", times.export_dropped),
+    ] {
+        w.set_labelled(&defs::SHUTDOWN_PENDING, what, n as f64);
+    }
     stats::report_process(&mut w);
     w.set(&defs::UPTIME, started.elapsed().as_secs_f64());
     let snap = w.finish();
@@ -855,6 +949,28 @@ fn run_live(
     flushed?;
     finished?;
     Ok(snap)
+}
+
+/// The tables' sizes, at debug level (a soak reads them from the log).
+fn log_tables(core: &Core, maps: &[ebpf_probes::MapFill]) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let t = core.asm.table_sizes();
+    let maps: Vec<String> = maps
+        .iter()
+        .map(|m| format!("{}={}/{}", m.name, m.entries, m.capacity))
+        .collect();
+    log::debug!(
+        "tables: reorder={} connections={} spans={} processes={} exited_processes={} emitted_ids={}; maps: {}",
+        t.reorder,
+        t.connections,
+        t.spans,
+        t.processes,
+        t.exited_processes,
+        t.emitted_ids,
+        maps.join(" ")
+    );
 }
 
 fn run_replay(
@@ -891,7 +1007,7 @@ fn run_replay(
         }
     }
     core.replayed = Some((events, src.decode_errors));
-    let finished = core.finish(clock);
+    let (finished, _) = core.finish(clock);
     let mut w = StatsWriter::new();
     core.report(&mut w);
     w.set(&defs::UPTIME, started.elapsed().as_secs_f64());

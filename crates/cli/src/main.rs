@@ -263,6 +263,19 @@ struct AssembleArgs {
     /// Close requests that got no response after this long (s).
     #[arg(long, default_value_t = defaults::REQUEST_TIMEOUT_S, value_name = "SECS")]
     request_timeout_s: u64,
+    /// Also redact the value of URL query parameter NAME (repeatable;
+    /// case-insensitive). Built in: AWSAccessKeyId, Signature, sig,
+    /// X-Goog-Signature, X-Amz-Signature, X-Amz-Credential,
+    /// X-Amz-Security-Token, password, passwd, pwd, secret, token,
+    /// access_token, refresh_token, id_token, api_key, apikey, key, auth,
+    /// code, session, jwt.
+    #[arg(long = "redact-query-param", value_name = "NAME")]
+    redact_query_params: Vec<String>,
+    /// Keep URL query values as sent (default: the values of sensitive
+    /// parameters become REDACTED, their names stay). Userinfo in URLs
+    /// (user:pass@) is redacted regardless.
+    #[arg(long)]
+    keep_query: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -288,6 +301,11 @@ struct ExportArgs {
     /// Spans held for export before new ones are dropped (and counted).
     #[arg(long, default_value_t = defaults::EXPORT_QUEUE, value_name = "SPANS")]
     export_queue: usize,
+    /// On exit, how long the exporters may take to send what they still
+    /// hold once every pending trace is flushed to them (ms); what is left
+    /// then is dropped and counted in the exit summary.
+    #[arg(long, default_value_t = defaults::EXPORT_SHUTDOWN_TIMEOUT_MS, value_name = "MS")]
+    export_shutdown_timeout_ms: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -378,6 +396,12 @@ fn overlay_assemble(s: &mut Settings, a: &AssembleArgs, m: &ArgMatches) {
     if given(m, "request_timeout_s") {
         x.request_timeout_s = a.request_timeout_s;
     }
+    if given(m, "redact_query_params") {
+        x.redact_query_params = a.redact_query_params.clone();
+    }
+    if a.keep_query {
+        x.keep_query = true;
+    }
 }
 
 /// Command-line graph options over `s`.
@@ -430,6 +454,9 @@ fn run_settings(a: &RunArgs, m: &ArgMatches) -> anyhow::Result<Settings> {
     }
     if given(m, "export_queue") {
         e.queue = a.export.export_queue;
+    }
+    if given(m, "export_shutdown_timeout_ms") {
+        e.shutdown_timeout_ms = a.export.export_shutdown_timeout_ms;
     }
     if given(m, "output") {
         s.output.format = a.output;

@@ -18,6 +18,10 @@ pub fn assembler_config(a: &Assemble) -> Config {
         promote_inferred_links: a.promote_inferred_links,
         trace_linger_ns: a.trace_linger_ms * 1_000_000,
         request_timeout_ns: a.request_timeout_s * 1_000_000_000,
+        query_redaction: span_core::QueryRedaction {
+            keep: a.keep_query,
+            extra: a.redact_query_params.clone(),
+        },
         ..Config::default()
     }
 }
@@ -47,7 +51,9 @@ pub fn builder(s: &Settings, stage: Stage) -> Result<TracerBuilder> {
         log::info!("exporting spans with {}", e.name());
         b = b.exporter(e);
     }
-    b = b.export_config(config);
+    b = b
+        .export_config(config)
+        .shutdown_timeout(Duration::from_millis(s.export.shutdown_timeout_ms));
     if let Some(path) = &s.output.record {
         b = b.record_to(path);
         log::info!("recording events to {}", path.display());

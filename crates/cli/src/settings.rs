@@ -32,6 +32,7 @@ pub mod defaults {
     pub const GRAPH_WINDOW_MINUTES: u32 = 5;
     pub const METRICS_MAX_SERIES: usize = 2000;
     pub const METRICS_EXPORT_INTERVAL_S: u64 = 15;
+    pub const EXPORT_SHUTDOWN_TIMEOUT_MS: u64 = 700;
 }
 
 /// Largest node, edge and series caps accepted.
@@ -217,6 +218,12 @@ pub struct Assemble {
     pub promote_inferred_links: bool,
     pub trace_linger_ms: u64,
     pub request_timeout_s: u64,
+    /// Keep URL query values as sent (default: values of sensitive
+    /// parameters become `REDACTED`). Userinfo is redacted regardless.
+    pub keep_query: bool,
+    /// Query parameters redacted besides the built-in list
+    /// (case-insensitive).
+    pub redact_query_params: Vec<String>,
 }
 
 /// Where spans are exported.
@@ -233,6 +240,9 @@ pub struct Export {
     pub compression: Option<String>,
     /// Spans held for export before new ones are dropped (and counted).
     pub queue: usize,
+    /// On exit, how long the exporters may take to send what they still
+    /// hold once every pending trace is flushed to them (ms).
+    pub shutdown_timeout_ms: u64,
 }
 
 /// What is printed or written.
@@ -268,6 +278,8 @@ impl Default for Assemble {
             promote_inferred_links: false,
             trace_linger_ms: defaults::TRACE_LINGER_MS,
             request_timeout_s: defaults::REQUEST_TIMEOUT_S,
+            keep_query: false,
+            redact_query_params: Vec::new(),
         }
     }
 }
@@ -280,6 +292,7 @@ impl Default for Export {
             protocol: None,
             compression: None,
             queue: defaults::EXPORT_QUEUE,
+            shutdown_timeout_ms: defaults::EXPORT_SHUTDOWN_TIMEOUT_MS,
         }
     }
 }
@@ -370,9 +383,28 @@ impl Settings {
                 a.request_timeout_s
             ));
         }
+        for name in &a.redact_query_params {
+            if let Err(why) = check_query_param(name) {
+                problems.push(format!(
+                    "redact_query_params (--redact-query-param) {name:?}: {why}"
+                ));
+            }
+        }
+        if a.keep_query && !a.redact_query_params.is_empty() {
+            problems.push(
+                "keep_query (--keep-query) keeps every query value: redact_query_params (--redact-query-param) would redact none"
+                    .to_owned(),
+            );
+        }
         let e = &self.export;
         if e.queue == 0 {
             problems.push("queue (--export-queue) is 0: it must be at least 1".to_owned());
+        }
+        if e.shutdown_timeout_ms == 0 || e.shutdown_timeout_ms > 60_000 {
+            problems.push(format!(
+                "shutdown_timeout_ms (--export-shutdown-timeout-ms) is {}: it must be from 1 to 60000",
+                e.shutdown_timeout_ms
+            ));
         }
         if let Some(p) = &e.protocol {
             if let Err(err) = p.parse::<exporters::OtlpProtocol>() {
@@ -539,6 +571,21 @@ impl Settings {
         }
         Ok(toml::to_string_pretty(&shown)?)
     }
+}
+
+/// A query parameter name `--redact-query-param` can match: what may stand
+/// before `=` in a query.
+fn check_query_param(name: &str) -> std::result::Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("the name is empty");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || "=&;#?".contains(c))
+    {
+        return Err("a parameter name cannot hold spaces, controls or any of = & ; # ?");
+    }
+    Ok(())
 }
 
 /// Sections whose keys `ZT_<SECTION>_<KEY>` variables set.
@@ -739,6 +786,7 @@ mod tests {
         s.assemble.request_timeout_s = 0;
         s.assemble.trace_linger_ms = 0;
         s.export.queue = 0;
+        s.export.shutdown_timeout_ms = 0;
         s.export.protocol = Some("xyz".into());
         s.export.compression = Some("lzma".into());
         s.export.headers = vec!["no-equals-sign".into()];
@@ -753,6 +801,7 @@ mod tests {
         s.metrics.listen = Some("99999".into());
         s.metrics.export = true;
         s.metrics.export_interval_s = 0;
+        s.assemble.redact_query_params = vec!["".into(), "a=b".into()];
         let e = s.validate().unwrap_err().to_string();
         for needle in [
             "capture_bytes (--capture-bytes) is 0",
@@ -762,6 +811,7 @@ mod tests {
             "request_timeout_s (--request-timeout-s) is 0",
             "trace_linger_ms (--trace-linger-ms) is 0",
             "queue (--export-queue) is 0",
+            "shutdown_timeout_ms (--export-shutdown-timeout-ms) is 0",
             "protocol (--protocol)",
             "compression (--compression)",
             "headers (--header)",
@@ -775,6 +825,8 @@ mod tests {
             "max_red_series (--metrics-max-series) is 0",
             "listen (--metrics-listen): \"99999\"",
             "export_interval_s (--metrics-export-interval-s) is 0",
+            "redact_query_params (--redact-query-param) \"\": the name is empty",
+            "redact_query_params (--redact-query-param) \"a=b\": a parameter name cannot",
         ] {
             assert!(e.contains(needle), "{needle} missing from:\n{e}");
         }
@@ -841,6 +893,27 @@ mod tests {
         ] {
             assert!(e.contains(needle), "{needle} missing from:\n{e}");
         }
+    }
+
+    #[test]
+    fn query_redaction_settings() {
+        let s = Settings::load(
+            None,
+            env(&[("ZT_ASSEMBLE_REDACT_QUERY_PARAMS", "sessionid, x-api-token")]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.assemble.redact_query_params,
+            vec!["sessionid".to_owned(), "x-api-token".to_owned()]
+        );
+        s.validate().unwrap();
+        let mut both = s.clone();
+        both.assemble.keep_query = true;
+        let e = both.validate().unwrap_err().to_string();
+        assert!(e.contains("keep_query (--keep-query)"), "{e}");
+        let s = Settings::load(None, env(&[("ZT_ASSEMBLE_KEEP_QUERY", "true")])).unwrap();
+        assert!(s.assemble.keep_query);
+        s.validate().unwrap();
     }
 
     #[test]

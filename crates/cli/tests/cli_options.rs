@@ -64,6 +64,10 @@ fn every_bad_option_is_refused_with_its_own_message() {
         ),
         (&["--export-queue", "0"], "queue (--export-queue) is 0"),
         (
+            &["--export-shutdown-timeout-ms", "0"],
+            "shutdown_timeout_ms (--export-shutdown-timeout-ms) is 0",
+        ),
+        (
             &["--ring-buffer-mib", "3"],
             "ring_buffer_mib (--ring-buffer-mib) is 3",
         ),
@@ -133,6 +137,18 @@ fn every_bad_option_is_refused_with_its_own_message() {
                 "/nonexistent/dir/g.json",
             ],
             "graph (--graph)",
+        ),
+        (
+            &["--redact-query-param", ""],
+            "redact_query_params (--redact-query-param) \"\": the name is empty",
+        ),
+        (
+            &["--redact-query-param", "a&b"],
+            "a parameter name cannot hold",
+        ),
+        (
+            &["--keep-query", "--redact-query-param", "sid"],
+            "keep_query (--keep-query) keeps every query value",
         ),
     ] {
         fails_with(args, needle);
@@ -233,4 +249,40 @@ fn the_example_configuration_is_the_defaults() {
         String::from_utf8_lossy(&with.stderr)
     );
     assert_eq!(with.stdout, without.stdout);
+}
+
+#[test]
+fn query_redaction_options() {
+    let out = zt(
+        &[
+            "--print-config",
+            "--redact-query-param",
+            "sessionid",
+            "--redact-query-param",
+            "X-Api-Token",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("redact_query_params = [\n    \"sessionid\",\n    \"X-Api-Token\",\n]"),
+        "{text}"
+    );
+    assert!(text.contains("keep_query = false"), "{text}");
+    let out = zt(&["--print-config", "--keep-query"], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("keep_query = true"));
+    // The help names every parameter redacted by default.
+    let help = zt(&["run", "--help"], &[]);
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let words: std::collections::HashSet<&str> = help
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .collect();
+    for name in span_core::semconv::url::DEFAULT_REDACTED_QUERY_PARAMS {
+        assert!(words.contains(name), "{name} not in --help:\n{help}");
+    }
 }

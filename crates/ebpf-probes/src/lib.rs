@@ -4,8 +4,9 @@
 //!
 //! ```no_run
 //! let mut probes = ebpf_probes::Probes::builder().capture_bytes(4096).load()?;
+//! let mut decoder = ebpf_probes::raw::Decoder::new();
 //! probes.poll(std::time::Duration::from_millis(100), |rec| {
-//!     if let Ok(ev) = ebpf_probes::raw::decode(rec) {
+//!     if let Ok(Some(ev)) = decoder.decode(rec) {
 //!         println!("{ev:?}");
 //!     }
 //! })?;
@@ -14,6 +15,7 @@
 
 pub mod check;
 pub mod elfsym;
+pub mod filter;
 pub mod goruntime;
 mod loader;
 pub mod procfs;
@@ -24,5 +26,6 @@ pub mod runtime;
 mod source;
 pub mod tls;
 
-pub use loader::{cgroup2_mount, DropCounters, LoadError, Probes, ProbesBuilder};
+pub use filter::{Filter, FilterError, Selector};
+pub use loader::{cgroup2_mount, DropCounters, LoadError, MapFill, Probes, ProbesBuilder};
 pub use source::{monotonic_ns, wall_clock_offset_ns, LiveSource, ReplaySource, SourceStats};

@@ -1,58 +1,33 @@
 //! Loading and attaching the probes (aya), and reading their ring buffer.
 
 use crate::elfsym::{Offsets, Resolution, Target};
+use crate::filter::{CommKey, ExeKey, Filter, FilterError, PidKey, RawFilterCfg, Resolved};
 use crate::raw::{DROP_REASONS, DROP_SLOTS, MAX_CAPTURE};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
-use aya::programs::{ProgramError, TracePoint, UProbe};
-use aya::{Ebpf, EbpfLoader};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, ProgramArray, RingBuf};
+use aya::programs::tp_btf::BtfTracePointLinkId;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
+use aya::programs::{BtfTracePoint, ProgramError, UProbe};
+use aya::{Btf, Ebpf, EbpfLoader};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The compiled capture programs (built by build.rs from src/bpf/capture.bpf.c).
 static CAPTURE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capture.bpf.o"));
 
-/// (program, tracepoint category, tracepoint name, required)
-const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
-    ("zt_enter_read", "syscalls", "sys_enter_read", true),
-    ("zt_exit_read", "syscalls", "sys_exit_read", true),
-    ("zt_enter_write", "syscalls", "sys_enter_write", true),
-    ("zt_exit_write", "syscalls", "sys_exit_write", true),
-    ("zt_enter_readv", "syscalls", "sys_enter_readv", true),
-    ("zt_exit_readv", "syscalls", "sys_exit_readv", true),
-    ("zt_enter_writev", "syscalls", "sys_enter_writev", true),
-    ("zt_exit_writev", "syscalls", "sys_exit_writev", true),
-    ("zt_enter_recvfrom", "syscalls", "sys_enter_recvfrom", true),
-    ("zt_exit_recvfrom", "syscalls", "sys_exit_recvfrom", true),
-    ("zt_enter_sendto", "syscalls", "sys_enter_sendto", true),
-    ("zt_exit_sendto", "syscalls", "sys_exit_sendto", true),
-    ("zt_enter_recvmsg", "syscalls", "sys_enter_recvmsg", true),
-    ("zt_exit_recvmsg", "syscalls", "sys_exit_recvmsg", true),
-    ("zt_enter_sendmsg", "syscalls", "sys_enter_sendmsg", true),
-    ("zt_exit_sendmsg", "syscalls", "sys_exit_sendmsg", true),
-    (
-        "zt_enter_sendfile64",
-        "syscalls",
-        "sys_enter_sendfile64",
-        false,
-    ),
-    (
-        "zt_exit_sendfile64",
-        "syscalls",
-        "sys_exit_sendfile64",
-        false,
-    ),
-    ("zt_enter_connect", "syscalls", "sys_enter_connect", true),
-    ("zt_exit_connect", "syscalls", "sys_exit_connect", true),
-    ("zt_enter_accept", "syscalls", "sys_enter_accept", false),
-    ("zt_exit_accept", "syscalls", "sys_exit_accept", false),
-    ("zt_enter_accept4", "syscalls", "sys_enter_accept4", true),
-    ("zt_exit_accept4", "syscalls", "sys_exit_accept4", true),
-    ("zt_enter_close", "syscalls", "sys_enter_close", true),
-    ("zt_sched_exec", "sched", "sched_process_exec", true),
-    ("zt_sched_exit", "sched", "sched_process_exit", true),
+/// Tracepoints with BTF access (`tp_btf`): (program, tracepoint). The two
+/// raw syscall tracepoints run for every syscall and pick the socket calls
+/// by number.
+/// Exit before entry: an exit whose entry was not seen is ignored, whereas
+/// an entry whose exit could not be seen would leave stale state.
+const BTF_TRACEPOINTS: &[(&str, &str)] = &[
+    ("zt_sys_exit", "sys_exit"),
+    ("zt_sys_enter", "sys_enter"),
+    ("zt_sched_exec", "sched_process_exec"),
+    ("zt_sched_exit", "sched_process_exit"),
+    ("zt_sched_fork", "sched_process_fork"),
+    ("zt_sock_state", "inet_sock_set_state"),
 ];
 
 /// The goroutine probes (go.bpf.h).
@@ -102,6 +77,8 @@ pub enum LoadError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("filter: {0}")]
+    Filter(#[from] FilterError),
 }
 
 /// Configures and loads the capture probes: `Probes::builder().load()?`.
@@ -110,7 +87,7 @@ pub struct ProbesBuilder {
     capture_bytes: u32,
     ring_buffer_bytes: u32,
     wakeup_bytes: u64,
-    pids: Option<Vec<u32>>,
+    filter: Filter,
     exclude_pid: u32,
     tls: bool,
     contexts: bool,
@@ -123,7 +100,7 @@ impl Default for ProbesBuilder {
             capture_bytes: 4096,
             ring_buffer_bytes: 16 << 20,
             wakeup_bytes: 256 << 10,
-            pids: None,
+            filter: Filter::default(),
             exclude_pid: std::process::id(),
             tls: true,
             contexts: true,
@@ -149,9 +126,17 @@ impl ProbesBuilder {
         self.wakeup_bytes = n;
         self
     }
-    /// Trace only these processes (default: all but the agent).
+    /// Trace only these processes (default: all but the agent): sets the
+    /// filter's included pids.
     pub fn pids(mut self, pids: Vec<u32>) -> Self {
-        self.pids = Some(pids);
+        self.filter.include.pids = pids;
+        self
+    }
+
+    /// What to trace from the start (default: everything but the agent);
+    /// checked when loading. Change it later with [`Probes::set_filter`].
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
         self
     }
 
@@ -206,64 +191,18 @@ impl ProbesBuilder {
             None => log::debug!("no cgroup2 hierarchy mounted (cgroup filters unavailable)"),
         }
 
-        let filter = u8::from(self.pids.is_some());
+        // Checked before anything is loaded.
+        self.filter.resolve(cgroup2.as_deref())?;
         let mut bpf = EbpfLoader::new()
             .override_global("zt_agent_tgid", &self.exclude_pid, true)
             .override_global("zt_capture_max", &self.capture_bytes, true)
             .override_global("zt_wakeup_bytes", &self.wakeup_bytes, true)
-            .override_global("zt_filter_pids", &filter, true)
             .map_max_entries("events", self.ring_buffer_bytes)
+            // Task-local storage (per-thread syscall state) is a map type
+            // aya 0.14 creates but has no typed wrapper for.
+            .allow_unsupported_maps()
             .load(CAPTURE_OBJ)
             .map_err(LoadError::Load)?;
-
-        if let Some(pids) = &self.pids {
-            let map = bpf
-                .map_mut("pid_filter")
-                .ok_or(LoadError::Missing("map pid_filter"))?;
-            let mut m: BpfHashMap<_, u32, u8> =
-                BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
-                    name: "pid_filter",
-                    source,
-                })?;
-            for pid in pids {
-                m.insert(pid, 1, 0).map_err(|source| LoadError::Map {
-                    name: "pid_filter",
-                    source,
-                })?;
-            }
-        }
-
-        // The shared data-event builder, reached by tail call from every exit.
-        let mut emit_prog = ProgramArray::try_from(
-            bpf.take_map("emit_prog")
-                .ok_or(LoadError::Missing("map emit_prog"))?,
-        )
-        .map_err(|source| LoadError::Map {
-            name: "emit_prog",
-            source,
-        })?;
-        let emit: &mut TracePoint = bpf
-            .program_mut("zt_emit")
-            .ok_or(LoadError::Missing("program zt_emit"))?
-            .try_into()
-            .map_err(|source| LoadError::Program {
-                program: "zt_emit".into(),
-                source,
-            })?;
-        emit.load().map_err(|source| LoadError::Program {
-            program: "zt_emit".into(),
-            source,
-        })?;
-        let emit_fd = emit.fd().map_err(|source| LoadError::Program {
-            program: "zt_emit".into(),
-            source,
-        })?;
-        emit_prog
-            .set(0, emit_fd, 0)
-            .map_err(|source| LoadError::Map {
-                name: "emit_prog",
-                source,
-            })?;
 
         let emit_tls_prog = if self.tls {
             Some(load_tls_programs(&mut bpf)?)
@@ -306,26 +245,23 @@ impl ProbesBuilder {
         }
 
         let mut attached = Vec::new();
-        for &(prog, category, name, required) in TRACEPOINTS {
-            let result = (|| -> Result<(), ProgramError> {
-                let p: &mut TracePoint = bpf
+        let mut links = Vec::new();
+        let btf = Btf::from_sys_fs().map_err(|e| LoadError::Config(format!("kernel BTF: {e}")))?;
+        for &(prog, name) in BTF_TRACEPOINTS {
+            let result = (|| -> Result<BtfTracePointLinkId, ProgramError> {
+                let p: &mut BtfTracePoint = bpf
                     .program_mut(prog)
-                    .ok_or_else(|| ProgramError::UnexpectedProgramType)?
+                    .ok_or(ProgramError::UnexpectedProgramType)?
                     .try_into()?;
-                p.load()?;
-                p.attach(category, name)?;
-                Ok(())
+                p.load(name, &btf)?;
+                p.attach()
             })();
-            match result {
-                Ok(()) => attached.push(format!("tracepoint/{category}/{name}")),
-                Err(source) if required => {
-                    return Err(LoadError::Program {
-                        program: prog.to_owned(),
-                        source,
-                    })
-                }
-                Err(e) => log::warn!("optional probe {prog} not attached: {e}"),
-            }
+            let id = result.map_err(|source| LoadError::Program {
+                program: prog.to_owned(),
+                source,
+            })?;
+            links.push(Link::BtfTracePoint(prog, id));
+            attached.push(format!("tp_btf/{name}"));
         }
 
         let ring = RingBuf::try_from(
@@ -344,10 +280,12 @@ impl ProbesBuilder {
             name: "drops",
             source,
         })?;
-        Ok(Probes {
+        let mut probes = Probes {
             bpf,
             cgroup2,
-            _emit_prog: emit_prog,
+            filter: Filter::default(),
+            filter_gen: 0,
+            filter_slots: [None, None],
             _emit_tls_prog: emit_tls_prog,
             tls_seen: crate::tls::Seen::default(),
             contexts: self.contexts,
@@ -357,26 +295,98 @@ impl ProbesBuilder {
             ring,
             drops,
             attached,
-        })
+            links,
+        };
+        if !self.filter.is_empty() {
+            probes.set_filter(&self.filter)?;
+        }
+        Ok(probes)
     }
+}
+
+/// An attachment of ours, detached when [`Probes`] is dropped.
+enum Link {
+    BtfTracePoint(&'static str, BtfTracePointLinkId),
+    UProbe(&'static str, UProbeLinkId),
 }
 
 /// The loaded, attached probes. Dropping this detaches every program.
 pub struct Probes {
     bpf: Ebpf,
     cgroup2: Option<std::path::PathBuf>,
+    filter: Filter,
+    /// Generation of the active filter (its low bit is the active slot);
+    /// 0: none was ever set.
+    filter_gen: u32,
+    /// What each slot of the kernel's filter tables holds.
+    filter_slots: [Option<Resolved>; 2],
+    /// Kept open: the kernel empties a program array when its last user
+    /// file descriptor closes.
     _emit_tls_prog: Option<ProgramArray<MapData>>,
     tls_seen: crate::tls::Seen,
     contexts: bool,
     ctx_seen: crate::tls::Seen,
     goroutines: bool,
     go_seen: crate::tls::Seen,
-    /// Kept open: the kernel empties a program array when its last user
-    /// file descriptor closes.
-    _emit_prog: ProgramArray<MapData>,
     ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
     attached: Vec<String>,
+    /// Every attachment, so they can be detached together (see `Drop`).
+    links: Vec<Link>,
+}
+
+/// Detaching: each attachment is a perf event, and closing the last one of
+/// a tracepoint or uprobe waits for RCU grace periods in the kernel
+/// (`tracepoint_synchronize_unregister`, uprobe unregistration): 25-300 ms
+/// each on this VM, 3.4-6 s for ~40 of them one after the other (strace of
+/// `zt-trace run --duration 2`, BENCHMARKS.md). Closed from one thread per
+/// attachment at once, they share grace periods: the whole detach takes
+/// about as long as the slowest one.
+impl Drop for Probes {
+    fn drop(&mut self) {
+        let started = Instant::now();
+        let n = self.links.len();
+        let mut owned: Vec<Box<dyn Send>> = Vec::with_capacity(n);
+        for link in self.links.drain(..) {
+            let taken: Option<Box<dyn Send>> = match link {
+                Link::BtfTracePoint(prog, id) => self
+                    .bpf
+                    .program_mut(prog)
+                    .and_then(|p| <&mut BtfTracePoint>::try_from(p).ok())
+                    .and_then(|p| p.take_link(id).ok())
+                    .map(|l| Box::new(l) as Box<dyn Send>),
+                Link::UProbe(prog, id) => self
+                    .bpf
+                    .program_mut(prog)
+                    .and_then(|p| <&mut UProbe>::try_from(p).ok())
+                    .and_then(|p| p.take_link(id).ok())
+                    .map(|l| Box::new(l) as Box<dyn Send>),
+            };
+            owned.extend(taken);
+        }
+        // Benchmark switch (benches/shutdown.sh): the old one-by-one detach.
+        if std::env::var_os("ZT_DETACH_SEQUENTIAL").is_some() {
+            drop(owned);
+            log::debug!(
+                "detached {n} probes in {} ms, one by one",
+                started.elapsed().as_millis()
+            );
+            return;
+        }
+        std::thread::scope(|s| {
+            for link in owned {
+                let spawned = std::thread::Builder::new()
+                    .name("zt-detach".into())
+                    .spawn_scoped(s, move || drop(link));
+                // Without a thread, spawn drops the closure: detached here.
+                drop(spawned);
+            }
+        });
+        log::debug!(
+            "detached {n} probes in {} ms",
+            started.elapsed().as_millis()
+        );
+    }
 }
 
 /// Kernel-side drop counters, summed over CPUs.
@@ -392,7 +402,9 @@ impl DropCounters {
     pub fn events_lost(&self) -> u64 {
         self.by_reason
             .iter()
-            .filter(|(r, _)| r.starts_with("ringbuf") || r.ends_with("table_full"))
+            .filter(|(r, _)| {
+                r.starts_with("ringbuf") || r.ends_with("table_full") || *r == "scratch_busy"
+            })
             .map(|(_, n)| n)
             .sum()
     }
@@ -404,9 +416,50 @@ impl DropCounters {
     }
 }
 
+/// How full one of the probes' hash maps is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapFill {
+    pub name: String,
+    pub entries: u64,
+    pub capacity: u64,
+}
+
 impl Probes {
     pub fn builder() -> ProbesBuilder {
         ProbesBuilder::default()
+    }
+
+    /// How full every hash map of the probes is (connections, calls in
+    /// flight, TLS sessions, ...), by name. Counts keys one by one (one
+    /// syscall each, about a microsecond): for a look every few seconds,
+    /// not per event.
+    pub fn map_fill(&self) -> Vec<MapFill> {
+        let mut out = Vec::new();
+        for (name, map) in self.bpf.maps() {
+            let data = match map {
+                Map::HashMap(d)
+                | Map::LruHashMap(d)
+                | Map::PerCpuHashMap(d)
+                | Map::PerCpuLruHashMap(d) => d,
+                _ => continue,
+            };
+            let Ok(info) = data.info() else { continue };
+            let capacity = u64::from(info.max_entries());
+            match count_keys(
+                data.fd().as_fd(),
+                info.key_size() as usize,
+                2 * capacity + 1,
+            ) {
+                Ok(entries) => out.push(MapFill {
+                    name: name.to_owned(),
+                    entries,
+                    capacity,
+                }),
+                Err(e) => log::debug!("counting the entries of map {name}: {e}"),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// The cgroup v2 mount found at load time.
@@ -414,7 +467,141 @@ impl Probes {
         self.cgroup2.as_deref()
     }
 
-    /// What is attached (`tracepoint/syscalls/sys_enter_read`, ...,
+    /// The filter in force.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// Change what is traced, while running, without reloading anything.
+    /// The new filter is written to the kernel's inactive slot (and
+    /// running processes are matched against its comm and executable lists
+    /// by a /proc scan), then made active with a single write: every call
+    /// is judged by the old filter or the new one, never a mix, so a
+    /// process included by both loses nothing. Calls already in flight
+    /// finish under the filter they started with.
+    pub fn set_filter(&mut self, filter: &Filter) -> Result<(), FilterError> {
+        let resolved = filter.resolve(self.cgroup2.as_deref())?;
+        let mut gen = self.filter_gen.wrapping_add(1);
+        if gen == 0 {
+            gen = 2;
+        }
+        let slot = gen & 1;
+        self.write_filter_slot(slot, &resolved)?;
+        let map_err = |source| FilterError::Map {
+            map: "filter_gen",
+            source,
+        };
+        let mut g: Array<_, u32> = Array::try_from(self.bpf.map_mut("filter_gen").ok_or(
+            map_err(aya::maps::MapError::InvalidName {
+                name: "filter_gen".into(),
+            }),
+        )?)
+        .map_err(map_err)?;
+        g.set(0, gen, 0).map_err(map_err)?;
+        self.filter_gen = gen;
+        self.filter_slots[slot as usize] = Some(resolved);
+        self.filter = filter.clone();
+        log::info!("filter set (generation {gen}): {filter:?}");
+        Ok(())
+    }
+
+    /// Fill the filter tables of `slot` (not in use) with `r`, clearing what
+    /// the slot held before.
+    fn write_filter_slot(&mut self, slot: u32, r: &Resolved) -> Result<(), FilterError> {
+        let old = self.filter_slots[slot as usize].take();
+        let bpf = &mut self.bpf;
+        fn map<'a>(
+            bpf: &'a mut Ebpf,
+            name: &'static str,
+        ) -> Result<&'a mut aya::maps::Map, FilterError> {
+            bpf.map_mut(name).ok_or(FilterError::Map {
+                map: name,
+                source: aya::maps::MapError::InvalidName { name: name.into() },
+            })
+        }
+        let err = |map: &'static str| move |source| FilterError::Map { map, source };
+        // Removing a key that is not there is fine.
+        let gone = |r: Result<(), aya::maps::MapError>| match r {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+
+        let mut m: BpfHashMap<_, PidKey, u8> =
+            BpfHashMap::try_from(map(bpf, "pid_filter")?).map_err(err("pid_filter"))?;
+        for &pid in old.iter().flat_map(|o| o.pids.keys()) {
+            gone(m.remove(&PidKey { slot, pid })).map_err(err("pid_filter"))?;
+        }
+        for (&pid, &b) in &r.pids {
+            m.insert(PidKey { slot, pid }, b, 0)
+                .map_err(err("pid_filter"))?;
+        }
+
+        let mut m: BpfHashMap<_, CommKey, u8> =
+            BpfHashMap::try_from(map(bpf, "comm_filter")?).map_err(err("comm_filter"))?;
+        for &comm in old.iter().flat_map(|o| o.comms.keys()) {
+            gone(m.remove(&CommKey { slot, pad: 0, comm })).map_err(err("comm_filter"))?;
+        }
+        for (&comm, &b) in &r.comms {
+            m.insert(CommKey { slot, pad: 0, comm }, b, 0)
+                .map_err(err("comm_filter"))?;
+        }
+
+        let mut m: BpfHashMap<_, ExeKey, u8> =
+            BpfHashMap::try_from(map(bpf, "exe_filter")?).map_err(err("exe_filter"))?;
+        for &(dev, ino) in old.iter().flat_map(|o| o.exes.keys()) {
+            gone(m.remove(&ExeKey { slot, dev, ino })).map_err(err("exe_filter"))?;
+        }
+        for (&(dev, ino), &b) in &r.exes {
+            m.insert(ExeKey { slot, dev, ino }, b, 0)
+                .map_err(err("exe_filter"))?;
+        }
+
+        let mut m: Array<_, u8> =
+            Array::try_from(map(bpf, "port_filter")?).map_err(err("port_filter"))?;
+        let base = slot << 16;
+        for &port in old.iter().flat_map(|o| o.ports.keys()) {
+            m.set(base | port as u32, 0, 0)
+                .map_err(err("port_filter"))?;
+        }
+        for (&port, &b) in &r.ports {
+            m.set(base | port as u32, b, 0)
+                .map_err(err("port_filter"))?;
+        }
+
+        let mut m: Array<_, RawFilterCfg> =
+            Array::try_from(map(bpf, "filter_cfg")?).map_err(err("filter_cfg"))?;
+        m.set(slot, r.cfg(), 0).map_err(err("filter_cfg"))?;
+
+        // comm/exe matches of the running processes (the exec probe keeps
+        // this slot up to date for processes started from now on).
+        let mut m: BpfHashMap<_, PidKey, u8> =
+            BpfHashMap::try_from(map(bpf, "proc_match")?).map_err(err("proc_match"))?;
+        let stale: Vec<PidKey> = m
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.slot == slot)
+            .collect();
+        for k in stale {
+            gone(m.remove(&k)).map_err(err("proc_match"))?;
+        }
+        if r.by_name() {
+            for pid in crate::procfs::all_pids() {
+                let key = PidKey { slot, pid };
+                match r.match_bits(pid) {
+                    Some(bits) if bits != 0 => m.insert(key, bits, 0).map_err(err("proc_match"))?,
+                    _ => gone(m.remove(&key)).map_err(err("proc_match"))?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What is attached (`tp_btf/sys_enter`, `tp_btf/sched_process_exec`,
     /// `uprobe/<file>`).
     pub fn attached(&self) -> &[String] {
         &self.attached
@@ -659,7 +846,7 @@ impl Probes {
         target: Target,
         offsets: &Offsets,
     ) -> Result<(), LoadError> {
-        let (probes, required): (&[(&str, &str, bool)], &[&str]) = match target {
+        let (probes, required): (&[(&'static str, &str, bool)], &[&str]) = match target {
             Target::Tls => (crate::tls::TLS_PROBES, &["SSL_write", "SSL_read"]),
             // All or nothing: entries without returns (or ids never
             // forgotten) would be wrong, not merely missing.
@@ -721,6 +908,8 @@ impl Probes {
         };
         log::info!("{what} probes ({}) on {}", links.len(), path.display());
         self.attached.push(format!("uprobe/{}", path.display()));
+        self.links
+            .extend(links.into_iter().map(|(prog, id)| Link::UProbe(prog, id)));
         Ok(())
     }
 
@@ -796,6 +985,54 @@ impl Probes {
             .collect();
         DropCounters { by_reason }
     }
+}
+
+/// Keys in the hash map `fd` (keys of `key_size` bytes), walking them with
+/// `BPF_MAP_GET_NEXT_KEY`; stops at `limit` (a key deleted during the walk
+/// restarts it from the first).
+fn count_keys(fd: BorrowedFd<'_>, key_size: usize, limit: u64) -> io::Result<u64> {
+    /// The `map_get_next_key` member of `union bpf_attr`.
+    #[repr(C)]
+    struct NextKeyAttr {
+        map_fd: u32,
+        pad: u32,
+        key: u64,
+        next_key: u64,
+    }
+    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+    let mut cur = vec![0u8; key_size.max(1)];
+    let mut next = vec![0u8; key_size.max(1)];
+    let mut n = 0;
+    while n < limit {
+        let attr = NextKeyAttr {
+            map_fd: fd.as_raw_fd() as u32,
+            pad: 0,
+            // No key: the first one.
+            key: if n == 0 { 0 } else { cur.as_ptr() as u64 },
+            next_key: next.as_mut_ptr() as u64,
+        };
+        // SAFETY: attr is a valid bpf_attr prefix for this command; key and
+        // next_key point to buffers of the map's key size that outlive the
+        // call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_GET_NEXT_KEY,
+                &raw const attr,
+                std::mem::size_of::<NextKeyAttr>(),
+            )
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOENT) => Ok(n),
+                _ => Err(e),
+            };
+        }
+        n += 1;
+        std::mem::swap(&mut cur, &mut next);
+    }
+    Ok(n)
 }
 
 /// Load the TLS uprobe programs (not attached yet) and the tail-call table of

@@ -13,8 +13,10 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 pub const MAGIC: &[u8; 8] = b"ZTREC\0\x01\n";
 /// Version of the raw record layout (zt_events.h). Logs of another version
 /// are refused rather than misread.
-pub const FORMAT_VERSION: u32 = 4;
-/// Oldest version still read (3: data records without `task`).
+/// 5: details sent once (thread and connection prefixes) and `task`;
+/// 4: self-contained records with `task`; 3: without it.
+pub const FORMAT_VERSION: u32 = 5;
+/// Oldest version still read (formats 3 and 4: [`crate::raw::legacy`]).
 pub const OLDEST_VERSION: u32 = 3;
 const T_RAW: u8 = 1;
 const T_PROCESS: u8 = 2;

@@ -98,6 +98,9 @@ impl AgentPeers {
             }
             Event::Data(d) => !self.conns.is_empty() && self.conns.contains(&d.conn_id),
             Event::ConnClose(c) => self.conns.remove(&c.conn_id),
+            Event::ConnEnd(e) if e.how == span_core::ConnEndKind::Closed => {
+                self.conns.remove(&e.conn_id)
+            }
             _ => false,
         }
     }
@@ -165,6 +168,8 @@ impl Enricher {
                 self.known.remove(pid);
                 out.push((ev, true));
             }
+            // About a connection, not on behalf of a process.
+            Event::ConnEnd(_) => out.push((ev, true)),
             _ => {
                 let pid = ev.pid();
                 if let std::collections::hash_map::Entry::Vacant(slot) = self.known.entry(pid) {
@@ -309,6 +314,7 @@ impl GoTracker {
 /// The probes plus decoding, /proc enrichment and optional recording.
 pub struct LiveSource {
     probes: Probes,
+    decoder: raw::Decoder,
     enricher: Enricher,
     recorder: Option<RecordWriter<File>>,
     stats: SourceStats,
@@ -337,6 +343,7 @@ impl LiveSource {
     pub fn new(probes: Probes, tls: bool) -> Self {
         let mut s = LiveSource {
             probes,
+            decoder: raw::Decoder::new(),
             enricher: Enricher::default(),
             recorder: None,
             stats: SourceStats::default(),
@@ -605,6 +612,7 @@ impl LiveSource {
     ) -> io::Result<usize> {
         let LiveSource {
             probes,
+            decoder,
             enricher,
             recorder,
             stats,
@@ -619,8 +627,9 @@ impl LiveSource {
         let n = probes.poll_with_waker(timeout, waker, |rec| {
             stats.records += 1;
             stats.record_bytes += rec.len() as u64;
-            let ev = match raw::decode(rec) {
-                Ok(ev) => ev,
+            let ev = match decoder.decode(rec) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => return,
                 Err(e) => {
                     stats.decode_errors += 1;
                     log::debug!("undecodable record: {e}");
@@ -690,6 +699,7 @@ impl LiveSource {
 /// Events of a recorded log, in the order the live agent delivered them.
 pub struct ReplaySource<R: io::Read> {
     reader: crate::record::RecordReader<R>,
+    decoder: raw::Decoder,
     pub decode_errors: u64,
 }
 
@@ -697,6 +707,7 @@ impl<R: io::Read> ReplaySource<R> {
     pub fn new(reader: crate::record::RecordReader<R>) -> Self {
         ReplaySource {
             reader,
+            decoder: raw::Decoder::new(),
             decode_errors: 0,
         }
     }
@@ -705,14 +716,25 @@ impl<R: io::Read> ReplaySource<R> {
         &self.reader.header
     }
 
+    /// A raw record, by the layout of the log's format.
+    fn decode(&mut self, b: &[u8]) -> Result<Option<Event>, raw::DecodeError> {
+        let v = self.reader.header.version;
+        if v < crate::record::FORMAT_VERSION {
+            raw::legacy::decode(b, v).map(Some)
+        } else {
+            self.decoder.decode(b)
+        }
+    }
+
     /// Next event; `Ok(None)` at the end of the log.
     pub fn next_event(&mut self) -> Result<Option<Event>, crate::record::RecordError> {
         loop {
             match self.reader.next_record()? {
                 None => return Ok(None),
                 Some(Record::Process(p)) => return Ok(Some(Event::Process(p))),
-                Some(Record::Raw(b)) => match raw::decode_version(&b, self.reader.header.version) {
-                    Ok(ev) => return Ok(Some(ev)),
+                Some(Record::Raw(b)) => match self.decode(&b) {
+                    Ok(Some(ev)) => return Ok(Some(ev)),
+                    Ok(None) => {}
                     Err(e) => {
                         self.decode_errors += 1;
                         log::debug!("undecodable recorded record: {e}");

@@ -41,6 +41,10 @@ os.write(cli.fileno(), b"x" * 10000)                    # write, larger than the
 got = 0
 while got < 10000:
     got += len(conn.recv(65536))
+import ctypes                                           # rename the thread (comm)
+ctypes.CDLL(None).prctl(15, b"zt-renamed", 0, 0, 0)
+cli.sendall(b"renamed-" + sys.argv[1].encode())
+conn.recv(100)
 cli.close(); conn.close(); srv.close()
 print(port)
 "#;
@@ -54,10 +58,7 @@ fn captures_loopback_tcp_from_a_child_process() {
         .capture_bytes(4096)
         .load()
         .expect("load probes");
-    assert!(probes
-        .attached()
-        .iter()
-        .any(|a| a.ends_with("sys_enter_write")));
+    assert!(probes.attached().iter().any(|a| a == "tp_btf/sys_enter"));
 
     let marker = format!("m{}", std::process::id());
     let out = Command::new("python3")
@@ -74,11 +75,14 @@ fn captures_loopback_tcp_from_a_child_process() {
     let child_port: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
 
     let mut events = Vec::new();
+    let mut decoder = raw::Decoder::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         probes
             .poll(Duration::from_millis(50), |rec| {
-                events.push(raw::decode(rec).expect("decodes"))
+                if let Some(ev) = decoder.decode(rec).expect("decodes") {
+                    events.push(ev)
+                }
             })
             .unwrap();
         let closes = events
@@ -140,6 +144,20 @@ fn captures_loopback_tcp_from_a_child_process() {
     assert_eq!(sent.tuple.mirrored(), recvd.tuple, "mirrored 4-tuple");
     assert_eq!(sent.seq, recvd.seq, "client write_seq == server copied_seq");
     assert!(sent.enter_ns <= sent.exit_ns && recvd.enter_ns <= recvd.exit_ns);
+    // Thread details (sent once per thread by the kernel) are on every event.
+    assert_eq!(sent.comm, "python3");
+    assert_eq!(sent.thread(), recvd.thread(), "one thread on both ends");
+    assert!(sent.thread_start_ns > 0);
+    let renamed = data
+        .iter()
+        .find(|d| d.payload == format!("renamed-{marker}").as_bytes())
+        .expect("data after the rename");
+    assert_eq!(
+        renamed.comm, "zt-renamed",
+        "a renamed thread is described again"
+    );
+    assert_eq!(renamed.thread(), sent.thread());
+    assert_eq!(renamed.tuple, sent.tuple, "connection details kept");
     assert!(
         sent.pid != std::process::id(),
         "the agent's own traffic is never captured"
@@ -176,7 +194,10 @@ fn captures_loopback_tcp_from_a_child_process() {
         .filter(|d| d.direction == Direction::Ingress && d.conn_id == server.conn_id)
         .map(|d| d.bytes)
         .sum();
-    assert_eq!(received, hello.len() as u64 + 10000);
+    assert_eq!(
+        received,
+        hello.len() as u64 + 10000 + format!("renamed-{marker}").len() as u64
+    );
     assert_eq!(probes.drops().get("iovec_truncated"), 0);
 
     // Close events for both ends, and the process lifecycle.
@@ -276,11 +297,12 @@ fn data_events_carry_the_python_context_they_were_made_in() {
     );
 
     let mut ctx_of = std::collections::HashMap::new();
+    let mut decoder = raw::Decoder::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && ctx_of.len() < 8 {
         probes
             .poll(Duration::from_millis(50), |rec| {
-                if let Ok(Event::Data(d)) = raw::decode(rec) {
+                if let Ok(Some(Event::Data(d))) = decoder.decode(rec) {
                     let text = String::from_utf8_lossy(&d.payload).into_owned();
                     if d.direction == Direction::Egress {
                         if let Some(tag) = text.strip_prefix(&format!("{marker}-")) {

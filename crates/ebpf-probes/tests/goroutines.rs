@@ -147,11 +147,12 @@ fn run_case(name: &str, flags: &[&str], cgo: bool) {
     assert!(st.success());
 
     let mut events = Vec::new();
+    let mut decoder = raw::Decoder::new();
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
         probes
             .poll(Duration::from_millis(50), |rec| {
-                if let Ok(ev) = raw::decode(rec) {
+                if let Ok(Some(ev)) = decoder.decode(rec) {
                     if ev.pid() == pid {
                         events.push(ev);
                     }

@@ -16,6 +16,11 @@ pub enum Event {
     ConnOpen(ConnEvent),
     /// A process closed its descriptor of a connection.
     ConnClose(ConnClose),
+    /// A connection ended in a way no syscall of its process shows (the
+    /// kernel's TCP state changes): the peer closed (FIN) or reset (RST)
+    /// it, or its last descriptor went away without a `close` call (the
+    /// process exited or exec'd, `close_range`, `dup2`).
+    ConnEnd(ConnEnd),
     /// A process started (exec) or was first seen; carries what names it.
     Process(ProcessInfo),
     /// A process exited.
@@ -42,6 +47,7 @@ impl Event {
             },
             Event::ConnOpen(c) => c.ts,
             Event::ConnClose(c) => c.ts,
+            Event::ConnEnd(c) => c.ts,
             Event::Process(p) => p.ts,
             Event::ProcessExit { ts, .. } => *ts,
             Event::TlsBind(b) => b.ts,
@@ -49,11 +55,14 @@ impl Event {
         }
     }
 
+    /// The process the event is about; 0 for [`Event::ConnEnd`], which
+    /// the kernel reports for a connection, not on behalf of a process.
     pub fn pid(&self) -> u32 {
         match self {
             Event::Data(d) => d.pid,
             Event::ConnOpen(c) => c.pid,
             Event::ConnClose(c) => c.pid,
+            Event::ConnEnd(_) => 0,
             Event::Process(p) => p.pid,
             Event::ProcessExit { pid, .. } => *pid,
             Event::TlsBind(b) => b.pid,
@@ -207,6 +216,33 @@ pub struct ConnClose {
     pub fd: i32,
     pub conn_id: u64,
     pub ts: MonoNanos,
+}
+
+/// How a connection ended without a syscall of its process showing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnEndKind {
+    /// The peer closed its side (FIN): it will send nothing more.
+    PeerClosed,
+    /// The peer reset the connection (RST): nothing more either way.
+    PeerReset,
+    /// The last descriptor of the socket went away without a `close`
+    /// syscall (the process exited or exec'd, `close_range`, `dup2`).
+    Closed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnEnd {
+    pub conn_id: u64,
+    pub ts: MonoNanos,
+    pub how: ConnEndKind,
+    /// TCP sequence just past the last byte the peer sent (`rcv_nxt`, the
+    /// FIN itself not counted).
+    pub peer_end_seq: u32,
+    /// TCP sequence just past the last byte the process had read
+    /// (`copied_seq`) at that moment: bytes up to `peer_end_seq` were
+    /// still unread.
+    pub read_seq: u32,
 }
 
 /// What names a process.

@@ -18,5 +18,6 @@ pub mod naming;
 mod reorder;
 pub mod semconv;
 
-pub use assembler::{parse_traceparent, Assembler, Config, LinkReason, Output, Stats};
+pub use assembler::{parse_traceparent, Assembler, Config, LinkReason, Output, Stats, TableSizes};
 pub use ids::IdGenerator;
+pub use semconv::url::QueryRedaction;

@@ -121,15 +121,25 @@ pub enum IncompleteReason {
     TlsStarted,
     /// The capture ended (`Assembler::flush`).
     CaptureEnded,
+    /// The peer closed the connection (FIN) before the response (the
+    /// process had read everything it sent).
+    PeerClosed,
+    /// The peer reset the connection (RST).
+    PeerReset,
+    /// The process exited (or was killed) before the exchange ended.
+    ProcessExited,
 }
 
 impl IncompleteReason {
-    pub const ALL: [IncompleteReason; 5] = [
+    pub const ALL: [IncompleteReason; 8] = [
         IncompleteReason::NoResponse,
         IncompleteReason::ConnectionClosed,
         IncompleteReason::StreamAbandoned,
         IncompleteReason::TlsStarted,
         IncompleteReason::CaptureEnded,
+        IncompleteReason::PeerClosed,
+        IncompleteReason::PeerReset,
+        IncompleteReason::ProcessExited,
     ];
 
     /// The `zt.incomplete` attribute value.
@@ -140,7 +150,38 @@ impl IncompleteReason {
             IncompleteReason::StreamAbandoned => "stream_abandoned",
             IncompleteReason::TlsStarted => "tls_started",
             IncompleteReason::CaptureEnded => "capture_ended",
+            IncompleteReason::PeerClosed => "peer_closed",
+            IncompleteReason::PeerReset => "peer_reset",
+            IncompleteReason::ProcessExited => "process_exited",
         }
+    }
+
+    /// What happened, for the span's status message.
+    pub fn describe(self) -> &'static str {
+        match self {
+            IncompleteReason::NoResponse => "none within the request timeout",
+            IncompleteReason::ConnectionClosed => "the connection was closed",
+            IncompleteReason::StreamAbandoned => "the stream was abandoned",
+            IncompleteReason::TlsStarted => "the connection switched to TLS",
+            IncompleteReason::CaptureEnded => "the capture ended",
+            IncompleteReason::PeerClosed => "the peer closed the connection (FIN)",
+            IncompleteReason::PeerReset => "the peer reset the connection (RST)",
+            IncompleteReason::ProcessExited => "the process exited",
+        }
+    }
+
+    /// Whether a response that had begun is cut short by this: the
+    /// connection or its process is gone (not so for the capture ending,
+    /// a timeout or a protocol switch, which say nothing about the
+    /// response).
+    pub fn truncates(self) -> bool {
+        matches!(
+            self,
+            IncompleteReason::ConnectionClosed
+                | IncompleteReason::PeerClosed
+                | IncompleteReason::PeerReset
+                | IncompleteReason::ProcessExited
+        )
     }
 }
 

@@ -3,12 +3,16 @@
  * zt-trace capture: TCP payload prefixes from socket syscalls, connection
  * lifecycle, and process exec/exit, sent to user space on one ring buffer.
  *
- * Cost discipline (see ARCHITECTURE.md, "Capture cost"): every syscall
- * tracepoint fires for every task, so the enter handlers reject early and
- * cheaply (own pid, pid filter, non-socket fd, non-TCP socket) before touching
- * any map; exit handlers only do a hash lookup unless the call was on a TCP
- * socket; payload is copied once into a per-CPU scratch buffer and only the
- * captured prefix is put on the ring; wake-ups are batched.
+ * Cost discipline (see ARCHITECTURE.md, "Capture"): two raw syscall
+ * tracepoints with BTF access (tp_btf/sys_enter, tp_btf/sys_exit) run for
+ * every syscall of every task, so they reject on the syscall number first
+ * (one switch), then the agent's own pid and the filters, then non-socket
+ * fds and non-TCP sockets, before any map is touched. The syscall's
+ * arguments wait for its exit in task-local storage (no global table, no
+ * lock). Kernel structures reachable from the current task are read
+ * directly (BTF); only what hangs off the fd table needs probe reads.
+ * Payload is copied once into a per-CPU scratch buffer and only the captured
+ * prefix is put on the ring; wake-ups are batched.
  */
 #include "zt_vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -16,6 +20,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
 #include "zt_events.h"
+#include "zt_arch.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -23,7 +28,12 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 volatile const __u32 zt_agent_tgid = 0;
 volatile const __u32 zt_capture_max = 4096;     /* <= ZT_MAX_CAPTURE */
 volatile const __u64 zt_wakeup_bytes = 1 << 18; /* wake the reader once this much is queued */
-volatile const __u8 zt_filter_pids = 0;         /* trace only pids in pid_filter */
+
+/* Set by the probes themselves the first time they fire, so the syscall
+ * path skips their bookkeeping while no process uses TLS or CPython
+ * contexts. */
+__u32 zt_tls_seen = 0;
+__u32 zt_ctx_seen = 0;
 
 /* Internal call codes (not in data events). */
 #define ZT_CALL_CONNECT 100
@@ -34,12 +44,12 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
-/* A syscall in flight on a TCP socket, keyed by pid_tgid. */
+/* What a data event is built from. */
 struct zt_args {
 	__u64 sk;
 	__u64 buf; /* buffer, or iovec array when iovcnt > 0 */
 	__u64 enter_ns;
-	__s64 ret; /* set at exit, read by zt_emit */
+	__s64 ret; /* bytes transferred */
 	__u64 ssl; /* TLS: the SSL* */
 	__s32 fd;
 	__u32 seq;
@@ -50,6 +60,8 @@ struct zt_args {
 	__u8 pad;
 };
 
+/* TLS call whose data event is being emitted (zt_ssl_ret -> zt_emit_tls),
+ * keyed by pid_tgid. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -57,11 +69,52 @@ struct {
 	__type(value, struct zt_args);
 } inflight SEC(".maps");
 
+#define ZT_CTX_DEPTH 4
+
+/* Per thread (task-local storage, freed with the task): the socket syscall
+ * waiting for its exit, what the decoder knows about the thread, and the
+ * CPython contexts it runs in. */
+struct zt_task {
+	__u64 sk;
+	__u64 buf;
+	__u64 arg1; /* the call's second argument, checked again at exit */
+	__u64 enter_ns;
+	__s32 fd;
+	__u32 seq;
+	__u32 iovcnt;
+	__s32 nr;   /* syscall number at entry */
+	__u8 call;  /* 0: nothing in flight */
+	__u8 direction;
+	/* What the decoder was last told about this thread (zt_thread_info). */
+	__u8 announced;
+	__u8 pad[5];
+	__u64 ann_comm[2];
+	__u32 ann_tid;
+	/* CPython execution contexts the thread is in (pyctx.bpf.h): depth may
+	 * exceed ZT_CTX_DEPTH, deeper levels are not kept. */
+	__u32 ctx_depth;
+	__u64 ctx_ids[ZT_CTX_DEPTH];
+	/* Filter verdict of the process, for filter generation verdict_gen
+	 * (0: none yet) and cgroup verdict_cgid. */
+	__u64 verdict_cgid;
+	__u32 verdict_gen;
+	__u8 verdict;
+	__u8 pad3[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct zt_task);
+} tasks SEC(".maps");
+
 struct zt_conn {
 	__u64 conn_id;
 	__u8 role;
-	__u8 tls; /* a TLS library call used this socket: its syscall bytes are ciphertext */
-	__u8 pad[6];
+	__u8 tls;       /* a TLS library call used this socket: its syscall bytes are ciphertext */
+	__u8 announced; /* the decoder knows its addresses (open record or zt_conn_info sent) */
+	__u8 pad[5];
 };
 
 /* Connections, keyed by struct sock address. */
@@ -86,18 +139,19 @@ struct {
 	__type(value, __u64);
 } drops SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u8);
-} pid_filter SEC(".maps");
-
-/* Data event under construction: header, then the payload. Room for two
- * captures so the verifier can bound "offset + length" when gathering iovecs. */
+/* Data record under construction: the optional prefixes, the header, then
+ * the payload; the record is output from the first part it needs. Room for
+ * two captures (plus the prefixes' size) so the verifier can bound "offset
+ * + length" when gathering iovecs and when outputting. `busy` guards it:
+ * the syscall tracepoints run with preemption off, but uprobe programs
+ * (TLS) can be preempted on their CPU by another program wanting the same
+ * buffer. */
 struct zt_scratch {
+	__u64 busy;
+	struct zt_conn_info conn;
+	struct zt_thread_info thr;
 	struct zt_data_event hdr;
-	__u8 room[2 * ZT_MAX_CAPTURE];
+	__u8 room[2 * ZT_MAX_CAPTURE + sizeof(struct zt_conn_info) + sizeof(struct zt_thread_info)];
 };
 
 struct {
@@ -133,44 +187,119 @@ static __always_inline __u64 rb_flags(__u64 size)
 									   : BPF_RB_NO_WAKEUP;
 }
 
-/* Whether the current process is traced at all. */
-static __always_inline bool traced(__u32 tgid)
+#include "filter.bpf.h"
+
+/* Whether the current process is traced at all (the agent never is). */
+static __always_inline bool traced_now(struct task_struct *task, __u32 tgid)
 {
 	if (tgid == zt_agent_tgid)
 		return false;
-	if (zt_filter_pids && !bpf_map_lookup_elem(&pid_filter, &tgid))
-		return false;
-	return true;
+	__u32 gen = 0;
+	struct zt_filter_cfg *cfg = active_filter(&gen);
+	if (!cfg || !(cfg->flags & ZT_F_PROC_MASK))
+		return true;
+	struct zt_task *t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	return proc_verdict(cfg, gen, t, tgid);
 }
 
-/* fd of the current task -> its struct sock, if it is a TCP/IPv4-or-6 socket. */
-static __always_inline struct sock *fd_to_tcp_sock(int fd)
+/* Whether the current thread's connection `sk` is traced. */
+static __always_inline bool sock_traced(struct sock *sk)
+{
+	__u32 gen = 0;
+	struct zt_filter_cfg *cfg = active_filter(&gen);
+	return !cfg || port_verdict(cfg, gen, sk);
+}
+
+/* Learned from the first socket checked the long way, since these kernel
+ * objects are not in kallsyms: every socket file has the same f_op
+ * (socket_file_ops), and TCP sockets share their family's proto_ops
+ * (inet_stream_ops, inet6_stream_ops). A learned value only ever comes from
+ * an object that passed the full check, so a match is proof; a mismatch
+ * falls back to the full check. */
+__u64 zt_sock_fops = 0;
+__u64 zt_tcp_ops[2] = {};
+
+/* Read `n` u64 words of `obj` starting at field offset `first` into `w`;
+ * `field` is then w[(offset(field) - first) / 8]. */
+#define ZT_WORD(w, first, off) ((w)[((off) - (first)) / 8])
+
+/* fd of the current task -> its struct sock, if it is a TCP/IPv4-or-6
+ * socket. The task's fd table is read directly (BTF); the file and what
+ * hangs off it need probe reads (the fd array holds plain pointers): one for
+ * the file pointer, one for the file's f_op..f_inode, one for the socket's
+ * sk and ops, once the objects above are learned. */
+static __always_inline struct sock *fd_to_tcp_sock(struct task_struct *task, int fd)
 {
 	if (fd < 0)
 		return NULL;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt)
+	struct fdtable *fdt = task->files->fdt;
+	if (!fdt || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
-	if ((unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds = fdt->fd;
 	struct file *f = NULL;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
 		return NULL;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return NULL;
-	struct socket *sock = (struct socket *)BPF_CORE_READ(f, private_data);
-	struct sock *sk = BPF_CORE_READ(sock, sk);
+
+	const __u32 o_op = bpf_core_field_offset(struct file, f_op);
+	const __u32 o_priv = bpf_core_field_offset(struct file, private_data);
+	const __u32 o_ino = bpf_core_field_offset(struct file, f_inode);
+	__u64 fw[4];
+	__u64 fops, priv, inode;
+	if (o_priv > o_op && o_ino > o_op && o_priv - o_op < 32 && o_ino - o_op < 32 &&
+	    !((o_priv - o_op) % 8) && !((o_ino - o_op) % 8)) {
+		if (bpf_probe_read_kernel(fw, sizeof(fw), (void *)f + o_op))
+			return NULL;
+		fops = fw[0];
+		priv = ZT_WORD(fw, o_op, o_priv);
+		inode = ZT_WORD(fw, o_op, o_ino);
+	} else {
+		fops = (__u64)BPF_CORE_READ(f, f_op);
+		priv = (__u64)BPF_CORE_READ(f, private_data);
+		inode = (__u64)BPF_CORE_READ(f, f_inode);
+	}
+	__u64 known_fops = zt_sock_fops;
+	if (known_fops) {
+		if (fops != known_fops)
+			return NULL;
+	} else {
+		umode_t mode = BPF_CORE_READ((struct inode *)inode, i_mode);
+		if ((mode & S_IFMT) != S_IFSOCK)
+			return NULL;
+		zt_sock_fops = fops;
+	}
+
+	struct socket *sock = (struct socket *)priv;
+	const __u32 o_sk = bpf_core_field_offset(struct socket, sk);
+	const __u32 o_ops = bpf_core_field_offset(struct socket, ops);
+	__u64 sw[2];
+	__u64 sk, ops;
+	if (o_ops == o_sk + 8) {
+		if (bpf_probe_read_kernel(sw, sizeof(sw), (void *)sock + o_sk))
+			return NULL;
+		sk = sw[0];
+		ops = sw[1];
+	} else {
+		sk = (__u64)BPF_CORE_READ(sock, sk);
+		ops = (__u64)BPF_CORE_READ(sock, ops);
+	}
 	if (!sk)
 		return NULL;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (ops && (ops == zt_tcp_ops[0] || ops == zt_tcp_ops[1]))
+		return (struct sock *)sk;
+	struct sock *s = (struct sock *)sk;
+	if (BPF_CORE_READ(s, sk_protocol) != IPPROTO_TCP)
 		return NULL;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
+	__u16 family = BPF_CORE_READ(s, __sk_common.skc_family);
+	if (family == AF_INET) {
+		if (!zt_tcp_ops[0])
+			zt_tcp_ops[0] = ops;
+	} else if (family == AF_INET6) {
+		if (!zt_tcp_ops[1])
+			zt_tcp_ops[1] = ops;
+	} else {
 		return NULL;
-	return sk;
+	}
+	return s;
 }
 
 static __always_inline void read_tuple(struct sock *sk, struct zt_tuple *t)
@@ -272,7 +401,10 @@ static __always_inline __u32 gather_iov(__u8 *room, const struct iovec *iov, __u
 #include "pyctx.bpf.h"
 #include "go.bpf.h"
 
-static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source)
+/* Build and output the data record of one call. `t` is the thread's task
+ * storage, if the caller has it. */
+static __always_inline int emit_data(struct task_struct *task, struct zt_task *t, struct zt_args *a, __u64 bytes,
+				     __u8 source)
 {
 	__u32 zero = 0;
 	struct zt_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
@@ -282,15 +414,24 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	/* Ciphertext: the plaintext comes from the TLS probes. */
 	if (conn && conn->tls && source != ZT_SRC_TLS)
 		return 0;
+	if (!t)
+		t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t) {
+		count_drop(ZT_DROP_ARGS_FULL);
+		return 0;
+	}
+	if (__sync_lock_test_and_set(&s->busy, 1)) {
+		count_drop(ZT_DROP_SCRATCH_BUSY);
+		return 0;
+	}
 
 	__u64 id = bpf_get_current_pid_tgid();
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 tid = (__u32)id;
 	struct zt_data_event *e = &s->hdr;
 	e->kind = ZT_EV_DATA;
 	e->pid = id >> 32;
-	e->tid = (__u32)id;
+	e->tid = tid;
 	e->fd = a->fd;
-	e->thread_start_ns = BPF_CORE_READ(task, start_time);
 	e->conn_id = conn ? conn->conn_id : 0;
 	e->role = conn ? conn->role : ZT_ROLE_UNKNOWN;
 	e->enter_ns = a->enter_ns;
@@ -302,13 +443,34 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	e->call = a->call;
 	e->pad = 0;
 	e->ssl = a->ssl;
-	e->ctx = current_ctx(id);
+	e->ctx = zt_ctx_seen ? current_ctx(t) : 0;
 	e->task = go_current_task(id);
-	if (a->sk)
-		read_tuple((struct sock *)a->sk, &e->tuple);
-	else
-		__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
-	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+
+	/* Prefixes: what the decoder does not know yet. Read directly from
+	 * the task (BTF). */
+	__u64 c0 = *(__u64 *)&task->comm[0];
+	__u64 c1 = *(__u64 *)&task->comm[8];
+	bool need_conn = conn && !conn->announced;
+	bool need_thr =
+		need_conn || !t->announced || t->ann_tid != tid || t->ann_comm[0] != c0 || t->ann_comm[1] != c1;
+	__u32 pre = 0;
+	if (need_conn) {
+		s->conn.kind = ZT_EV_CONN_INFO;
+		s->conn.pad = 0;
+		s->conn.conn_id = conn->conn_id;
+		read_tuple((struct sock *)a->sk, &s->conn.tuple);
+		pre = sizeof(struct zt_conn_info) + sizeof(struct zt_thread_info);
+	} else if (need_thr) {
+		pre = sizeof(struct zt_thread_info);
+	}
+	if (need_thr) {
+		s->thr.kind = ZT_EV_THREAD;
+		s->thr.tid = tid;
+		s->thr.start_ns = task->start_time;
+		__u64 *comm = (__u64 *)s->thr.comm;
+		comm[0] = c0;
+		comm[1] = c1;
+	}
 
 	__u32 captured = 0;
 	if (source != ZT_SRC_SENDFILE) {
@@ -320,21 +482,37 @@ static __always_inline int emit_data(struct zt_args *a, __u64 bytes, __u8 source
 	if (captured > ZT_MAX_CAPTURE)
 		captured = ZT_MAX_CAPTURE;
 	e->captured = captured;
-	/* The mask changes nothing (captured <= ZT_MAX_CAPTURE) but gives the
-	 * verifier a bound it can see on the register it checks. */
+	/* The masks change nothing (captured <= ZT_MAX_CAPTURE, pre <= 88) but
+	 * give the verifier bounds it can see on the registers it checks. */
 	barrier_var(captured);
-	__u32 size = sizeof(struct zt_data_event) + (captured & (2 * ZT_MAX_CAPTURE - 1));
-	if (bpf_ringbuf_output(&events, s, size, rb_flags(size)))
+	barrier_var(pre);
+	pre &= 127;
+	__u32 size = pre + sizeof(struct zt_data_event) + (captured & (2 * ZT_MAX_CAPTURE - 1));
+	void *start = (void *)&s->hdr - pre;
+	if (bpf_ringbuf_output(&events, start, size, rb_flags(size))) {
 		count_drop(ZT_DROP_RINGBUF_DATA);
+	} else {
+		if (need_conn)
+			conn->announced = 1;
+		if (need_thr) {
+			t->announced = 1;
+			t->ann_tid = tid;
+			t->ann_comm[0] = c0;
+			t->ann_comm[1] = c1;
+		}
+	}
+	s->busy = 0; /* after the output helper call: nothing is reordered past it */
 	return 0;
 }
 
-static __always_inline void emit_conn(__u32 kind, struct sock *sk, int fd, __u64 conn_id, __u8 role, __u64 ssl)
+/* A connection or TLS-binding record (with the socket's addresses), or a
+ * close record (without). Whether it was output. */
+static __always_inline bool emit_conn(__u32 kind, struct sock *sk, int fd, __u64 conn_id, __u8 role, __u64 ssl)
 {
 	struct zt_conn_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(ZT_DROP_RINGBUF_CTRL);
-		return;
+		return false;
 	}
 	__u64 id = bpf_get_current_pid_tgid();
 	e->kind = kind;
@@ -346,201 +524,32 @@ static __always_inline void emit_conn(__u32 kind, struct sock *sk, int fd, __u64
 	e->role = role;
 	e->ssl = ssl;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
-	read_tuple(sk, &e->tuple);
-	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	if (kind == ZT_EV_CONN_CLOSE)
+		__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
+	else
+		read_tuple(sk, &e->tuple);
 	bpf_ringbuf_submit(e, rb_flags(sizeof(*e)));
+	return true;
 }
-
 #include "tls_state.bpf.h"
-
-static __always_inline int on_enter(int fd, __u64 buf, __u32 iovcnt, __u8 call, __u8 direction)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id >> 32))
-		return 0;
-	struct sock *sk = fd_to_tcp_sock(fd);
-	if (!sk)
-		return 0;
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	struct zt_args a = {
-		.sk = (__u64)sk,
-		.buf = buf,
-		.enter_ns = bpf_ktime_get_ns(),
-		.fd = fd,
-		.iovcnt = iovcnt,
-		.call = call,
-		.direction = direction,
-	};
-	a.seq = direction == ZT_EGRESS ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
-	tls_note_syscall(id, sk, fd, direction);
-	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
-		count_drop(ZT_DROP_ARGS_FULL);
-	return 0;
-}
-
-/* Slot 0: zt_emit. One program builds every data event, so the verifier
- * checks that code once instead of once per syscall exit. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} emit_prog SEC(".maps");
-
-static __always_inline int on_exit(void *ctx, long ret)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct zt_args *p = bpf_map_lookup_elem(&inflight, &id);
-	if (!p)
-		return 0;
-	if (ret <= 0 || p->call >= ZT_CALL_CONNECT) {
-		bpf_map_delete_elem(&inflight, &id);
-		return 0;
-	}
-	p->ret = ret;
-	bpf_tail_call(ctx, &emit_prog, 0);
-	/* Only reached if the tail call failed. */
-	bpf_map_delete_elem(&inflight, &id);
-	count_drop(ZT_DROP_TAIL_CALL);
-	return 0;
-}
-
-/* Tail-called by the syscall exit programs; never attached itself. */
-SEC("tracepoint/zt/emit")
-int zt_emit(void *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct zt_args *p = bpf_map_lookup_elem(&inflight, &id);
-	if (!p)
-		return 0;
-	struct zt_args a = *p;
-	bpf_map_delete_elem(&inflight, &id);
-	if (a.ret <= 0)
-		return 0;
-	return emit_data(&a, (__u64)a.ret, a.call == ZT_CALL_SENDFILE ? ZT_SRC_SENDFILE : ZT_SRC_SYSCALL);
-}
-
 #include "tls.bpf.h"
 
-static __always_inline __u32 msg_iov(__u64 msg, __u64 *iov)
-{
-	struct user_msghdr m = {};
-	if (bpf_probe_read_user(&m, sizeof(m), (void *)msg))
-		return 0;
-	*iov = (__u64)m.msg_iov;
-	return (__u32)m.msg_iovlen;
-}
-
-#define ENTER(name) SEC("tracepoint/syscalls/sys_enter_" #name) int zt_enter_##name(struct zt_sys_enter *ctx)
-#define EXIT(name)                                                                                   \
-	SEC("tracepoint/syscalls/sys_exit_" #name) int zt_exit_##name(struct zt_sys_exit *ctx)       \
-	{                                                                                            \
-		return on_exit(ctx, ctx->ret);                                                       \
-	}
-
-ENTER(read) { return on_enter(ctx->args[0], ctx->args[1], 0, ZT_CALL_READ, ZT_INGRESS); }
-EXIT(read)
-ENTER(write) { return on_enter(ctx->args[0], ctx->args[1], 0, ZT_CALL_WRITE, ZT_EGRESS); }
-EXIT(write)
-ENTER(readv) { return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ZT_CALL_READV, ZT_INGRESS); }
-EXIT(readv)
-ENTER(writev) { return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ZT_CALL_WRITEV, ZT_EGRESS); }
-EXIT(writev)
-ENTER(recvfrom) { return on_enter(ctx->args[0], ctx->args[1], 0, ZT_CALL_RECVFROM, ZT_INGRESS); }
-EXIT(recvfrom)
-ENTER(sendto) { return on_enter(ctx->args[0], ctx->args[1], 0, ZT_CALL_SENDTO, ZT_EGRESS); }
-EXIT(sendto)
-
-ENTER(recvmsg)
-{
-	__u64 iov = 0;
-	__u32 n = msg_iov(ctx->args[1], &iov);
-	if (!n)
-		return 0;
-	return on_enter(ctx->args[0], iov, n, ZT_CALL_RECVMSG, ZT_INGRESS);
-}
-EXIT(recvmsg)
-
-ENTER(sendmsg)
-{
-	__u64 iov = 0;
-	__u32 n = msg_iov(ctx->args[1], &iov);
-	if (!n)
-		return 0;
-	return on_enter(ctx->args[0], iov, n, ZT_CALL_SENDMSG, ZT_EGRESS);
-}
-EXIT(sendmsg)
-
-/* sendfile(out_fd, in_fd, offset, count): bytes counted, never captured. */
-ENTER(sendfile64) { return on_enter(ctx->args[0], 0, 0, ZT_CALL_SENDFILE, ZT_EGRESS); }
-EXIT(sendfile64)
-
 /* A new connection of the current task: record its role and announce it. */
-static __always_inline void conn_opened(int fd, __u8 role)
+static __always_inline void conn_opened(struct task_struct *task, int fd, __u8 role)
 {
-	struct sock *sk = fd_to_tcp_sock(fd);
-	if (!sk)
+	struct sock *sk = fd_to_tcp_sock(task, fd);
+	if (!sk || !sock_traced(sk))
 		return;
 	__u64 key = (__u64)sk;
 	struct zt_conn c = { .conn_id = new_conn_id(), .role = role };
-	if (bpf_map_update_elem(&conns, &key, &c, BPF_ANY)) {
+	c.announced = emit_conn(ZT_EV_CONN_OPEN, sk, fd, c.conn_id, role, 0);
+	if (bpf_map_update_elem(&conns, &key, &c, BPF_ANY))
 		count_drop(ZT_DROP_CONN_FULL);
-		return;
-	}
-	emit_conn(ZT_EV_CONN_OPEN, sk, fd, c.conn_id, role, 0);
 }
 
-static __always_inline int lifecycle_enter(int fd, __u8 call)
+static __always_inline int on_close(struct task_struct *task, int fd)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id >> 32))
-		return 0;
-	struct zt_args a = { .fd = fd, .call = call };
-	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
-		count_drop(ZT_DROP_ARGS_FULL);
-	return 0;
-}
-
-static __always_inline int lifecycle_exit(long ret, __u8 call)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct zt_args *p = bpf_map_lookup_elem(&inflight, &id);
-	if (!p)
-		return 0;
-	struct zt_args a = *p;
-	bpf_map_delete_elem(&inflight, &id);
-	if (a.call != call)
-		return 0;
-	if (call == ZT_CALL_CONNECT && (ret == 0 || ret == -EINPROGRESS))
-		conn_opened(a.fd, ZT_ROLE_CLIENT);
-	else if (call == ZT_CALL_ACCEPT && ret >= 0)
-		conn_opened((int)ret, ZT_ROLE_SERVER);
-	return 0;
-}
-
-ENTER(connect) { return lifecycle_enter(ctx->args[0], ZT_CALL_CONNECT); }
-SEC("tracepoint/syscalls/sys_exit_connect") int zt_exit_connect(struct zt_sys_exit *ctx)
-{
-	return lifecycle_exit(ctx->ret, ZT_CALL_CONNECT);
-}
-ENTER(accept) { return lifecycle_enter(-1, ZT_CALL_ACCEPT); }
-SEC("tracepoint/syscalls/sys_exit_accept") int zt_exit_accept(struct zt_sys_exit *ctx)
-{
-	return lifecycle_exit(ctx->ret, ZT_CALL_ACCEPT);
-}
-ENTER(accept4) { return lifecycle_enter(-1, ZT_CALL_ACCEPT); }
-SEC("tracepoint/syscalls/sys_exit_accept4") int zt_exit_accept4(struct zt_sys_exit *ctx)
-{
-	return lifecycle_exit(ctx->ret, ZT_CALL_ACCEPT);
-}
-
-ENTER(close)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id >> 32))
-		return 0;
-	int fd = ctx->args[0];
-	struct sock *sk = fd_to_tcp_sock(fd);
+	struct sock *sk = fd_to_tcp_sock(task, fd);
 	if (!sk)
 		return 0;
 	__u64 key = (__u64)sk;
@@ -554,25 +563,233 @@ ENTER(close)
 	return 0;
 }
 
-SEC("tracepoint/sched/sched_process_exec")
-int zt_sched_exec(struct zt_sched_exec *ctx)
+static __always_inline __u32 msg_iov(__u64 msg, __u64 *iov)
 {
+	struct user_msghdr m = {};
+	if (bpf_probe_read_user(&m, sizeof(m), (void *)msg))
+		return 0;
+	*iov = (__u64)m.msg_iov;
+	return (__u32)m.msg_iovlen;
+}
+
+/* Every syscall of every task enters here: the syscall number decides
+ * first, then the process, then the fd. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(zt_sys_enter, struct pt_regs *regs, long nr)
+{
+	__u8 call;
+	__u8 direction = ZT_EGRESS;
+	switch (nr) {
+	case ZT_NR_READ:
+		call = ZT_CALL_READ;
+		direction = ZT_INGRESS;
+		break;
+	case ZT_NR_WRITE:
+		call = ZT_CALL_WRITE;
+		break;
+	case ZT_NR_READV:
+		call = ZT_CALL_READV;
+		direction = ZT_INGRESS;
+		break;
+	case ZT_NR_WRITEV:
+		call = ZT_CALL_WRITEV;
+		break;
+	case ZT_NR_RECVFROM:
+		call = ZT_CALL_RECVFROM;
+		direction = ZT_INGRESS;
+		break;
+	case ZT_NR_SENDTO:
+		call = ZT_CALL_SENDTO;
+		break;
+	case ZT_NR_RECVMSG:
+		call = ZT_CALL_RECVMSG;
+		direction = ZT_INGRESS;
+		break;
+	case ZT_NR_SENDMSG:
+		call = ZT_CALL_SENDMSG;
+		break;
+	case ZT_NR_SENDFILE:
+		call = ZT_CALL_SENDFILE;
+		break;
+	case ZT_NR_CONNECT:
+		call = ZT_CALL_CONNECT;
+		break;
+	case ZT_NR_ACCEPT:
+	case ZT_NR_ACCEPT4:
+		call = ZT_CALL_ACCEPT;
+		break;
+	case ZT_NR_CLOSE:
+		call = 0;
+		break;
+	default:
+		return 0;
+	}
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (ZT_COMPAT_SYSCALL(task))
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	if (tgid == zt_agent_tgid)
+		return 0;
+	/* Filters first: with none set, one array lookup. */
+	__u32 gen = 0;
+	struct zt_filter_cfg *cfg = active_filter(&gen);
+	struct zt_task *t = NULL;
+	if (cfg && (cfg->flags & ZT_F_PROC_MASK)) {
+		t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!proc_verdict(cfg, gen, t, tgid))
+			return 0;
+	}
+	int fd = (int)ZT_SYSCALL_ARG0(regs);
+	if (call == 0)
+		return on_close(task, fd);
+
+	if (call >= ZT_CALL_CONNECT) {
+		/* The socket is looked at when the call has succeeded. */
+		if (!t)
+			t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!t) {
+			count_drop(ZT_DROP_ARGS_FULL);
+			return 0;
+		}
+		t->fd = fd;
+		t->arg1 = ZT_SYSCALL_ARG1(regs);
+		t->nr = nr;
+		t->call = call;
+		return 0;
+	}
+
+	struct sock *sk = fd_to_tcp_sock(task, fd);
+	if (!sk)
+		return 0;
+	if (cfg && !port_verdict(cfg, gen, sk))
+		return 0;
+	__u64 buf = ZT_SYSCALL_ARG1(regs);
+	__u32 iovcnt = 0;
+	if (call == ZT_CALL_READV || call == ZT_CALL_WRITEV) {
+		iovcnt = ZT_SYSCALL_ARG2(regs);
+	} else if (call == ZT_CALL_RECVMSG || call == ZT_CALL_SENDMSG) {
+		iovcnt = msg_iov(buf, &buf);
+		if (!iovcnt)
+			return 0;
+	} else if (call == ZT_CALL_SENDFILE) {
+		buf = 0;
+	}
+	if (!t)
+		t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t) {
+		count_drop(ZT_DROP_ARGS_FULL);
+		return 0;
+	}
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	t->sk = (__u64)sk;
+	t->buf = buf;
+	t->enter_ns = bpf_ktime_get_ns();
+	t->fd = fd;
+	t->arg1 = ZT_SYSCALL_ARG1(regs);
+	t->iovcnt = iovcnt;
+	t->nr = nr;
+	t->call = call;
+	t->direction = direction;
+	t->seq = direction == ZT_EGRESS ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
+	if (zt_tls_seen)
+		tls_note_syscall(id, sk, fd, direction);
+	return 0;
+}
+
+/* Every syscall exit: only those whose entry left state go further. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(zt_sys_exit, struct pt_regs *regs, long ret)
+{
+	long nr = ZT_SYSCALL_NR(regs);
+	switch (nr) {
+	case ZT_NR_READ:
+	case ZT_NR_WRITE:
+	case ZT_NR_READV:
+	case ZT_NR_WRITEV:
+	case ZT_NR_RECVFROM:
+	case ZT_NR_SENDTO:
+	case ZT_NR_RECVMSG:
+	case ZT_NR_SENDMSG:
+	case ZT_NR_SENDFILE:
+	case ZT_NR_CONNECT:
+	case ZT_NR_ACCEPT:
+	case ZT_NR_ACCEPT4:
+		break;
+	default:
+		return 0;
+	}
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct zt_task *t = bpf_task_storage_get(&tasks, task, 0, 0);
+	if (!t || !t->call)
+		return 0;
+	__u8 call = t->call;
+	t->call = 0;
+	/* The state must be this call's: same syscall, same first two
+	 * arguments (an entry whose exit was never seen, e.g. while the
+	 * programs were being attached, must not describe a later call). */
+	if (t->nr != nr || t->fd != (int)ZT_SYSCALL_ARG0_AT_EXIT(regs) || t->arg1 != ZT_SYSCALL_ARG1(regs))
+		return 0;
+	if (call == ZT_CALL_CONNECT) {
+		if (ret == 0 || ret == -EINPROGRESS)
+			conn_opened(task, t->fd, ZT_ROLE_CLIENT);
+		return 0;
+	}
+	if (call == ZT_CALL_ACCEPT) {
+		if (ret >= 0)
+			conn_opened(task, (int)ret, ZT_ROLE_SERVER);
+		return 0;
+	}
+	if (ret <= 0)
+		return 0;
+	struct zt_args a = {
+		.sk = t->sk,
+		.buf = t->buf,
+		.enter_ns = t->enter_ns,
+		.ret = ret,
+		.fd = t->fd,
+		.seq = t->seq,
+		.iovcnt = t->iovcnt,
+		.call = call,
+		.direction = t->direction,
+	};
+	return emit_data(task, t, &a, (__u64)ret, call == ZT_CALL_SENDFILE ? ZT_SRC_SENDFILE : ZT_SRC_SYSCALL);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(zt_sched_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	/* A new program: tell the decoder about the thread again (its comm
+	 * changed, and a thread other than the leader that execs takes the
+	 * leader's tid). */
+	struct zt_task *t = bpf_task_storage_get(&tasks, task, 0, 0);
+	if (t) {
+		t->announced = 0;
+		t->verdict_gen = 0; /* a new program may match other filters */
+	}
+	__u32 zero = 0;
+	__u32 *gen = bpf_map_lookup_elem(&filter_gen, &zero);
+	if (gen && *gen) {
+		/* Both slots: a filter being written to the inactive one sees
+		 * processes started meanwhile. */
+		match_exec(0, task->tgid, task, bprm->file);
+		match_exec(1, task->tgid, task, bprm->file);
+	}
 	struct zt_proc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(ZT_DROP_RINGBUF_CTRL);
 		return 0;
 	}
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	e->kind = ZT_EV_PROC_EXEC;
-	e->pid = bpf_get_current_pid_tgid() >> 32;
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->pid = task->tgid;
+	e->ppid = task->real_parent->tgid;
 	e->ts = bpf_ktime_get_ns();
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-	unsigned int off = ctx->data_loc_filename & 0xFFFF;
-	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + off) < 0)
+	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), bprm->filename) < 0)
 		e->filename[0] = 0;
-	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
-	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
+	unsigned long start = task->mm->arg_start;
+	unsigned long end = task->mm->arg_end;
 	__u64 len = end > start ? end - start : 0;
 	if (len > ZT_ARGS_LEN)
 		len = ZT_ARGS_LEN;
@@ -583,12 +800,38 @@ int zt_sched_exec(struct zt_sched_exec *ctx)
 	return 0;
 }
 
-SEC("tracepoint/sched/sched_process_exit")
-int zt_sched_exit(void *ctx)
+/* Every exiting thread: the process's last one reports the process's
+ * exit; a thread the decoder knows (it made traced calls) reports its own. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(zt_sched_exit, struct task_struct *p, bool group_dead)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid();
-	if ((__u32)id != (id >> 32)) /* only the thread-group leader */
+	if (group_dead) {
+		__u32 zero = 0;
+		__u32 *gen = bpf_map_lookup_elem(&filter_gen, &zero);
+		if (gen && *gen) {
+			struct zt_pid_key k0 = { .slot = 0, .pid = id >> 32 };
+			struct zt_pid_key k1 = { .slot = 1, .pid = id >> 32 };
+			bpf_map_delete_elem(&proc_match, &k0);
+			bpf_map_delete_elem(&proc_match, &k1);
+		}
+	} else {
+		struct zt_task *t = bpf_task_storage_get(&tasks, task, 0, 0);
+		if (!t || !t->announced)
+			return 0;
+		struct zt_thread_exit *x = bpf_ringbuf_reserve(&events, sizeof(*x), 0);
+		if (!x) {
+			count_drop(ZT_DROP_RINGBUF_CTRL);
+			return 0;
+		}
+		x->kind = ZT_EV_THREAD_EXIT;
+		x->pid = id >> 32;
+		x->tid = (__u32)id;
+		x->pad = 0;
+		bpf_ringbuf_submit(x, rb_flags(sizeof(*x)));
 		return 0;
+	}
 	struct zt_proc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(ZT_DROP_RINGBUF_CTRL);
@@ -602,5 +845,81 @@ int zt_sched_exit(void *ctx)
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	e->filename[0] = 0;
 	bpf_ringbuf_submit(e, rb_flags(sizeof(*e)));
+	return 0;
+}
+
+/* A new process (not a thread): it inherits its parent's comm/exe filter
+ * matches, since it runs the same program until it execs. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(zt_sched_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (child->pid != child->tgid)
+		return 0;
+	__u32 zero = 0;
+	__u32 *gen = bpf_map_lookup_elem(&filter_gen, &zero);
+	if (!gen || !*gen)
+		return 0;
+	inherit_match(0, parent->tgid, child->tgid);
+	inherit_match(1, parent->tgid, child->tgid);
+	return 0;
+}
+
+/* The peer ended a traced connection: a FIN (ESTABLISHED -> CLOSE_WAIT)
+ * or a RST (-> CLOSE with ECONNRESET, or EPIPE once half-closed). Says how
+ * far the peer's bytes go and how far the process had read them, so user
+ * space ends a request only once its process has read all it could. */
+static __always_inline void emit_conn_end(const struct sock *sk, struct zt_conn *c, __u8 how)
+{
+	struct zt_conn_end *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(ZT_DROP_RINGBUF_CTRL);
+		return;
+	}
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u32 rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
+	e->kind = ZT_EV_CONN_END;
+	e->how = how;
+	e->pad[0] = e->pad[1] = e->pad[2] = 0;
+	e->conn_id = c->conn_id;
+	e->ts = bpf_ktime_get_ns();
+	/* A FIN takes one sequence number, counted in rcv_nxt already. */
+	e->peer_end_seq = how == ZT_END_PEER_CLOSED ? rcv_nxt - 1 : rcv_nxt;
+	e->read_seq = BPF_CORE_READ(tp, copied_seq);
+	bpf_ringbuf_submit(e, rb_flags(sizeof(*e)));
+}
+
+/* TCP state changes of traced connections: the peer's FIN or RST (see
+ * emit_conn_end), and TCP_CLOSE (whether or not its owner called close),
+ * after which the decoder may forget the connection's addresses. Data read
+ * later (what was queued before a reset) announces them again. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(zt_sock_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (newstate != TCP_CLOSE && newstate != TCP_CLOSE_WAIT)
+		return 0;
+	__u64 key = (__u64)sk;
+	struct zt_conn *c = bpf_map_lookup_elem(&conns, &key);
+	if (!c)
+		return 0;
+	if (newstate == TCP_CLOSE_WAIT) {
+		if (oldstate == TCP_ESTABLISHED)
+			emit_conn_end(sk, c, ZT_END_PEER_CLOSED);
+		return 0;
+	}
+	int err = sk->sk_err;
+	if (oldstate != TCP_SYN_SENT && (err == ECONNRESET || err == EPIPE))
+		emit_conn_end(sk, c, ZT_END_PEER_RESET);
+	if (!c->announced)
+		return 0;
+	c->announced = 0;
+	struct zt_conn_gone *g = bpf_ringbuf_reserve(&events, sizeof(*g), 0);
+	if (!g) {
+		count_drop(ZT_DROP_RINGBUF_CTRL);
+		return 0;
+	}
+	g->kind = ZT_EV_CONN_GONE;
+	g->pad = 0;
+	g->conn_id = c->conn_id;
+	bpf_ringbuf_submit(g, rb_flags(sizeof(*g)));
 	return 0;
 }

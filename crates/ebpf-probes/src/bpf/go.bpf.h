@@ -139,7 +139,7 @@ static __always_inline struct zt_g_val *g_entry(__u32 tgid, __u64 g)
 SEC("uprobe") int zt_go_newproc1(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id >> 32))
+	if (!traced_now(bpf_get_current_task_btf(), id >> 32))
 		return 0;
 	__u64 creator = ctx->bx;
 	bpf_map_update_elem(&go_spawning, &id, &creator, BPF_ANY);
@@ -151,7 +151,7 @@ static __always_inline int new_goroutine(__u64 newg)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if (!traced(tgid))
+	if (!traced_now(bpf_get_current_task_btf(), tgid))
 		return 0;
 	__u64 parent = 0;
 	__u64 *creator = bpf_map_lookup_elem(&go_spawning, &id);

@@ -18,8 +18,6 @@
  *   void context_tp_dealloc(PyContext *self);
  */
 
-#define ZT_CTX_DEPTH 4
-
 struct zt_ctx_key {
 	__u32 tgid;
 	__u32 pad;
@@ -35,20 +33,8 @@ struct {
 	__type(value, __u64);
 } ctx_ids SEC(".maps");
 
-struct zt_ctx_stack {
-	__u32 depth; /* may exceed ZT_CTX_DEPTH: deeper levels are not kept */
-	__u32 pad;
-	__u64 ids[ZT_CTX_DEPTH];
-};
-
-/* By pid_tgid: the contexts the thread is running in. LRU: threads that
- * die inside a context leave nothing behind for long. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct zt_ctx_stack);
-} ctx_stacks SEC(".maps");
+/* The contexts a thread is running in are a stack in its task storage
+ * (struct zt_task: ctx_depth, ctx_ids), freed with the thread. */
 
 /* Next context id (slot 0). */
 struct {
@@ -58,24 +44,23 @@ struct {
 	__type(value, __u64);
 } ctx_next SEC(".maps");
 
-/* Innermost context of the current thread, or 0. */
-static __always_inline __u64 current_ctx(__u64 pid_tgid)
+/* Innermost context of the thread whose storage is `t`, or 0. */
+static __always_inline __u64 current_ctx(struct zt_task *t)
 {
-	struct zt_ctx_stack *s = bpf_map_lookup_elem(&ctx_stacks, &pid_tgid);
-	if (!s)
-		return 0;
-	__u32 d = s->depth;
+	__u32 d = t->ctx_depth;
 	if (d == 0 || d > ZT_CTX_DEPTH)
 		return 0;
-	return s->ids[(d - 1) & (ZT_CTX_DEPTH - 1)];
+	return t->ctx_ids[(d - 1) & (ZT_CTX_DEPTH - 1)];
 }
 
 SEC("uprobe") int zt_ctx_run(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if (!traced(tgid))
+	if (!traced_now(bpf_get_current_task_btf(), tgid))
 		return 0;
+	if (!zt_ctx_seen)
+		zt_ctx_seen = 1;
 	struct zt_ctx_key k = { .tgid = tgid, .obj = PT_REGS_PARM1(ctx) };
 	__u64 cid = 0;
 	__u64 *known = bpf_map_lookup_elem(&ctx_ids, &k);
@@ -89,31 +74,23 @@ SEC("uprobe") int zt_ctx_run(struct pt_regs *ctx)
 		cid = __sync_fetch_and_add(next, 1) + 1;
 		bpf_map_update_elem(&ctx_ids, &k, &cid, BPF_ANY);
 	}
-	struct zt_ctx_stack *s = bpf_map_lookup_elem(&ctx_stacks, &id);
-	if (!s) {
-		struct zt_ctx_stack fresh = {};
-		bpf_map_update_elem(&ctx_stacks, &id, &fresh, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&ctx_stacks, &id);
-		if (!s)
-			return 0;
-	}
-	__u32 d = s->depth;
+	struct zt_task *t = bpf_task_storage_get(&tasks, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t)
+		return 0;
+	__u32 d = t->ctx_depth;
 	if (d < ZT_CTX_DEPTH)
-		s->ids[d & (ZT_CTX_DEPTH - 1)] = cid;
-	s->depth = d + 1;
+		t->ctx_ids[d & (ZT_CTX_DEPTH - 1)] = cid;
+	t->ctx_depth = d + 1;
 	return 0;
 }
 
 SEC("uretprobe") int zt_ctx_ret(struct pt_regs *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct zt_ctx_stack *s = bpf_map_lookup_elem(&ctx_stacks, &id);
-	/* No entry: the call began before the probe was attached. */
-	if (!s || s->depth == 0)
+	struct zt_task *t = bpf_task_storage_get(&tasks, bpf_get_current_task_btf(), 0, 0);
+	/* Nothing kept: the call began before the probe was attached. */
+	if (!t || t->ctx_depth == 0)
 		return 0;
-	s->depth -= 1;
-	if (s->depth == 0)
-		bpf_map_delete_elem(&ctx_stacks, &id);
+	t->ctx_depth -= 1;
 	return 0;
 }
 

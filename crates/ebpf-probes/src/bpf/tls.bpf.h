@@ -21,7 +21,7 @@ static __always_inline int tls_enter(struct pt_regs *ctx, __u8 direction, __u8 e
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if (!traced(tgid))
+	if (!traced_now(bpf_get_current_task_btf(), tgid))
 		return 0;
 	struct zt_tls_args t = {
 		.ssl = PT_REGS_PARM1(ctx),
@@ -31,6 +31,8 @@ static __always_inline int tls_enter(struct pt_regs *ctx, __u8 direction, __u8 e
 		.direction = direction,
 		.ex = ex,
 	};
+	if (!zt_tls_seen)
+		zt_tls_seen = 1;
 	if (!bpf_map_lookup_elem(&tls_procs, &tgid)) {
 		__u8 one = 1;
 		bpf_map_update_elem(&tls_procs, &tgid, &one, BPF_ANY);
@@ -89,6 +91,8 @@ SEC("uretprobe") int zt_ssl_ret(struct pt_regs *ctx)
 	}
 	if (!sk)
 		count_drop(ZT_DROP_TLS_UNBOUND);
+	else if (!sock_traced((struct sock *)sk))
+		return 0;
 	struct zt_args a = {
 		.sk = sk,
 		.buf = t.buf,
@@ -120,15 +124,15 @@ int zt_emit_tls(struct pt_regs *ctx)
 		return 0;
 	struct zt_args a = *p;
 	bpf_map_delete_elem(&inflight, &id);
-	return emit_data(&a, (__u64)a.ret, ZT_SRC_TLS);
+	return emit_data(bpf_get_current_task_btf(), NULL, &a, (__u64)a.ret, ZT_SRC_TLS);
 }
 
 SEC("uprobe") int zt_ssl_set_fd(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id >> 32))
+	if (!traced_now(bpf_get_current_task_btf(), id >> 32))
 		return 0;
-	struct sock *sk = fd_to_tcp_sock((int)PT_REGS_PARM2(ctx));
+	struct sock *sk = fd_to_tcp_sock(bpf_get_current_task_btf(), (int)PT_REGS_PARM2(ctx));
 	if (sk)
 		bind_ssl(id >> 32, PT_REGS_PARM1(ctx), (__u64)sk);
 	return 0;

@@ -2,7 +2,18 @@
 /*
  * Records the probes put on the ring buffer. Shared by the C programs and
  * mirrored by #[repr(C)] structs in src/raw.rs, whose sizes and field
- * offsets are asserted by tests there: change both together.
+ * offsets are asserted by tests there: change both together (and bump
+ * FORMAT_VERSION in src/record.rs).
+ *
+ * What does not change from one call to the next is sent once and kept by
+ * the decoder (src/raw.rs, `Decoder`): a thread's comm and start time (a
+ * zt_thread_info before the first data event of a thread, and again when
+ * its comm changes; ZT_EV_THREAD_EXIT when it exits), and a connection's
+ * addresses (its open record, or a zt_conn_info before its first data
+ * event; ZT_EV_CONN_GONE when the socket reaches TCP_CLOSE). A data record
+ * is therefore [zt_conn_info [zt_thread_info]] zt_data_event payload: the
+ * prefixes, when present, are in the same record as the data, so they are
+ * never lost apart from it.
  */
 #ifndef ZT_EVENTS_H
 #define ZT_EVENTS_H
@@ -19,8 +30,13 @@ enum zt_event_kind {
 	ZT_EV_PROC_EXEC = 4,
 	ZT_EV_PROC_EXIT = 5,
 	ZT_EV_TLS_BIND = 6, /* a TLS session (SSL*) was bound to its socket late */
-	ZT_EV_TASK_START = 7, /* a goroutine was created (go.bpf.h) */
-	ZT_EV_TASK_END = 8,   /* a goroutine ended */
+	ZT_EV_THREAD = 7,      /* zt_thread_info prefix of a data record */
+	ZT_EV_CONN_INFO = 8,   /* zt_conn_info prefix of a data record */
+	ZT_EV_THREAD_EXIT = 9, /* zt_thread_exit: forget a thread's info */
+	ZT_EV_CONN_GONE = 10,  /* zt_conn_gone: forget a connection's info */
+	ZT_EV_TASK_START = 11, /* a goroutine was created (go.bpf.h) */
+	ZT_EV_TASK_END = 12,   /* a goroutine ended */
+	ZT_EV_CONN_END = 13,   /* zt_conn_end: the peer closed (FIN) or reset (RST) a traced connection */
 };
 
 enum zt_direction {
@@ -59,14 +75,16 @@ enum zt_call {
 enum zt_drop {
 	ZT_DROP_RINGBUF_DATA = 0, /* data event lost: ring buffer full */
 	ZT_DROP_RINGBUF_CTRL = 1, /* connection/process event lost: ring buffer full */
-	ZT_DROP_ARGS_FULL = 2,    /* syscall not traced: in-flight table full */
+	ZT_DROP_ARGS_FULL = 2,    /* call not traced: no room for its state (task storage, TLS table) */
 	ZT_DROP_CONN_FULL = 3,    /* connection table update failed */
 	ZT_DROP_IOV_TRUNC = 4,    /* vectored call had more iovecs than walked (capture shortened) */
 	ZT_DROP_READ_FAIL = 5,    /* user memory could not be read (capture lost) */
-	ZT_DROP_TAIL_CALL = 6,    /* data event lost: the emit program could not be reached */
+	ZT_DROP_TAIL_CALL = 6,    /* data event lost: the TLS emit program could not be reached */
 	ZT_DROP_TLS_UNBOUND = 7,  /* TLS data whose socket could not be found */
-	ZT_DROP_GO_UNTRACKED = 8, /* data event of a Go process from a goroutine without a task (born before the probes, or evicted) */
-	ZT_DROP_MAX = 9,
+	ZT_DROP_SCRATCH_BUSY = 8, /* data event lost: a preempted probe held the CPU's scratch buffer */
+	ZT_DROP_FILTER_FULL = 9,  /* a process's comm/exe filter match could not be recorded */
+	ZT_DROP_GO_UNTRACKED = 10, /* data event of a Go process from a goroutine without a task (born before the probes, or evicted) */
+	ZT_DROP_MAX = 11,
 };
 
 struct zt_tuple {
@@ -83,8 +101,7 @@ struct zt_data_event {
 	__u32 pid;  /* tgid */
 	__u32 tid;
 	__s32 fd;
-	__u64 thread_start_ns;
-	__u64 conn_id;
+	__u64 conn_id; /* 0: no connection known (TLS data not yet bound) */
 	__u64 enter_ns;
 	__u64 exit_ns;
 	__u64 bytes;    /* bytes the call transferred */
@@ -95,8 +112,6 @@ struct zt_data_event {
 	__u8 role;
 	__u8 call;
 	__u32 pad;
-	struct zt_tuple tuple;
-	char comm[16];
 	__u64 ssl; /* TLS session (SSL*) for ZT_SRC_TLS, else 0 */
 	__u64 ctx; /* execution context (pyctx.bpf.h) the call was made in, else 0 */
 	__u64 task; /* goroutine task (go.bpf.h) the call was made for, else 0 */
@@ -111,6 +126,53 @@ struct zt_task_event {
 	__u64 ts;
 };
 
+/* Prefix: the thread of the data event that follows. */
+struct zt_thread_info {
+	__u32 kind; /* ZT_EV_THREAD */
+	__u32 tid;
+	__u64 start_ns; /* thread start time (monotonic ns) */
+	char comm[16];
+};
+
+/* Prefix: the connection of the data event that follows (then a
+ * zt_thread_info always follows too). */
+struct zt_conn_info {
+	__u32 kind; /* ZT_EV_CONN_INFO */
+	__u32 pad;
+	__u64 conn_id;
+	struct zt_tuple tuple;
+};
+
+struct zt_thread_exit {
+	__u32 kind; /* ZT_EV_THREAD_EXIT */
+	__u32 pid;
+	__u32 tid;
+	__u32 pad;
+};
+
+enum zt_conn_end_how {
+	ZT_END_PEER_CLOSED = 0,
+	ZT_END_PEER_RESET = 1,
+};
+
+/* What the process could still read when the peer ended the connection:
+ * bytes from read_seq up to peer_end_seq were received but not read yet. */
+struct zt_conn_end {
+	__u32 kind; /* ZT_EV_CONN_END */
+	__u8 how;   /* enum zt_conn_end_how */
+	__u8 pad[3];
+	__u64 conn_id;
+	__u64 ts;
+	__u32 peer_end_seq; /* rcv_nxt, the FIN not counted */
+	__u32 read_seq;     /* copied_seq */
+};
+
+struct zt_conn_gone {
+	__u32 kind; /* ZT_EV_CONN_GONE */
+	__u32 pad;
+	__u64 conn_id;
+};
+
 struct zt_conn_event {
 	__u32 kind; /* ZT_EV_CONN_OPEN, ZT_EV_CONN_CLOSE or ZT_EV_TLS_BIND */
 	__u32 pid;
@@ -120,9 +182,8 @@ struct zt_conn_event {
 	__u64 ts;
 	__u8 role;
 	__u8 pad[7];
-	struct zt_tuple tuple;
-	char comm[16];
-	__u64 ssl; /* ZT_EV_TLS_BIND: the session bound to this connection */
+	struct zt_tuple tuple; /* zero in ZT_EV_CONN_CLOSE */
+	__u64 ssl;             /* ZT_EV_TLS_BIND: the session bound to this connection */
 };
 
 struct zt_proc_event {

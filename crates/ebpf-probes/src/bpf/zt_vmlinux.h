@@ -40,6 +40,15 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_RINGBUF = 27,
+	BPF_MAP_TYPE_TASK_STORAGE = 29,
+};
+
+enum {
+	BPF_F_NO_PREALLOC = 1,
+};
+
+enum {
+	BPF_LOCAL_STORAGE_GET_F_CREATE = 1,
 };
 
 enum {
@@ -81,23 +90,35 @@ struct sock {
 	struct sock_common __sk_common;
 	u16 sk_protocol;
 	u16 sk_type;
+	int sk_err;
 };
 
 struct tcp_sock {
+	u32 rcv_nxt;
 	u32 copied_seq;
 	u32 write_seq;
 };
 
+struct proto_ops;
 struct socket {
 	short type;
 	struct sock *sk;
+	const struct proto_ops *ops;
+};
+
+struct super_block {
+	unsigned int s_dev;
 };
 
 struct inode {
 	umode_t i_mode;
+	struct super_block *i_sb;
+	unsigned long i_ino;
 };
 
+struct file_operations;
 struct file {
+	const struct file_operations *f_op;
 	struct inode *f_inode;
 	void *private_data;
 };
@@ -120,7 +141,12 @@ struct thread_struct {
 	unsigned long fsbase;
 };
 
+struct thread_info {
+	__u32 status; /* x86: TS_COMPAT while in a 32-bit syscall */
+};
+
 struct task_struct {
+	struct thread_info thread_info;
 	pid_t pid;
 	pid_t tgid;
 	u64 start_time;
@@ -131,6 +157,36 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct files_struct *files;
 	struct mm_struct *mm;
+};
+
+/* Register frames: the (u)probe context and the tp_btf/sys_enter|exit
+ * argument. Relocated like the rest (field names only). */
+#if defined(__TARGET_ARCH_arm64)
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+struct pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+	__u64 orig_x0;
+	__s32 syscallno;
+};
+#else
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	unsigned long ax, cx, dx, si, di, orig_ax, ip;
+	unsigned long flags, sp;
+};
+#endif
+
+struct linux_binprm {
+	struct file *file;
+	const char *filename;
 };
 
 #pragma clang attribute pop
@@ -146,12 +202,6 @@ struct user_msghdr {
 	int msg_namelen;
 	struct iovec *msg_iov;
 	unsigned long msg_iovlen;
-};
-
-/* x86_64 register frame seen by (u)probes (kernel layout, the program ctx). */
-struct pt_regs {
-	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
-	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
 };
 
 /* Tracepoint contexts: fixed ABI of the trace event format files. */
@@ -193,5 +243,11 @@ struct zt_sched_exec {
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+#define TCP_CLOSE_WAIT 8
+#define EPIPE 32
+#define ECONNRESET 104
 
 #endif /* ZT_VMLINUX_H */

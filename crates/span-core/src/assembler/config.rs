@@ -33,6 +33,11 @@ pub struct Config {
     pub detect_attempts: u32,
     /// Keep SQL literals in `db.query.text` (default: replaced with `?`).
     pub raw_sql: bool,
+    /// Which URL query values are replaced with `REDACTED` in `url.query`
+    /// and `url.full` (default: the sensitive names of
+    /// [`crate::semconv::url::DEFAULT_REDACTED_QUERY_PARAMS`]); userinfo in
+    /// URLs always is.
+    pub query_redaction: crate::semconv::url::QueryRedaction,
     /// How long a client call made inside an execution context (a CPython
     /// `contextvars.Context`) waits for a response written in the same
     /// context, which names the request it was made for.
@@ -64,6 +69,7 @@ impl Default for Config {
             max_open_spans: 200_000,
             detect_attempts: 4,
             raw_sql: false,
+            query_redaction: Default::default(),
             context_wait_ns: 2_000 * MS,
             task_wait_ns: 2_000 * MS,
             promote_inferred_links: false,

@@ -65,6 +65,20 @@ pub(super) struct Conn {
     /// exchange -> span
     pub(super) pending: HashMap<u64, SpanId>,
     last_activity: MonoNanos,
+    /// TCP sequence just past the last byte the process read (syscall
+    /// reads only; TLS plaintext has no TCP sequence).
+    pub(super) rx_seq: Option<u32>,
+    /// The peer will send nothing more (see `teardown`): applied once the
+    /// process has read up to its last byte.
+    pub(super) peer_end: Option<PeerEnd>,
+}
+
+/// The peer closed or reset the connection; what it sent ends at `seq`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PeerEnd {
+    pub(super) seq: u32,
+    pub(super) why: crate::view::IncompleteReason,
+    pub(super) ts: MonoNanos,
 }
 
 impl Conn {
@@ -81,7 +95,15 @@ impl Conn {
             segs: [VecDeque::new(), VecDeque::new()],
             pending: HashMap::new(),
             last_activity: ts,
+            rx_seq: None,
+            peer_end: None,
         }
+    }
+
+    /// Whether the process has read everything up to TCP sequence `seq`.
+    pub(super) fn read_up_to(&self, seq: u32) -> bool {
+        self.rx_seq
+            .is_some_and(|rx| rx.wrapping_sub(seq) as i32 >= 0)
     }
 
     #[inline]
@@ -215,6 +237,9 @@ impl Conn {
         out: &mut Vec<L7Event>,
     ) {
         let tls_seq = self.tls_seq(d);
+        if d.direction == Direction::Ingress && d.source == Source::Syscall {
+            self.rx_seq = Some(d.seq.wrapping_add(d.bytes as u32));
+        }
         if !self.detect(d, max_attempts, stats) {
             return;
         }
@@ -260,10 +285,17 @@ impl Conn {
 
     /// The connection closed: what the parser reports at end of stream.
     pub(super) fn close(&mut self) -> Vec<L7Event> {
+        let mut events = self.close_side(Side::Client);
+        events.extend(self.close_side(Side::Server));
+        events
+    }
+
+    /// One side's stream ended: what the parser reports (a response
+    /// delimited by the close ends; one cut short is a desync).
+    pub(super) fn close_side(&mut self, side: Side) -> Vec<L7Event> {
         let mut events = Vec::new();
         if let ParseState::Parsing { parser, .. } = &mut self.state {
-            parser.close(Side::Client);
-            parser.close(Side::Server);
+            parser.close(side);
             while let Some(ev) = parser.poll() {
                 events.push(ev);
             }
@@ -361,6 +393,23 @@ impl Conns {
             _ if tls::looks_like_tls_record(&d.payload) => Admit::Skip,
             _ => Admit::Parse,
         }
+    }
+
+    /// Remove every connection process `pid` used last.
+    pub(super) fn remove_of(&mut self, pid: u32) -> Vec<(u64, Conn)> {
+        let ids: Vec<u64> = self
+            .map
+            .iter()
+            .filter(|(_, c)| c.pid == pid)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| self.map.remove(&id).map(|c| (id, c)))
+            .collect()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
     }
 
     /// Forget connections idle longer than `idle` with nothing pending.

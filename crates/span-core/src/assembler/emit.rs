@@ -41,6 +41,10 @@ impl EmittedMemory {
         self.map.get(&id).copied()
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
     #[inline]
     fn remember(&mut self, id: SpanId, trace: TraceId) {
         self.map.insert(id, trace);
@@ -250,6 +254,7 @@ impl Assembler {
                 request: rec.request.as_ref(),
                 response: rec.response.as_ref(),
                 raw_sql: self.cfg.raw_sql,
+                redaction: &self.cfg.query_redaction,
             },
             &mut view,
         );
@@ -275,8 +280,20 @@ impl Assembler {
         attributes.set(attr::ZT_LINK_REASON, rec.link_reason.as_str());
         if let Some(why) = rec.incomplete {
             attributes.set(attr::ZT_INCOMPLETE, why.as_str());
-            if rec.response.is_none() && status.code == StatusCode::Unset {
-                status = Status::error(format!("no response observed ({})", why.as_str()));
+            if status.code == StatusCode::Unset {
+                if rec.response.is_none() {
+                    status = Status::error(format!(
+                        "no response observed: {} ({})",
+                        why.describe(),
+                        why.as_str()
+                    ));
+                } else if why.truncates() {
+                    status = Status::error(format!(
+                        "response truncated: {} ({})",
+                        why.describe(),
+                        why.as_str()
+                    ));
+                }
             }
         }
         let links = rec

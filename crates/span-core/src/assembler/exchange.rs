@@ -290,8 +290,13 @@ impl Assembler {
 
     /// The connection is gone: requests still waiting for a response end here.
     pub(super) fn abandon_conn(&mut self, conn: Conn, ts: MonoNanos) {
+        self.abandon_conn_as(conn, ts, IncompleteReason::ConnectionClosed);
+    }
+
+    /// [`Assembler::abandon_conn`], saying why.
+    pub(super) fn abandon_conn_as(&mut self, conn: Conn, ts: MonoNanos, why: IncompleteReason) {
         for (_, id) in conn.pending {
-            self.force_end(id, ts, IncompleteReason::ConnectionClosed);
+            self.force_end(id, ts, why);
         }
     }
 }

@@ -18,6 +18,7 @@
 //! | [`spans`] | `SpanTable` | spans not yet emitted, and their edges |
 //! | [`link`] | `Linker` | one module per linking rule, `LinkReason` |
 //! | [`emit`] | `Emitter` | emission, timers, emitted-span memory |
+//! | [`teardown`] | `Teardown` | ends no syscall shows: exit, FIN, RST |
 //! | [`stats`] | `Stats` | counters |
 //!
 //! This file only dispatches events and holds the public API.
@@ -30,6 +31,7 @@ pub mod link;
 mod procs;
 mod spans;
 mod stats;
+mod teardown;
 mod tls;
 
 pub use config::Config;
@@ -47,7 +49,27 @@ use emit::Emitter;
 use link::Linker;
 use procs::Procs;
 use spans::SpanTable;
+use teardown::Teardown;
 use tls::TlsBinder;
+
+/// How full the assembler's tables are. Each is bounded (by [`Config`] or
+/// a constant of its module); a monitor or a soak test reads these to see
+/// that they stay so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Events held in the reorder window (`Config::reorder_capacity`).
+    pub reorder: usize,
+    /// Connections tracked (`Config::max_connections`).
+    pub connections: usize,
+    /// Spans started and not yet emitted (`Config::max_open_spans`).
+    pub spans: usize,
+    /// Live processes known (one per process seen; exits remove them).
+    pub processes: usize,
+    /// Exited processes whose names are remembered (at most 65,536).
+    pub exited_processes: usize,
+    /// Ids of emitted server spans remembered (at most 200,000).
+    pub emitted_ids: usize,
+}
 
 /// What the assembler produces.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,6 +90,7 @@ pub struct Assembler {
     spans: SpanTable,
     linker: Linker,
     emitter: Emitter,
+    teardown: Teardown,
     stats: Stats,
     last_sweep: MonoNanos,
 }
@@ -85,6 +108,7 @@ impl Assembler {
             spans: SpanTable::default(),
             linker: Linker::default(),
             emitter: Emitter::default(),
+            teardown: Teardown::default(),
             stats: Stats::default(),
             last_sweep: 0,
         }
@@ -108,6 +132,23 @@ impl Assembler {
         self.spans.len()
     }
 
+    /// Spans started and not ended yet (no response so far).
+    pub fn open_spans(&self) -> usize {
+        self.spans.open_count()
+    }
+
+    /// How full every table is.
+    pub fn table_sizes(&self) -> TableSizes {
+        TableSizes {
+            reorder: self.reorder.len(),
+            connections: self.conns.len(),
+            spans: self.spans.len(),
+            processes: self.procs.len(),
+            exited_processes: self.procs.gone_len(),
+            emitted_ids: self.emitter.emitted.len(),
+        }
+    }
+
     /// Feed one event. It is processed once the reorder window has passed it
     /// (see [`Assembler::handle_timeout`]).
     pub fn handle_event(&mut self, ev: Event) {
@@ -129,6 +170,7 @@ impl Assembler {
         while let Some(ev) = self.reorder.pop_ready(self.now) {
             self.process(ev);
         }
+        self.run_teardowns(false);
         self.run_checks(false);
         if self.now.saturating_sub(self.last_sweep) > 10_000 * MS {
             self.last_sweep = self.now;
@@ -138,12 +180,14 @@ impl Assembler {
 
     /// When `handle_timeout` next has work to do.
     pub fn poll_timeout(&self) -> Option<MonoNanos> {
-        let a = self.reorder.next_ready_at();
-        let b = self.emitter.next_deadline();
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.reorder.next_ready_at(),
+            self.emitter.next_deadline(),
+            self.teardown.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Next output, if any.
@@ -157,6 +201,7 @@ impl Assembler {
         while let Some(ev) = self.reorder.pop_any() {
             self.process(ev);
         }
+        self.run_teardowns(true);
         for id in self.spans.open_ids() {
             let t = self
                 .spans
@@ -196,11 +241,9 @@ impl Assembler {
                 }
             }
             Event::ConnClose(c) => self.on_close(c),
+            Event::ConnEnd(e) => self.on_conn_end(e),
             Event::Process(p) => self.procs.on_process(&p, &self.cfg),
-            Event::ProcessExit { pid, .. } => {
-                self.procs.on_exit(pid);
-                self.linker.tasks.process_gone(pid);
-            }
+            Event::ProcessExit { pid, ts } => self.on_process_exit(pid, ts),
             Event::TaskStart(t) => self.linker.tasks.started(t.pid, t.task, t.parent),
             Event::TaskEnd(t) => self.linker.tasks.ended(t.pid, t.task, t.ts),
         }
@@ -240,9 +283,12 @@ impl Assembler {
             self.on_l7(d.conn_id, d.pid, &d.comm, ev);
         }
         self.linker.settle_contexts(&mut self.spans);
+        if d.direction == crate::event::Direction::Ingress {
+            self.after_read(d.conn_id, d.exit_ns);
+        }
     }
 
-    fn on_close(&mut self, c: ConnClose) {
+    pub(super) fn on_close(&mut self, c: ConnClose) {
         let Some(mut conn) = self.conns.remove(c.conn_id) else {
             return;
         };
@@ -250,10 +296,8 @@ impl Assembler {
         if !events.is_empty() {
             let pid = conn.pid;
             self.conns.insert(c.conn_id, conn);
-            for ev in events {
-                self.on_l7(c.conn_id, pid, "", ev);
-            }
-            self.linker.settle_contexts(&mut self.spans);
+            let why = crate::view::IncompleteReason::ConnectionClosed;
+            self.on_close_events(c.conn_id, pid, events, why, c.ts);
             let Some(conn) = self.conns.remove(c.conn_id) else {
                 return;
             };

@@ -3,9 +3,12 @@
 //!
 //! **Invariant:** an entry describes one process: `ProcessExit` removes it,
 //! so a reused pid starts afresh, and a span that started before `since`
-//! belongs to an earlier process with the same pid (it keeps the resource it
-//! started with). A pid first seen through its data, without a
-//! `ProcessInfo`, gets a resource from its `comm` and an unknown runtime.
+//! belongs to an earlier process with the same pid. A pid first seen
+//! through its data, without a `ProcessInfo`, gets a resource from its
+//! `comm` and an unknown runtime. An exited process's last resource is
+//! remembered (bounded: `GONE_MEMORY` entries, for as long as its spans can
+//! still be waiting in a trace), so its spans are emitted under the name it
+//! had, not the one they started with.
 
 use super::config::Config;
 use super::link::thread::ProcThreads;
@@ -14,7 +17,11 @@ use crate::naming::service_name;
 use crate::semconv::attr;
 use crate::span::{Attributes, Resource, SpanId};
 use hashbrown::HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+/// Exited processes remembered.
+const GONE_MEMORY: usize = 65_536;
 
 pub(super) struct Proc {
     pub(super) resource: Arc<Resource>,
@@ -26,11 +33,24 @@ pub(super) struct Proc {
     pub(super) open_server: Vec<SpanId>,
     /// The thread rule's per-process state.
     pub(super) threads: ProcThreads,
+    /// A span was started in this process: its exit has spans and
+    /// connections to end.
+    pub(super) had_spans: bool,
+}
+
+/// What is kept of an exited process.
+struct Gone {
+    since: MonoNanos,
+    until: MonoNanos,
+    resource: Arc<Resource>,
 }
 
 #[derive(Default)]
 pub(super) struct Procs {
     map: HashMap<u32, Proc>,
+    gone: HashMap<u32, Gone>,
+    /// (exit time, pid), oldest first.
+    gone_order: VecDeque<(MonoNanos, u32)>,
 }
 
 impl Procs {
@@ -55,13 +75,19 @@ impl Procs {
         let resource = Arc::new(make_resource(p, cfg));
         // An entry still here is the same process (exits remove entries):
         // an update, or a re-exec of the same pid.
-        let (open_server, since, threads) = match self.map.remove(&p.pid) {
+        let (open_server, since, threads, had_spans) = match self.map.remove(&p.pid) {
             Some(old) => (
                 old.open_server,
                 old.since.min(p.ts),
                 old.threads.updated(p.runtime.is_some()),
+                old.had_spans,
             ),
-            None => (Vec::new(), p.ts, ProcThreads::new(p.runtime.is_some())),
+            None => (
+                Vec::new(),
+                p.ts,
+                ProcThreads::new(p.runtime.is_some()),
+                false,
+            ),
         };
         self.map.insert(
             p.pid,
@@ -70,20 +96,60 @@ impl Procs {
                 since,
                 open_server,
                 threads,
+                had_spans,
             },
         );
     }
 
-    #[inline]
-    pub(super) fn on_exit(&mut self, pid: u32) {
-        self.map.remove(&pid);
+    /// Process `pid` exited at `ts`; its resource is remembered for
+    /// `keep` (the longest its spans can wait in a trace).
+    pub(super) fn on_exit(&mut self, pid: u32, ts: MonoNanos, keep: u64) {
+        let Some(p) = self.map.remove(&pid) else {
+            return;
+        };
+        self.gone.insert(
+            pid,
+            Gone {
+                since: p.since,
+                until: ts,
+                resource: p.resource,
+            },
+        );
+        self.gone_order.push_back((ts, pid));
+        while let Some(&(at, old)) = self.gone_order.front() {
+            if at.saturating_add(keep) >= ts && self.gone_order.len() <= GONE_MEMORY {
+                break;
+            }
+            self.gone_order.pop_front();
+            // Unless the pid was reused and exited again since.
+            if self.gone.get(&old).is_some_and(|g| g.until == at) {
+                self.gone.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `pid` started a span.
+    pub(super) fn had_spans(&self, pid: u32) -> bool {
+        self.map.get(&pid).is_some_and(|p| p.had_spans)
+    }
+
+    /// Live processes known.
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Exited processes remembered.
+    pub(super) fn gone_len(&self) -> usize {
+        self.gone.len()
     }
 
     /// The resource of `pid`, made from its `comm` if its details were
     /// never read.
+    /// Marks the process as having spans.
     #[inline]
     pub(super) fn resource_for(&mut self, pid: u32, comm: &str, cfg: &Config) -> Arc<Resource> {
-        if let Some(p) = self.map.get(&pid) {
+        if let Some(p) = self.map.get_mut(&pid) {
+            p.had_spans = true;
             return p.resource.clone();
         }
         let info = ProcessInfo {
@@ -99,6 +165,7 @@ impl Procs {
                 since: 0,
                 open_server: Vec::new(),
                 threads: ProcThreads::unknown(),
+                had_spans: true,
             },
         );
         resource
@@ -106,7 +173,8 @@ impl Procs {
 
     /// The resource a span of `pid` that started at `start` is emitted
     /// with: the latest details of the process (its environment may have
-    /// been read only after the span started), else `started_with`.
+    /// been read only after the span started), also once it has exited,
+    /// else `started_with`.
     #[inline]
     pub(super) fn resource_at(
         &self,
@@ -114,10 +182,13 @@ impl Procs {
         start: MonoNanos,
         started_with: &Arc<Resource>,
     ) -> Arc<Resource> {
-        self.map
+        if let Some(p) = self.map.get(&pid).filter(|p| p.since <= start) {
+            return p.resource.clone();
+        }
+        self.gone
             .get(&pid)
-            .filter(|p| p.since <= start)
-            .map_or_else(|| started_with.clone(), |p| p.resource.clone())
+            .filter(|g| g.since <= start && start <= g.until)
+            .map_or_else(|| started_with.clone(), |g| g.resource.clone())
     }
 }
 

@@ -124,6 +124,20 @@ impl SpanTable {
             .collect()
     }
 
+    /// How many spans have not ended yet.
+    pub(super) fn open_count(&self) -> usize {
+        self.map.values().filter(|s| s.end.is_none()).count()
+    }
+
+    /// Spans of process `pid` not ended yet.
+    pub(super) fn open_of(&self, pid: u32) -> Vec<SpanId> {
+        self.map
+            .values()
+            .filter(|s| s.end.is_none() && s.thread.pid == pid)
+            .map(|s| s.id)
+            .collect()
+    }
+
     /// The root of the tree holding `id`, within the table.
     #[inline]
     pub(super) fn find_root(&self, mut id: SpanId) -> SpanId {

@@ -6,6 +6,7 @@
 //! attributes; attribute names are spelled only in [`attr`].
 
 pub mod attr;
+pub mod url;
 
 use crate::event::SockTuple;
 use crate::naming::route_template;
@@ -25,6 +26,8 @@ pub(crate) struct ExchangeView<'a> {
     pub request: Option<&'a MessageInfo>,
     pub response: Option<&'a MessageInfo>,
     pub raw_sql: bool,
+    /// Which query values are redacted (userinfo always is).
+    pub redaction: &'a url::QueryRedaction,
 }
 
 /// Attributes reserved per span: HTTP spans carry 18-22. At 20 (960
@@ -144,8 +147,10 @@ fn ip_text(ip: std::net::IpAddr) -> String {
     }
 }
 
-/// `host[:port]` of a Host/:authority value.
+/// `host[:port]` of a Host/:authority value (userinfo, which a request
+/// should not carry there, is dropped).
 fn split_authority(a: &str) -> (String, Option<u16>) {
+    let (a, _) = url::strip_userinfo(a);
     if let Some(rest) = a.strip_prefix('[') {
         // [v6]:port
         if let Some((h, p)) = rest.split_once(']') {
@@ -158,17 +163,6 @@ fn split_authority(a: &str) -> (String, Option<u16>) {
     match a.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => (h.to_owned(), p.parse().ok()),
         _ => (a.to_owned(), None),
-    }
-}
-
-fn set_path_and_query(target: &str, attrs: &mut Attributes) {
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
-    attrs.set(attr::URL_PATH, path.to_owned());
-    if let Some(q) = query {
-        attrs.set(attr::URL_QUERY, q.to_owned());
     }
 }
 
@@ -222,15 +216,23 @@ fn http(
     }
     request_id(req, attrs);
     let authority = req.authority.as_deref().map(split_authority);
-    // An invalid target is reported as received (escaped) in `url.path`,
-    // never as a route: it names no route and would be unbounded.
-    let route = req
+    // Path and query, credentials redacted: everything below (url.*,
+    // the route, the name, the view) is made from this.
+    let target = req
         .target
         .as_deref()
+        .map(|t| url::split_target(t, v.redaction));
+    // An invalid target is reported as received (escaped) in `url.path`,
+    // never as a route: it names no route and would be unbounded.
+    let route = target
+        .as_ref()
         .filter(|_| !target_invalid)
-        .map(route_template);
-    if let Some(t) = &req.target {
-        set_path_and_query(t, attrs);
+        .map(|t| route_template(t.path));
+    if let Some(t) = &target {
+        attrs.set(attr::URL_PATH, t.path.to_owned());
+        if let Some(q) = &t.query {
+            attrs.set(attr::URL_QUERY, q.clone().into_owned());
+        }
     }
     match v.kind {
         SpanKind::Server => {
@@ -255,16 +257,29 @@ fn http(
                 .unwrap_or(v.tuple.remote.port());
             attrs.set(attr::SERVER_ADDRESS, host.clone());
             attrs.set(attr::SERVER_PORT, port as i64);
-            if let Some(t) = &req.target {
-                let default_port = if scheme == "https" { 443 } else { 80 };
-                let hostport = if port == default_port {
-                    host
-                } else if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
+            if let Some(t) = &target {
+                let full = match &t.absolute {
+                    // A request to a proxy names the whole URL itself.
+                    Some(a) => format!(
+                        "{}://{}{}{}",
+                        a.scheme,
+                        a.userinfo.map_or("", url::Userinfo::redacted),
+                        a.authority,
+                        t.path_and_query()
+                    ),
+                    None => {
+                        let default_port = if scheme == "https" { 443 } else { 80 };
+                        let hostport = if port == default_port {
+                            host
+                        } else if host.contains(':') {
+                            format!("[{host}]:{port}")
+                        } else {
+                            format!("{host}:{port}")
+                        };
+                        format!("{scheme}://{hostport}{}", t.path_and_query())
+                    }
                 };
-                attrs.set(attr::URL_FULL, format!("{scheme}://{hostport}{t}"));
+                attrs.set(attr::URL_FULL, full);
             }
             if let Some(r) = &route {
                 attrs.set(attr::URL_TEMPLATE, r.clone());
@@ -360,7 +375,11 @@ fn grpc(
 ) -> (String, Status) {
     view.protocol = Some(AppProtocol::Grpc);
     attrs.set(attr::RPC_SYSTEM, "grpc");
-    let path = req.target.clone();
+    // A gRPC path has no query; should one be sent, it is not a name.
+    let path = req
+        .target
+        .as_deref()
+        .map(|p| p.split(['?', '#']).next().unwrap_or(p).to_owned());
     if let Some(p) = &path {
         let trimmed = p.trim_start_matches('/');
         if let Some((svc, method)) = trimmed.split_once('/') {
@@ -568,6 +587,7 @@ mod tests {
                     request: Some(&req),
                     response: Some(&resp),
                     raw_sql: false,
+                    redaction: &Default::default(),
                 },
                 &mut view,
             );

@@ -144,6 +144,29 @@ impl Contexts {
         }
     }
 
+    /// Process `pid` exited: no response will be written in its contexts,
+    /// so its waiting calls wait no longer (they stay unparented). Returns
+    /// them.
+    pub(super) fn process_exited(&mut self, pid: u32, spans: &mut SpanTable) -> Vec<SpanId> {
+        let mut released = Vec::new();
+        self.waiting.retain(|(p, _), w| {
+            if *p == pid {
+                released.append(w);
+                false
+            } else {
+                true
+            }
+        });
+        released.retain(|id| match spans.get_mut(*id) {
+            Some(c) => {
+                c.ctx_key = None;
+                true
+            }
+            None => false,
+        });
+        released
+    }
+
     /// `rec` is being emitted.
     #[inline]
     pub(super) fn forget(&mut self, rec: &SpanRec) {

@@ -202,6 +202,12 @@ impl Linker {
         self.context.settle_heads(spans);
     }
 
+    /// Process `pid` exited: calls waiting for a response in one of its
+    /// execution contexts wait no longer. Returns them.
+    pub(super) fn process_exited(&mut self, pid: u32, spans: &mut SpanTable) -> Vec<SpanId> {
+        self.context.process_exited(pid, spans)
+    }
+
     /// The response head of HTTP/1 server span `x` was written by task
     /// `writer` (0: not a tracked goroutine) at `at`: link the calls the
     /// task rule proves to be its own.

@@ -10,8 +10,8 @@
 # and an asyncio HTTP server (stdlib, 1 loop thread) under wrk -t1 -c32.
 # Needs root, wrk and a python3 with a shared libpython (pyenv builds here).
 #
-#   bench/python_contexts.sh                    # 3 rounds, 10 s wrk runs
-#   ROUNDS=5 DURATION=20 bench/python_contexts.sh
+#   benches/python_contexts.sh                    # 3 rounds, 10 s wrk runs
+#   ROUNDS=5 DURATION=20 benches/python_contexts.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}

@@ -16,8 +16,8 @@
 # program is read from the kernel in the last zt(go tasks) round.
 # Needs root, go and wrk.
 #
-#   bench/go_tasks.sh                    # 3 rounds, 10 s wrk runs
-#   ROUNDS=5 DURATION=20 bench/go_tasks.sh
+#   benches/go_tasks.sh                    # 3 rounds, 10 s wrk runs
+#   ROUNDS=5 DURATION=20 benches/go_tasks.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
