@@ -74,7 +74,7 @@ fn snapshot(name: &str, screen: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("src/dashboard/snapshots")
         .join(format!("{name}.txt"));
-    if std::env::var_os("ZT_UPDATE_SNAPSHOTS").is_some() {
+    if std::env::var("ZT_UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, screen).unwrap();
         return;
