@@ -83,9 +83,11 @@ pub struct DemoOptions {
 }
 
 pub fn demo(o: DemoOptions) -> Result<()> {
+    // The options are checked before anything starts.
+    let settings = settings(&o)?;
     let dir = std::env::temp_dir().join(format!("zt-trace-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = run_demo(&dir, &o);
+    let result = run_demo(&dir, &o, settings);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -180,7 +182,27 @@ fn loadgen(dir: &Path, gw: u16, requests: usize, prefix: &str) -> Result<Child> 
         .context("starting the load generator")
 }
 
-fn run_demo(dir: &Path, o: &DemoOptions) -> Result<()> {
+/// The demo's settings from its options, validated.
+fn settings(o: &DemoOptions) -> Result<Settings> {
+    if !(1..=1_000_000).contains(&o.requests) {
+        bail!(
+            "invalid option: requests (--requests) is {}: it must be from 1 to 1000000",
+            o.requests
+        );
+    }
+    let mut s = Settings::default();
+    s.assemble.trace_linger_ms = 300;
+    s.output.record = o.record.clone();
+    s.output.duration_s = o.duration_s;
+    s.dashboard.interval_s = o.interval_s;
+    if let Some(output) = o.output {
+        s.output.format = output;
+    }
+    s.validate()?;
+    Ok(s)
+}
+
+fn run_demo(dir: &Path, o: &DemoOptions, mut settings: Settings) -> Result<()> {
     std::fs::write(dir.join("loadgen.py"), LOADGEN_PY)?;
     let (children, gw, with_catalog) = start_services(dir)?;
     eprintln!(
@@ -191,13 +213,8 @@ fn run_demo(dir: &Path, o: &DemoOptions) -> Result<()> {
             ""
         }
     );
-    let mut settings = Settings::default();
-    settings.assemble.trace_linger_ms = 300;
-    settings.output.record = o.record.clone();
-    if let Some(output) = o.output {
+    if o.output.is_some() {
         eprintln!("zt-trace demo: sending {} requests", o.requests);
-        settings.output.format = output;
-        settings.validate()?;
         let tracer = run::builder(&settings, crate::Stage::Full)?
             .graph(settings.graph.config())
             .start()?;
@@ -224,8 +241,6 @@ fn run_demo(dir: &Path, o: &DemoOptions) -> Result<()> {
         print!("{}", render(&g, o.graph_format));
         return Ok(());
     }
-    settings.output.duration_s = o.duration_s;
-    settings.dashboard.interval_s = o.interval_s;
     // Only the demo's services: the host may be busy with other traffic,
     // which would crowd them out of the views (the load generator's
     // processes come and go; the gateway's requests are then roots).

@@ -51,6 +51,24 @@ fn every_bad_option_is_refused_with_its_own_message() {
             "capture_bytes (--capture-bytes) is 0",
         ),
         (
+            &["dashboard", "--interval", "0"],
+            "interval_s (--interval) is 0: it must be from 0.1 to 3600 seconds",
+        ),
+        (&["dashboard", "--slow-ms", "0"], "slow_ms (--slow-ms) is 0"),
+        (
+            &["top", "--n-plus-one", "1"],
+            "n_plus_one_min_calls (--n-plus-one) is 1",
+        ),
+        (
+            &["dashboard", "--from", "/nonexistent/events.zrec"],
+            "from (--from): /nonexistent/events.zrec is not a file",
+        ),
+        (
+            &["demo", "--interval", "0.01"],
+            "interval_s (--interval) is 0.01",
+        ),
+        (&["demo", "--requests", "0"], "requests (--requests) is 0"),
+        (
             &["--capture-bytes", "100000"],
             "capture_bytes (--capture-bytes) is 100000",
         ),
