@@ -449,6 +449,10 @@ fn tmux_demo_shows_traces_graph_and_insights_within_10_s_of_load() {
     let loaded = Instant::now();
     let s = t.wait_for(
         &[
+            // The header's rates (from two snapshots of the stats registry).
+            "│ events/s ",
+            "│ spans/s ",
+            "│ agent CPU ",
             "gateway      GET /api/users/{id}",
             "→ catalog",
             "→ mysql",
@@ -462,6 +466,13 @@ fn tmux_demo_shows_traces_graph_and_insights_within_10_s_of_load() {
         "the live UI {:.1} s after the load started:\n{s}",
         loaded.elapsed().as_secs_f64()
     );
+    // The rates stay on screen between two snapshots of the registry (no
+    // flicker back to totals).
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(150));
+        let again = t.screen();
+        assert!(again.contains("│ events/s "), "{again}");
+    }
     // Graph edges carry counts.
     let edge = s
         .lines()

@@ -76,6 +76,10 @@ pub struct Feed {
     slow_ms: u64,
     live: bool,
     last: Option<(Instant, StatsSnapshot)>,
+    /// The rates computed last (events/s, spans/s, CPU %): kept while the
+    /// registry has not published a newer snapshot, so the header does not
+    /// flicker between rates and totals.
+    rates: (Option<f64>, Option<f64>, Option<f64>),
 }
 
 impl Feed {
@@ -142,6 +146,7 @@ impl Feed {
             slow_ms: s.dashboard.slow_ms,
             live: from.is_none(),
             last: None,
+            rates: (None, None, None),
         })
     }
 
@@ -225,13 +230,18 @@ impl Feed {
                 let dt = up - last.get(defs::UPTIME.name, None).unwrap_or(0.0);
                 if dt > 0.0 {
                     let d = |name: &str| (stats.total(name) - last.total(name)).max(0.0) / dt;
-                    h.events_per_s = Some(d(defs::EVENTS.name));
-                    h.spans_per_s = Some(d(defs::SPANS_EMITTED.name));
-                    if let (Some(c), Some(lc)) = (cpu, last.get(defs::CPU.name, None)) {
-                        h.cpu_percent = Some(100.0 * (c - lc).max(0.0) / dt);
-                    }
+                    let cpu = match (cpu, last.get(defs::CPU.name, None)) {
+                        (Some(c), Some(lc)) => Some(100.0 * (c - lc).max(0.0) / dt),
+                        _ => None,
+                    };
+                    self.rates = (
+                        Some(d(defs::EVENTS.name)),
+                        Some(d(defs::SPANS_EMITTED.name)),
+                        cpu,
+                    );
                 }
             }
+            (h.events_per_s, h.spans_per_s, h.cpu_percent) = self.rates;
             if self.last.as_ref().is_none_or(|(_, l)| {
                 l.get(defs::UPTIME.name, None) != stats.get(defs::UPTIME.name, None)
             }) {
