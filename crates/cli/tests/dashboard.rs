@@ -107,6 +107,30 @@ fn plain_report_of_a_replay_section_by_section() {
     let report = plain_replay(&["--plain"]);
     // Not a terminal: the same report without --plain.
     assert_eq!(plain_replay(&[]), report, "stdout is a pipe: plain mode");
+    // A replay needs no privilege: the same report as nobody, without
+    // capabilities (when this test can drop them).
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(zt_trace_bin())
+            .current_dir(repo_root())
+            .args(["dashboard", "--from", LOG, "--plain"])
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), report, "as nobody");
+    }
     let truth = load();
     let n = truth.len() as u64;
     let status =
