@@ -287,6 +287,23 @@ pub mod defs {
         None,
         "Label sets of the per-service request duration metrics."
     );
+    // Output filter and sampling.
+    def!(FILTERED, "zt_filtered_traces_total", Counter, Some("reason"), "Traces the output filter dropped, by the rule that dropped them: ignore_route, only_service, min_duration.");
+    def!(SAMPLING_DECISIONS, "zt_sampling_decisions_total", Counter, Some("decision"), "Sampling decisions on traces (parts of traces), by outcome: kept:head (trace id ratio), kept:parent (inbound traceparent sampled), kept:error, kept:slow, kept:match (tail rules), kept:earlier (an earlier part of the trace was kept), dropped:ratio, dropped:parent, dropped:earlier.");
+    def!(
+        SAMPLING_HELD,
+        "zt_sampling_held_traces",
+        Gauge,
+        None,
+        "Dropped traces held for a late part that a tail rule would keep."
+    );
+    def!(
+        SAMPLING_EVICTED,
+        "zt_sampling_evicted_total",
+        Counter,
+        None,
+        "Held traces dropped before their wait was over because the held table was full."
+    );
     // Export.
     def!(EXPORT_SPANS, "zt_export_spans_total", Counter, Some("outcome"), "Spans offered to the exporters, by outcome: exported, dropped_queue_full, dropped_after_retries, dropped_rejected, dropped_at_shutdown (a span sent to two exporters counts twice).");
     def!(
@@ -413,6 +430,10 @@ pub mod defs {
         &GRAPH_NODES,
         &GRAPH_EDGES,
         &RED_SERIES,
+        &FILTERED,
+        &SAMPLING_DECISIONS,
+        &SAMPLING_HELD,
+        &SAMPLING_EVICTED,
         &EXPORT_SPANS,
         &EXPORT_QUEUED,
         &EXPORT_BATCHES,
@@ -589,6 +610,48 @@ impl StatsSnapshot {
                 v(defs::GRAPH_EDGES.name),
                 labelled(defs::GRAPH_SPANS.name),
                 labelled(defs::GRAPH_OVERFLOW.name),
+            ));
+        }
+        if self
+            .get(defs::FILTERED.name, Some("ignore_route"))
+            .is_some()
+        {
+            out.push(format!(
+                "output filter dropped {} traces ({})",
+                v(defs::FILTERED.name),
+                labelled(defs::FILTERED.name)
+            ));
+        }
+        if self.get(defs::SAMPLING_HELD.name, None).is_some() {
+            let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+            let (mut nk, mut nd) = (0, 0);
+            for (label, n) in self.by_label(defs::SAMPLING_DECISIONS.name) {
+                let n = n as u64;
+                if let Some(r) = label.strip_prefix("kept:") {
+                    nk += n;
+                    if n > 0 {
+                        kept.push(format!("{r} {n}"));
+                    }
+                } else if let Some(r) = label.strip_prefix("dropped:") {
+                    nd += n;
+                    if n > 0 {
+                        dropped.push(format!("{r} {n}"));
+                    }
+                }
+            }
+            let list = |v: Vec<String>| {
+                if v.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", v.join(", "))
+                }
+            };
+            out.push(format!(
+                "sampling: kept {nk} traces{}, dropped {nd}{}; {} held, {} evicted",
+                list(kept),
+                list(dropped),
+                v(defs::SAMPLING_HELD.name),
+                v(defs::SAMPLING_EVICTED.name),
             ));
         }
         if self.get(defs::EXPORT_BATCHES.name, None).is_some() {

@@ -15,6 +15,7 @@ use crate::metrics::MetricsServer;
 use crate::sink::{Sink, SinkError};
 use crate::stage::{Shared, Stage};
 use crate::stages::graph::{GraphConfig, GraphStage};
+use crate::stages::{OutputFilter, Sampler};
 use crate::stats::{self, defs, StatsSnapshot, StatsWriter};
 use ebpf_probes::record::{RecordError, RecordHeader, RecordReader, RecordWriter};
 use ebpf_probes::{
@@ -71,6 +72,12 @@ pub enum TracerError {
     Sink(#[from] SinkError),
     #[error("the pipeline thread panicked")]
     Panicked,
+    /// A kernel filter could not be resolved or written.
+    #[error("kernel filter: {0}")]
+    Filter(#[from] ebpf_probes::FilterError),
+    /// The pipeline is not running (replay, or stopped).
+    #[error("{0}")]
+    NotRunning(&'static str),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> TracerError {
@@ -92,13 +99,15 @@ pub enum CaptureOnly {
 pub struct TracerBuilder {
     capture_bytes: u32,
     ring_buffer_bytes: u32,
-    pids: Option<Vec<u32>>,
+    kernel_filter: ebpf_probes::Filter,
     tls: bool,
     python_contexts: bool,
     go_tasks: bool,
     assembler: Config,
     id_seed: Option<u64>,
     stages: Vec<Box<dyn Stage>>,
+    output_filter: Option<OutputFilter>,
+    sampler: Option<Sampler>,
     sinks: Vec<Box<dyn Sink>>,
     exporters: Vec<Box<dyn SpanExporter>>,
     export_config: PipelineConfig,
@@ -119,13 +128,15 @@ impl Default for TracerBuilder {
         TracerBuilder {
             capture_bytes: 4096,
             ring_buffer_bytes: 16 << 20,
-            pids: None,
+            kernel_filter: ebpf_probes::Filter::default(),
             tls: true,
             python_contexts: true,
             go_tasks: true,
             assembler: Config::default(),
             id_seed: None,
             stages: Vec::new(),
+            output_filter: None,
+            sampler: None,
             sinks: Vec::new(),
             exporters: Vec::new(),
             export_config: PipelineConfig::default(),
@@ -152,8 +163,18 @@ impl TracerBuilder {
         self
     }
     /// Trace only these processes (default: every process but the agent).
+    /// Shorthand for a [`kernel_filter`](Self::kernel_filter) including
+    /// them.
     pub fn pids(mut self, pids: Vec<u32>) -> Self {
-        self.pids = Some(pids);
+        self.kernel_filter.include.pids = pids;
+        self
+    }
+    /// What the eBPF programs trace, checked before any other work (pids,
+    /// comms, executables, cgroup subtrees, ports; see
+    /// [`ebpf_probes::Filter`]). Change it while running with
+    /// [`Tracer::set_kernel_filter`].
+    pub fn kernel_filter(mut self, filter: ebpf_probes::Filter) -> Self {
+        self.kernel_filter = filter;
         self
     }
     /// Attach the OpenSSL uprobes for HTTPS plaintext (default: yes).
@@ -183,9 +204,25 @@ impl TracerBuilder {
         self.id_seed = Some(seed);
         self
     }
-    /// Add a processing stage (they run in the order added).
+    /// Add a processing stage (they run in the order added, all of them
+    /// before the [output filter](Self::output_filter) and the
+    /// [sampler](Self::sampler), so aggregates see every trace).
     pub fn stage(mut self, stage: impl Stage + 'static) -> Self {
         self.stages.push(Box::new(stage));
+        self
+    }
+    /// Drop traces from the output (ignored routes, other services, short
+    /// requests). Runs after every [`stage`](Self::stage), before the
+    /// sampler: it applies to output and export only.
+    pub fn output_filter(mut self, filter: OutputFilter) -> Self {
+        self.output_filter = Some(filter);
+        self
+    }
+    /// Sample traces (head by trace id, tail by rules). Runs last, after
+    /// every [`stage`](Self::stage) and the output filter: sampling applies
+    /// to output and export only, never to aggregates or statistics.
+    pub fn sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = Some(sampler);
         self
     }
     /// Add a sink (every trace goes to every sink, in the order added).
@@ -277,9 +314,17 @@ impl TracerBuilder {
         {
             self.graph = Some(Shared::new(GraphStage::new(GraphConfig::default())));
         }
+        // Aggregating stages first (the graph before the user's), then the
+        // output-only ones: the graph and metrics see every trace.
         let mut stages = std::mem::take(&mut self.stages);
         if let Some(g) = &self.graph {
             stages.insert(0, Box::new(g.clone()));
+        }
+        if let Some(f) = self.output_filter.take() {
+            stages.push(Box::new(f));
+        }
+        if let Some(s) = self.sampler.take() {
+            stages.push(Box::new(s));
         }
         Core {
             asm: Assembler::new(cfg),
@@ -349,8 +394,8 @@ impl TracerBuilder {
             .tls(self.tls)
             .contexts(self.python_contexts)
             .goroutines(self.go_tasks);
-        if let Some(p) = self.pids.take() {
-            probes = probes.pids(p);
+        if !self.kernel_filter.is_empty() {
+            probes = probes.filter(std::mem::take(&mut self.kernel_filter));
         }
         let recorder = match &self.record {
             Some(path) => {
@@ -385,9 +430,11 @@ impl TracerBuilder {
             source.probes().attached().len()
         );
         let capture_only = self.capture_only;
-        Tracer::spawn(control, metrics, self.graph.take(), move |control| {
+        let mut t = Tracer::spawn(control, metrics, self.graph.take(), move |control| {
             run_live(source, core, control, capture_only)
-        })
+        })?;
+        t.live = true;
+        Ok(t)
     }
 
     /// Run a recorded event log through the same pipeline (no root needed),
@@ -420,6 +467,8 @@ pub struct Tracer {
     thread: Option<JoinHandle<Result<StatsSnapshot, TracerError>>>,
     metrics: Metrics,
     graph: Option<Shared<GraphStage>>,
+    /// Tracing this host (not replaying a log).
+    live: bool,
 }
 
 /// The metrics endpoint and export thread of a tracer: they outlive the
@@ -477,6 +526,7 @@ impl Tracer {
             thread: Some(thread),
             metrics,
             graph,
+            live: false,
         })
     }
 
@@ -484,6 +534,27 @@ impl Tracer {
     /// ([`TracerBuilder::graph`], or metrics): lock it to read the graph
     /// (`.lock().totals()`, `.window()`); the handle stays valid after the
     /// tracer finished.
+    /// Change what the kernel probes trace (pid, comm, executable, cgroup,
+    /// port), while running, with no reload: see
+    /// [`ebpf_probes::Probes::set_filter`]. Returns once the pipeline
+    /// thread has written it to the kernel. Live tracers only.
+    pub fn set_kernel_filter(&self, filter: ebpf_probes::Filter) -> Result<(), TracerError> {
+        if !self.live {
+            return Err(TracerError::NotRunning(
+                "a replayed log has no kernel filter to change",
+            ));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        *self.control.filter_req.lock().unwrap() = Some((filter, tx));
+        self.control.wake();
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(TracerError::NotRunning(
+                "the pipeline did not take the filter (stopped?)",
+            )),
+        }
+    }
+
     pub fn graph(&self) -> Option<Shared<GraphStage>> {
         self.graph.clone()
     }
@@ -563,7 +634,15 @@ struct Control {
     snapshot: Mutex<StatsSnapshot>,
     done: Mutex<bool>,
     done_cv: Condvar,
+    /// A kernel filter change for the pipeline thread to apply, and where
+    /// to say how it went.
+    filter_req: Mutex<Option<FilterRequest>>,
 }
+
+type FilterRequest = (
+    ebpf_probes::Filter,
+    std::sync::mpsc::SyncSender<Result<(), ebpf_probes::FilterError>>,
+);
 
 impl Control {
     fn new() -> Result<Control, TracerError> {
@@ -580,11 +659,17 @@ impl Control {
             snapshot: Mutex::new(StatsSnapshot::default()),
             done: Mutex::new(false),
             done_cv: Condvar::new(),
+            filter_req: Mutex::new(None),
         })
     }
 
     fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// Wake the pipeline thread (it polls the eventfd beside the ring).
+    fn wake(&self) {
         let one: u64 = 1;
         // SAFETY: writing 8 bytes from a valid u64 to our eventfd.
         unsafe {
@@ -860,6 +945,10 @@ fn run_live(
             }
             .map_err(ring)?;
             control.drain_waker();
+            let req = control.filter_req.lock().unwrap().take();
+            if let Some((filter, reply)) = req {
+                let _ = reply.send(src.probes_mut().set_filter(&filter));
+            }
             core.advance(monotonic_ns())?;
             if maps_counted.is_none_or(|t| t.elapsed() >= MAPS_EVERY) {
                 maps = src.probes().map_fill();

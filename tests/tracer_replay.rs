@@ -182,3 +182,42 @@ fn replay_errors_name_the_file() {
         .to_string();
     assert!(err.contains("not a zt-trace event log"), "{err}");
 }
+
+/// The service graph sees every trace, whatever the sampler and the output
+/// filter drop: the same graph at `--sample 0` as with no sampling, while
+/// no trace reaches the sinks.
+#[test]
+fn the_graph_counts_traces_the_sampler_drops() {
+    use zt_trace::stages::{GraphConfig, Sampler, SamplingConfig};
+    let graph_of = |sample: Option<f64>| {
+        let (channel, rx) = ChannelSink::new(1000);
+        let mut b = Tracer::builder()
+            .graph(GraphConfig::default())
+            .sink(channel);
+        if let Some(ratio) = sample {
+            b = b.sampler(
+                Sampler::new(SamplingConfig {
+                    ratio,
+                    ..Default::default()
+                })
+                .unwrap(),
+            );
+        }
+        let tracer = b.replay(golden()).unwrap();
+        let graph = tracer.graph().unwrap();
+        tracer.wait().unwrap();
+        let out = rx.try_iter().count();
+        let totals = graph.lock().totals();
+        (totals, out)
+    };
+    let (all, out_all) = graph_of(None);
+    let (sampled, out_sampled) = graph_of(Some(0.0));
+    assert_eq!(out_all, 20, "every trace output without sampling");
+    assert_eq!(out_sampled, 0, "nothing output at --sample 0");
+    assert!(!all.edges.is_empty());
+    assert_eq!(
+        serde_json::to_string(&sampled).unwrap(),
+        serde_json::to_string(&all).unwrap(),
+        "the graph is the same whatever is sampled"
+    );
+}

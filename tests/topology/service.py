@@ -15,7 +15,8 @@ deterministic from the path so a test can predict each trace exactly:
                                   n % 10 == 9 -> 500 and nothing else;
                                   redis pipeline SET + INCR: INCR fails when n % 10 == 1]
                                   then profile GET /profile/<n>; 502 if profile failed
-  profile  GET /profile/<n>    -> 404 when n % 10 == 7, else 200
+  profile  GET /profile/<n>    -> 404 when n % 10 == 7, else 200; with ZT_SLOW_MS set,
+                                  answers n % 10 == 5 that many ms late (slow traces)
 Downstreams in brackets are used only when given (inventory=PORT,
 postgres=PORT, redis=PORT, catalog=PORT: catalog.py, the demo's); the ground-truth id travels in URLs, gRPC
 metadata (x-request-id), SQL comments and Redis keys.
@@ -31,6 +32,7 @@ import queue
 import ssl
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 NAME = sys.argv[1]
 PORT = int(sys.argv[2])
 DOWN = dict(arg.split("=", 1) for arg in sys.argv[3:])
+SLOW_MS = int(os.environ.get("ZT_SLOW_MS", "0"))
 
 if "inventory" in DOWN:
     import grpc
@@ -163,6 +166,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200 if st == 200 else 502, {"rid": rid, "profile": st})
         if NAME == "profile" and parts[:1] == ["profile"] and len(parts) == 2:
             n = int(parts[1])
+            if SLOW_MS and n % 10 == 5:
+                time.sleep(SLOW_MS / 1000.0)
             return self.reply(404 if n % 10 == 7 else 200, {"rid": rid})
         self.reply(404, {"error": "no route", "rid": rid})
 

@@ -49,7 +49,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Attach to this host and print each completed trace (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Attach and write raw events to FILE (for `replay`, bug reports, golden tests).
     Record {
         /// Event log to write.
@@ -145,6 +145,10 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         assemble: AssembleArgs,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
         #[arg(long, value_enum, default_value = "tree")]
         output: OutputFormat,
         /// Also write the service graph (JSON) to FILE at the end.
@@ -227,9 +231,33 @@ struct CaptureArgs {
     /// Payload bytes captured per syscall (1-8192).
     #[arg(long, default_value_t = defaults::CAPTURE_BYTES, value_name = "BYTES")]
     capture_bytes: u32,
-    /// Trace only these process ids (repeatable; default: every process but zt-trace).
+    /// Trace only these process ids (repeatable; default: every process but
+    /// zt-trace). This and the other filters below run in the kernel,
+    /// before any other work: filtered-out traffic costs about an empty
+    /// tracepoint. Include filters of different kinds must all match.
     #[arg(long = "pid", value_name = "PID")]
     pids: Vec<u32>,
+    /// Never trace these process ids (repeatable).
+    #[arg(long = "exclude-pid", value_name = "PID")]
+    exclude_pids: Vec<u32>,
+    /// Trace only processes with this name (the kernel's comm, at most 15
+    /// bytes; matched at exec, so processes started later are covered).
+    #[arg(long = "comm", value_name = "NAME")]
+    comms: Vec<String>,
+    /// Trace only processes running this executable (matched by file, at
+    /// exec and for running processes).
+    #[arg(long = "exe", value_name = "PATH")]
+    exes: Vec<PathBuf>,
+    /// Trace only processes in this cgroup v2 subtree: a container or a
+    /// systemd unit (absolute, or relative to the cgroup v2 mount).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    cgroups: Vec<PathBuf>,
+    /// Trace only connections with this port at either end (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    ports: Vec<u16>,
+    /// Never trace connections with this port at either end (repeatable).
+    #[arg(long = "exclude-port", value_name = "PORT")]
+    exclude_ports: Vec<u16>,
     /// Kernel ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = defaults::RING_BUFFER_MIB, value_name = "MIB")]
     ring_buffer_mib: u32,
@@ -276,6 +304,62 @@ struct AssembleArgs {
     /// (user:pass@) is redacted regardless.
     #[arg(long)]
     keep_query: bool,
+}
+
+/// Which traces are output and exported. Sampling never changes what the
+/// statistics count: they see every trace.
+#[derive(Args, Debug, Clone)]
+struct SamplingArgs {
+    /// Head sampling: output this fraction of traces (0.0-1.0), decided
+    /// from the trace id like OpenTelemetry's TraceIdRatioBased sampler, so
+    /// every span of a trace and every agent agree. A root that came with a
+    /// traceparent header follows its sampled flag. At 1.0 sampling is off:
+    /// every trace is output.
+    #[arg(long = "sample", default_value_t = defaults::SAMPLE_RATIO, value_name = "RATIO")]
+    ratio: f64,
+    /// The ratio of traces whose root is service NAME (repeatable).
+    #[arg(long = "sample-service", value_name = "NAME=RATIO")]
+    service_ratios: Vec<String>,
+    /// How the trace id decides: traceidratio (OpenTelemetry Go/Python SDKs)
+    /// or threshold (W3C Trace Context Level 2, OpenTelemetry `th`).
+    #[arg(long = "sample-algorithm", default_value = defaults::SAMPLE_ALGORITHM, value_name = "ALGORITHM")]
+    algorithm: String,
+    /// Ignore the sampled flag of inbound traceparent headers.
+    #[arg(long)]
+    no_parent_based: bool,
+    /// Also keep, whole, every trace with an error span.
+    #[arg(long)]
+    keep_errors: bool,
+    /// Also keep, whole, every trace whose root took longer than MS.
+    #[arg(long = "keep-slower-than", value_name = "MS")]
+    keep_slower_than_ms: Option<u64>,
+    /// Also keep, whole, every trace with a span attribute KEY matching
+    /// GLOB, e.g. http.route=/checkout* (repeatable).
+    #[arg(long = "keep-match", value_name = "KEY=GLOB")]
+    keep_match: Vec<String>,
+    /// How long a dropped trace waits for a late part that a keep rule
+    /// would keep (ms).
+    #[arg(long, default_value_t = defaults::DECISION_WAIT_MS, value_name = "MS")]
+    decision_wait_ms: u64,
+    /// Dropped traces held at most for that wait (the oldest are dropped
+    /// early, and counted).
+    #[arg(long, default_value_t = defaults::MAX_HELD_TRACES, value_name = "N")]
+    max_held_traces: usize,
+}
+
+/// Traces left out of the output (statistics still count them).
+#[derive(Args, Debug, Clone)]
+struct FilterArgs {
+    /// Do not output traces whose root's route or path matches GLOB, e.g.
+    /// /health* (repeatable).
+    #[arg(long = "ignore-route", value_name = "GLOB")]
+    ignore_routes: Vec<String>,
+    /// Output only traces in which service NAME takes part (repeatable).
+    #[arg(long = "only-service", value_name = "NAME")]
+    only_services: Vec<String>,
+    /// Output only traces whose root took at least MS.
+    #[arg(long = "min-duration", value_name = "MS")]
+    min_duration_ms: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -331,6 +415,10 @@ struct RunArgs {
     /// Also write the service graph (JSON) to FILE when stopping.
     #[arg(long, value_name = "FILE")]
     graph: Option<PathBuf>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// What to print on stdout for each completed trace.
     #[arg(long, value_enum, default_value = "tree")]
     output: OutputFormat,
@@ -369,6 +457,24 @@ fn overlay_capture(s: &mut Settings, a: &CaptureArgs, m: &ArgMatches) {
     }
     if given(m, "pids") {
         c.pids = a.pids.clone();
+    }
+    if given(m, "exclude_pids") {
+        c.exclude_pids = a.exclude_pids.clone();
+    }
+    if given(m, "comms") {
+        c.comms = a.comms.clone();
+    }
+    if given(m, "exes") {
+        c.exes = a.exes.clone();
+    }
+    if given(m, "cgroups") {
+        c.cgroups = a.cgroups.clone();
+    }
+    if given(m, "ports") {
+        c.ports = a.ports.clone();
+    }
+    if given(m, "exclude_ports") {
+        c.exclude_ports = a.exclude_ports.clone();
     }
     if a.no_tls {
         c.tls = false;
@@ -421,6 +527,48 @@ fn overlay_graph(s: &mut Settings, a: &GraphArgs, m: &ArgMatches) {
     }
 }
 
+/// Command-line sampling and output filter options over `s`.
+fn overlay_sampling(s: &mut Settings, a: &SamplingArgs, f: &FilterArgs, m: &ArgMatches) {
+    let x = &mut s.sampling;
+    if given(m, "ratio") {
+        x.ratio = a.ratio;
+    }
+    if given(m, "service_ratios") {
+        x.service_ratios = a.service_ratios.clone();
+    }
+    if given(m, "algorithm") {
+        x.algorithm = a.algorithm.clone();
+    }
+    if a.no_parent_based {
+        x.parent_based = false;
+    }
+    if a.keep_errors {
+        x.keep_errors = true;
+    }
+    if a.keep_slower_than_ms.is_some() {
+        x.keep_slower_than_ms = a.keep_slower_than_ms;
+    }
+    if given(m, "keep_match") {
+        x.keep_match = a.keep_match.clone();
+    }
+    if given(m, "decision_wait_ms") {
+        x.decision_wait_ms = a.decision_wait_ms;
+    }
+    if given(m, "max_held_traces") {
+        x.max_held_traces = a.max_held_traces;
+    }
+    let y = &mut s.filter;
+    if given(m, "ignore_routes") {
+        y.ignore_routes = f.ignore_routes.clone();
+    }
+    if given(m, "only_services") {
+        y.only_services = f.only_services.clone();
+    }
+    if f.min_duration_ms.is_some() {
+        y.min_duration_ms = f.min_duration_ms;
+    }
+}
+
 /// The effective settings of `run`: file, environment, then options.
 fn run_settings(a: &RunArgs, m: &ArgMatches) -> anyhow::Result<Settings> {
     let mut s = Settings::load(a.config.as_deref(), std::env::vars())?;
@@ -439,6 +587,7 @@ fn run_settings(a: &RunArgs, m: &ArgMatches) -> anyhow::Result<Settings> {
     if a.graph.is_some() {
         s.output.graph = a.graph.clone();
     }
+    overlay_sampling(&mut s, &a.sampling, &a.filter, m);
     let e = &mut s.export;
     if given(m, "exporters") {
         e.exporters = a.export.exporters.clone();
@@ -546,6 +695,8 @@ fn dispatch(cli: Cli, m: &ArgMatches) -> anyhow::Result<()> {
         Some(Command::Replay {
             file,
             assemble,
+            sampling,
+            filter,
             output,
             graph,
             graph_args,
@@ -554,6 +705,7 @@ fn dispatch(cli: Cli, m: &ArgMatches) -> anyhow::Result<()> {
             let mut s = Settings::load(None, std::env::vars())?;
             overlay_assemble(&mut s, &assemble, m);
             overlay_graph(&mut s, &graph_args, m);
+            overlay_sampling(&mut s, &sampling, &filter, m);
             s.output.format = output;
             s.output.graph = graph;
             s.validate()?;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use span_core::Config;
 use std::path::Path;
 use std::time::Duration;
+use zt_trace::stages::{OutputFilter, Sampler};
 use zt_trace::{CaptureOnly, GraphStage, Shared, StatsSnapshot, StopHandle, Tracer, TracerBuilder};
 
 /// The assembler's tuning from the settings.
@@ -43,8 +44,10 @@ pub fn builder(s: &Settings, stage: Stage) -> Result<TracerBuilder> {
             Stage::Decode => Some(CaptureOnly::Decode),
             Stage::Full => None,
         });
-    if !c.pids.is_empty() {
-        b = b.pids(c.pids.clone());
+    let filter = c.kernel_filter();
+    if !filter.is_empty() {
+        log::info!("in-kernel filter: {filter:?}");
+        b = b.kernel_filter(filter);
     }
     let (exporters, config) = crate::export::exporters(&s.export)?;
     for e in exporters {
@@ -59,6 +62,39 @@ pub fn builder(s: &Settings, stage: Stage) -> Result<TracerBuilder> {
         log::info!("recording events to {}", path.display());
     }
     b = with_graph(b, s)?;
+    output_stages(b, s)
+}
+
+/// The output filter and the sampler, from validated settings. The builder
+/// runs them after every aggregating stage: they change what is output and
+/// exported, never what is counted.
+pub fn output_stages(mut b: TracerBuilder, s: &Settings) -> Result<TracerBuilder> {
+    for w in s.warnings() {
+        log::warn!("{w}");
+    }
+    let filter = s.filter.output_config()?;
+    if !filter.is_empty() {
+        b = b.output_filter(OutputFilter::new(filter));
+    }
+    if let Some(cfg) = s.sampling.config()? {
+        log::info!(
+            "sampling: {} of traces ({}), {} service ratio(s){}{}",
+            cfg.ratio,
+            cfg.algorithm,
+            cfg.service_ratios.len(),
+            if cfg.parent_based {
+                ", inbound traceparent flags followed"
+            } else {
+                ""
+            },
+            if cfg.has_tail_rules() {
+                ", keep rules on"
+            } else {
+                ""
+            }
+        );
+        b = b.sampler(Sampler::new(cfg)?);
+    }
     Ok(b)
 }
 
@@ -133,7 +169,7 @@ pub fn replay(path: &Path, s: &Settings) -> Result<()> {
     let b = Tracer::builder()
         .assembler(assembler_config(&s.assemble))
         .sink(Printer::new(s.output.format));
-    let tracer = with_graph(b, s)?.replay(path)?;
+    let tracer = output_stages(with_graph(b, s)?, s)?.replay(path)?;
     stop_on_signals(tracer.stop_handle())?;
     let graph = tracer.graph();
     let stats = tracer.wait()?;

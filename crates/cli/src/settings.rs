@@ -10,6 +10,9 @@ use crate::output::OutputFormat;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use zt_trace::stages::{
+    parse_service_ratio, Glob, KeepMatch, OutputFilterConfig, RatioAlgorithm, SamplingConfig,
+};
 
 /// Default values, shared by the command line and the configuration file.
 pub mod defaults {
@@ -33,6 +36,10 @@ pub mod defaults {
     pub const METRICS_MAX_SERIES: usize = 2000;
     pub const METRICS_EXPORT_INTERVAL_S: u64 = 15;
     pub const EXPORT_SHUTDOWN_TIMEOUT_MS: u64 = 700;
+    pub const SAMPLE_RATIO: f64 = 1.0;
+    pub const SAMPLE_ALGORITHM: &str = "traceidratio";
+    pub const DECISION_WAIT_MS: u64 = 0;
+    pub const MAX_HELD_TRACES: usize = 4096;
 }
 
 /// Largest node, edge and series caps accepted.
@@ -51,6 +58,8 @@ pub struct Settings {
     pub export: Export,
     pub graph: Graph,
     pub metrics: Metrics,
+    pub sampling: Sampling,
+    pub filter: Filter,
     pub output: Output,
     pub insights: Insights,
     pub dashboard: Dashboard,
@@ -206,8 +215,37 @@ pub struct Capture {
     pub python_contexts: bool,
     /// Goroutine probes on Go executables (links Go services' calls).
     pub go_tasks: bool,
-    /// Trace only these processes (empty: all but zt-trace).
+    /// In-kernel filters (checked by the eBPF programs before any other
+    /// work). Trace only these processes (empty: all but zt-trace).
     pub pids: Vec<u32>,
+    /// Never trace these processes.
+    pub exclude_pids: Vec<u32>,
+    /// Trace only processes with one of these names (comm, matched at exec).
+    pub comms: Vec<String>,
+    /// Trace only processes running one of these executables.
+    pub exes: Vec<PathBuf>,
+    /// Trace only processes in these cgroup v2 subtrees (absolute, or
+    /// relative to the cgroup v2 mount).
+    pub cgroups: Vec<PathBuf>,
+    /// Trace only connections with one of these ports at either end.
+    pub ports: Vec<u16>,
+    /// Never trace connections with one of these ports at either end.
+    pub exclude_ports: Vec<u16>,
+}
+
+impl Capture {
+    /// The in-kernel filter these settings ask for.
+    pub fn kernel_filter(&self) -> zt_trace::ebpf_probes::Filter {
+        let mut f = zt_trace::ebpf_probes::Filter::new();
+        f.include.pids = self.pids.clone();
+        f.exclude.pids = self.exclude_pids.clone();
+        f.include.comms = self.comms.clone();
+        f.include.exes = self.exes.clone();
+        f.include.cgroups = self.cgroups.clone();
+        f.include.ports = self.ports.clone();
+        f.exclude.ports = self.exclude_ports.clone();
+        f
+    }
 }
 
 /// How spans are assembled and linked.
@@ -245,6 +283,44 @@ pub struct Export {
     pub shutdown_timeout_ms: u64,
 }
 
+/// Which traces are output and exported (aggregates and statistics see
+/// every trace).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sampling {
+    /// Head sampling ratio, decided from the trace id (0.0-1.0).
+    pub ratio: f64,
+    /// `NAME=RATIO`: the ratio of traces whose root is service NAME.
+    pub service_ratios: Vec<String>,
+    /// traceidratio (OpenTelemetry Go/Python SDK) or threshold (W3C Trace
+    /// Context Level 2 / OpenTelemetry `th`).
+    pub algorithm: String,
+    /// Follow an inbound traceparent's sampled flag.
+    pub parent_based: bool,
+    /// Keep traces with an error span.
+    pub keep_errors: bool,
+    /// Keep traces whose root took longer than this.
+    pub keep_slower_than_ms: Option<u64>,
+    /// `KEY=GLOB`: keep traces with a span attribute matching.
+    pub keep_match: Vec<String>,
+    /// How long a dropped trace waits for a late part a rule keeps.
+    pub decision_wait_ms: u64,
+    /// Dropped traces held at most for that wait.
+    pub max_held_traces: usize,
+}
+
+/// Traces dropped from the output.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Filter {
+    /// Globs: traces whose root's route or path matches are not output.
+    pub ignore_routes: Vec<String>,
+    /// Output only traces in which one of these services takes part.
+    pub only_services: Vec<String>,
+    /// Output only traces whose root took at least this long.
+    pub min_duration_ms: Option<u64>,
+}
+
 /// What is printed or written.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -267,6 +343,12 @@ impl Default for Capture {
             python_contexts: true,
             go_tasks: true,
             pids: Vec::new(),
+            exclude_pids: Vec::new(),
+            comms: Vec::new(),
+            exes: Vec::new(),
+            cgroups: Vec::new(),
+            ports: Vec::new(),
+            exclude_ports: Vec::new(),
         }
     }
 }
@@ -294,6 +376,66 @@ impl Default for Export {
             queue: defaults::EXPORT_QUEUE,
             shutdown_timeout_ms: defaults::EXPORT_SHUTDOWN_TIMEOUT_MS,
         }
+    }
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            ratio: defaults::SAMPLE_RATIO,
+            service_ratios: Vec::new(),
+            algorithm: defaults::SAMPLE_ALGORITHM.to_owned(),
+            parent_based: true,
+            keep_errors: false,
+            keep_slower_than_ms: None,
+            keep_match: Vec::new(),
+            decision_wait_ms: defaults::DECISION_WAIT_MS,
+            max_held_traces: defaults::MAX_HELD_TRACES,
+        }
+    }
+}
+
+impl Sampling {
+    /// The sampler's configuration; `None` when sampling is off (no ratio
+    /// below 1: every trace is output).
+    pub fn config(&self) -> Result<Option<SamplingConfig>> {
+        let mut service_ratios = Vec::new();
+        for s in &self.service_ratios {
+            service_ratios.push(parse_service_ratio(s)?);
+        }
+        let keep_match = self
+            .keep_match
+            .iter()
+            .map(|m| m.parse::<KeepMatch>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let cfg = SamplingConfig {
+            ratio: self.ratio,
+            service_ratios,
+            algorithm: self.algorithm.parse().map_err(|e: String| anyhow!(e))?,
+            parent_based: self.parent_based,
+            keep_errors: self.keep_errors,
+            keep_slower_than_ns: self.keep_slower_than_ms.map(|ms| ms * 1_000_000),
+            keep_match,
+            decision_wait_ns: self.decision_wait_ms * 1_000_000,
+            max_held_traces: self.max_held_traces,
+            ..SamplingConfig::default()
+        };
+        Ok(cfg.drops_any().then_some(cfg))
+    }
+}
+
+impl Filter {
+    /// The output filter's configuration (empty: none).
+    pub fn output_config(&self) -> Result<OutputFilterConfig> {
+        Ok(OutputFilterConfig {
+            ignore_routes: self
+                .ignore_routes
+                .iter()
+                .map(|g| Glob::new(g))
+                .collect::<Result<_, _>>()?,
+            only_services: self.only_services.clone(),
+            min_duration_ns: self.min_duration_ms.map(|ms| ms * 1_000_000),
+        })
     }
 }
 
@@ -363,11 +505,39 @@ impl Settings {
                 c.ring_buffer_mib
             ));
         }
-        for pid in &c.pids {
-            if *pid == 0 {
-                problems.push("pids (--pid): 0 is not a process id".to_owned());
-            } else if !Path::new(&format!("/proc/{pid}")).exists() {
-                problems.push(format!("pids (--pid): no process has id {pid}"));
+        for (key, pids) in [
+            ("pids (--pid)", &c.pids),
+            ("exclude_pids (--exclude-pid)", &c.exclude_pids),
+        ] {
+            for pid in pids {
+                if *pid == 0 {
+                    problems.push(format!("{key}: 0 is not a process id"));
+                } else if !Path::new(&format!("/proc/{pid}")).exists() {
+                    problems.push(format!("{key}: no process has id {pid}"));
+                }
+            }
+        }
+        for (key, ports) in [
+            ("ports (--port)", &c.ports),
+            ("exclude_ports (--exclude-port)", &c.exclude_ports),
+        ] {
+            if ports.contains(&0) {
+                problems.push(format!("{key}: 0 is not a port"));
+            }
+        }
+        // Names, executables and cgroups as the kernel will see them (the
+        // filter's own checks: lengths, counts, files that exist).
+        if c.pids.iter().chain(&c.exclude_pids).all(|p| *p != 0)
+            && !c.ports.contains(&0)
+            && !c.exclude_ports.contains(&0)
+        {
+            if let Err(e) = c
+                .kernel_filter()
+                .resolve(zt_trace::ebpf_probes::cgroup2_mount().as_deref())
+            {
+                problems.push(format!(
+                    "kernel filter (--comm, --exe, --cgroup, --pid, --port): {e}"
+                ));
             }
         }
         let a = &self.assemble;
@@ -436,6 +606,8 @@ impl Settings {
         if let Err(err) = crate::export::exporters(&e) {
             problems.push(format!("exporters (--exporter): {err:#}"));
         }
+        self.validate_sampling(&mut problems);
+        self.validate_filter(&mut problems);
         if let Some(d) = self.output.duration_s {
             if !(d.is_finite() && d > 0.0) {
                 problems.push(format!(
@@ -560,6 +732,82 @@ impl Settings {
         }
     }
 
+    fn validate_sampling(&self, problems: &mut Vec<String>) {
+        let s = &self.sampling;
+        if !(0.0..=1.0).contains(&s.ratio) {
+            problems.push(format!(
+                "ratio (--sample) is {}: it must be a number from 0.0 to 1.0",
+                s.ratio
+            ));
+        }
+        let mut seen = Vec::new();
+        for r in &s.service_ratios {
+            match parse_service_ratio(r) {
+                Ok((name, _)) if seen.contains(&name) => problems.push(format!(
+                    "service_ratios (--sample-service): service {name} is given twice"
+                )),
+                Ok((name, _)) => seen.push(name),
+                Err(e) => problems.push(format!("service_ratios (--sample-service): {e}")),
+            }
+        }
+        if let Err(e) = s.algorithm.parse::<RatioAlgorithm>() {
+            problems.push(format!("algorithm (--sample-algorithm): {e}"));
+        }
+        if s.keep_slower_than_ms == Some(0) {
+            problems.push(
+                "keep_slower_than_ms (--keep-slower-than) is 0: it must be at least 1".to_owned(),
+            );
+        }
+        for m in &s.keep_match {
+            if let Err(e) = m.parse::<KeepMatch>() {
+                problems.push(format!("keep_match (--keep-match): {e}"));
+            }
+        }
+        if s.decision_wait_ms > 600_000 {
+            problems.push(format!(
+                "decision_wait_ms (--decision-wait-ms) is {}: it must be at most 600000",
+                s.decision_wait_ms
+            ));
+        }
+        if s.max_held_traces == 0 || s.max_held_traces > 1_000_000 {
+            problems.push(format!(
+                "max_held_traces (--max-held-traces) is {}: it must be from 1 to 1000000",
+                s.max_held_traces
+            ));
+        }
+    }
+
+    fn validate_filter(&self, problems: &mut Vec<String>) {
+        let f = &self.filter;
+        for g in &f.ignore_routes {
+            if let Err(e) = Glob::new(g) {
+                problems.push(format!("ignore_routes (--ignore-route): {e}"));
+            }
+        }
+        if f.only_services.iter().any(|s| s.trim().is_empty()) {
+            problems.push("only_services (--only-service): an empty service name".to_owned());
+        }
+    }
+
+    /// Settings that are valid but do nothing, worth a warning.
+    pub fn warnings(&self) -> Vec<String> {
+        let s = &self.sampling;
+        let mut w = Vec::new();
+        let tail = s.keep_errors || s.keep_slower_than_ms.is_some() || !s.keep_match.is_empty();
+        let drops = s.ratio < 1.0
+            || s.service_ratios
+                .iter()
+                .any(|r| parse_service_ratio(r).is_ok_and(|(_, r)| r < 1.0));
+        if tail && !drops {
+            w.push(
+                "the keep rules (--keep-errors, --keep-slower-than, --keep-match) keep traces \
+                 that sampling drops, but the sampling ratio is 1.0: every trace is output"
+                    .to_owned(),
+            );
+        }
+        w
+    }
+
     /// The effective configuration as TOML (`--print-config`), header
     /// values redacted (they often hold API keys).
     pub fn to_toml(&self) -> Result<String> {
@@ -595,6 +843,8 @@ const SECTIONS: &[&str] = &[
     "export",
     "graph",
     "metrics",
+    "sampling",
+    "filter",
     "output",
     "insights",
     "dashboard",
@@ -649,6 +899,9 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<()> {
                 .collect(),
             _ => {
                 let mut c = Vec::new();
+                if let Ok(i) = value.trim().parse::<i64>() {
+                    c.push(toml::Value::from(i));
+                }
                 if let Ok(f) = value.trim().parse::<f64>() {
                     c.push(toml::Value::from(f));
                 }

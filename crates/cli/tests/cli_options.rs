@@ -168,6 +168,71 @@ fn every_bad_option_is_refused_with_its_own_message() {
             &["--keep-query", "--redact-query-param", "sid"],
             "keep_query (--keep-query) keeps every query value",
         ),
+        // In-kernel filters.
+        (&["--exclude-pid", "0"], "exclude_pids (--exclude-pid): 0 is not a process id"),
+        (&["--port", "0"], "ports (--port): 0 is not a port"),
+        (&["--exclude-port", "0"], "exclude_ports (--exclude-port): 0 is not a port"),
+        (
+            &["--comm", "a-name-longer-than-fifteen"],
+            "is longer than the 15 bytes the kernel keeps",
+        ),
+        (&["--exe", "/nonexistent/bin"], "executable /nonexistent/bin"),
+        (&["--cgroup", "/nonexistent/cg"], "cgroup /nonexistent/cg"),
+        // Sampling and output filters.
+        (
+            &["--sample", "1.5"],
+            "ratio (--sample) is 1.5: it must be a number from 0.0 to 1.0",
+        ),
+        (&["--sample=-0.1"], "ratio (--sample) is -0.1"),
+        (&["--sample", "NaN"], "ratio (--sample) is NaN"),
+        (
+            &["--sample-service", "gateway=2"],
+            "service_ratios (--sample-service): service gateway: sampling ratio 2 is not a number from 0.0 to 1.0",
+        ),
+        (
+            &["--sample-service", "gateway"],
+            "service_ratios (--sample-service): \"gateway\" is not NAME=RATIO",
+        ),
+        (
+            &["--sample-service", "a=0.1", "--sample-service", "a=0.2"],
+            "service a is given twice",
+        ),
+        (
+            &["--sample-algorithm", "coin"],
+            "algorithm (--sample-algorithm): unknown sampling algorithm \"coin\"",
+        ),
+        (
+            &["--keep-slower-than", "0"],
+            "keep_slower_than_ms (--keep-slower-than) is 0",
+        ),
+        (
+            &["--keep-match", "http.route"],
+            "keep_match (--keep-match): \"http.route\" is not KEY=GLOB",
+        ),
+        (
+            &["--keep-match", "http.route=/api/[v1"],
+            "keep_match (--keep-match): glob \"/api/[v1\": `[` without its closing `]`",
+        ),
+        (
+            &["--ignore-route", "/health[z-a]"],
+            "ignore_routes (--ignore-route): glob \"/health[z-a]\": range z-a runs backwards",
+        ),
+        (
+            &["--only-service", ""],
+            "only_services (--only-service): an empty service name",
+        ),
+        (
+            &["--max-held-traces", "0"],
+            "max_held_traces (--max-held-traces) is 0",
+        ),
+        (
+            &["--decision-wait-ms", "700000"],
+            "decision_wait_ms (--decision-wait-ms) is 700000",
+        ),
+        (
+            &["replay", "/nonexistent.zrec", "--sample", "7"],
+            "ratio (--sample) is 7",
+        ),
     ] {
         fails_with(args, needle);
     }
@@ -250,6 +315,31 @@ fn configuration_file_environment_and_options_layer() {
         &["--config", file.to_str().unwrap()],
         "unknown OTLP protocol \"xyz\"",
     );
+    std::fs::write(&file, "[sampling]\nratio = 1.2\n").unwrap();
+    fails_with(
+        &["--config", file.to_str().unwrap()],
+        "ratio (--sample) is 1.2",
+    );
+    std::fs::write(&file, "[sampling]\nratio = \"half\"\n").unwrap();
+    fails_with(&["--config", file.to_str().unwrap()], "line 2");
+    std::fs::write(&file, "[sampling]\nkeep_errrors = true\n").unwrap();
+    fails_with(
+        &["--config", file.to_str().unwrap()],
+        "line 2: unknown field `keep_errrors`",
+    );
+    std::fs::write(&file, "[filter]\nignore_routes = [\"/x[\"]\n").unwrap();
+    fails_with(
+        &["--config", file.to_str().unwrap()],
+        "ignore_routes (--ignore-route): glob \"/x[\"",
+    );
+    std::fs::write(&file, "[sampling\nratio = 0.5\n").unwrap();
+    fails_with(&["--config", file.to_str().unwrap()], "configuration file");
+    let out = zt(&["--duration", "1"], &[("ZT_SAMPLING_RATIO", "2")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ratio (--sample) is 2"));
+    let out = zt(&["--print-config"], &[("ZT_SAMPLING_RATIOO", "0.5")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ZT_SAMPLING_RATIOO"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -303,4 +393,139 @@ fn query_redaction_options() {
     for name in span_core::semconv::url::DEFAULT_REDACTED_QUERY_PARAMS {
         assert!(words.contains(name), "{name} not in --help:\n{help}");
     }
+}
+
+#[test]
+fn sampling_and_filter_options_layer_and_print() {
+    let dir = tempdir("cli-sampling");
+    let file = dir.join("zt.toml");
+    std::fs::write(
+        &file,
+        "[sampling]\nratio = 0.5\nkeep_errors = true\nkeep_match = [\"http.route=/checkout*\"]\n[filter]\nonly_services = [\"shop\"]\n",
+    )
+    .unwrap();
+    let out = zt(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--print-config",
+            "--sample-service",
+            "gateway=0.01",
+            "--ignore-route",
+            "/health*",
+            "--min-duration",
+            "5",
+            "--no-parent-based",
+        ],
+        &[
+            ("ZT_SAMPLING_RATIO", "0.25"),
+            ("ZT_SAMPLING_KEEP_SLOWER_THAN_MS", "500"),
+            ("ZT_SAMPLING_ALGORITHM", "threshold"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "ratio = 0.25",
+        "keep_errors = true",
+        "keep_slower_than_ms = 500",
+        "algorithm = \"threshold\"",
+        "parent_based = false",
+        "\"http.route=/checkout*\"",
+        "service_ratios = [\"gateway=0.01\"]",
+        "ignore_routes = [\"/health*\"]",
+        "only_services = [\"shop\"]",
+        "min_duration_ms = 5",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    // Keep rules with nothing sampled: a warning, not an error.
+    let log = repo_root().join("tests/golden/http_topology.zrec");
+    let out = Command::new(zt_trace_bin())
+        .args([
+            "replay",
+            log.to_str().unwrap(),
+            "--output",
+            "none",
+            "--keep-errors",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("WARN") && err.contains("the sampling ratio is 1.0"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The recorded topology (tests/golden/http_topology.zrec: 20 requests,
+/// the errors of tests/topology/service.py at n % 10 == 3 and 7) replayed
+/// through the command line's stage chain.
+#[test]
+fn replay_samples_the_output_and_counts_every_trace() {
+    let log = repo_root().join("tests/golden/http_topology.zrec");
+    let replay = |args: &[&str]| {
+        let mut all = vec!["replay", log.to_str().unwrap(), "--output", "json"];
+        all.extend_from_slice(args);
+        let out = zt(&all, &[]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{all:?}: {err}");
+        (parse_spans(&String::from_utf8_lossy(&out.stdout)), err)
+    };
+    let (all, err) = replay(&[]);
+    let total = by_trace(&all).len();
+    assert_eq!(total, 20);
+    assert!(
+        !err.contains("sampling:"),
+        "sampling is off by default: {err}"
+    );
+    assert!(all.iter().all(|s| attr(s, "zt.sampling.reason").is_none()));
+
+    let (none, err) = replay(&["--sample", "0"]);
+    assert!(none.is_empty());
+    let spans = all.len();
+    assert!(
+        err.contains(&format!(
+            "spans {spans} started, {spans} emitted in 20 traces"
+        )),
+        "statistics count every trace: {err}"
+    );
+    assert!(
+        err.contains("sampling: kept 0 traces, dropped 20 (ratio 20)"),
+        "{err}"
+    );
+
+    let (kept, err) = replay(&["--sample", "0", "--keep-errors"]);
+    let traces = by_trace(&kept);
+    let errors: Vec<_> = by_trace(&all)
+        .into_iter()
+        .filter(|(_, ss)| ss.iter().any(|s| s["status_code"] == "ERROR"))
+        .collect();
+    assert!(!errors.is_empty());
+    assert_eq!(traces.len(), errors.len(), "{err}");
+    for (id, spans) in &errors {
+        let got = &traces[id];
+        assert_eq!(got.len(), spans.len(), "error trace {id} kept whole");
+        let root = got
+            .iter()
+            .find(|s| s["parent_span_id"].as_str() == Some(""))
+            .unwrap();
+        assert_eq!(attr_str(root, "zt.sampling.reason"), "error");
+    }
+
+    // Output filters: only traces the users service takes part in that
+    // went past auth (401s stop at auth).
+    let (users, err) = replay(&["--only-service", "users", "--min-duration", "1"]);
+    let n = by_trace(&users).len();
+    assert!(n > 0 && n < total, "{n}: {err}");
+    assert!(err.contains("output filter dropped"), "{err}");
+    let (gone, _) = replay(&["--ignore-route", "/api/users/*"]);
+    assert!(gone.is_empty(), "every root is a GET /api/users/<n>");
 }

@@ -574,6 +574,11 @@ impl LiveSource {
         &self.probes
     }
 
+    /// The probes, to change what they trace ([`Probes::set_filter`]).
+    pub fn probes_mut(&mut self) -> &mut Probes {
+        &mut self.probes
+    }
+
     pub fn stats(&self) -> SourceStats {
         self.stats
     }

@@ -18,6 +18,8 @@ pub mod naming;
 mod reorder;
 pub mod semconv;
 
-pub use assembler::{parse_traceparent, Assembler, Config, LinkReason, Output, Stats, TableSizes};
+pub use assembler::{
+    parse_traceparent, Assembler, Config, LinkReason, Output, Stats, TableSizes, TraceParent,
+};
 pub use ids::IdGenerator;
 pub use semconv::url::QueryRedaction;

@@ -2,11 +2,13 @@
 //! computed once by the assembler when the span is emitted.
 //!
 //! **Invariant:** the view says nothing the span's attributes do not say
-//! (same values, typed), except [`Peer::resource`], which only the
-//! assembler knows: the process at the other end, when that end was
-//! observed on this host and linked by proof (`tcp_seq`). Consumers read
-//! the view instead of looking attributes up by string key; the exported
-//! attributes are unchanged.
+//! (same values, typed), except what only the assembler knows:
+//! [`Peer::resource`], the process at the other end, when that end was
+//! observed on this host and linked by proof (`tcp_seq`), and
+//! [`SpanView::remote_parent_sampled`], the sampled flag of the inbound
+//! `traceparent` the span adopted (the header is not an attribute).
+//! Consumers read the view instead of looking attributes up by string key;
+//! the exported attributes are unchanged.
 
 use crate::assembler::LinkReason;
 use crate::span::Resource;
@@ -203,6 +205,12 @@ pub struct SpanView {
     pub db_statement: Option<String>,
     pub link_reason: Option<LinkReason>,
     pub incomplete: Option<IncompleteReason>,
+    /// The sampled flag (W3C trace-flags bit 0) of the inbound `traceparent`
+    /// this SERVER span adopted as its parent: the instrumented caller's
+    /// sampling decision, which parent-based sampling honours. `None`
+    /// without such a header.
+    #[serde(default)]
+    pub remote_parent_sampled: Option<bool>,
 }
 
 impl SpanView {

@@ -783,11 +783,75 @@ fn traceparent_is_adopted() {
     );
     assert_eq!(s.status.code, StatusCode::Error);
     assert_eq!(stats.links_traceparent, 1);
+    // The caller's sampling decision travels with the span, for
+    // parent-based sampling.
+    assert_eq!(s.view.remote_parent_sampled, Some(true));
     assert_eq!(
         parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
         None
     );
     assert_eq!(parse_traceparent("garbage"), None);
+    let tp = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03").unwrap();
+    assert_eq!(tp.flags, 3);
+    assert!(tp.sampled());
+    let tp = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02").unwrap();
+    assert!(!tp.sampled(), "bit 1 (random) is not the sampled bit");
+    assert_eq!(
+        parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g"),
+        None
+    );
+}
+
+#[test]
+fn an_unsampled_traceparent_is_carried_and_no_header_is_none() {
+    let mut b = Builder::new();
+    b.proc_(30, "backend");
+    let req = b"GET /x HTTP/1.1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00\r\n\r\n";
+    b.data(
+        BACK,
+        2,
+        Role::Server,
+        "127.0.0.1:80",
+        "10.0.0.9:5000",
+        Direction::Ingress,
+        99 * MS,
+        100 * MS,
+        1,
+        req,
+    );
+    b.server_reply(
+        BACK,
+        2,
+        "127.0.0.1:80",
+        "10.0.0.9:5000",
+        105,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    b.data(
+        BACK,
+        3,
+        Role::Server,
+        "127.0.0.1:80",
+        "10.0.0.9:5001",
+        Direction::Ingress,
+        199 * MS,
+        200 * MS,
+        1,
+        b"GET /y HTTP/1.1\r\n\r\n",
+    );
+    b.server_reply(
+        BACK,
+        3,
+        "127.0.0.1:80",
+        "10.0.0.9:5001",
+        205,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    );
+    let (spans, _) = b.run(Config::default());
+    let x = spans.iter().find(|s| s.name.contains("/x")).unwrap();
+    assert_eq!(x.view.remote_parent_sampled, Some(false));
+    let y = spans.iter().find(|s| s.name.contains("/y")).unwrap();
+    assert_eq!(y.view.remote_parent_sampled, None);
 }
 
 #[test]

@@ -313,6 +313,7 @@ impl Assembler {
             peer.resource = self.peer_resource(rec, converted);
         }
         view.link_reason = Some(rec.link_reason);
+        view.remote_parent_sampled = rec.remote_sampled;
         view.incomplete = rec.incomplete;
         view.status.error = status.code == StatusCode::Error;
         converted.insert(

@@ -221,6 +221,7 @@ impl Assembler {
             response: None,
             parent: Parent::None,
             own_trace,
+            remote_sampled: None,
             link_reason: LinkReason::Root,
             inferred_link: None,
             ctx_key: None,

@@ -35,7 +35,7 @@ mod teardown;
 mod tls;
 
 pub use config::Config;
-pub use link::traceparent::parse_traceparent;
+pub use link::traceparent::{parse_traceparent, TraceParent};
 pub use link::LinkReason;
 pub use stats::Stats;
 

@@ -46,6 +46,8 @@ pub(super) struct SpanRec {
     pub(super) parent: Parent,
     /// Trace id if this span stays a root.
     pub(super) own_trace: TraceId,
+    /// The sampled flag of the inbound `traceparent` adopted as parent.
+    pub(super) remote_sampled: Option<bool>,
     pub(super) link_reason: LinkReason,
     /// The single request in flight in the process when this call was made
     /// (weak evidence: a span link, not a parent).

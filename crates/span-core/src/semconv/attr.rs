@@ -77,3 +77,6 @@ pub const ZT_LINK_EVIDENCE: &str = "zt.link.evidence";
 /// mid-connection).
 pub const ZT_UNDECODED: &str = "zt.undecoded";
 pub const ZT_DB_STATEMENT_ID: &str = "zt.db.statement_id";
+/// On the root span of a kept trace (when sampling is on): why it was kept
+/// (`head`, `parent`, `error`, `slow`, `match:<key>`).
+pub const ZT_SAMPLING_REASON: &str = "zt.sampling.reason";

@@ -43,7 +43,7 @@ use super::emit::EmittedMemory;
 use super::procs::Procs;
 use super::spans::{Parent, SpanRec, SpanTable};
 use crate::event::{MonoNanos, ThreadKey};
-use crate::span::{SpanId, TraceId};
+use crate::span::SpanId;
 use tcp_seq::SeqKey;
 
 /// What the rules know about a span when its request head is seen.
@@ -58,7 +58,7 @@ pub(super) struct Opening {
     /// (the connection as the client sees it).
     pub(super) seq: Option<SeqKey>,
     /// An inbound W3C `traceparent` header (SERVER spans).
-    pub(super) traceparent: Option<(TraceId, SpanId)>,
+    pub(super) traceparent: Option<traceparent::TraceParent>,
     /// Task (goroutine) the request was written for (CLIENT spans; 0:
     /// none).
     pub(super) task: u64,
