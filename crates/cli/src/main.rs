@@ -183,13 +183,17 @@ struct DashboardArgs {
     #[arg(long = "n-plus-one", value_name = "CALLS", default_value_t = defaults::N_PLUS_ONE_MIN_CALLS)]
     n_plus_one: u32,
     /// Read options from this TOML file ([insights], [dashboard], [capture],
-    /// [assemble] sections).
+    /// [assemble], [graph], [sampling], [filter] sections).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
     capture: CaptureArgs,
     #[command(flatten)]
     assemble: AssembleArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -624,6 +628,7 @@ fn dashboard_settings(a: &DashboardArgs, m: &ArgMatches) -> anyhow::Result<Setti
     let mut s = Settings::load(a.config.as_deref(), std::env::vars())?;
     overlay_capture(&mut s, &a.capture, m);
     overlay_assemble(&mut s, &a.assemble, m);
+    overlay_sampling(&mut s, &a.sampling, &a.filter, m);
     if given(m, "interval") {
         s.dashboard.interval_s = a.interval;
     }

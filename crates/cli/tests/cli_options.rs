@@ -69,6 +69,11 @@ fn every_bad_option_is_refused_with_its_own_message() {
         ),
         (&["demo", "--requests", "0"], "requests (--requests) is 0"),
         (
+            &["dashboard", "--sample", "2"],
+            "ratio (--sample) is 2: it must be a number from 0.0 to 1.0",
+        ),
+        (&["top", "--port", "0"], "ports (--port): 0 is not a port"),
+        (
             &["--capture-bytes", "100000"],
             "capture_bytes (--capture-bytes) is 100000",
         ),

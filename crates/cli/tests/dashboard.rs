@@ -274,6 +274,39 @@ fn plain_report_of_a_replay_section_by_section() {
     }
 }
 
+#[test]
+fn sampling_thins_the_trace_table_but_not_the_graph_or_the_insights() {
+    let all = plain_replay(&["--plain"]);
+    let sampled = plain_replay(&["--plain", "--sample", "0", "--keep-errors"]);
+    let truth = load();
+    let failed = truth.iter().filter(|(_, s)| *s != 200).count();
+    let (a, b) = (sections(&all), sections(&sampled));
+    // The header says what is in force; the table holds the kept traces
+    // only: the failed ones.
+    let head = &b[0].1[0];
+    assert!(
+        head.starts_with(&format!("{failed} new traces ({failed} held"))
+            && head.contains("sampling: 0% of traces, inbound flags followed; keeps errors"),
+        "{head}"
+    );
+    let rows: Vec<&String> = b[0].1[2..].iter().collect();
+    assert_eq!(rows.len(), failed);
+    assert!(rows.iter().all(|r| !r.ends_with(" OK")), "{rows:?}");
+    // The graph and the insights count every trace, before sampling.
+    assert_eq!(a[1], b[1], "graph");
+    assert_eq!(
+        a[3].1
+            .iter()
+            .filter(|l| l.starts_with("  - ["))
+            .collect::<Vec<_>>(),
+        b[3].1
+            .iter()
+            .filter(|l| l.starts_with("  - ["))
+            .collect::<Vec<_>>(),
+        "insights"
+    );
+}
+
 // ---------------------------------------------------------------- tmux
 
 /// A tmux server of its own (`-L`), killed when dropped.

@@ -91,12 +91,12 @@ impl Feed {
         quiet.output.format = crate::output::OutputFormat::None;
         let (tracer, source) = match from {
             Some(path) => {
-                let t = Tracer::builder()
+                let b = Tracer::builder()
                     .assembler(crate::run::assembler_config(&s.assemble))
                     .graph(s.graph.config())
                     .stage(insights.clone())
-                    .sink(sink)
-                    .replay(path)?;
+                    .sink(sink);
+                let t = crate::run::output_stages(b, s)?.replay(path)?;
                 (t, format!("replay of {}", display(path)))
             }
             None => {
@@ -111,37 +111,14 @@ impl Feed {
         let graph = tracer
             .graph()
             .ok_or_else(|| anyhow::anyhow!("the tracer kept no service graph"))?;
-        let c = &s.capture;
-        let mut filters = if c.pids.is_empty() {
-            "all processes".to_owned()
-        } else {
-            format!(
-                "pids {}",
-                c.pids
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
-        };
-        let off: Vec<&str> = [
-            (!c.tls, "tls"),
-            (!c.python_contexts, "python contexts"),
-            (!c.go_tasks, "go tasks"),
-        ]
-        .into_iter()
-        .filter_map(|(o, n)| o.then_some(n))
-        .collect();
-        if !off.is_empty() {
-            filters.push_str(&format!("; off: {}", off.join(", ")));
-        }
+        let (sampling, filters) = (sampling_text(s)?, filters_text(s, from.is_none())?);
         Ok(Feed {
             tracer: Some(tracer),
             recent,
             insights,
             graph,
             source,
-            sampling: "none (every trace kept)".to_owned(),
+            sampling,
             filters,
             slow_ms: s.dashboard.slow_ms,
             live: from.is_none(),
@@ -258,6 +235,99 @@ impl Feed {
             None => Ok(StatsSnapshot::default()),
         }
     }
+}
+
+/// The sampling in force, in words.
+pub fn sampling_text(s: &Settings) -> Result<String> {
+    let Some(c) = s.sampling.config()? else {
+        return Ok("none (every trace kept)".to_owned());
+    };
+    let mut t = format!("{}% of traces", c.ratio * 100.0);
+    if !c.service_ratios.is_empty() {
+        let per: Vec<String> = c
+            .service_ratios
+            .iter()
+            .map(|(svc, r)| format!("{svc} {}%", r * 100.0))
+            .collect();
+        t.push_str(&format!(" ({})", per.join(", ")));
+    }
+    if c.parent_based {
+        t.push_str(", inbound flags followed");
+    }
+    let mut keep = Vec::new();
+    if c.keep_errors {
+        keep.push("errors".to_owned());
+    }
+    if let Some(ns) = c.keep_slower_than_ns {
+        keep.push(format!("slower than {} ms", ns / 1_000_000));
+    }
+    if !s.sampling.keep_match.is_empty() {
+        keep.push(format!("matching {}", s.sampling.keep_match.join(", ")));
+    }
+    if !keep.is_empty() {
+        t.push_str(&format!("; keeps {}", keep.join(", ")));
+    }
+    Ok(t)
+}
+
+/// The kernel filters (`live`: a replay has no kernel side) and output
+/// filters in force, and the probes turned off, in words.
+pub fn filters_text(s: &Settings, live: bool) -> Result<String> {
+    fn list<T: std::fmt::Display>(v: &[T]) -> String {
+        v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
+    }
+    let c = &s.capture;
+    let mut parts = Vec::new();
+    // A replay has no kernel side: only the output filters apply.
+    if live {
+        let kernel: [(&str, String); 7] = [
+            ("pids", list(&c.pids)),
+            ("not pids", list(&c.exclude_pids)),
+            ("comm", list(&c.comms)),
+            (
+                "exe",
+                list(&c.exes.iter().map(|p| p.display()).collect::<Vec<_>>()),
+            ),
+            (
+                "cgroup",
+                list(&c.cgroups.iter().map(|p| p.display()).collect::<Vec<_>>()),
+            ),
+            ("ports", list(&c.ports)),
+            ("not ports", list(&c.exclude_ports)),
+        ];
+        for (what, v) in kernel {
+            if !v.is_empty() {
+                parts.push(format!("{what} {v}"));
+            }
+        }
+    }
+    let f = &s.filter;
+    if !f.ignore_routes.is_empty() {
+        parts.push(format!("ignore routes {}", f.ignore_routes.join(",")));
+    }
+    if !f.only_services.is_empty() {
+        parts.push(format!("only services {}", f.only_services.join(",")));
+    }
+    if let Some(ms) = f.min_duration_ms {
+        parts.push(format!("min duration {ms} ms"));
+    }
+    let mut text = if parts.is_empty() {
+        if live { "all processes" } else { "none" }.to_owned()
+    } else {
+        parts.join("; ")
+    };
+    let off: Vec<&str> = [
+        (!c.tls, "tls"),
+        (!c.python_contexts, "python contexts"),
+        (!c.go_tasks, "go tasks"),
+    ]
+    .into_iter()
+    .filter_map(|(o, n)| o.then_some(n))
+    .collect();
+    if !off.is_empty() {
+        text.push_str(&format!("; off: {}", off.join(", ")));
+    }
+    Ok(text)
 }
 
 /// The graph's edges for the panel and the report, grouped by caller

@@ -118,7 +118,10 @@ fn main_view_shows_traces_graph_endpoints_and_insights() {
         &screen,
         &["replay of demo_catalog.zrec", "traces 30", "drops 0"],
     );
-    line_with(&screen, &["sampling: none", "filters: all processes"]);
+    line_with(
+        &screen,
+        &["sampling: none (every trace kept)", "filters: none"],
+    );
     // Traces: all 30, with their status.
     line_with(&screen, &["Traces (30 of 30 held"]);
     // As many rows as fit (23 under the panel's header), newest first.
@@ -281,4 +284,33 @@ fn pause_keeps_the_view_and_sort_by_duration_puts_the_slowest_first() {
     assert_eq!(v[0].summary.duration_ns, max);
     key(&mut app, &ring, KeyCode::Char('q'));
     assert!(app.quit);
+}
+
+#[test]
+fn the_header_says_which_sampling_and_filters_are_in_force() {
+    use super::data::{filters_text, sampling_text};
+    let mut s = Settings::default();
+    assert_eq!(sampling_text(&s).unwrap(), "none (every trace kept)");
+    assert_eq!(filters_text(&s, true).unwrap(), "all processes");
+    assert_eq!(filters_text(&s, false).unwrap(), "none");
+    s.sampling.ratio = 0.25;
+    s.sampling.keep_errors = true;
+    s.sampling.keep_slower_than_ms = Some(300);
+    assert_eq!(
+        sampling_text(&s).unwrap(),
+        "25% of traces, inbound flags followed; keeps errors, slower than 300 ms"
+    );
+    s.capture.pids = vec![10, 11];
+    s.capture.exclude_ports = vec![22];
+    s.capture.tls = false;
+    s.filter.ignore_routes = vec!["/health*".into()];
+    assert_eq!(
+        filters_text(&s, true).unwrap(),
+        "pids 10,11; not ports 22; ignore routes /health*; off: tls"
+    );
+    // A replay: the kernel filters do not apply.
+    assert_eq!(
+        filters_text(&s, false).unwrap(),
+        "ignore routes /health*; off: tls"
+    );
 }
