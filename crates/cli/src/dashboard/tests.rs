@@ -314,3 +314,19 @@ fn the_header_says_which_sampling_and_filters_are_in_force() {
         "ignore routes /health*; off: tls"
     );
 }
+
+#[test]
+fn small_terminals_render_without_panicking() {
+    let (data, ring) = replayed();
+    let mut app = App::new(data);
+    for (w, h) in [(80, 24), (40, 10), (10, 4), (1, 1), (300, 3)] {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| draw(f, &app)).unwrap();
+    }
+    key(&mut app, &ring, KeyCode::Enter);
+    assert!(app.open.is_some());
+    for (w, h) in [(80, 24), (20, 5), (1, 1)] {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| draw(f, &app)).unwrap();
+    }
+}
