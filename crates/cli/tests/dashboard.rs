@@ -491,6 +491,32 @@ fn tmux_ui_restores_the_terminal_on_sigterm() {
 }
 
 #[test]
+fn tmux_ui_restores_the_terminal_on_panic() {
+    // Debug builds only (the tests' binary): ZT_TEST_DASHBOARD_PANIC_MS
+    // makes the UI loop panic once it has drawn for that long.
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let cmd = format!(
+        "cd {} && ZT_TEST_DASHBOARD_PANIC_MS=1500 {} dashboard --from {LOG} 2>/tmp/zt-dash-panic-$$.err; echo EXIT=$?; grep -c 'a panic injected by a test' /tmp/zt-dash-panic-$$.err; rm -f /tmp/zt-dash-panic-$$.err",
+        repo_root().display(),
+        zt_trace_bin().display()
+    );
+    let Some(t) = Tmux::start("panic", &script(&cmd)) else {
+        return;
+    };
+    t.wait_for(&["Traces (30 of 30 held"], 30);
+    // Rust's panic exit code; the panic message reached stderr after the
+    // terminal was given back.
+    t.assert_restored("EXIT=101");
+    let s = t.screen();
+    assert!(
+        s.lines().any(|l| l.trim() == "1"),
+        "the panic message:\n{s}"
+    );
+}
+
+#[test]
 fn tmux_demo_shows_traces_graph_and_insights_within_10_s_of_load() {
     if !require_root("tmux_demo_shows_traces_graph_and_insights_within_10_s_of_load") {
         return;

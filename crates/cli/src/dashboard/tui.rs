@@ -15,6 +15,13 @@ const REFRESH: Duration = Duration::from_millis(500);
 const INPUT_POLL: Duration = Duration::from_millis(100);
 
 pub fn run(feed: &mut Feed, duration: Option<Duration>, stop: &AtomicBool) -> anyhow::Result<()> {
+    // Debug builds only: a panic injected after this many ms, so a test can
+    // check that the panic hook restores the terminal.
+    #[cfg(debug_assertions)]
+    let panic_after = std::env::var("ZT_TEST_DASHBOARD_PANIC_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis);
     let mut terminal = ratatui::init();
     let result = (|| -> anyhow::Result<()> {
         let started = Instant::now();
@@ -23,6 +30,10 @@ pub fn run(feed: &mut Feed, duration: Option<Duration>, stop: &AtomicBool) -> an
         while !app.quit && !stop.load(Ordering::Relaxed) {
             if duration.is_some_and(|d| started.elapsed() >= d) {
                 break;
+            }
+            #[cfg(debug_assertions)]
+            if panic_after.is_some_and(|d| started.elapsed() >= d) {
+                panic!("ZT_TEST_DASHBOARD_PANIC_MS: a panic injected by a test");
             }
             if refreshed.elapsed() >= REFRESH {
                 app.update(feed.data());
