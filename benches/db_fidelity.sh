@@ -21,7 +21,7 @@ MY_CLIENTS=${MY_CLIENTS:-8}
 MY_ITER=${MY_ITER:-300} # mysqlslap iterations
 ZT_ARGS=${ZT_ARGS:-}
 if [ $# -eq 0 ]; then
-  cargo build --release -q -p zt-trace-cli
+  cargo build --release -q -p cli
   set -- target/release/zt-trace
 fi
 BIN=$1

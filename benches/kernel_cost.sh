@@ -20,7 +20,7 @@ CONNS=${CONNS:-32}
 PORT=${PORT:-18998}
 ZT_ARGS=${ZT_ARGS:-}
 if [ $# -eq 0 ]; then
-  cargo build --release -q -p zt-trace-cli
+  cargo build --release -q -p cli
   set -- target/release/zt-trace
 fi
 work=$(mktemp -d)

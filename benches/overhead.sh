@@ -50,7 +50,7 @@ if [[ $ONLY == *flask* ]]; then
   fi
 fi
 
-cargo build --release -q -p zt-trace-cli
+cargo build --release -q -p cli
 cargo build --release -q --example openloop
 exec python3 benches/lib/overhead.py --zt "${ZT:-target/release/zt-trace}" \
   --openloop target/release/examples/openloop --rounds "$ROUNDS" --duration "$DURATION" \

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-2000000}
-[ $# -gt 0 ] || { cargo build --release -q -p zt-trace-cli; set -- target/release/zt-trace; }
+[ $# -gt 0 ] || { cargo build --release -q -p cli; set -- target/release/zt-trace; }
 work=$(mktemp -d)
 ZT_PID=
 cleanup() {

@@ -147,7 +147,11 @@ fn requests_of_dead_processes_and_torn_down_connections() {
     // 1. The server is killed mid-request.
     let client = Fault::start("caller", &["client", &ports, "/slow?rid=pd-server-killed"]);
     server.expect("GOT /slow");
-    std::thread::sleep(Duration::from_millis(300));
+    // Long enough for the agent to have read the server's environment (its
+    // service name) at exec and at the re-read 300 ms later, even when its
+    // pipeline lags on a loaded machine: a process killed before the agent
+    // first looked at it is named from its command line ("fault").
+    std::thread::sleep(Duration::from_millis(1500));
     let killed = server.kill();
     client.expect("DONE eof");
     let (spans, out) = wait_trace(&tracer.stdout, "pd-server-killed", patience);

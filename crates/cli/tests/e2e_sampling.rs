@@ -190,7 +190,7 @@ fn head_sampling_keeps_whole_traces_at_the_ratio() {
     if !require_root("head_sampling_keeps_whole_traces_at_the_ratio") {
         return;
     }
-    const REQUESTS: usize = 400;
+    const REQUESTS: usize = 2000;
     let dir = tempdir("e2e-head");
     let topo = topology();
     let tracer = Tracer::start(&dir, &["run", "--output", "json", "--sample", "0.5"]);
@@ -225,7 +225,7 @@ fn head_sampling_keeps_whole_traces_at_the_ratio() {
         }
     }
     assert_no_failures(&failures, REQUESTS);
-    // 99% binomial interval around 200 of 400.
+    // 99% binomial interval around half of the requests.
     let (mean, sd) = (REQUESTS as f64 * 0.5, (REQUESTS as f64 * 0.25).sqrt());
     let (lo, hi) = (mean - 2.576 * sd, mean + 2.576 * sd);
     assert!(

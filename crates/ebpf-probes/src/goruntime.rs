@@ -817,6 +817,14 @@ func main() { go fmt.Println(C.twice(2)); _, _ = http.Get("http://127.0.0.1:1/")
         }
         let dir = std::env::temp_dir().join(format!("zt-goruntime-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        // Removed at the end, also when an assertion fails (~100 MB).
+        struct RemoveOnDrop(std::path::PathBuf);
+        impl Drop for RemoveOnDrop {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _cleanup = RemoveOnDrop(dir.clone());
         let plain_src = PROGRAM
             .replace("import \"C\"\n", "")
             .replace("C.twice(2)", "2");
