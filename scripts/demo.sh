@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine (as root): build zt-trace, start a demo set
-# of services on loopback, trace them and print the traces.
+# of services on loopback and show them in the live dashboard.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

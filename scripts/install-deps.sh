@@ -12,6 +12,7 @@ APT_PACKAGES=(
   golang-go gcc                          # Go services of the runtime-aware linking tests (gcc: cgo builds)
   golang-google-grpc-dev                 # gRPC-Go server of the goroutine linking test (GOPATH=/usr/share/gocode)
   prometheus                             # a real Prometheus scraping --metrics-listen; promtool
+  tmux util-linux                        # the dashboard driven in tmux; setpriv drops privileges for `check`
 )
 PIP_PACKAGES=(
   grpcio grpcio-tools protobuf pymysql mysqlclient "psycopg[binary]" redis

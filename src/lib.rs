@@ -36,6 +36,7 @@ pub use protocol_parsers;
 pub use span_core;
 
 pub mod metrics;
+pub mod recent;
 pub mod sink;
 pub mod stage;
 pub mod stages;
@@ -44,8 +45,10 @@ pub mod stats;
 mod testutil;
 mod tracer;
 
+pub use recent::{RecentSink, RecentTraces};
 pub use sink::{ChannelSink, FnSink, Sink, SinkError};
 pub use stage::{Shared, Stage};
 pub use stages::graph::{GraphConfig, GraphSnapshot, GraphStage};
+pub use stages::insights::{Finding, FindingKind, InsightsConfig, InsightsStage};
 pub use stats::{MetricDef, MetricKind, StatsSnapshot};
 pub use tracer::{CaptureOnly, StopHandle, Tracer, TracerBuilder, TracerError};

@@ -255,6 +255,13 @@ pub mod defs {
         Some("sink"),
         "Traces a sink could not take (a full channel)."
     );
+    def!(
+        INSIGHTS_OVERFLOW,
+        "zt_insights_overflow_total",
+        Counter,
+        Some("table"),
+        "Keys the insights stage could not add because a table was full (the finding is incomplete, never wrong)."
+    );
     // The service graph stage.
     def!(
         GRAPH_SPANS,
@@ -429,6 +436,7 @@ pub mod defs {
         &STAGE_TRACES,
         &TRACES_OUT,
         &SINK_DROPS,
+        &INSIGHTS_OVERFLOW,
         &GRAPH_SPANS,
         &GRAPH_OVERFLOW,
         &GRAPH_NODES,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// eBPF C sources, each compiled to `<name>.o` in OUT_DIR.
-const SOURCES: &[&str] = &["capture.bpf.c"];
+const SOURCES: &[&str] = &["capture.bpf.c", "check.bpf.c"];
 /// Headers the sources include (for rerun-if-changed).
 const HEADERS: &[&str] = &[
     "zt_vmlinux.h",

@@ -3,6 +3,9 @@
 //!
 //! - [`GraphStage`]: the service graph and RED aggregates (sees every
 //!   trace).
+//! - [`InsightsStage`]: N+1 queries, cache candidates, root causes of
+//!   errors and the other performance insights (an aggregate: added with
+//!   `stage`, it sees every trace).
 //! - [`OutputFilter`]: drops traces nobody wants to see (ignored routes,
 //!   other services, short requests).
 //! - [`Sampler`]: head sampling by trace id (OpenTelemetry-compatible,
@@ -21,11 +24,13 @@
 pub mod filter;
 pub mod glob;
 pub mod graph;
+pub mod insights;
 pub mod ratio;
 pub mod sampler;
 
 pub use filter::{OutputFilter, OutputFilterConfig};
 pub use glob::{Glob, GlobError};
 pub use graph::{GraphConfig, GraphSnapshot, GraphStage, NodeKind};
+pub use insights::{Finding, FindingKind, InsightsConfig, InsightsStage};
 pub use ratio::{BadRatio, RatioAlgorithm, TraceIdRatio};
 pub use sampler::{parse_service_ratio, KeepMatch, Sampler, SamplingConfig, SamplingError};

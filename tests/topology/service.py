@@ -6,8 +6,10 @@ passes it on, unchanged, to every downstream call it makes. Behaviour is
 deterministic from the path so a test can predict each trace exactly:
 
   gateway  GET /api/users/<n>  -> auth GET /validate, then (if allowed)
-                                  [inventory gRPC GetItem(n)] and users GET /users/<n>;
-                                  502 if users failed, 500 if GetItem failed (INTERNAL)
+                                  [inventory gRPC GetItem(n)], users GET /users/<n>
+                                  and [catalog GET /catalog/<n>];
+                                  502 if users or catalog failed, 500 if GetItem
+                                  failed (INTERNAL)
   auth     GET /validate       -> 401 when n % 10 == 3 (n passed as query `n`), else 200
   users    GET /users/<n>      -> [postgres SELECT profiles: an unknown column when
                                   n % 10 == 9 -> 500 and nothing else;
@@ -16,7 +18,7 @@ deterministic from the path so a test can predict each trace exactly:
   profile  GET /profile/<n>    -> 404 when n % 10 == 7, else 200; with ZT_SLOW_MS set,
                                   answers n % 10 == 5 that many ms late (slow traces)
 Downstreams in brackets are used only when given (inventory=PORT,
-postgres=PORT, redis=PORT); the ground-truth id travels in URLs, gRPC
+postgres=PORT, redis=PORT, catalog=PORT: catalog.py, the demo's); the ground-truth id travels in URLs, gRPC
 metadata (x-request-id), SQL comments and Redis keys.
 
 With ZT_TLS_CERT and ZT_TLS_KEY set, the service serves HTTPS and calls its
@@ -139,8 +141,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(st, {"error": "unauthorized", "rid": rid})
             item = get_item(n, rid) if "inventory" in DOWN else "OK"
             st, _ = call("users", "/users/%d?rid=%s" % (n, rid))
-            status = 502 if st != 200 else 500 if item == "INTERNAL" else 200
-            return self.reply(status, {"rid": rid, "users": st, "item": item})
+            cat = call("catalog", "/catalog/%d?rid=%s" % (n, rid))[0] if "catalog" in DOWN else 200
+            status = 502 if st != 200 or cat != 200 else 500 if item == "INTERNAL" else 200
+            return self.reply(status, {"rid": rid, "users": st, "item": item, "catalog": cat})
         if NAME == "auth" and parts == ["validate"]:
             n = int(q.get("n", ["0"])[0])
             return self.reply(401 if n % 10 == 3 else 200, {"rid": rid})

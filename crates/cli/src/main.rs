@@ -1,5 +1,7 @@
 //! `zt-trace`: zero-instrumentation distributed tracing with eBPF.
 
+mod check;
+mod dashboard;
 mod demo;
 mod export;
 mod graph;
@@ -58,15 +60,29 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
     },
-    /// Start demo services on loopback (python3), send them requests, and
-    /// print their traces, then their service graph. Needs root.
+    /// Start demo services on loopback (python3; a catalog service with an N+1
+    /// on MariaDB, a repeated Redis read and a failing query when the
+    /// servers of scripts/start-servers.sh run), send them requests, and
+    /// show the dashboard (the plain report when stdout is not a terminal);
+    /// with --output, print their traces, then their service graph. Needs
+    /// root.
     Demo {
-        /// Requests the load generator sends.
-        #[arg(long, default_value_t = 12)]
+        /// Requests per load batch (with --output: in all).
+        #[arg(long, default_value_t = 20)]
         requests: usize,
-        #[arg(long, value_enum, default_value = "tree")]
-        output: OutputFormat,
-        /// How the service graph is printed at the end.
+        /// Print the traces instead of showing the dashboard.
+        #[arg(long, value_enum)]
+        output: Option<OutputFormat>,
+        /// Print the text report instead of the full-screen UI.
+        #[arg(long)]
+        plain: bool,
+        /// Seconds between plain reports.
+        #[arg(long, value_name = "SECS", default_value_t = defaults::INTERVAL_S)]
+        interval: f64,
+        /// Stop after this many seconds (default: until q, SIGINT or SIGTERM).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
+        /// How the service graph is printed at the end (with --output).
         #[arg(long, value_enum, default_value = "text")]
         graph_format: graph::GraphFormat,
         /// Also write the raw event log to FILE.
@@ -106,6 +122,22 @@ enum Command {
         #[command(flatten)]
         graph: GraphArgs,
     },
+    /// Live dashboard: recent traces, service graph, slow endpoints and
+    /// performance insights (N+1 queries, cache candidates, root causes of
+    /// errors...) in a full-screen terminal UI; a text report every
+    /// --interval seconds when stdout is not a terminal or with --plain.
+    /// Needs root, except with --from.
+    #[command(visible_alias = "top")]
+    Dashboard(DashboardArgs),
+    /// Say what this host allows (kernel, BTF, lockdown, privileges, each
+    /// hook kind tried by loading a tiny program, TLS and Python libraries,
+    /// the ring buffer) and what zt-trace will do on it. Exits non-zero when
+    /// tracing cannot work.
+    Check {
+        /// The same as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read an event log written by `record` (or `run --record`) and print its
     /// traces. Needs no root.
     Replay {
@@ -125,6 +157,43 @@ enum Command {
         #[command(flatten)]
         graph_args: GraphArgs,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+struct DashboardArgs {
+    /// Replay this event log (from `record` or `run --record`) into the
+    /// dashboard instead of tracing live (no root needed).
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    /// Print the text report instead of the full-screen UI (the default
+    /// when stdout is not a terminal).
+    #[arg(long)]
+    plain: bool,
+    /// Seconds between plain reports.
+    #[arg(long, value_name = "SECS", default_value_t = defaults::INTERVAL_S)]
+    interval: f64,
+    /// Stop after this many seconds (default: until q, SIGINT or SIGTERM;
+    /// a replay in plain mode stops at the end of its log).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Traces longer than this are listed as slow (ms).
+    #[arg(long, value_name = "MS", default_value_t = defaults::SLOW_MS)]
+    slow_ms: u64,
+    /// Sequential identical statements in one request that make an N+1.
+    #[arg(long = "n-plus-one", value_name = "CALLS", default_value_t = defaults::N_PLUS_ONE_MIN_CALLS)]
+    n_plus_one: u32,
+    /// Read options from this TOML file ([insights], [dashboard], [capture],
+    /// [assemble], [graph], [sampling], [filter] sections).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    capture: CaptureArgs,
+    #[command(flatten)]
+    assemble: AssembleArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -582,6 +651,35 @@ fn run_settings(a: &RunArgs, m: &ArgMatches) -> anyhow::Result<Settings> {
     Ok(s)
 }
 
+/// The effective settings of `dashboard`: file, environment, then options.
+fn dashboard_settings(a: &DashboardArgs, m: &ArgMatches) -> anyhow::Result<Settings> {
+    let mut s = Settings::load(a.config.as_deref(), std::env::vars())?;
+    overlay_capture(&mut s, &a.capture, m);
+    overlay_assemble(&mut s, &a.assemble, m);
+    overlay_sampling(&mut s, &a.sampling, &a.filter, m);
+    if given(m, "interval") {
+        s.dashboard.interval_s = a.interval;
+    }
+    if given(m, "slow_ms") {
+        s.dashboard.slow_ms = a.slow_ms;
+    }
+    if given(m, "n_plus_one") {
+        s.insights.n_plus_one_min_calls = a.n_plus_one;
+    }
+    if a.duration.is_some() {
+        s.output.duration_s = a.duration;
+    }
+    if let Some(f) = &a.from {
+        if !f.is_file() {
+            anyhow::bail!(
+                "invalid option: from (--from): {} is not a file",
+                f.display()
+            );
+        }
+    }
+    Ok(s)
+}
+
 /// Options of the command that was run, checked, and what to do.
 fn dispatch(cli: Cli, m: &ArgMatches) -> anyhow::Result<()> {
     match cli.command {
@@ -604,10 +702,29 @@ fn dispatch(cli: Cli, m: &ArgMatches) -> anyhow::Result<()> {
         Some(Command::Demo {
             requests,
             output,
+            plain,
+            interval,
+            duration,
             graph_format,
             record,
             graph,
-        }) => demo::demo(requests, output, graph_format, record, graph),
+        }) => demo::demo(demo::DemoOptions {
+            requests,
+            output,
+            plain,
+            interval_s: interval,
+            duration_s: duration,
+            graph_format,
+            record,
+            graph_file: graph,
+        }),
+        Some(Command::Dashboard(a)) => {
+            let m = m.subcommand_matches("dashboard").unwrap_or(m);
+            let s = dashboard_settings(&a, m)?;
+            s.validate()?;
+            dashboard::dashboard(&s, a.from.as_deref(), a.plain)
+        }
+        Some(Command::Check { json }) => check::check(json),
         Some(Command::Replay {
             file,
             assemble,
@@ -679,11 +796,17 @@ fn describe(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    let matches = Cli::command().get_matches();
+    // The full-screen dashboard owns the terminal: log lines on stderr
+    // would tear it (RUST_LOG still turns them on, e.g. with 2>file).
+    let tui = matches.subcommand_matches("dashboard").is_some_and(|d| {
+        !d.get_flag("plain") && std::io::IsTerminal::is_terminal(&std::io::stdout())
+    });
+    let default_filter = if tui { "off" } else { "info" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
         .target(env_logger::Target::Stderr)
         .format_timestamp_millis()
         .init();
-    let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),

@@ -3,6 +3,7 @@
 use span_core::{AppProtocol, Span, SpanKind, StatusCode, Trace};
 use std::collections::HashMap;
 use std::fmt::Write;
+use zt_trace::stages::insights::{Profile, Tree};
 
 /// `125ms`, `3.4ms`, `0.21ms`, `12.3s`.
 pub fn fmt_duration(nanos: u64) -> String {
@@ -135,6 +136,112 @@ fn render_node(
     for (i, k) in kids.iter().enumerate() {
         render_node(k, children, &child_indent, Some(i + 1 == n), out);
     }
+}
+
+/// One line of a trace shown as a tree with its critical path and self
+/// times (the dashboard's trace view and the plain report's example).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TreeRow {
+    /// Tree drawing before the text (`├─ `, `│  └─ `).
+    pub prefix: String,
+    pub text: String,
+    /// On the critical path (for a collapsed client -> server pair: either).
+    pub critical: bool,
+    pub error: bool,
+    pub duration_ns: u64,
+    pub self_ns: u64,
+}
+
+impl TreeRow {
+    /// `● prefix text [dur · self s]`: the plain-text form.
+    pub fn to_line(&self) -> String {
+        format!(
+            "{} {}{}",
+            if self.critical { "●" } else { " " },
+            self.prefix,
+            self.text
+        )
+    }
+}
+
+/// The rows of `trace` as a tree: like [`render_trace`] (a client span
+/// whose only child is the server span of the same request is one row),
+/// with database statements, each span's duration and self time, the
+/// critical path marked, and why a span has no parent when it has none.
+pub fn tree_rows(trace: &Trace) -> Vec<TreeRow> {
+    let mut tree = Tree::default();
+    tree.build(&trace.spans);
+    let profile = Profile::with_tree(trace, &tree);
+    let mut rows = Vec::new();
+    // (span, indent, branch: None for a root / Some(is_last))
+    let mut stack: Vec<(usize, String, Option<bool>)> = tree
+        .roots()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .map(|r| (r, String::new(), None))
+        .collect();
+    let spans = &trace.spans;
+    while let Some((i, indent, branch)) = stack.pop() {
+        let span = &spans[i];
+        let mut shown = i;
+        let mut caller = None;
+        if span.kind == SpanKind::Client && tree.child_count(i) == 1 {
+            if let Some(only) = tree.children(i).next() {
+                if spans[only].kind == SpanKind::Server {
+                    shown = only;
+                    caller = Some(i);
+                }
+            }
+        }
+        let s = &spans[shown];
+        let (prefix, child_indent) = match branch {
+            None => (String::new(), String::new()),
+            Some(last) => (
+                format!("{indent}{}", if last { "└─ " } else { "├─ " }),
+                format!("{indent}{}", if last { "   " } else { "│  " }),
+            ),
+        };
+        let service = &s.resource.service_name;
+        let timing = format!(
+            "[{} · self {}]",
+            fmt_duration(s.duration_nanos()),
+            fmt_duration(profile.self_ns[shown])
+        );
+        let mut text = if s.kind == SpanKind::Client {
+            format!(
+                "{service} → {}: {} {timing}{}",
+                peer(s),
+                zt_trace::stages::insights::describe_span(s),
+                status_suffix(s)
+            )
+        } else {
+            format!("{service}: {} {timing}{}", s.name, status_suffix(s))
+        };
+        if let (Some(c), None) = (caller, branch) {
+            let _ = write!(text, "  (from {})", spans[c].resource.service_name);
+        }
+        let top = caller.unwrap_or(shown);
+        if tree.parent(top).is_none() {
+            if let Some(reason) = spans[top].view.link_reason {
+                let _ = write!(text, "  [no parent: {}]", reason.as_str());
+            }
+        }
+        rows.push(TreeRow {
+            prefix,
+            text,
+            critical: profile.critical[shown] || caller.is_some_and(|c| profile.critical[c]),
+            error: s.view.status.error || caller.is_some_and(|c| spans[c].view.status.error),
+            duration_ns: s.duration_nanos(),
+            self_ns: profile.self_ns[shown],
+        });
+        let kids: Vec<usize> = tree.children(shown).collect();
+        let n = kids.len();
+        for (k, c) in kids.into_iter().enumerate().rev() {
+            stack.push((c, child_indent.clone(), Some(k + 1 == n)));
+        }
+    }
+    rows
 }
 
 #[cfg(test)]

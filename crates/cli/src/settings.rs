@@ -21,6 +21,15 @@ pub mod defaults {
     pub const TRACE_LINGER_MS: u64 = 200;
     pub const REQUEST_TIMEOUT_S: u64 = 30;
     pub const EXPORT_QUEUE: usize = 8192;
+    pub const N_PLUS_ONE_MIN_CALLS: u32 = 5;
+    pub const REPEAT_MIN_CALLS: u32 = 2;
+    pub const EVERY_REQUEST_PERCENT: f64 = 90.0;
+    pub const MIN_REQUESTS: u64 = 20;
+    pub const SLOW_STATEMENT_MS: u64 = 100;
+    pub const ERROR_RATE_PERCENT: f64 = 5.0;
+    pub const SLOW_MS: u64 = 100;
+    pub const INTERVAL_S: f64 = 5.0;
+    pub const RECENT_TRACES: usize = 2000;
     pub const GRAPH_MAX_NODES: usize = 1000;
     pub const GRAPH_MAX_EDGES: usize = 5000;
     pub const GRAPH_WINDOW_MINUTES: u32 = 5;
@@ -52,6 +61,82 @@ pub struct Settings {
     pub sampling: Sampling,
     pub filter: Filter,
     pub output: Output,
+    pub insights: Insights,
+    pub dashboard: Dashboard,
+}
+
+/// Thresholds of the performance insights (dashboard, plain report).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Insights {
+    /// Sequential identical statements in one request that make an N+1.
+    pub n_plus_one_min_calls: u32,
+    /// ... taking at least this long in total (0: no floor).
+    pub n_plus_one_min_total_ms: u64,
+    /// Identical reads (URL, Redis key) in one request: a cache candidate.
+    pub repeat_min_calls: u32,
+    /// A dependency called on at least this share of a service's requests.
+    pub every_request_percent: f64,
+    /// Requests (or calls) before a rate is judged.
+    pub min_requests: u64,
+    /// A statement whose p95 is above this is slow.
+    pub slow_statement_ms: u64,
+    /// An endpoint or edge failing more than this is a hot spot.
+    pub error_rate_percent: f64,
+}
+
+/// The live dashboard and its plain report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dashboard {
+    /// Traces longer than this are listed as slow (ms).
+    pub slow_ms: u64,
+    /// Seconds between plain reports.
+    pub interval_s: f64,
+    /// Recent traces kept for the trace table.
+    pub recent_traces: usize,
+}
+
+impl Default for Insights {
+    fn default() -> Self {
+        Insights {
+            n_plus_one_min_calls: defaults::N_PLUS_ONE_MIN_CALLS,
+            n_plus_one_min_total_ms: 0,
+            repeat_min_calls: defaults::REPEAT_MIN_CALLS,
+            every_request_percent: defaults::EVERY_REQUEST_PERCENT,
+            min_requests: defaults::MIN_REQUESTS,
+            slow_statement_ms: defaults::SLOW_STATEMENT_MS,
+            error_rate_percent: defaults::ERROR_RATE_PERCENT,
+        }
+    }
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Dashboard {
+            slow_ms: defaults::SLOW_MS,
+            interval_s: defaults::INTERVAL_S,
+            recent_traces: defaults::RECENT_TRACES,
+        }
+    }
+}
+
+impl Settings {
+    /// The insights stage's configuration.
+    pub fn insights_config(&self) -> zt_trace::InsightsConfig {
+        let i = &self.insights;
+        zt_trace::InsightsConfig {
+            n_plus_one_min_calls: i.n_plus_one_min_calls,
+            n_plus_one_min_total_ns: i.n_plus_one_min_total_ms.saturating_mul(1_000_000),
+            repeat_min_calls: i.repeat_min_calls,
+            every_request_ratio: i.every_request_percent / 100.0,
+            min_requests: i.min_requests,
+            slow_statement_ns: i.slow_statement_ms.saturating_mul(1_000_000),
+            error_rate: i.error_rate_percent / 100.0,
+            slow_trace_ns: self.dashboard.slow_ms.saturating_mul(1_000_000),
+            ..zt_trace::InsightsConfig::default()
+        }
+    }
 }
 
 /// The service graph (`zt-trace graph`, `--graph`, metrics).
@@ -562,6 +647,63 @@ impl Settings {
                 ));
             }
         }
+        let i = &self.insights;
+        if !(2..=10_000).contains(&i.n_plus_one_min_calls) {
+            problems.push(format!(
+                "n_plus_one_min_calls (--n-plus-one) is {}: it must be from 2 to 10000",
+                i.n_plus_one_min_calls
+            ));
+        }
+        if i.n_plus_one_min_total_ms > 3_600_000 {
+            problems.push(format!(
+                "n_plus_one_min_total_ms is {}: it must be from 0 to 3600000",
+                i.n_plus_one_min_total_ms
+            ));
+        }
+        if !(2..=10_000).contains(&i.repeat_min_calls) {
+            problems.push(format!(
+                "repeat_min_calls is {}: it must be from 2 to 10000",
+                i.repeat_min_calls
+            ));
+        }
+        for (name, v) in [
+            ("every_request_percent", i.every_request_percent),
+            ("error_rate_percent", i.error_rate_percent),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 100.0) {
+                problems.push(format!(
+                    "{name} is {v}: it must be a percentage above 0, at most 100"
+                ));
+            }
+        }
+        if i.min_requests == 0 {
+            problems.push("min_requests is 0: it must be at least 1".to_owned());
+        }
+        if i.slow_statement_ms == 0 || i.slow_statement_ms > 3_600_000 {
+            problems.push(format!(
+                "slow_statement_ms is {}: it must be from 1 to 3600000",
+                i.slow_statement_ms
+            ));
+        }
+        let d = &self.dashboard;
+        if d.slow_ms == 0 || d.slow_ms > 3_600_000 {
+            problems.push(format!(
+                "slow_ms (--slow-ms) is {}: it must be from 1 to 3600000",
+                d.slow_ms
+            ));
+        }
+        if !(d.interval_s.is_finite() && (0.1..=3600.0).contains(&d.interval_s)) {
+            problems.push(format!(
+                "interval_s (--interval) is {}: it must be from 0.1 to 3600 seconds",
+                d.interval_s
+            ));
+        }
+        if d.recent_traces == 0 || d.recent_traces > 1_000_000 {
+            problems.push(format!(
+                "recent_traces is {}: it must be from 1 to 1000000",
+                d.recent_traces
+            ));
+        }
         let g = &self.graph;
         for (what, v) in [
             ("max_nodes (--graph-max-nodes)", g.max_nodes),
@@ -715,7 +857,16 @@ fn check_query_param(name: &str) -> std::result::Result<(), &'static str> {
 
 /// Sections whose keys `ZT_<SECTION>_<KEY>` variables set.
 const SECTIONS: &[&str] = &[
-    "capture", "assemble", "export", "graph", "metrics", "sampling", "filter", "output",
+    "capture",
+    "assemble",
+    "export",
+    "graph",
+    "metrics",
+    "sampling",
+    "filter",
+    "output",
+    "insights",
+    "dashboard",
 ];
 
 /// List keys whose items hold commas themselves: their `ZT_` variables
@@ -986,6 +1137,59 @@ mod tests {
         );
         s.export.exporters = vec!["otlp-http".into()];
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn insights_and_dashboard_options_layer_and_validate() {
+        let p = write("[insights]\nn_plus_one_min_calls = 8\n[dashboard]\nslow_ms = 250\n");
+        let s = Settings::load(
+            Some(&p),
+            env(&[
+                ("ZT_INSIGHTS_REPEAT_MIN_CALLS", "3"),
+                ("ZT_DASHBOARD_INTERVAL_S", "2"),
+                ("ZT_INSIGHTS_ERROR_RATE_PERCENT", "2.5"),
+            ]),
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(p);
+        s.validate().unwrap();
+        assert_eq!(s.insights.n_plus_one_min_calls, 8);
+        assert_eq!(s.insights.repeat_min_calls, 3);
+        assert_eq!(s.dashboard.slow_ms, 250);
+        assert_eq!(s.dashboard.interval_s, 2.0);
+        let c = s.insights_config();
+        assert_eq!(c.n_plus_one_min_calls, 8);
+        assert_eq!(c.slow_trace_ns, 250_000_000);
+        assert_eq!(c.error_rate, 0.025);
+        let e = format!(
+            "{:#}",
+            Settings::load(None, env(&[("ZT_INSIGHTS_N_PLUS_ONE", "3")])).unwrap_err()
+        );
+        assert!(e.contains("unknown field"), "{e}");
+        let mut s = Settings::default();
+        s.insights.n_plus_one_min_calls = 1;
+        s.insights.repeat_min_calls = 0;
+        s.insights.every_request_percent = 0.0;
+        s.insights.error_rate_percent = 101.0;
+        s.insights.min_requests = 0;
+        s.insights.slow_statement_ms = 0;
+        s.dashboard.slow_ms = 0;
+        s.dashboard.interval_s = f64::NAN;
+        s.dashboard.recent_traces = 0;
+        let e = s.validate().unwrap_err().to_string();
+        for needle in [
+            "n_plus_one_min_calls (--n-plus-one) is 1",
+            "repeat_min_calls is 0",
+            "every_request_percent is 0",
+            "error_rate_percent is 101",
+            "min_requests is 0",
+            "slow_statement_ms is 0",
+            "slow_ms (--slow-ms) is 0",
+            "interval_s (--interval) is NaN",
+            "recent_traces is 0",
+        ] {
+            assert!(e.contains(needle), "{needle} missing from:\n{e}");
+        }
     }
 
     #[test]

@@ -51,6 +51,29 @@ fn every_bad_option_is_refused_with_its_own_message() {
             "capture_bytes (--capture-bytes) is 0",
         ),
         (
+            &["dashboard", "--interval", "0"],
+            "interval_s (--interval) is 0: it must be from 0.1 to 3600 seconds",
+        ),
+        (&["dashboard", "--slow-ms", "0"], "slow_ms (--slow-ms) is 0"),
+        (
+            &["top", "--n-plus-one", "1"],
+            "n_plus_one_min_calls (--n-plus-one) is 1",
+        ),
+        (
+            &["dashboard", "--from", "/nonexistent/events.zrec"],
+            "from (--from): /nonexistent/events.zrec is not a file",
+        ),
+        (
+            &["demo", "--interval", "0.01"],
+            "interval_s (--interval) is 0.01",
+        ),
+        (&["demo", "--requests", "0"], "requests (--requests) is 0"),
+        (
+            &["dashboard", "--sample", "2"],
+            "ratio (--sample) is 2: it must be a number from 0.0 to 1.0",
+        ),
+        (&["top", "--port", "0"], "ports (--port): 0 is not a port"),
+        (
             &["--capture-bytes", "100000"],
             "capture_bytes (--capture-bytes) is 100000",
         ),

@@ -1074,7 +1074,7 @@ fn load_tls_programs(bpf: &mut Ebpf) -> Result<ProgramArray<MapData>, LoadError>
 
 /// Mount tracefs at /sys/kernel/tracing when it is missing (fresh machines
 /// here boot without it, and tracepoint attach needs it).
-fn ensure_tracefs() -> io::Result<()> {
+pub(crate) fn ensure_tracefs() -> io::Result<()> {
     let events = Path::new("/sys/kernel/tracing/events");
     if events.exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
         return Ok(());
