@@ -63,6 +63,14 @@ fn plan(r: &HostReport) -> Vec<String> {
     } else {
         p.push("no uprobes: no HTTPS plaintext, Python contexts or goroutines".to_owned());
     }
+    for pod in &r.pods {
+        p.push(format!(
+            "treat {} as a sidecar of {} in {}: link requests across it and report the pod as a mesh once its traffic goes through it",
+            names(&pod.sidecars),
+            names(&pod.apps),
+            pod.name()
+        ));
+    }
     let unused: Vec<&str> = ["hook.kprobe", "hook.fentry"]
         .into_iter()
         .filter(|k| !ok(k))
@@ -75,6 +83,13 @@ fn plan(r: &HostReport) -> Vec<String> {
         ));
     }
     p
+}
+
+fn names(m: &[zt_trace::span_core::mesh::MeshMember]) -> String {
+    m.iter()
+        .map(|x| x.service.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn to_text(r: &HostReport) -> String {
@@ -121,6 +136,24 @@ pub fn to_json(r: &HostReport) -> serde_json::Value {
             "effect": i.effect,
             "fix": i.fix,
         })).collect::<Vec<_>>(),
+        "pods": r.pods.iter().map(|p| {
+            let members = |m: &[zt_trace::span_core::mesh::MeshMember]| {
+                m.iter()
+                    .map(|x| serde_json::json!({
+                        "service": x.service,
+                        "pid": x.pid,
+                        "proxy": x.proxy.map(|k| k.as_str()),
+                    }))
+                    .collect::<Vec<_>>()
+            };
+            serde_json::json!({
+                "pod": p.name(),
+                "net_ns": p.net_ns,
+                "k8s.pod.uid": p.pod_uid,
+                "sidecars": members(&p.sidecars),
+                "apps": members(&p.apps),
+            })
+        }).collect::<Vec<_>>(),
         "plan": plan(r),
     })
 }

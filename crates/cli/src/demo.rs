@@ -233,7 +233,7 @@ fn run_demo(dir: &Path, o: &DemoOptions, mut settings: Settings) -> Result<()> {
         let _ = load.wait();
         let stats = tracer.shutdown()?;
         run::print_summary(&stats);
-        let g = demo_graph(&graph.lock().totals());
+        let g = demo_graph(&graph.lock().totals().with_mesh(&stats.mesh));
         write_graph(&g, o.graph_file.as_deref())?;
         if o.graph_format == GraphFormat::Text {
             println!("\nService graph:");
@@ -274,7 +274,10 @@ fn run_demo(dir: &Path, o: &DemoOptions, mut settings: Settings) -> Result<()> {
     let graph = feed.graph();
     let stats = feed.shutdown()?;
     run::print_summary(&stats);
-    write_graph(&demo_graph(&graph.lock().totals()), o.graph_file.as_deref())?;
+    write_graph(
+        &demo_graph(&graph.lock().totals().with_mesh(&stats.mesh)),
+        o.graph_file.as_deref(),
+    )?;
     shown
 }
 

@@ -107,7 +107,24 @@ pub fn text(g: &GraphSnapshot) -> String {
             thousands(e.errors)
         );
     }
+    let mesh = mesh_lines(g);
+    if !mesh.is_empty() {
+        out.push_str("\nmesh (pods whose traffic goes through a sidecar):\n");
+        for l in mesh {
+            let _ = writeln!(out, "  {l}");
+        }
+    }
     out
+}
+
+/// One line per pod of the mesh (`<pod>: <mesh> sidecar <proxies> for
+/// <apps> (<n> requests in, <m> out)`), and the pods not kept.
+fn mesh_lines(g: &GraphSnapshot) -> Vec<String> {
+    let mut lines = g.mesh.lines();
+    if g.mesh.dropped > 0 {
+        lines.push(format!("({} more not kept)", g.mesh.dropped));
+    }
+    lines
 }
 
 fn quote(s: &str) -> String {
@@ -167,6 +184,34 @@ pub fn dot(g: &GraphSnapshot) -> String {
             quote(&n.id),
             quote(n.kind.as_str())
         );
+    }
+    // Each pod of the mesh is a dashed box around its members that are
+    // nodes of the graph (a service is drawn in the first pod naming it).
+    let mut placed = std::collections::HashSet::new();
+    for (i, pod) in g.mesh.pods.iter().enumerate() {
+        let members: Vec<&str> = pod
+            .apps
+            .iter()
+            .chain(&pod.sidecars)
+            .map(|m| m.service.as_str())
+            .filter(|s| g.nodes.iter().any(|n| n.id == *s))
+            .filter(|s| placed.insert(s.to_string()))
+            .collect();
+        let sidecars: Vec<&str> = pod.sidecars.iter().map(|m| m.service.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  subgraph cluster_pod{i} {{\n    label={};\n    style=dashed;",
+            quote(&format!(
+                "pod {} ({} sidecar {})",
+                pod.name(),
+                pod.mesh,
+                sidecars.join(", ")
+            ))
+        );
+        for m in members {
+            let _ = writeln!(out, "    {};", quote(m));
+        }
+        out.push_str("  }\n");
     }
     for e in &g.edges {
         let color = if e.errors > 0 { ", color=red" } else { "" };
@@ -262,7 +307,36 @@ pub fn svg(g: &GraphSnapshot) -> String {
         right = right.max(br.x);
         bottom = bottom.max(br.y);
     }
-    sort_style(&fit_canvas(&w.finalize(), right + 10.0, bottom + 10.0))
+    // The mesh, if any, as lines of text under the picture.
+    let mesh = mesh_lines(g);
+    let mut caption = String::new();
+    let (mut width, mut height) = (right + 10.0, bottom + 10.0);
+    if !mesh.is_empty() {
+        let head = "mesh (pods whose traffic goes through a sidecar):".to_owned();
+        let lines = std::iter::once(head).chain(mesh.iter().map(|l| format!("  {l}")));
+        for (i, l) in lines.enumerate() {
+            let y = bottom + 24.0 + 16.0 * i as f64;
+            width = width.max(10.0 + l.chars().count() as f64 * 6.6);
+            height = y + 10.0;
+            let _ = writeln!(
+                caption,
+                "<text x=\"10\" y=\"{y:.0}\" font-family=\"Helvetica\" font-size=\"12\" xml:space=\"preserve\">{}</text>",
+                xml_escape(&l)
+            );
+        }
+    }
+    let mut drawn = fit_canvas(&w.finalize(), width, height);
+    if let Some(end) = drawn.rfind("</svg>") {
+        drawn.insert_str(end, &caption);
+    }
+    sort_style(&drawn)
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// layout-rs writes its font classes from a hash map, in an order that
@@ -363,6 +437,7 @@ mod tests {
                 ),
                 edge("user", "api-gateway", "http", 1234, 12, 150.0, 420.0),
             ],
+            mesh: Default::default(),
         }
     }
 
@@ -419,6 +494,65 @@ mod tests {
         }
         assert!(s.trim_end().ends_with("</svg>"));
         assert!(svg(&GraphSnapshot::default()).contains("no requests seen"));
+    }
+
+    fn with_mesh() -> GraphSnapshot {
+        use zt_trace::span_core::mesh::{MeshMember, MeshPod, MeshReport};
+        use zt_trace::span_core::proxy::ProxyKind;
+        let mut g = sample();
+        g.nodes.push(GraphNode {
+            id: "nginx".into(),
+            kind: NodeKind::Service,
+        });
+        let member = |service: &str, pid, proxy| MeshMember {
+            service: service.into(),
+            pid,
+            proxy,
+        };
+        g.mesh = MeshReport {
+            pods: vec![MeshPod {
+                net_ns: 4026532300,
+                pod_uid: None,
+                mesh: "nginx".into(),
+                sidecars: vec![member("nginx", 10, Some(ProxyKind::Nginx))],
+                apps: vec![member("auth-service", 12, None)],
+                inbound: 1234,
+                outbound: 0,
+            }],
+            dropped: 0,
+        };
+        g
+    }
+
+    #[test]
+    fn the_mesh_is_said_in_every_form() {
+        let g = with_mesh();
+        let line =
+            "netns:4026532300: nginx sidecar nginx for auth-service (1234 requests in, 0 out)";
+        let t = text(&g);
+        assert!(
+            t.ends_with(&format!(
+                "\nmesh (pods whose traffic goes through a sidecar):\n  {line}\n"
+            )),
+            "{t}"
+        );
+        let d = dot(&g);
+        assert!(
+            d.contains("  subgraph cluster_pod0 {\n    label=\"pod netns:4026532300 (nginx sidecar nginx)\";\n    style=dashed;\n    \"auth-service\";\n    \"nginx\";\n  }\n"),
+            "{d}"
+        );
+        let s = svg(&g);
+        assert!(s.contains(line), "{s}");
+        assert!(s.contains("<text x=\"10\""), "{s}");
+        let j: serde_json::Value = serde_json::from_str(&g.to_json()).unwrap();
+        assert_eq!(j["mesh"]["pods"][0]["mesh"], "nginx");
+        let back: GraphSnapshot = serde_json::from_str(&g.to_json()).unwrap();
+        assert_eq!(back, g, "the JSON reads back with its mesh");
+        // No mesh: nothing said, and no `mesh` key in the JSON.
+        let plain = sample();
+        assert!(!text(&plain).contains("mesh"));
+        assert!(!dot(&plain).contains("cluster"));
+        assert!(!plain.to_json().contains("\"mesh\""));
     }
 
     #[test]

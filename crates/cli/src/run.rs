@@ -127,9 +127,13 @@ fn with_graph(mut b: TracerBuilder, s: &Settings) -> Result<TracerBuilder> {
 }
 
 /// Write the graph to `--graph FILE` (JSON).
-fn write_graph(graph: Option<Shared<GraphStage>>, s: &Settings) -> Result<()> {
+fn write_graph(
+    graph: Option<Shared<GraphStage>>,
+    stats: &StatsSnapshot,
+    s: &Settings,
+) -> Result<()> {
     if let (Some(g), Some(path)) = (graph, &s.output.graph) {
-        let json = g.lock().totals().to_json();
+        let json = g.lock().totals().with_mesh(&stats.mesh).to_json();
         std::fs::write(path, json + "\n")
             .with_context(|| format!("writing the graph to {}", path.display()))?;
         log::info!("service graph written to {}", path.display());
@@ -168,7 +172,7 @@ pub fn run(s: &Settings, stage: Stage) -> Result<()> {
     let graph = tracer.graph();
     let stats = tracer.shutdown()?;
     print_summary(&stats);
-    write_graph(graph, s)
+    write_graph(graph, &stats, s)
 }
 
 pub fn replay(path: &Path, s: &Settings) -> Result<()> {
@@ -180,7 +184,7 @@ pub fn replay(path: &Path, s: &Settings) -> Result<()> {
     let graph = tracer.graph();
     let stats = tracer.wait()?;
     print_summary(&stats);
-    write_graph(graph, s)
+    write_graph(graph, &stats, s)
 }
 
 /// `zt-trace graph`: attach for the duration (or replay `from`), then print
@@ -235,7 +239,8 @@ pub fn graph(
     };
     print_summary(&stats);
     let g = graph.lock();
-    let text = render(&if window { g.window() } else { g.totals() }, format);
+    let snap = if window { g.window() } else { g.totals() };
+    let text = render(&snap.with_mesh(&stats.mesh), format);
     emit(&text, out)
 }
 

@@ -7,7 +7,10 @@
 //! - every trace keeps every hop, 0 wrong edges;
 //! - collapsed, the hops are app -> app edges via the sidecars
 //!   (`span_core::hops`), and the service graph stage draws app -> app
-//!   edges through the sidecars (`--no-collapse-proxies`: every hop).
+//!   edges through the sidecars (`--no-collapse-proxies`: every hop);
+//! - `zt-trace check` names both pods' sidecars while they run, and the
+//!   binary's graph (text, DOT, JSON) and dashboard report, replaying the
+//!   run's recorded log, say the mesh and the edges through the sidecars.
 //!
 //! ```text
 //! client ns                pod A (10.201.1.2 | 10.201.2.1)            pod B (10.201.2.2)
@@ -82,10 +85,38 @@ fn two_pods_with_sidecars_are_a_mesh_and_collapse_into_app_to_app() {
         Some(&pod_a),
     );
 
+    // `check`, while the pods run: a proxy beside an application in each.
+    let check = check_pods();
+    for (ns, proxy, app) in [(&pod_a, "nginx", "users"), (&pod_b, "haproxy", "profile")] {
+        let pod = check
+            .iter()
+            .find(|p| p["net_ns"].as_u64() == Some(ns.inode()))
+            .unwrap_or_else(|| panic!("check names no pod for {}: {check:#?}", ns.name));
+        let names = |k: &str| -> Vec<&str> {
+            pod[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["service"].as_str().unwrap())
+                .collect()
+        };
+        assert_eq!(names("sidecars"), [proxy], "{pod:#}");
+        assert_eq!(pod["sidecars"][0]["proxy"], proxy, "{pod:#}");
+        assert_eq!(names("apps"), [app], "{pod:#}");
+    }
+    assert!(
+        check
+            .iter()
+            .all(|p| p["net_ns"].as_u64() != Some(client.inode())),
+        "the client namespace holds no proxy: {check:#?}"
+    );
+
     let traces: Arc<Mutex<Vec<Trace>>> = Arc::default();
     let sink = traces.clone();
+    let log = dir.join("mesh.zrec");
     let tracer = zt_trace::Tracer::builder()
         .on_trace(move |t| sink.lock().unwrap().push(t.clone()))
+        .record_to(&log)
         .start()
         .expect("tracer");
     let load = proxyload_at(
@@ -276,4 +307,89 @@ fn two_pods_with_sidecars_are_a_mesh_and_collapse_into_app_to_app() {
         "{:?}",
         stats.by_label("zt_mesh_pods")
     );
+
+    // The binary, replaying this run's log: the graph and the dashboard
+    // say the mesh and the collapsed edges.
+    let graph = |format: &str| zt(&["graph", "--from", log.to_str().unwrap(), "--format", format]);
+    let text = graph("text");
+    for want in [
+        "proxyload calls:\n  → users via HTTP through nginx (",
+        "users calls:\n  → profile via HTTP through nginx, haproxy (",
+        "\nmesh (pods whose traffic goes through a sidecar):\n",
+        &format!(
+            "  netns:{}: nginx sidecar nginx for users ({REQUESTS} requests in, {REQUESTS} out)\n",
+            pod_a.inode()
+        ),
+        &format!(
+            "  netns:{}: haproxy sidecar haproxy for profile ({REQUESTS} requests in, 0 out)\n",
+            pod_b.inode()
+        ),
+    ] {
+        assert!(text.contains(want), "graph text lacks {want:?}:\n{text}");
+    }
+    let dot = graph("dot");
+    assert!(
+        dot.contains(&format!(
+            "label=\"pod netns:{} (nginx sidecar nginx)\";",
+            pod_a.inode()
+        )),
+        "{dot}"
+    );
+    let json: Value = serde_json::from_str(&graph("json")).expect("graph JSON");
+    let pods = json["mesh"]["pods"].as_array().expect("mesh in the JSON");
+    assert_eq!(pods.len(), 2, "{json:#}");
+    let report = zt(&["dashboard", "--from", log.to_str().unwrap(), "--plain"]);
+    let section = report
+        .split("=== Service Dependency Graph ===")
+        .nth(1)
+        .and_then(|r| r.split("=== Trace Example").next())
+        .expect("graph section");
+    for want in [
+        "  → users (http through nginx): 200 calls",
+        "  → profile (http through nginx, haproxy): 200 calls",
+        &format!(
+            "mesh: netns:{}: nginx sidecar nginx for users",
+            pod_a.inode()
+        ),
+        &format!(
+            "mesh: netns:{}: haproxy sidecar haproxy for profile",
+            pod_b.inode()
+        ),
+    ] {
+        assert!(
+            section.contains(want),
+            "dashboard lacks {want:?}:\n{section}"
+        );
+    }
+}
+
+/// `zt-trace check --json`'s pods.
+fn check_pods() -> Vec<Value> {
+    let out = std::process::Command::new(zt_trace_bin())
+        .args(["check", "--json"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("zt-trace check");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --json: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    v["pods"].as_array().cloned().unwrap_or_default()
+}
+
+/// The binary's stdout (it must succeed).
+fn zt(args: &[&str]) -> String {
+    let out = std::process::Command::new(zt_trace_bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("zt-trace");
+    assert!(
+        out.status.success(),
+        "zt-trace {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }

@@ -63,6 +63,9 @@ pub struct Item {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostReport {
     pub items: Vec<Item>,
+    /// Network namespaces where a proxy runs beside applications (the
+    /// `mesh` item says them in words).
+    pub pods: Vec<PodCandidate>,
 }
 
 impl HostReport {
@@ -280,7 +283,145 @@ pub fn check_host() -> HostReport {
         }
     }
     items.extend(check_libraries());
-    HostReport { items }
+    let pods = scan_pods(crate::procfs::net_ns(1));
+    items.push(mesh_item(&pods));
+    HostReport { items, pods }
+}
+
+/// A network namespace other than the host's where a proxy (known by its
+/// name: envoy, nginx, haproxy, ...) runs beside other programs: a pod
+/// with a sidecar, as far as names and namespaces tell. Whether the pod's
+/// traffic really goes through the proxy is proven only by tracing it
+/// (`span_core::mesh`, the `mesh:` line and `zt_mesh_pods`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodCandidate {
+    /// Inode of the network namespace.
+    pub net_ns: u64,
+    /// `k8s.pod.uid` when the processes' cgroup names a pod.
+    pub pod_uid: Option<String>,
+    /// The proxies, one per service name (the lowest pid).
+    pub sidecars: Vec<span_core::mesh::MeshMember>,
+    /// The other programs, one per service name (the lowest pid).
+    pub apps: Vec<span_core::mesh::MeshMember>,
+}
+
+impl PodCandidate {
+    /// `k8s.pod.uid` if known, else `netns:<inode>`.
+    pub fn name(&self) -> String {
+        match &self.pod_uid {
+            Some(u) => u.clone(),
+            None => format!("netns:{}", self.net_ns),
+        }
+    }
+
+    /// `netns:4026532: nginx (pid 10) beside users (pid 12)`.
+    pub fn line(&self) -> String {
+        let list = |m: &[span_core::mesh::MeshMember]| {
+            m.iter()
+                .map(|x| format!("{} (pid {})", x.service, x.pid))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "{}: {} beside {}",
+            self.name(),
+            list(&self.sidecars),
+            list(&self.apps)
+        )
+    }
+}
+
+/// Every process of /proc (kernel threads left out), grouped into
+/// [`PodCandidate`]s.
+fn scan_pods(host_ns: Option<u64>) -> Vec<PodCandidate> {
+    let mut procs = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(p) = crate::procfs::read_process(pid, 0) {
+                procs.push(p);
+            }
+        }
+    }
+    group_pods(&procs, host_ns)
+}
+
+/// The network namespaces (other than `host_ns`) of `procs` that hold a
+/// proxy by name and at least one program that is not a proxy.
+pub fn group_pods(procs: &[span_core::ProcessInfo], host_ns: Option<u64>) -> Vec<PodCandidate> {
+    use span_core::mesh::MeshMember;
+    use std::collections::BTreeMap;
+    let mut by_ns: BTreeMap<u64, PodCandidate> = BTreeMap::new();
+    let mut sorted: Vec<&span_core::ProcessInfo> = procs.iter().collect();
+    sorted.sort_by_key(|p| p.pid);
+    for p in sorted {
+        // Kernel threads have no executable; the host's namespace is no pod.
+        let Some(ns) = p.net_ns.filter(|ns| Some(*ns) != host_ns) else {
+            continue;
+        };
+        if p.exe.is_empty() {
+            continue;
+        }
+        let cg = p
+            .cgroup
+            .as_deref()
+            .map(span_core::naming::parse_cgroup)
+            .unwrap_or_default();
+        let pod = by_ns.entry(ns).or_insert_with(|| PodCandidate {
+            net_ns: ns,
+            pod_uid: None,
+            sidecars: Vec::new(),
+            apps: Vec::new(),
+        });
+        if pod.pod_uid.is_none() {
+            pod.pod_uid = cg.pod_uid.clone();
+        }
+        let proxy = span_core::proxy::proxy_by_name(p);
+        let member = MeshMember {
+            service: span_core::naming::service_identity(p, &cg, &[], &[]).0,
+            pid: p.pid,
+            proxy,
+        };
+        let list = if proxy.is_some() {
+            &mut pod.sidecars
+        } else {
+            &mut pod.apps
+        };
+        if !list.iter().any(|m| m.service == member.service) {
+            list.push(member);
+        }
+    }
+    by_ns
+        .into_values()
+        .filter(|p| !p.sidecars.is_empty() && !p.apps.is_empty())
+        .collect()
+}
+
+fn mesh_item(pods: &[PodCandidate]) -> Item {
+    let detail = if pods.is_empty() {
+        "no proxy shares a network namespace with an application".to_owned()
+    } else {
+        format!(
+            "{} network namespace{} with a proxy beside applications: {}",
+            pods.len(),
+            if pods.len() == 1 { "" } else { "s" },
+            pods.iter()
+                .map(PodCandidate::line)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    item(
+        "mesh",
+        "sidecar proxies",
+        Verdict::Ok,
+        detail,
+        false,
+        "requests through proxies are linked by their forwarded request ids or unique heads; a pod is reported as a mesh (the dashboard, the graph, zt_mesh_pods) once its traffic is seen going through its sidecar",
+        None,
+    )
 }
 
 const HOOKS: &[(&str, &str, bool)] = &[
@@ -702,6 +843,7 @@ mod tests {
     #[test]
     fn can_trace_needs_every_required_item() {
         let mut r = HostReport {
+            pods: Vec::new(),
             items: vec![
                 item("a", "a", Verdict::Ok, "", true, "", None),
                 item("b", "b", Verdict::Fail, "", false, "", None),
@@ -711,5 +853,83 @@ mod tests {
         r.items
             .push(item("c", "c", Verdict::Skipped, "", true, "", None));
         assert!(!r.can_trace());
+    }
+}
+
+#[cfg(test)]
+mod pod_tests {
+    use super::*;
+    use span_core::ProcessInfo;
+
+    fn p(pid: u32, ns: u64, exe: &str, args: &[&str], cgroup: Option<&str>) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            exe: exe.into(),
+            comm: exe.rsplit('/').next().unwrap().chars().take(15).collect(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            net_ns: Some(ns),
+            cgroup: cgroup.map(str::to_owned),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_pod_is_a_proxy_beside_an_application_outside_the_host_namespace() {
+        let uid = "0b6a2c4e-1f2d-4c5b-9a8e-7d6c5b4a3f21";
+        let cg = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{}.scope",
+            uid.replace('-', "_"),
+            "a".repeat(64)
+        );
+        let procs = [
+            // The host: nginx beside python is no pod.
+            p(1, 1, "/usr/sbin/nginx", &["nginx: master process"], None),
+            p(2, 1, "/usr/bin/python3", &["python3", "/srv/web.py"], None),
+            // Pod A: nginx master and worker beside users.
+            p(
+                12,
+                7,
+                "/usr/bin/python3",
+                &["python3", "/srv/users.py"],
+                None,
+            ),
+            p(10, 7, "/usr/sbin/nginx", &["nginx: master process"], None),
+            p(11, 7, "/usr/sbin/nginx", &["nginx: worker process"], None),
+            // Pod B (a kubepods cgroup): envoy beside orders.
+            p(20, 8, "/usr/local/bin/envoy", &["envoy"], Some(&cg)),
+            p(21, 8, "/srv/orders", &["/srv/orders"], Some(&cg)),
+            // A namespace with only a proxy (a gateway), one with only apps,
+            // a kernel thread.
+            p(30, 9, "/usr/sbin/haproxy", &["haproxy"], None),
+            p(
+                40,
+                10,
+                "/usr/bin/python3",
+                &["python3", "/srv/load.py"],
+                None,
+            ),
+            p(50, 11, "", &[], None),
+        ];
+        let pods = group_pods(&procs, Some(1));
+        assert_eq!(pods.len(), 2, "{pods:#?}");
+        assert_eq!(
+            pods[0].line(),
+            "netns:7: nginx (pid 10) beside users (pid 12)"
+        );
+        assert_eq!(
+            pods[0].sidecars[0].proxy,
+            Some(span_core::proxy::ProxyKind::Nginx)
+        );
+        assert_eq!(pods[1].pod_uid.as_deref(), Some(uid));
+        assert_eq!(
+            pods[1].line(),
+            format!("{uid}: envoy (pid 20) beside orders (pid 21)")
+        );
+        let item = mesh_item(&pods);
+        assert!(item.detail.starts_with("2 network namespaces with a proxy"));
+        assert_eq!(
+            mesh_item(&[]).detail,
+            "no proxy shares a network namespace with an application"
+        );
     }
 }

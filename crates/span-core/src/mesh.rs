@@ -65,6 +65,11 @@ pub struct MeshReport {
 }
 
 impl MeshReport {
+    /// No pod found and none dropped.
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty() && self.dropped == 0
+    }
+
     /// One line per pod: `<pod>: <mesh> sidecar <services> for <apps>
     /// (<n> in, <m> out)`.
     pub fn lines(&self) -> Vec<String> {

@@ -692,7 +692,11 @@ impl GraphStage {
             })
             .collect();
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
-        GraphSnapshot { nodes, edges }
+        GraphSnapshot {
+            nodes,
+            edges,
+            mesh: Default::default(),
+        }
     }
 
     /// The graph since start.
@@ -842,13 +846,20 @@ impl Stage for GraphStage {
 }
 
 /// A graph: `{"nodes":[{"id","kind"}],"edges":[{"client","server",
-/// "protocol","via"?,"requests","errors","latency_ms":{"avg","p50","p95","p99"}}]}`
-/// (the `--format json` of `zt-trace graph` and `--graph FILE.json`).
-/// Nodes sorted by id, edges by (client, server, protocol).
+/// "protocol","via"?,"requests","errors","latency_ms":{"avg","p50","p95","p99"}}],
+/// "mesh"?:{"pods":[...],"dropped"}}` (the `--format json` of `zt-trace
+/// graph` and `--graph FILE.json`). Nodes sorted by id, edges by (client,
+/// server, protocol).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GraphSnapshot {
     pub nodes: Vec<GraphNode>,
     pub edges: Vec<GraphEdge>,
+    /// The pods whose traffic went through a sidecar. The stage does not
+    /// see processes: it leaves this empty, and whoever holds the
+    /// tracer's stats fills it in ([`crate::StatsSnapshot::mesh`]) before
+    /// drawing. Absent from the JSON when empty.
+    #[serde(default, skip_serializing_if = "span_core::mesh::MeshReport::is_empty")]
+    pub mesh: span_core::mesh::MeshReport,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -885,6 +896,13 @@ impl GraphSnapshot {
     /// The JSON form (see the type docs).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// This graph with the tracer's mesh (`StatsSnapshot::mesh`), for
+    /// drawing.
+    pub fn with_mesh(mut self, mesh: &span_core::mesh::MeshReport) -> Self {
+        self.mesh = mesh.clone();
+        self
     }
 
     /// The kind of node `id`.

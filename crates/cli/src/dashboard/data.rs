@@ -20,6 +20,8 @@ pub struct EdgeRow {
     pub client: String,
     pub server: String,
     pub protocol: String,
+    /// The proxies the requests went through (collapsed hops).
+    pub via: Vec<String>,
     pub requests: u64,
     pub errors: u64,
     pub avg_ms: f64,
@@ -60,6 +62,9 @@ pub struct Data {
     pub endpoints: Vec<EndpointStats>,
     pub slow: Vec<SlowTrace>,
     pub edges: Vec<EdgeRow>,
+    /// The pods whose traffic goes through a sidecar, one line each
+    /// (`StatsSnapshot::mesh`).
+    pub mesh: Vec<String>,
     pub header: Header,
     pub slow_ms: u64,
 }
@@ -161,6 +166,7 @@ impl Feed {
             endpoints,
             slow,
             edges: edge_rows(&self.graph.lock().totals()),
+            mesh: stats.mesh.lines(),
             header,
             slow_ms: self.slow_ms,
         }
@@ -339,6 +345,7 @@ pub fn edge_rows(g: &GraphSnapshot) -> Vec<EdgeRow> {
             client: e.client.clone(),
             server: e.server.clone(),
             protocol: e.protocol.clone(),
+            via: e.via.clone(),
             requests: e.requests,
             errors: e.errors,
             avg_ms: e.latency_ms.avg,

@@ -65,9 +65,18 @@ pub fn report(data: &Data, since: u64, example: Option<&Trace>) -> String {
         }
         let _ = writeln!(
             o,
-            "  → {} ({}): {} calls, avg {:.1}ms, p95 {:.1}ms, {} errors",
-            e.server, e.protocol, e.requests, e.avg_ms, e.p95_ms, e.errors
+            "  → {} ({}{}): {} calls, avg {:.1}ms, p95 {:.1}ms, {} errors",
+            e.server,
+            e.protocol,
+            through(&e.via),
+            e.requests,
+            e.avg_ms,
+            e.p95_ms,
+            e.errors
         );
+    }
+    for m in &data.mesh {
+        let _ = writeln!(o, "mesh: {m}");
     }
     let _ = writeln!(o);
     match example {
@@ -199,5 +208,14 @@ pub fn run(
         {
             return Ok(());
         }
+    }
+}
+
+/// ` through nginx` for an edge whose proxy hops were collapsed.
+pub fn through(via: &[String]) -> String {
+    if via.is_empty() {
+        String::new()
+    } else {
+        format!(" through {}", via.join(", "))
     }
 }

@@ -330,3 +330,45 @@ fn small_terminals_render_without_panicking() {
         t.draw(|f| draw(f, &app)).unwrap();
     }
 }
+
+#[test]
+fn the_graph_names_the_proxies_and_the_mesh() {
+    let (mut data, _) = replayed();
+    // As the pipeline fills them on a host with a sidecar (e2e_mesh
+    // checks them live): an edge through nginx and one pod.
+    let e = data
+        .edges
+        .iter_mut()
+        .find(|e| e.client == "gateway" && e.server == "auth")
+        .expect("gateway -> auth");
+    e.via = vec!["nginx".into()];
+    let pod = "netns:4026532300: nginx sidecar nginx for auth (30 requests in, 0 out)";
+    data.mesh = vec![pod.to_owned()];
+    let screen = render(&App::new(data.clone()));
+    line_with(
+        &screen,
+        &["gateway", "→ auth through nginx", "http", " 30 "],
+    );
+    line_with(
+        &screen,
+        &[
+            "Service graph (",
+            "mesh: 1 pod behind sidecars: netns:4026532300",
+        ],
+    );
+    let report = super::plain::report(&data, 0, None);
+    let graph = report
+        .split("=== Service Dependency Graph ===")
+        .nth(1)
+        .and_then(|r| r.split("=== Trace Example").next())
+        .expect("graph section");
+    assert!(
+        graph.contains("  → auth (http through nginx): 30 calls"),
+        "{graph}"
+    );
+    assert!(graph.contains(&format!("mesh: {pod}\n")), "{graph}");
+    // Without them: neither is said.
+    let (plain, _) = replayed();
+    assert!(!render(&App::new(plain.clone())).contains("mesh:"));
+    assert!(!super::plain::report(&plain, 0, None).contains("mesh:"));
+}

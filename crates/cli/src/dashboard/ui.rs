@@ -279,7 +279,7 @@ fn draw_graph(frame: &mut Frame<'_>, area: Rect, app: &App) {
             };
             Row::new(vec![
                 Cell::from(caller),
-                Cell::from(format!("→ {}", e.server)),
+                Cell::from(format!("→ {}{}", e.server, super::plain::through(&e.via))),
                 Cell::from(e.protocol.clone()),
                 Cell::from(e.requests.to_string()),
                 Cell::from(format!("{:.1}ms", e.avg_ms)),
@@ -307,7 +307,14 @@ fn draw_graph(frame: &mut Frame<'_>, area: Rect, app: &App) {
     )
     .row_highlight_style(selected_style())
     .block(block(
-        format!(" Service graph ({n} edges) "),
+        match app.data.mesh.len() {
+            0 => format!(" Service graph ({n} edges) "),
+            pods => format!(
+                " Service graph ({n} edges; mesh: {pods} pod{} behind sidecars: {}) ",
+                if pods == 1 { "" } else { "s" },
+                app.data.mesh.join("; ")
+            ),
+        },
         app.panel == Panel::Graph,
     ));
     let mut st = table_state(app, Panel::Graph, n);
