@@ -168,23 +168,24 @@ static __always_inline void count_drop(__u32 reason)
 		*c += 1;
 }
 
-/* Wake the reader with the first record put into an empty ring (the
- * reader drained everything and sleeps until data or its next deadline),
- * and with the record that makes the queued data cross zt_wakeup_bytes.
- * Nothing else wakes it: the reader drains until empty before it sleeps,
- * the ring buffer's poll reports queued data itself, and after a wake-up
- * the reader waits a short batching delay before draining again, so while
- * data flows most records find the ring non-empty and cost no wake-up.
- * Forcing one with every record while the reader lags would cost an
- * irq_work per syscall in the traced process, exactly when the host is
- * busiest. */
+/* Wake the reader with the first record it has not consumed (the reader
+ * drained everything and sleeps until data or its next deadline), and with
+ * the record that makes the queued data cross zt_wakeup_bytes. The first
+ * is the kernel's own default (flags 0): at commit, it wakes the reader
+ * only if the reader's position is this record's, which is exact even for
+ * a record reserved before it is filled. Asking "is the ring empty?" here
+ * instead is wrong for reserved records (the query counts the record
+ * itself, so the ring never looks empty) and loses the wake-up: a new
+ * process's exec record then sat unread, with everything after it, until
+ * the reader's next deadline, and the process had exited before its /proc
+ * entry was read (e2e_tls's short-lived node client lost its service
+ * name). While the reader lags, nothing wakes it: records find their
+ * predecessors unread, and after a wake-up the reader waits a short
+ * batching delay before draining again. */
 static __always_inline __u64 rb_flags(__u64 size)
 {
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	if (avail == 0)
-		return BPF_RB_FORCE_WAKEUP;
-	return avail < zt_wakeup_bytes && avail + size >= zt_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									   : BPF_RB_NO_WAKEUP;
+	return avail < zt_wakeup_bytes && avail + size >= zt_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : 0;
 }
 
 #include "filter.bpf.h"
