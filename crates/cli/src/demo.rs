@@ -274,10 +274,15 @@ fn run_demo(dir: &Path, o: &DemoOptions, mut settings: Settings) -> Result<()> {
     let graph = feed.graph();
     let stats = feed.shutdown()?;
     run::print_summary(&stats);
-    write_graph(
-        &demo_graph(&graph.lock().totals().with_mesh(&stats.mesh)),
-        o.graph_file.as_deref(),
-    )?;
+    let g = demo_graph(&graph.lock().totals().with_mesh(&stats.mesh));
+    write_graph(&g, o.graph_file.as_deref())?;
+    // The full-screen dashboard is gone with its alternate screen: end
+    // with the demo's graph on the terminal (a plain report already
+    // printed it in its graph section).
+    if !o.plain && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        println!("\nService graph of the demo:");
+        print!("{}", render(&g, GraphFormat::Text));
+    }
     shown
 }
 

@@ -573,6 +573,17 @@ fn tmux_demo_shows_traces_graph_and_insights_within_10_s_of_load() {
     }
     t.keys(&["q"]);
     t.assert_restored("EXIT=0");
+    // Back on the normal screen, the demo ends with its service graph.
+    t.wait_for(
+        &[
+            "Service graph of the demo:",
+            "gateway calls:",
+            "  → catalog via HTTP (avg: ",
+            "catalog calls:",
+            "  → mysql 127.0.0.1:3306 via MySQL (avg: ",
+        ],
+        10,
+    );
 }
 
 #[test]
