@@ -100,7 +100,7 @@ pub fn text(g: &GraphSnapshot) -> String {
             "  → {} via {}{} (avg: {}, p95: {}, count: {}, errors: {})",
             e.server,
             protocol_name(&e.protocol),
-            through(e),
+            through(&e.via),
             ms(e.latency_ms.avg),
             ms(e.latency_ms.p95),
             thousands(e.requests),
@@ -144,11 +144,11 @@ fn quote(s: &str) -> String {
 
 /// ` through nginx` (` through a, b` for a chain) for an edge whose
 /// proxies were collapsed, else nothing.
-fn through(e: &GraphEdge) -> String {
-    if e.via.is_empty() {
+pub fn through(via: &[String]) -> String {
+    if via.is_empty() {
         String::new()
     } else {
-        format!(" through {}", e.via.join(", "))
+        format!(" through {}", via.join(", "))
     }
 }
 
@@ -156,7 +156,7 @@ fn edge_label(e: &GraphEdge, sep: &str) -> String {
     format!(
         "{}{}{sep}{} req, {} err{sep}avg {} p95 {}",
         protocol_name(&e.protocol),
-        through(e),
+        through(&e.via),
         thousands(e.requests),
         thousands(e.errors),
         ms(e.latency_ms.avg),

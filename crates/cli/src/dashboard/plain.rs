@@ -68,7 +68,7 @@ pub fn report(data: &Data, since: u64, example: Option<&Trace>) -> String {
             "  → {} ({}{}): {} calls, avg {:.1}ms, p95 {:.1}ms, {} errors",
             e.server,
             e.protocol,
-            through(&e.via),
+            crate::graph::through(&e.via),
             e.requests,
             e.avg_ms,
             e.p95_ms,
@@ -208,14 +208,5 @@ pub fn run(
         {
             return Ok(());
         }
-    }
-}
-
-/// ` through nginx` for an edge whose proxy hops were collapsed.
-pub fn through(via: &[String]) -> String {
-    if via.is_empty() {
-        String::new()
-    } else {
-        format!(" through {}", via.join(", "))
     }
 }

@@ -279,7 +279,7 @@ fn draw_graph(frame: &mut Frame<'_>, area: Rect, app: &App) {
             };
             Row::new(vec![
                 Cell::from(caller),
-                Cell::from(format!("→ {}{}", e.server, super::plain::through(&e.via))),
+                Cell::from(format!("→ {}{}", e.server, crate::graph::through(&e.via))),
                 Cell::from(e.protocol.clone()),
                 Cell::from(e.requests.to_string()),
                 Cell::from(format!("{:.1}ms", e.avg_ms)),
