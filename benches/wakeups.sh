@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# How often the pipeline thread wakes, and what the agent costs, for two
+# zt-trace binaries side by side: nginx (1 worker, 12-byte body) under
+# `wrk -t1 -c$CONNS` (a closed loop: wrk has no fixed-rate mode), then
+# idle; rounds alternate A and B.
+# For a change to the ring buffer's wake-up (capture.bpf.c `rb_flags`).
+#
+#   A=/tmp/zt-old B=target/release/zt-trace ROUNDS=3 benches/wakeups.sh   # root
+#
+# Per run: req/s, the agent's CPU per request (utime+stime of the whole
+# process, from /proc/<pid>/stat), the pipeline thread's voluntary context
+# switches per second under load and when idle (each one is a sleep that
+# ended: a wake-up), and the kernel drops the agent reported.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=${A:?A=path of the first zt-trace binary}
+B=${B:?B=path of the second zt-trace binary}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+IDLE=${IDLE:-5}
+CONNS=${CONNS:-8}
+PORT=${PORT:-18996}
+[ "$(id -u)" = 0 ] || { echo "wakeups.sh: needs root" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "wakeups.sh: needs wrk" >&2; exit 1; }
+work=$(mktemp -d)
+AGENT=
+cleanup() {
+  [ -n "$AGENT" ] && kill -TERM "$AGENT" 2>/dev/null && wait "$AGENT" 2>/dev/null || true
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+. benches/lib/nginx.sh
+start_nginx "$work" "$PORT"
+
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+pipeline_tid() {
+  for t in /proc/"$1"/task/*; do
+    [ "$(cat "$t/comm")" = zt-pipeline ] && { basename "$t"; return; }
+  done
+}
+switches() { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$1/task/$2/status"; }
+
+# one BIN: prints "req/s cpu_us_per_req wakeups_per_s_load wakeups_per_s_idle drops"
+one() {
+  local bin=$1
+  "$bin" run --output none >/dev/null 2>"$work/err" &
+  AGENT=$!
+  for _ in $(seq 600); do
+    grep -q 'tracing (Ctrl-C to stop)' "$work/err" 2>/dev/null && break
+    sleep 0.1
+  done
+  sleep 1
+  local tid c0 s0 c1 s1 s2 out rps
+  tid=$(pipeline_tid "$AGENT")
+  c0=$(cpu_ticks "$AGENT")
+  s0=$(switches "$AGENT" "$tid")
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$PORT/" 2>&1)
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  c1=$(cpu_ticks "$AGENT")
+  s1=$(switches "$AGENT" "$tid")
+  sleep "$IDLE"
+  s2=$(switches "$AGENT" "$tid")
+  kill -TERM "$AGENT"
+  wait "$AGENT" || true
+  AGENT=
+  local drops
+  drops=$(grep -o 'kernel drops: [0-9]* events lost' "$work/err" | grep -o '[0-9]*' | head -1)
+  awk -v rps="$rps" -v d="$DURATION" -v dc="$((c1 - c0))" -v t="$ticks" \
+    -v w1="$((s1 - s0))" -v w2="$((s2 - s1))" -v idle="$IDLE" -v drops="${drops:-?}" \
+    'BEGIN { printf "%.0f %.2f %.0f %.1f %s\n", rps, dc / t * 1e6 / (rps * d), w1 / d, w2 / idle, drops }'
+}
+
+echo "variant round: req/s, agent CPU us/request, pipeline wake-ups/s under load, wake-ups/s idle, kernel drops"
+for r in $(seq "$ROUNDS"); do
+  for v in A B; do
+    bin=$A
+    [ "$v" = B ] && bin=$B
+    echo "$v $r: $(one "$bin")"
+  done
+done
