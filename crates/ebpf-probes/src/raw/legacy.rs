@@ -103,10 +103,16 @@ pub fn decode(buf: &[u8], version: u32) -> Result<Event, DecodeError> {
             full[..data_header].copy_from_slice(&buf[..data_header]);
             let r: DataV4 = read(&full, kind)?;
             let captured = r.captured as usize;
-            if r.captured > MAX_CAPTURE || buf.len() < data_header + captured {
+            if r.captured > MAX_CAPTURE {
                 return Err(DecodeError::BadField {
                     field: "captured",
                     value: r.captured as u64,
+                });
+            }
+            if buf.len() != data_header + captured {
+                return Err(DecodeError::Length {
+                    len: buf.len(),
+                    want: data_header + captured,
                 });
             }
             let direction = match r.direction {
@@ -274,6 +280,16 @@ mod tests {
             e => panic!("{e:?}"),
         }
         assert!(decode(&v4[..10], 4).is_err());
+        // A byte after the captured ones: corrupt (the payload is the end).
+        let mut long = v4.clone();
+        long.push(0);
+        assert_eq!(
+            decode(&long, 4).unwrap_err(),
+            DecodeError::Length {
+                len: v4.len() + 1,
+                want: v4.len()
+            }
+        );
         assert!(decode(&[99, 0, 0, 0], 4).is_err());
         // Goroutine records did not exist in format 3.
         let t = TaskV4 {

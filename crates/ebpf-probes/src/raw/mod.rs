@@ -193,6 +193,10 @@ pub enum DecodeError {
     UnknownKind(u32),
     #[error("bad field {field}: {value}")]
     BadField { field: &'static str, value: u64 },
+    /// A data record longer or shorter than its header and the bytes it
+    /// says it captured (the kernel writes exactly those).
+    #[error("data record of {len} bytes, but its header and captured bytes make {want}")]
+    Length { len: usize, want: usize },
     /// A data record of a thread whose details were never received (or
     /// were forgotten): its comm and start time are unknown.
     #[error("data of thread {pid}/{tid}, whose details are unknown")]
@@ -464,10 +468,16 @@ impl Decoder {
         let r: RawDataEvent = read(buf, kind)?;
         let hdr = std::mem::size_of::<RawDataEvent>();
         let captured = r.captured as usize;
-        if r.captured > MAX_CAPTURE || buf.len() < hdr + captured {
+        if r.captured > MAX_CAPTURE {
             return Err(DecodeError::BadField {
                 field: "captured",
                 value: r.captured as u64,
+            });
+        }
+        if buf.len() != hdr + captured {
+            return Err(DecodeError::Length {
+                len: buf.len(),
+                want: hdr + captured,
             });
         }
         let direction = match r.direction {
@@ -968,11 +978,21 @@ mod tests {
         ));
         assert!(matches!(
             dec.decode(&bytes[..bytes.len() - 1]),
-            Err(DecodeError::BadField {
-                field: "captured",
-                ..
-            })
+            Err(DecodeError::Length { .. })
         ));
+        // Bytes after the captured ones: the kernel never writes them, so
+        // the record is corrupt (found by the decode fuzz target: the
+        // payload must be the record's end).
+        let mut long = bytes.clone();
+        long.push(b'!');
+        let want = std::mem::size_of::<RawDataEvent>() + b"hello".len();
+        assert_eq!(
+            dec.decode(&long),
+            Err(DecodeError::Length {
+                len: want + 1,
+                want
+            })
+        );
         // A connection prefix must be followed by a thread prefix.
         let mut bad = encode(&conn(7));
         bad[0] = EV_CONN_INFO as u8;
