@@ -1022,4 +1022,41 @@ mod tests {
         // The most recent ones are kept.
         assert!(dec.conns.contains_key(&(MAX_CONNS as u64 + 10)));
     }
+
+    /// The input that stopped the decode fuzz target (artifacts/decode/
+    /// crash-ad8d0adb...): records as the target builds them (kind byte,
+    /// length byte, bytes); any data event decoded from them must end the
+    /// record, in every decoder.
+    #[test]
+    fn fuzz_crash_trailing_bytes_after_the_payload() {
+        let data: &[u8] = &[
+            1, 165, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+            255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 127, 255, 1, 0, 255, 255, 0, 0, 0, 0,
+            255, 255, 255, 2, 0, 0, 0, 255, 255, 255, 165, 0, 165, 165, 165, 0, 0, 123, 123, 123,
+            123, 123, 123, 123, 123, 123, 123, 123, 123, 123, 123, 123, 123, 123, 11, 46, 123, 4,
+        ];
+        let mut decoder = Decoder::new();
+        let mut rest = data;
+        let mut records = 0;
+        while let [kind, len, tail @ ..] = rest {
+            let n = (*len as usize).min(tail.len());
+            let mut rec = u32::from(*kind).to_ne_bytes().to_vec();
+            rec.extend_from_slice(&tail[..n]);
+            rest = &tail[n..];
+            records += 1;
+            let mut events = vec![decoder.decode(&rec).ok().flatten()];
+            for version in [3, 4] {
+                events.push(legacy::decode(&rec, version).ok());
+            }
+            for ev in events.into_iter().flatten() {
+                if let Event::Data(d) = ev {
+                    assert!(rec.ends_with(&d.payload[..]), "{rec:?}");
+                }
+            }
+        }
+        assert!(records > 0);
+    }
 }
