@@ -308,10 +308,7 @@ pub struct PodCandidate {
 impl PodCandidate {
     /// `k8s.pod.uid` if known, else `netns:<inode>`.
     pub fn name(&self) -> String {
-        match &self.pod_uid {
-            Some(u) => u.clone(),
-            None => format!("netns:{}", self.net_ns),
-        }
+        span_core::mesh::pod_name(self.net_ns, self.pod_uid.as_deref())
     }
 
     /// `netns:4026532: nginx (pid 10) beside users (pid 12)`.

@@ -49,10 +49,15 @@ pub struct MeshPod {
 impl MeshPod {
     /// `k8s.pod.uid` if known, else `netns:<inode>`.
     pub fn name(&self) -> String {
-        match &self.pod_uid {
-            Some(u) => u.clone(),
-            None => format!("netns:{}", self.net_ns),
-        }
+        pod_name(self.net_ns, self.pod_uid.as_deref())
+    }
+}
+
+/// A pod's name: its `k8s.pod.uid` if known, else `netns:<inode>`.
+pub fn pod_name(net_ns: u64, pod_uid: Option<&str>) -> String {
+    match pod_uid {
+        Some(u) => u.to_owned(),
+        None => format!("netns:{net_ns}"),
     }
 }
 

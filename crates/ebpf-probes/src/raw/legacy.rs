@@ -4,12 +4,10 @@
 //! `task` field. Read so that logs recorded by earlier versions (and the
 //! golden logs of the tests) still replay; the kernel no longer writes them.
 
-use super::{cstr, read, record_kind, role, tuple, DecodeError, RawProcEvent, RawTuple};
-use super::{ARGS_LEN, MAX_CAPTURE};
-use bytes::Bytes;
-use span_core::{
-    ConnClose, ConnEvent, DataEvent, Direction, Event, ProcessInfo, Source, TaskEvent, TlsBind,
-};
+use super::ARGS_LEN;
+use super::{cstr, data_payload, direction, read, record_kind, role, source, tuple, DecodeError};
+use super::{RawProcEvent, RawTuple};
+use span_core::{ConnClose, ConnEvent, DataEvent, Event, ProcessInfo, TaskEvent, TlsBind};
 
 const EV_DATA: u32 = 1;
 const EV_CONN_OPEN: u32 = 2;
@@ -102,40 +100,8 @@ pub fn decode(buf: &[u8], version: u32) -> Result<Event, DecodeError> {
             let mut full = [0u8; std::mem::size_of::<DataV4>()];
             full[..data_header].copy_from_slice(&buf[..data_header]);
             let r: DataV4 = read(&full, kind)?;
-            let captured = r.captured as usize;
-            if r.captured > MAX_CAPTURE {
-                return Err(DecodeError::BadField {
-                    field: "captured",
-                    value: r.captured as u64,
-                });
-            }
-            if buf.len() != data_header + captured {
-                return Err(DecodeError::Length {
-                    len: buf.len(),
-                    want: data_header + captured,
-                });
-            }
-            let direction = match r.direction {
-                0 => Direction::Egress,
-                1 => Direction::Ingress,
-                v => {
-                    return Err(DecodeError::BadField {
-                        field: "direction",
-                        value: v as u64,
-                    })
-                }
-            };
-            let source = match r.source {
-                0 => Source::Syscall,
-                1 => Source::Tls,
-                2 => Source::Sendfile,
-                v => {
-                    return Err(DecodeError::BadField {
-                        field: "source",
-                        value: v as u64,
-                    })
-                }
-            };
+            let payload = data_payload(buf, data_header, r.captured)?;
+            let (direction, source) = (direction(r.direction)?, source(r.source)?);
             Ok(Event::Data(DataEvent {
                 pid: r.pid,
                 tid: r.tid,
@@ -151,7 +117,7 @@ pub fn decode(buf: &[u8], version: u32) -> Result<Event, DecodeError> {
                 exit_ns: r.exit_ns,
                 bytes: r.bytes,
                 seq: r.seq,
-                payload: Bytes::copy_from_slice(&buf[data_header..data_header + captured]),
+                payload,
                 ssl: r.ssl,
                 exec_ctx: r.ctx,
                 task: r.task,

@@ -466,41 +466,8 @@ impl Decoder {
             });
         }
         let r: RawDataEvent = read(buf, kind)?;
-        let hdr = std::mem::size_of::<RawDataEvent>();
-        let captured = r.captured as usize;
-        if r.captured > MAX_CAPTURE {
-            return Err(DecodeError::BadField {
-                field: "captured",
-                value: r.captured as u64,
-            });
-        }
-        if buf.len() != hdr + captured {
-            return Err(DecodeError::Length {
-                len: buf.len(),
-                want: hdr + captured,
-            });
-        }
-        let direction = match r.direction {
-            0 => Direction::Egress,
-            1 => Direction::Ingress,
-            v => {
-                return Err(DecodeError::BadField {
-                    field: "direction",
-                    value: v as u64,
-                })
-            }
-        };
-        let source = match r.source {
-            0 => Source::Syscall,
-            1 => Source::Tls,
-            2 => Source::Sendfile,
-            v => {
-                return Err(DecodeError::BadField {
-                    field: "source",
-                    value: v as u64,
-                })
-            }
-        };
+        let payload = data_payload(buf, std::mem::size_of::<RawDataEvent>(), r.captured)?;
+        let (direction, source) = (direction(r.direction)?, source(r.source)?);
         let thread = self.threads.get(&r.pid).and_then(|t| t.get(&r.tid)).ok_or(
             DecodeError::UnknownThread {
                 pid: r.pid,
@@ -534,11 +501,54 @@ impl Decoder {
             exit_ns: r.exit_ns,
             bytes: r.bytes,
             seq: r.seq,
-            payload: Bytes::copy_from_slice(&buf[hdr..hdr + captured]),
+            payload,
             ssl: r.ssl,
             exec_ctx: r.ctx,
             task: r.task,
         }))
+    }
+}
+
+/// The payload of a data record whose header is `hdr` bytes long and says
+/// `captured` bytes follow: at most [`MAX_CAPTURE`], and exactly those
+/// (the kernel writes nothing after them).
+pub(crate) fn data_payload(buf: &[u8], hdr: usize, captured: u32) -> Result<Bytes, DecodeError> {
+    if captured > MAX_CAPTURE {
+        return Err(DecodeError::BadField {
+            field: "captured",
+            value: captured as u64,
+        });
+    }
+    let want = hdr + captured as usize;
+    if buf.len() != want {
+        return Err(DecodeError::Length {
+            len: buf.len(),
+            want,
+        });
+    }
+    Ok(Bytes::copy_from_slice(&buf[hdr..]))
+}
+
+pub(crate) fn direction(v: u8) -> Result<Direction, DecodeError> {
+    match v {
+        0 => Ok(Direction::Egress),
+        1 => Ok(Direction::Ingress),
+        v => Err(DecodeError::BadField {
+            field: "direction",
+            value: v as u64,
+        }),
+    }
+}
+
+pub(crate) fn source(v: u8) -> Result<Source, DecodeError> {
+    match v {
+        0 => Ok(Source::Syscall),
+        1 => Ok(Source::Tls),
+        2 => Ok(Source::Sendfile),
+        v => Err(DecodeError::BadField {
+            field: "source",
+            value: v as u64,
+        }),
     }
 }
 
