@@ -21,56 +21,17 @@
 
 use criterion::measurement::Measurement;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use std::fs::File;
-use zt_trace::ebpf_probes::record::RecordReader;
-use zt_trace::ebpf_probes::ReplaySource;
-use zt_trace::span_core::*;
 use zt_trace::stages::graph::{GraphConfig, GraphStage};
 use zt_trace::{InsightsConfig, InsightsStage, Stage};
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
-
-fn recorded() -> Vec<Event> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/demo_catalog.zrec"
-    );
-    let mut src = ReplaySource::new(RecordReader::new(File::open(path).unwrap()).unwrap());
-    let mut v = Vec::new();
-    while let Some(e) = src.next_event().unwrap() {
-        v.push(e);
-    }
-    v
-}
-
-/// Events through the assembler; each finished trace to `sink` with the
-/// time. Returns traces.
-fn assemble(events: Vec<Event>, mut sink: impl FnMut(Trace, MonoNanos)) -> u64 {
-    let mut asm = Assembler::new(Config::default());
-    let mut clock = 0;
-    let mut n = 0;
-    for (i, e) in events.into_iter().enumerate() {
-        clock = clock.max(e.order_ts());
-        asm.handle_event(e);
-        if i % 64 == 0 {
-            asm.handle_timeout(clock);
-            while let Some(Output::Trace(t)) = asm.poll() {
-                n += 1;
-                sink(t, clock);
-            }
-        }
-    }
-    asm.flush();
-    while let Some(Output::Trace(t)) = asm.poll() {
-        n += 1;
-        sink(t, clock);
-    }
-    n
-}
+#[path = "common/replay.rs"]
+mod replay;
+use replay::{assemble, recorded};
 
 fn bench<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
-    let events = recorded();
+    let events = recorded("demo_catalog.zrec");
     let mut traces = Vec::new();
     let n = assemble(events.clone(), |t, now| traces.push((t, now)));
     assert_eq!(n, 30);
