@@ -16,6 +16,12 @@ use std::time::{Duration, Instant};
 /// How often a source with files being resolved in the background looks
 /// whether they are done.
 const RESOLVER_CHECK: Duration = Duration::from_millis(10);
+/// Shortest time between two looks at the agent's own sockets (one
+/// getsockname per open fd of the agent, tens of µs), made when a
+/// connection's peer is a local address the agent was not known to use.
+/// At 10 ms, an exporter connection opened just after a look at another
+/// peer was taken for a stranger and traced (e2e_export failed 2 runs in 4).
+const AGENT_PEERS_REFRESH: Duration = Duration::from_millis(1);
 
 /// Unix-epoch nanoseconds minus `CLOCK_MONOTONIC` nanoseconds, now.
 pub fn wall_clock_offset_ns() -> i64 {
@@ -81,10 +87,10 @@ impl AgentPeers {
                 }
                 if !self.own.contains(&peer) {
                     // The agent connected just now: look again (at most
-                    // every 10 ms).
+                    // every AGENT_PEERS_REFRESH).
                     let stale = self
                         .refreshed
-                        .is_none_or(|t| t.elapsed() > Duration::from_millis(10));
+                        .is_none_or(|t| t.elapsed() > AGENT_PEERS_REFRESH);
                     if stale {
                         self.own = procfs::own_tcp_endpoints();
                         self.refreshed = Some(Instant::now());
