@@ -85,12 +85,25 @@ impl Drop for Proc {
 }
 
 /// A free loopback port (bound then released).
+/// A loopback port nobody listens on, never one this test process was
+/// given before: the kernel may hand the same free port to two binds in a
+/// row once the first listener is closed, and two services of one topology
+/// told the same port would have the second fail to start while
+/// `wait_port` saw the first answer (CI once sent a gateway's load to its
+/// inventory service, which answered 404).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 pub fn wait_port(port: u16, what: &str) {
