@@ -27,6 +27,35 @@ fn prog_ids(pid: u32) -> BTreeSet<u32> {
     ids
 }
 
+/// (link id, link type) of every BPF link process `pid` holds.
+fn links(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+        };
+        if let (Some(kind), Some(id)) = (field("link_type:"), field("link_id:")) {
+            out.push((id.parse().unwrap(), kind));
+        }
+    }
+    out
+}
+
+fn link_exists(id: u32) -> bool {
+    Command::new("bpftool")
+        .args(["link", "show", "id", &id.to_string()])
+        .output()
+        .expect("bpftool")
+        .status
+        .success()
+}
+
 fn loaded(id: u32) -> bool {
     Command::new("bpftool")
         .args(["prog", "show", "id", &id.to_string()])
@@ -52,6 +81,20 @@ fn nothing_is_left_in_the_kernel_after_sigterm() {
     let ids = prog_ids(tracer.proc.pid());
     assert!(ids.len() >= 20, "only {} programs: {ids:?}", ids.len());
     assert!(ids.iter().all(|id| loaded(*id)));
+    // The uprobes (OpenSSL's libssl is on every machine the tests run on)
+    // are uprobe_multi links: one per program and file, each detached in
+    // one RCU grace period, where perf-event uprobes took ~60 ms each one
+    // after the other under a global mutex (BENCHMARKS.md "Shutdown").
+    let held = links(tracer.proc.pid());
+    let kinds: BTreeSet<&str> = held.iter().map(|(_, k)| k.as_str()).collect();
+    assert!(kinds.contains("uprobe_multi"), "links: {held:?}");
+    assert!(
+        kinds.iter().all(|k| matches!(
+            *k,
+            "uprobe_multi" | "uretprobe_multi" | "raw_tracepoint" | "tracing"
+        )),
+        "links: {held:?}"
+    );
     let st = sigterm(&mut tracer);
     assert!(st.success(), "{st}");
     // The kernel frees a program when its last reference goes, tail-call
@@ -65,6 +108,15 @@ fn nothing_is_left_in_the_kernel_after_sigterm() {
     assert!(
         left.is_empty(),
         "programs still loaded after exit: {left:?}"
+    );
+    let links_left: Vec<u32> = held
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| link_exists(*id))
+        .collect();
+    assert!(
+        links_left.is_empty(),
+        "links left after exit: {links_left:?}"
     );
     let err = std::fs::read_to_string(&tracer.stderr).unwrap();
     assert!(err.contains("zt-trace: stopped in "), "{err}");

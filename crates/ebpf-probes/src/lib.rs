@@ -18,6 +18,7 @@ pub mod elfsym;
 pub mod filter;
 pub mod goruntime;
 mod loader;
+mod multi;
 pub mod procfs;
 pub mod pyctx;
 pub mod raw;

@@ -71,6 +71,13 @@ pub enum LoadError {
     },
     #[error("eBPF object has no {0}")]
     Missing(&'static str),
+    /// A uprobe_multi link the kernel refused.
+    #[error("program {program}: {source}")]
+    Attach {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,
@@ -204,34 +211,66 @@ impl ProbesBuilder {
             .load(CAPTURE_OBJ)
             .map_err(LoadError::Load)?;
 
+        let btf = Btf::from_sys_fs().map_err(|e| LoadError::Config(format!("kernel BTF: {e}")))?;
+        // The uprobe programs: as uprobe_multi links where the kernel has
+        // them (one link per program and file, detached in one grace
+        // period: see multi.rs), else as aya's perf-event uprobes.
+        let mut uprobe_names: Vec<&str> = Vec::new();
+        if self.tls {
+            uprobe_names.push("zt_emit_tls");
+            uprobe_names.extend(crate::tls::TLS_PROGRAMS);
+        }
+        if self.contexts {
+            uprobe_names.extend(crate::pyctx::CTX_PROGRAMS);
+        }
+        if self.goroutines {
+            uprobe_names.extend(GO_PROGRAMS);
+        }
+        let multi = if uprobe_names.is_empty() {
+            Some(std::collections::HashMap::new())
+        } else if std::env::var_os("ZT_UPROBE_PERF_EVENT").is_some() {
+            // Benchmark switch (benches/shutdown.sh): the perf-event way.
+            None
+        } else {
+            match crate::multi::load(CAPTURE_OBJ, &bpf, &btf, &uprobe_names) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    log::warn!(
+                        "uprobes: uprobe_multi links unavailable ({e}); using perf-event uprobes,                          which take ~60 ms each to detach at exit"
+                    );
+                    None
+                }
+            }
+        };
+        if let (Some(m), true) = (&multi, self.tls) {
+            let table = bpf
+                .map("emit_tls_prog")
+                .ok_or(LoadError::Missing("map emit_tls_prog"))?;
+            crate::multi::set_prog_array(table, 0, &m["zt_emit_tls"]).map_err(|source| {
+                LoadError::Attach {
+                    program: "zt_emit_tls (tail-call table)".into(),
+                    source,
+                }
+            })?;
+        }
+
         let emit_tls_prog = if self.tls {
-            Some(load_tls_programs(&mut bpf)?)
+            Some(load_tls_programs(&mut bpf, multi.is_none())?)
         } else {
             None
         };
 
-        if self.contexts {
-            for name in crate::pyctx::CTX_PROGRAMS {
-                let p: &mut UProbe = bpf
-                    .program_mut(name)
-                    .ok_or(LoadError::Missing("context program"))?
-                    .try_into()
-                    .map_err(|source| LoadError::Program {
-                        program: (*name).to_owned(),
-                        source,
-                    })?;
-                p.load().map_err(|source| LoadError::Program {
-                    program: (*name).to_owned(),
-                    source,
-                })?;
+        for (on, names, what) in [
+            (self.contexts, crate::pyctx::CTX_PROGRAMS, "context program"),
+            (self.goroutines, GO_PROGRAMS, "goroutine program"),
+        ] {
+            if !on || multi.is_some() {
+                continue;
             }
-        }
-
-        if self.goroutines {
-            for name in GO_PROGRAMS {
+            for name in names {
                 let p: &mut UProbe = bpf
                     .program_mut(name)
-                    .ok_or(LoadError::Missing("goroutine program"))?
+                    .ok_or(LoadError::Missing(what))?
                     .try_into()
                     .map_err(|source| LoadError::Program {
                         program: (*name).to_owned(),
@@ -246,7 +285,6 @@ impl ProbesBuilder {
 
         let mut attached = Vec::new();
         let mut links = Vec::new();
-        let btf = Btf::from_sys_fs().map_err(|e| LoadError::Config(format!("kernel BTF: {e}")))?;
         for &(prog, name) in BTF_TRACEPOINTS {
             let result = (|| -> Result<BtfTracePointLinkId, ProgramError> {
                 let p: &mut BtfTracePoint = bpf
@@ -296,6 +334,7 @@ impl ProbesBuilder {
             drops,
             attached,
             links,
+            multi,
         };
         if !self.filter.is_empty() {
             probes.set_filter(&self.filter)?;
@@ -308,6 +347,8 @@ impl ProbesBuilder {
 enum Link {
     BtfTracePoint(&'static str, BtfTracePointLinkId),
     UProbe(&'static str, UProbeLinkId),
+    /// A uprobe_multi link (closing it detaches it).
+    Multi(std::os::fd::OwnedFd),
 }
 
 /// The loaded, attached probes. Dropping this detaches every program.
@@ -333,6 +374,9 @@ pub struct Probes {
     attached: Vec<String>,
     /// Every attachment, so they can be detached together (see `Drop`).
     links: Vec<Link>,
+    /// The uprobe programs loaded for uprobe_multi links; `None`: they are
+    /// aya's perf-event uprobes.
+    multi: Option<std::collections::HashMap<String, crate::multi::MultiProgram>>,
 }
 
 /// Detaching: each attachment is a perf event, and closing the last one of
@@ -361,6 +405,7 @@ impl Drop for Probes {
                     .and_then(|p| <&mut UProbe>::try_from(p).ok())
                     .and_then(|p| p.take_link(id).ok())
                     .map(|l| Box::new(l) as Box<dyn Send>),
+                Link::Multi(fd) => Some(Box::new(fd) as Box<dyn Send>),
             };
             owned.extend(taken);
         }
@@ -631,7 +676,7 @@ impl Probes {
         }
         // Returns before entries, the creation before the exit: no
         // half-seen goroutine. The net/http hand-off is optional.
-        let mut points: Vec<(&str, u64, bool)> = if bin.newg_calls.is_empty() {
+        let mut points: Vec<(&'static str, u64, bool)> = if bin.newg_calls.is_empty() {
             bin.newproc1_rets
                 .iter()
                 .map(|r| ("zt_go_newproc1_ret", *r, true))
@@ -702,49 +747,106 @@ impl Probes {
     }
 
     /// Attach `(program, file offset, required)` uprobes to `path`, all or
-    /// (if a required one fails) none. Returns how many were attached.
+    /// (if a required one fails) none. Returns how many were attached. In
+    /// order of first appearance, so returns can go before entries.
     fn attach_points(
         &mut self,
         path: &Path,
-        points: &[(&str, u64, bool)],
+        points: &[(&'static str, u64, bool)],
     ) -> Result<usize, LoadError> {
-        let mut links = Vec::new();
-        for &(prog, offset, required) in points {
-            let p: &mut UProbe = self
-                .bpf
-                .program_mut(prog)
-                .ok_or(LoadError::Missing("uprobe program"))?
-                .try_into()
-                .map_err(|source| LoadError::Program {
-                    program: prog.to_owned(),
-                    source,
-                })?;
-            match p.attach(
-                UProbeAttachLocation::AbsoluteOffset(offset),
-                path,
-                UProbeScope::AllProcesses,
-            ) {
-                Ok(link) => links.push((prog, link)),
-                Err(e) if required => {
-                    for (prog, link) in links {
-                        if let Some(p) = self.bpf.program_mut(prog) {
-                            if let Ok(p) = <&mut UProbe>::try_from(p) {
-                                let _ = p.detach(link);
-                            }
+        let mut made: Vec<Link> = Vec::new();
+        let mut n = 0;
+        // Undo what this call attached (a required point failed).
+        let undo = |bpf: &mut Ebpf, made: Vec<Link>| {
+            for link in made {
+                if let Link::UProbe(prog, id) = link {
+                    if let Some(p) = bpf.program_mut(prog) {
+                        if let Ok(p) = <&mut UProbe>::try_from(p) {
+                            let _ = p.detach(id);
                         }
                     }
-                    return Err(LoadError::Program {
-                        program: format!("{prog} on {} at {offset:#x}", path.display()),
-                        source: e,
-                    });
                 }
-                Err(e) => log::debug!(
-                    "{prog} not attached to {} at {offset:#x}: {e}",
-                    path.display()
-                ),
+            }
+        };
+        if let Some(multi) = &self.multi {
+            // One link per program: every offset it has in this file.
+            let mut order: Vec<&'static str> = Vec::new();
+            for &(prog, _, _) in points {
+                if !order.contains(&prog) {
+                    order.push(prog);
+                }
+            }
+            for prog in order {
+                let offsets: Vec<u64> =
+                    points.iter().filter(|p| p.0 == prog).map(|p| p.1).collect();
+                let required = points.iter().any(|p| p.0 == prog && p.2);
+                let program = multi
+                    .get(prog)
+                    .ok_or(LoadError::Missing("uprobe program"))?;
+                match crate::multi::attach(program, path, &offsets) {
+                    Ok(fd) => {
+                        n += offsets.len();
+                        made.push(Link::Multi(fd));
+                    }
+                    Err(source) if required => {
+                        undo(&mut self.bpf, made);
+                        return Err(LoadError::Attach {
+                            program: format!("{prog} on {} at {offsets:#x?}", path.display()),
+                            source,
+                        });
+                    }
+                    Err(e) => log::debug!(
+                        "{prog} not attached to {} at {offsets:#x?}: {e}",
+                        path.display()
+                    ),
+                }
+            }
+        } else {
+            for &(prog, offset, required) in points {
+                let p: &mut UProbe = self
+                    .bpf
+                    .program_mut(prog)
+                    .ok_or(LoadError::Missing("uprobe program"))?
+                    .try_into()
+                    .map_err(|source| LoadError::Program {
+                        program: prog.to_owned(),
+                        source,
+                    })?;
+                match p.attach(
+                    UProbeAttachLocation::AbsoluteOffset(offset),
+                    path,
+                    UProbeScope::AllProcesses,
+                ) {
+                    Ok(id) => {
+                        n += 1;
+                        made.push(Link::UProbe(prog, id));
+                    }
+                    Err(source) if required => {
+                        undo(&mut self.bpf, made);
+                        return Err(LoadError::Program {
+                            program: format!("{prog} on {} at {offset:#x}", path.display()),
+                            source,
+                        });
+                    }
+                    Err(e) => log::debug!(
+                        "{prog} not attached to {} at {offset:#x}: {e}",
+                        path.display()
+                    ),
+                }
             }
         }
-        Ok(links.len())
+        self.links.extend(made);
+        Ok(n)
+    }
+
+    /// How the uprobes attach: `uprobe_multi` links, or `perf_event`
+    /// uprobes (kernels before 6.6, or `ZT_UPROBE_PERF_EVENT` set).
+    pub fn uprobe_links(&self) -> &'static str {
+        if self.multi.is_some() {
+            "uprobe_multi"
+        } else {
+            "perf_event"
+        }
     }
 
     /// Whether the OpenSSL probes were loaded.
@@ -864,52 +966,22 @@ impl Probes {
                 )));
             }
         }
-        let mut links = Vec::new();
+        let mut points = Vec::new();
         for &(prog, symbol, _ret) in probes {
             let Some(&offset) = offsets.get(symbol) else {
                 log::debug!("{symbol} not probed in {}: not defined", path.display());
                 continue;
             };
-            let p: &mut UProbe = self
-                .bpf
-                .program_mut(prog)
-                .ok_or(LoadError::Missing("uprobe program"))?
-                .try_into()
-                .map_err(|source| LoadError::Program {
-                    program: prog.to_owned(),
-                    source,
-                })?;
-            match p.attach(
-                UProbeAttachLocation::AbsoluteOffset(offset),
-                path,
-                UProbeScope::AllProcesses,
-            ) {
-                Ok(link) => links.push((prog, link)),
-                Err(e) if required.contains(&symbol) => {
-                    for (prog, link) in links {
-                        if let Some(p) = self.bpf.program_mut(prog) {
-                            if let Ok(p) = <&mut UProbe>::try_from(p) {
-                                let _ = p.detach(link);
-                            }
-                        }
-                    }
-                    return Err(LoadError::Program {
-                        program: format!("{prog} on {} ({symbol})", path.display()),
-                        source: e,
-                    });
-                }
-                Err(e) => log::debug!("{symbol} not probed in {}: {e}", path.display()),
-            }
+            points.push((prog, offset, required.contains(&symbol)));
         }
+        let n = self.attach_points(path, &points)?;
         let what = match target {
             Target::Tls => "TLS: OpenSSL",
             Target::PythonContexts => "contexts: CPython context",
             Target::Go => "goroutines",
         };
-        log::info!("{what} probes ({}) on {}", links.len(), path.display());
+        log::info!("{what} probes ({n}) on {}", path.display());
         self.attached.push(format!("uprobe/{}", path.display()));
-        self.links
-            .extend(links.into_iter().map(|(prog, id)| Link::UProbe(prog, id)));
         Ok(())
     }
 
@@ -1037,7 +1109,9 @@ fn count_keys(fd: BorrowedFd<'_>, key_size: usize, limit: u64) -> io::Result<u64
 
 /// Load the TLS uprobe programs (not attached yet) and the tail-call table of
 /// their shared emitter.
-fn load_tls_programs(bpf: &mut Ebpf) -> Result<ProgramArray<MapData>, LoadError> {
+/// With `load` false (uprobe_multi: multi.rs loaded them and filled the
+/// table), only takes the table.
+fn load_tls_programs(bpf: &mut Ebpf, load: bool) -> Result<ProgramArray<MapData>, LoadError> {
     let prog_err = |program: &str| {
         let program = program.to_owned();
         move |source| LoadError::Program { program, source }
@@ -1050,6 +1124,9 @@ fn load_tls_programs(bpf: &mut Ebpf) -> Result<ProgramArray<MapData>, LoadError>
         name: "emit_tls_prog",
         source,
     })?;
+    if !load {
+        return Ok(table);
+    }
     let emit: &mut UProbe = bpf
         .program_mut("zt_emit_tls")
         .ok_or(LoadError::Missing("program zt_emit_tls"))?
