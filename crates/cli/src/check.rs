@@ -60,6 +60,9 @@ fn plan(r: &HostReport) -> Vec<String> {
             );
         }
         p.push("attach goroutine uprobes to Go executables when they run".to_owned());
+        if !ok("hook.uprobe_multi") {
+            p.push("attach uprobes as perf events (no uprobe_multi links here): a stop takes ~60 ms per probed function".to_owned());
+        }
     } else {
         p.push("no uprobes: no HTTPS plaintext, Python contexts or goroutines".to_owned());
     }

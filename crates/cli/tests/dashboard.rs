@@ -686,6 +686,23 @@ fn check_reaches_the_verdicts_this_host_allows() {
     ] {
         assert_eq!(verdict(k), "ok", "{k}: {:?}", got.get(k));
     }
+    // uprobe_multi links came with Linux 6.6.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    assert_eq!(
+        verdict("hook.uprobe_multi"),
+        if (major, minor) >= (6, 6) {
+            "ok"
+        } else {
+            "fail"
+        },
+        "{release}: {:?}",
+        got.get("hook.uprobe_multi")
+    );
     // What the platform has, found independently of zt-trace: a kprobe
     // PMU exists only with CONFIG_KPROBES; this VM has none.
     let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();

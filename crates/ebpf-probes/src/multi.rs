@@ -267,6 +267,16 @@ fn load_one(
 /// Attach `prog` to `offsets` of `path` (every process running it) as one
 /// link; closing the returned descriptor detaches all of them.
 pub(crate) fn attach(prog: &MultiProgram, path: &Path, offsets: &[u64]) -> io::Result<OwnedFd> {
+    attach_pid(prog, path, offsets, 0)
+}
+
+/// [`attach`], for process `pid` only (0: every process).
+pub(crate) fn attach_pid(
+    prog: &MultiProgram,
+    path: &Path,
+    offsets: &[u64],
+    pid: u32,
+) -> io::Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt;
     let cpath = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with a NUL byte"))?;
@@ -282,6 +292,7 @@ pub(crate) fn attach(prog: &MultiProgram, path: &Path, offsets: &[u64]) -> io::R
     m.offsets = offsets.as_ptr() as u64;
     m.cnt = offsets.len() as u32;
     m.flags = if prog.ret { UPROBE_MULTI_RETURN } else { 0 };
+    m.pid = pid;
     let fd = sys_bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr)?;
     // SAFETY: the kernel returned a new file descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
