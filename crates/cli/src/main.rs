@@ -20,7 +20,10 @@ use std::process::ExitCode;
 /// The agent allocates and frees many small objects per event (spans,
 /// attributes, parsed heads); glibc's allocator spent about a third of the
 /// agent's CPU on that under load (perf, benches/overhead.sh). mimalloc's
-/// per-thread free lists cost much less (BENCHMARKS.md).
+/// per-thread free lists cost much less (BENCHMARKS.md). The feature
+/// `system-allocator` keeps glibc's, for heap profilers that hook malloc
+/// (heaptrack; benches/open_requests.sh).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1523,7 +1523,7 @@ impl ConnectionParser for Http1Parser {
     }
 
     fn poll(&mut self) -> Option<L7Event> {
-        self.shared.events.pop_front()
+        crate::next_event(&mut self.shared.events)
     }
 }
 

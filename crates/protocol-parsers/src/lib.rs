@@ -152,6 +152,20 @@ pub fn detect(side: Side, first_bytes: &[u8], port: u16) -> Option<Protocol> {
     None
 }
 
+/// The next queued event; once the queue is drained, its buffer is
+/// released. Every open connection has a parser and most sit idle between
+/// messages: a queue keeping room for four 240-byte events was ~1 KB per
+/// connection end, a fifth of the agent's memory per open request
+/// (benches/open_requests.sh, BENCHMARKS.md "Memory per open request").
+#[inline]
+pub(crate) fn next_event(queue: &mut std::collections::VecDeque<L7Event>) -> Option<L7Event> {
+    let ev = queue.pop_front();
+    if ev.is_none() && queue.capacity() > 0 {
+        *queue = std::collections::VecDeque::new();
+    }
+    ev
+}
+
 /// A fresh parser for `protocol`, positioned at the start of a connection (or
 /// at the first byte we saw of it: every parser copes with joining midway).
 pub fn new_parser(protocol: Protocol) -> Box<dyn ConnectionParser> {
@@ -161,5 +175,50 @@ pub fn new_parser(protocol: Protocol) -> Box<dyn ConnectionParser> {
         Protocol::Mysql => Box::new(mysql::MysqlParser::new()),
         Protocol::Postgres => Box::new(postgres::PostgresParser::new()),
         Protocol::Redis => Box::new(redis::RedisParser::new()),
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    /// An idle connection's parser holds no event buffer: it is released
+    /// once the events are taken.
+    #[test]
+    fn a_drained_event_queue_holds_no_memory() {
+        for (protocol, client, server) in [
+            (
+                Protocol::Http1,
+                &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"[..],
+            ),
+            (
+                Protocol::Redis,
+                &b"*1\r\n$4\r\nPING\r\n"[..],
+                &b"+PONG\r\n"[..],
+            ),
+        ] {
+            let mut p = new_parser(protocol);
+            p.feed(Side::Client, client);
+            p.feed(Side::Server, server);
+            let mut n = 0;
+            while p.poll().is_some() {
+                n += 1;
+            }
+            assert!(n >= 2, "{protocol:?}: {n} events");
+            let mut q = std::collections::VecDeque::new();
+            q.push_back(L7Event {
+                side: Side::Client,
+                exchange: 0,
+                kind: L7EventKind::Desync {
+                    offset: 0,
+                    reason: String::new(),
+                },
+            });
+            assert!(next_event(&mut q).is_some());
+            assert!(q.capacity() > 0);
+            assert!(next_event(&mut q).is_none());
+            assert_eq!(q.capacity(), 0);
+        }
     }
 }

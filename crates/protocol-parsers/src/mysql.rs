@@ -1505,7 +1505,7 @@ impl ConnectionParser for MysqlParser {
     }
 
     fn poll(&mut self) -> Option<L7Event> {
-        self.m.events.queue.pop_front()
+        crate::next_event(&mut self.m.events.queue)
     }
 }
 

@@ -1253,7 +1253,7 @@ impl ConnectionParser for PostgresParser {
     }
 
     fn poll(&mut self) -> Option<L7Event> {
-        self.m.events.queue.pop_front()
+        crate::next_event(&mut self.m.events.queue)
     }
 }
 

@@ -1626,7 +1626,7 @@ impl ConnectionParser for RedisParser {
     }
 
     fn poll(&mut self) -> Option<L7Event> {
-        self.shared.events.pop_front()
+        crate::next_event(&mut self.shared.events)
     }
 }
 

@@ -1427,7 +1427,7 @@ impl ConnectionParser for Http2Parser {
     }
 
     fn poll(&mut self) -> Option<L7Event> {
-        self.events.pop_front()
+        crate::next_event(&mut self.events)
     }
 }
 

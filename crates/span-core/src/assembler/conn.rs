@@ -14,7 +14,7 @@ use super::tls;
 use crate::event::{DataEvent, Direction, MonoNanos, Role, SockTuple, Source, ThreadKey};
 use crate::span::SpanId;
 use hashbrown::HashMap;
-use protocol_parsers::{ConnectionParser, L7Event, Protocol, Side};
+use protocol_parsers::{ConnectionParser, L7Event, L7EventKind, Protocol, Side};
 use std::collections::VecDeque;
 
 /// Segments kept per side.
@@ -62,6 +62,11 @@ pub(super) struct Conn {
     tls_pos: [u64; 2],
     pos: [u64; 2],
     segs: [VecDeque<Seg>; 2],
+    /// Per side, the stream offset up to which every message ended: no
+    /// event of that side can point before it, so segments ending there
+    /// are dropped (a keep-alive connection keeps one or two, not
+    /// `MAX_SEGS`).
+    done: [u64; 2],
     /// exchange -> span
     pub(super) pending: HashMap<u64, SpanId>,
     last_activity: MonoNanos,
@@ -93,6 +98,7 @@ impl Conn {
             tls_pos: [0, 0],
             pos: [0, 0],
             segs: [VecDeque::new(), VecDeque::new()],
+            done: [0, 0],
             pending: HashMap::new(),
             last_activity: ts,
             rx_seq: None,
@@ -168,6 +174,7 @@ impl Conn {
         self.state = ParseState::Detecting { attempts: 0 };
         self.pos = [0, 0];
         self.segs = [VecDeque::new(), VecDeque::new()];
+        self.done = [0, 0];
         self.pending.drain().map(|(_, id)| id).collect()
     }
 
@@ -266,10 +273,19 @@ impl Conn {
             ctx: d.exec_ctx,
             task: d.task,
         };
-        if self.segs[i].len() >= MAX_SEGS {
-            self.segs[i].pop_front();
+        let segs = &mut self.segs[i];
+        while segs.front().is_some_and(|g| g.end <= self.done[i]) {
+            segs.pop_front();
         }
-        self.segs[i].push_back(seg);
+        if segs.len() >= MAX_SEGS {
+            segs.pop_front();
+        }
+        if segs.capacity() == 0 {
+            // Room for one: most connections carry one message per side
+            // at a time (88 bytes where the default first allocation is 4).
+            segs.reserve_exact(1);
+        }
+        segs.push_back(seg);
         self.pos[i] = seg.end;
         let captured = d.payload.len() as u64;
         if captured > 0 {
@@ -279,6 +295,10 @@ impl Conn {
             parser.gap(side, d.bytes - captured);
         }
         while let Some(ev) = parser.poll() {
+            if let L7EventKind::End { end, .. } = ev.kind {
+                let j = ev.side.index();
+                self.done[j] = self.done[j].max(end);
+            }
             out.push(ev);
         }
     }
@@ -450,5 +470,89 @@ fn detect_protocol(
             }
             protocol_parsers::detect(Side::Server, bytes, port).map(|p| (p, as_server(dir)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{DataEvent, Direction, Role, SockTuple, Source};
+
+    fn data(dir: Direction, t: u64, payload: &'static [u8]) -> DataEvent {
+        DataEvent {
+            pid: 20,
+            tid: 20,
+            thread_start_ns: 1,
+            comm: "nginx".into(),
+            fd: 3,
+            conn_id: 2,
+            role: Role::Server,
+            tuple: SockTuple {
+                local: "127.0.0.1:8080".parse().unwrap(),
+                remote: "127.0.0.1:40000".parse().unwrap(),
+            },
+            direction: dir,
+            source: Source::Syscall,
+            enter_ns: t,
+            exit_ns: t + 1,
+            bytes: payload.len() as u64,
+            seq: 0,
+            payload: bytes::Bytes::from_static(payload),
+            ssl: 0,
+            exec_ctx: 0,
+            task: 0,
+        }
+    }
+
+    /// A keep-alive connection keeps the segments of the message in
+    /// flight, not the last `MAX_SEGS` (88 bytes each per side, 22 KB per
+    /// connection before), and every offset still resolves.
+    #[test]
+    fn a_keep_alive_connection_keeps_only_the_segments_in_flight() {
+        let mut c = Conn::new(20, Role::Server, data(Direction::Ingress, 0, b"").tuple, 0);
+        let mut stats = Stats::default();
+        let mut out = Vec::new();
+        let req: &[u8] = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        for i in 0..500u64 {
+            let t = 1000 + i * 10;
+            c.ingest(&data(Direction::Ingress, t, req), 8, &mut stats, &mut out);
+            c.ingest(
+                &data(Direction::Egress, t + 5, resp),
+                8,
+                &mut stats,
+                &mut out,
+            );
+        }
+        assert_eq!(out.len(), 2000, "a head and an end per message");
+        assert!(c.segs.iter().all(|s| s.len() <= 1), "{:?}", c.segs);
+        // The last request's head still maps to its read.
+        let head = (499 * req.len()) as u64;
+        assert_eq!(
+            c.seg_at(Side::Client, head).map(|g| g.enter),
+            Some(1000 + 4990)
+        );
+        // A request split over three reads keeps all three until it ends.
+        c.ingest(
+            &data(Direction::Ingress, 9000, b"GET /y HTTP/1.1\r\n"),
+            8,
+            &mut stats,
+            &mut out,
+        );
+        c.ingest(
+            &data(Direction::Ingress, 9001, b"Host: a\r\n"),
+            8,
+            &mut stats,
+            &mut out,
+        );
+        c.ingest(
+            &data(Direction::Ingress, 9002, b"\r\n"),
+            8,
+            &mut stats,
+            &mut out,
+        );
+        assert_eq!(c.segs[Side::Client.index()].len(), 3);
+        let start = (500 * req.len()) as u64;
+        assert_eq!(c.seg_at(Side::Client, start).map(|g| g.enter), Some(9000));
     }
 }
