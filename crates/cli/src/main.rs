@@ -27,6 +27,26 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Give back to the system what loading the probes freed (the kernel's BTF,
+/// parsed for CO-RE: ~25 MB that the allocator would otherwise keep while
+/// the agent idles; benches/open_requests.sh, BENCHMARKS.md "Memory per
+/// open request").
+pub(crate) fn release_freed_memory() {
+    #[cfg(not(feature = "system-allocator"))]
+    {
+        extern "C" {
+            fn mi_collect(force: bool);
+        }
+        // SAFETY: mimalloc's documented API, callable from any thread.
+        unsafe { mi_collect(true) };
+    }
+    #[cfg(feature = "system-allocator")]
+    // SAFETY: glibc's malloc_trim takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "zt-trace",

@@ -166,6 +166,7 @@ pub fn print_summary(stats: &StatsSnapshot) {
 
 pub fn run(s: &Settings, stage: Stage) -> Result<()> {
     let tracer = builder(s, stage)?.start()?;
+    crate::release_freed_memory();
     log::info!("tracing (Ctrl-C to stop)");
     stop_on_signals(tracer.stop_handle())?;
     tracer.wait_timeout(s.output.duration_s.map(Duration::from_secs_f64));
@@ -222,6 +223,7 @@ pub fn graph(
         }
         None => {
             let t = builder(s, Stage::Full)?.graph(s.graph.config()).start()?;
+            crate::release_freed_memory();
             log::info!(
                 "tracing (Ctrl-C to stop); the graph comes after {}s",
                 s.output.duration_s.unwrap_or(0.0)
