@@ -281,9 +281,10 @@ impl Conn {
             segs.pop_front();
         }
         if segs.capacity() == 0 {
-            // Room for one: most connections carry one message per side
-            // at a time (88 bytes where the default first allocation is 4).
-            segs.reserve_exact(1);
+            // Room for two: most connections carry one message per side at
+            // a time, in one or two calls (headers, then the body): 176
+            // bytes where the default first allocation is 4 segments.
+            segs.reserve_exact(2);
         }
         segs.push_back(seg);
         self.pos[i] = seg.end;
