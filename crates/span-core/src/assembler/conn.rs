@@ -5,7 +5,8 @@
 //! **Invariant:** a connection's parser is fed each side's bytes in stream
 //! order, with every uncaptured byte reported as a gap, so the offsets it
 //! reports are positions in that side's stream; those offsets are looked up
-//! in the side's last `MAX_SEGS` segments (bounded). A database's or
+//! in the side's segments since its last message end (at most `MAX_SEGS`):
+//! events come in stream order, so none points before that end. A database's or
 //! cache's own end of a connection is never parsed (they are leaves seen
 //! from their clients). The table holds at most `Config::max_connections`.
 
