@@ -41,9 +41,12 @@ pub(crate) fn release_freed_memory() {
         unsafe { mi_collect(true) };
     }
     #[cfg(feature = "system-allocator")]
-    // SAFETY: glibc's malloc_trim takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim takes no pointers.
+        unsafe { malloc_trim(0) };
     }
 }
 
