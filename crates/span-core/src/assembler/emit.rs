@@ -258,7 +258,7 @@ impl Assembler {
                 tuple: rec.tuple,
                 tls: rec.tls,
                 request: rec.request.as_ref(),
-                response: rec.response.as_ref(),
+                response: rec.response.as_deref(),
                 raw_sql: self.cfg.raw_sql,
                 redaction: &self.cfg.query_redaction,
             },

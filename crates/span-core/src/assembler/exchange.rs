@@ -35,7 +35,7 @@ impl Assembler {
                         Some(id) => {
                             let mut ours = false;
                             if let Some(s) = self.spans.get_mut(id) {
-                                s.response = Some(info);
+                                s.response = Some(Box::new(info));
                                 ours = s.kind == SpanKind::Server;
                             }
                             // Only responses this process writes name the
@@ -94,7 +94,7 @@ impl Assembler {
                             return;
                         };
                         if let Some(info) = info {
-                            merge_info(&mut s.response, info);
+                            merge_boxed(&mut s.response, info);
                         }
                         let (end_ts, floor) = match (s.kind, seg) {
                             (SpanKind::Server, Some(g)) => (g.exit, g.enter),
@@ -296,12 +296,17 @@ impl Assembler {
     }
 
     /// The connection is gone: requests still waiting for a response end here.
-    pub(super) fn abandon_conn(&mut self, conn: Conn, ts: MonoNanos) {
+    pub(super) fn abandon_conn(&mut self, conn: Box<Conn>, ts: MonoNanos) {
         self.abandon_conn_as(conn, ts, IncompleteReason::ConnectionClosed);
     }
 
     /// [`Assembler::abandon_conn`], saying why.
-    pub(super) fn abandon_conn_as(&mut self, conn: Conn, ts: MonoNanos, why: IncompleteReason) {
+    pub(super) fn abandon_conn_as(
+        &mut self,
+        conn: Box<Conn>,
+        ts: MonoNanos,
+        why: IncompleteReason,
+    ) {
         for (_, id) in conn.pending {
             self.force_end(id, ts, why);
         }
@@ -310,7 +315,22 @@ impl Assembler {
 
 /// Merge what a message's `End` reported into what its `Head` did.
 fn merge_info(slot: &mut Option<MessageInfo>, info: MessageInfo) {
-    match (slot.as_mut(), info) {
+    if let Some(info) = merge_into(slot.as_mut(), info) {
+        *slot = Some(info);
+    }
+}
+
+/// [`merge_info`] for a boxed slot (a span's response).
+fn merge_boxed(slot: &mut Option<Box<MessageInfo>>, info: MessageInfo) {
+    if let Some(info) = merge_into(slot.as_deref_mut(), info) {
+        *slot = Some(Box::new(info));
+    }
+}
+
+/// Merge what the end of a message says into its head's description;
+/// returns `info` when it replaces the description instead.
+fn merge_into(cur: Option<&mut MessageInfo>, info: MessageInfo) -> Option<MessageInfo> {
+    match (cur, info) {
         (Some(MessageInfo::HttpResponse(a)), MessageInfo::HttpResponse(b)) => {
             if b.status.is_some() && a.status.is_none() {
                 a.status = b.status;
@@ -342,6 +362,7 @@ fn merge_info(slot: &mut Option<MessageInfo>, info: MessageInfo) {
                 a.rows = b.rows;
             }
         }
-        (_, info) => *slot = Some(info),
+        (_, info) => return Some(info),
     }
+    None
 }
