@@ -34,20 +34,21 @@ fi
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 tmp=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+trap 'rm -rf "$tmp"' EXIT
 
 rss() { awk '/^RssAnon:/ {print $2 * 1024}' /proc/"$1"/status; }
 
-# Wait until file $1 has a line matching $2 (up to 120 s).
+# Wait until file $1 has a line matching $2 (up to 120 s, or until process
+# $3, the one writing it, is gone).
 wait_for() {
 	for _ in $(seq 1200); do
 		grep -q "$2" "$1" 2>/dev/null && return 0
+		if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then
+			grep -q "$2" "$1" 2>/dev/null && return 0
+			echo "gave up waiting for '$2': the process writing $1 exited:" >&2
+			cat "$1" >&2
+			exit 1
+		fi
 		sleep 0.1
 	done
 	echo "timed out waiting for '$2' in $1:" >&2
@@ -59,10 +60,14 @@ wait_for() {
 one() {
 	local bin=$1
 	rm -f "$tmp"/*
+	# This runs in a subshell (`< <(one ...)`): whatever it started goes
+	# with it, also when a step fails (the outer cleanup cannot see it).
+	local own=()
+	trap 'for p in "${own[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 	RUST_LOG=info "$bin" run --output none >/dev/null 2>"$tmp/agent.err" &
 	local agent=$!
-	pids+=("$agent")
-	wait_for "$tmp/agent.err" 'tracing (Ctrl-C to stop)'
+	own+=("$agent")
+	wait_for "$tmp/agent.err" 'tracing (Ctrl-C to stop)' "$agent"
 	# Loading leaves memory behind (kernel BTF parsed twice) that the
 	# allocator returns over the next seconds: wait IDLE_SETTLE for it.
 	sleep "${IDLE_SETTLE:-10}"
@@ -70,22 +75,23 @@ one() {
 
 	mkfifo "$tmp/srv.in" "$tmp/cli.in"
 	python3 benches/lib/held_requests.py server "$PORT" <"$tmp/srv.in" >"$tmp/srv.out" 2>&1 &
-	pids+=("$!")
+	own+=("$!")
 	exec 3>"$tmp/srv.in"
-	wait_for "$tmp/srv.out" listening
+	wait_for "$tmp/srv.out" listening "${own[-1]}"
 	python3 benches/lib/held_requests.py client "$PORT" "$N" <"$tmp/cli.in" >"$tmp/cli.out" 2>&1 &
-	pids+=("$!")
+	local client=$!
+	own+=("$client")
 	exec 4>"$tmp/cli.in"
-	wait_for "$tmp/cli.out" '^connected'
+	wait_for "$tmp/cli.out" '^connected' "$client"
 	sleep "$SETTLE"
 	local connected; connected=$(rss "$agent")
 	echo go >&4
-	wait_for "$tmp/cli.out" '^sent'
+	wait_for "$tmp/cli.out" '^sent' "$client"
 	sleep "$SETTLE"
 	local requests; requests=$(rss "$agent")
 	echo release >&3
 	echo read >&4
-	wait_for "$tmp/cli.out" '^done'
+	wait_for "$tmp/cli.out" '^done' "$client"
 	sleep "$SETTLE"
 	local answered; answered=$(rss "$agent")
 	echo stop >&3
@@ -103,7 +109,8 @@ for r in $(seq "$ROUNDS"); do
 	for v in $VARIANTS; do
 		bin=$A
 		[ "$v" = B ] && bin=$B
-		read -r idle connected requests answered rest < <(one "$bin")
+		read -r idle connected requests answered rest < <(one "$bin") || true
+		[ -n "${answered:-}" ] || { echo "round $r $v failed (see above)" >&2; exit 1; }
 		pc=$(( (connected - idle) / N ))
 		pr=$(( (requests - connected) / N ))
 		p100k=$(( (requests - idle) * 100000 / N / 1048576 ))
