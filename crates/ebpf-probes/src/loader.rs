@@ -200,7 +200,11 @@ impl ProbesBuilder {
 
         // Checked before anything is loaded.
         self.filter.resolve(cgroup2.as_deref())?;
+        // Parsed once for aya's relocations, the tp_btf attachments and the
+        // uprobe_multi programs (each parse held ~25 MB for a moment).
+        let btf = Btf::from_sys_fs().map_err(|e| LoadError::Config(format!("kernel BTF: {e}")))?;
         let mut bpf = EbpfLoader::new()
+            .btf(Some(&btf))
             .override_global("zt_agent_tgid", &self.exclude_pid, true)
             .override_global("zt_capture_max", &self.capture_bytes, true)
             .override_global("zt_wakeup_bytes", &self.wakeup_bytes, true)
@@ -211,7 +215,6 @@ impl ProbesBuilder {
             .load(CAPTURE_OBJ)
             .map_err(LoadError::Load)?;
 
-        let btf = Btf::from_sys_fs().map_err(|e| LoadError::Config(format!("kernel BTF: {e}")))?;
         // The uprobe programs: as uprobe_multi links where the kernel has
         // them (one link per program and file, detached in one grace
         // period: see multi.rs), else as aya's perf-event uprobes.
