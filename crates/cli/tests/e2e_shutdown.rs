@@ -47,22 +47,22 @@ fn links(pid: u32) -> Vec<(u32, String)> {
     out
 }
 
-fn link_exists(id: u32) -> bool {
+/// Whether the kernel still has BPF object `kind` ("prog", "link") `id`.
+fn bpftool_shows(kind: &str, id: u32) -> bool {
     Command::new("bpftool")
-        .args(["link", "show", "id", &id.to_string()])
+        .args([kind, "show", "id", &id.to_string()])
         .output()
         .expect("bpftool")
         .status
         .success()
 }
 
+fn link_exists(id: u32) -> bool {
+    bpftool_shows("link", id)
+}
+
 fn loaded(id: u32) -> bool {
-    Command::new("bpftool")
-        .args(["prog", "show", "id", &id.to_string()])
-        .output()
-        .expect("bpftool")
-        .status
-        .success()
+    bpftool_shows("prog", id)
 }
 
 fn sigterm(t: &mut Tracer) -> std::process::ExitStatus {

@@ -449,6 +449,23 @@ fn libc_path() -> Option<PathBuf> {
     })
 }
 
+/// Call getppid once; the verdict of a uprobe on it in `lib`, whose hit
+/// counter read `before` when it was attached.
+fn getppid_fired(bpf: &Ebpf, lib: &std::path::Path, before: u64) -> Result<String, String> {
+    getppid();
+    if hits(bpf, 1) > before {
+        Ok(format!(
+            "getppid in {} loaded, attached and fired",
+            lib.display()
+        ))
+    } else {
+        Err(format!(
+            "attached to getppid in {} but did not fire",
+            lib.display()
+        ))
+    }
+}
+
 fn hits(bpf: &Ebpf, i: u32) -> u64 {
     bpf.map("check_hits")
         .and_then(|m| Array::<_, u64>::try_from(m).ok())
@@ -568,6 +585,7 @@ fn check_hooks() -> Vec<Item> {
     // Uprobe on libc's getppid, this process only.
     let up = (|| -> Result<String, String> {
         let lib = libc_path().ok_or("libc not found in /proc/self/maps")?;
+        let before = hits(&bpf, 1);
         let p: &mut UProbe = bpf
             .program_mut("zt_check_uprobe")
             .ok_or("program missing")?
@@ -576,18 +594,7 @@ fn check_hooks() -> Vec<Item> {
         p.load().map_err(|e| format!("load: {}", error_chain(&e)))?;
         p.attach("getppid", &lib, UProbeScope::CallingProcess)
             .map_err(|e| format!("attach to getppid in {}: {e}", lib.display()))?;
-        getppid();
-        if hits(&bpf, 1) > 0 {
-            Ok(format!(
-                "getppid in {} loaded, attached and fired",
-                lib.display()
-            ))
-        } else {
-            Err(format!(
-                "attached to getppid in {} but did not fire",
-                lib.display()
-            ))
-        }
+        getppid_fired(&bpf, &lib, before)
     })();
     out.push(hook_item(
         "hook.uprobe",
@@ -613,18 +620,7 @@ fn check_hooks() -> Vec<Item> {
         let _link =
             crate::multi::attach_pid(&progs["zt_check_uprobe"], &lib, &[off], std::process::id())
                 .map_err(|e| format!("attach to getppid in {}: {e}", lib.display()))?;
-        getppid();
-        if hits(&bpf, 1) > before {
-            Ok(format!(
-                "getppid in {} loaded, attached and fired",
-                lib.display()
-            ))
-        } else {
-            Err(format!(
-                "attached to getppid in {} but did not fire",
-                lib.display()
-            ))
-        }
+        getppid_fired(&bpf, &lib, before)
     })();
     out.push(hook_item(
         "hook.uprobe_multi",

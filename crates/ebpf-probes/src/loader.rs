@@ -757,89 +757,86 @@ impl Probes {
         path: &Path,
         points: &[(&'static str, u64, bool)],
     ) -> Result<usize, LoadError> {
+        // One attachment per group: a uprobe_multi link carries every
+        // offset its program has in this file; a perf-event uprobe one.
+        let mut groups: Vec<(&'static str, Vec<u64>, bool)> = Vec::new();
+        for &(prog, offset, required) in points {
+            match groups.iter_mut().find(|g| g.0 == prog) {
+                Some(g) if self.multi.is_some() => {
+                    g.1.push(offset);
+                    g.2 |= required;
+                }
+                _ => groups.push((prog, vec![offset], required)),
+            }
+        }
         let mut made: Vec<Link> = Vec::new();
         let mut n = 0;
-        // Undo what this call attached (a required point failed).
-        let undo = |bpf: &mut Ebpf, made: Vec<Link>| {
-            for link in made {
-                if let Link::UProbe(prog, id) = link {
-                    if let Some(p) = bpf.program_mut(prog) {
-                        if let Ok(p) = <&mut UProbe>::try_from(p) {
-                            let _ = p.detach(id);
+        for (prog, offsets, required) in groups {
+            match self.attach_group(path, prog, &offsets)? {
+                Ok(link) => {
+                    n += offsets.len();
+                    made.push(link);
+                }
+                Err(e) if required => {
+                    // Undo what this call attached (uprobe_multi links go
+                    // when dropped).
+                    for link in made {
+                        if let Link::UProbe(prog, id) = link {
+                            if let Some(p) = self.bpf.program_mut(prog) {
+                                if let Ok(p) = <&mut UProbe>::try_from(p) {
+                                    let _ = p.detach(id);
+                                }
+                            }
                         }
                     }
+                    return Err(e);
                 }
-            }
-        };
-        if let Some(multi) = &self.multi {
-            // One link per program: every offset it has in this file.
-            let mut order: Vec<&'static str> = Vec::new();
-            for &(prog, _, _) in points {
-                if !order.contains(&prog) {
-                    order.push(prog);
-                }
-            }
-            for prog in order {
-                let offsets: Vec<u64> =
-                    points.iter().filter(|p| p.0 == prog).map(|p| p.1).collect();
-                let required = points.iter().any(|p| p.0 == prog && p.2);
-                let program = multi
-                    .get(prog)
-                    .ok_or(LoadError::Missing("uprobe program"))?;
-                match crate::multi::attach(program, path, &offsets) {
-                    Ok(fd) => {
-                        n += offsets.len();
-                        made.push(Link::Multi(fd));
-                    }
-                    Err(source) if required => {
-                        undo(&mut self.bpf, made);
-                        return Err(LoadError::Attach {
-                            program: format!("{prog} on {} at {offsets:#x?}", path.display()),
-                            source,
-                        });
-                    }
-                    Err(e) => log::debug!(
-                        "{prog} not attached to {} at {offsets:#x?}: {e}",
-                        path.display()
-                    ),
-                }
-            }
-        } else {
-            for &(prog, offset, required) in points {
-                let p: &mut UProbe = self
-                    .bpf
-                    .program_mut(prog)
-                    .ok_or(LoadError::Missing("uprobe program"))?
-                    .try_into()
-                    .map_err(|source| LoadError::Program {
-                        program: prog.to_owned(),
-                        source,
-                    })?;
-                match p.attach(
-                    UProbeAttachLocation::AbsoluteOffset(offset),
-                    path,
-                    UProbeScope::AllProcesses,
-                ) {
-                    Ok(id) => {
-                        n += 1;
-                        made.push(Link::UProbe(prog, id));
-                    }
-                    Err(source) if required => {
-                        undo(&mut self.bpf, made);
-                        return Err(LoadError::Program {
-                            program: format!("{prog} on {} at {offset:#x}", path.display()),
-                            source,
-                        });
-                    }
-                    Err(e) => log::debug!(
-                        "{prog} not attached to {} at {offset:#x}: {e}",
-                        path.display()
-                    ),
-                }
+                Err(e) => log::debug!("not attached: {e}"),
             }
         }
         self.links.extend(made);
         Ok(n)
+    }
+
+    /// Attach `prog` to `offsets` of `path` as one attachment. The outer
+    /// error: the program is not there; the inner one: the kernel refused.
+    fn attach_group(
+        &mut self,
+        path: &Path,
+        prog: &'static str,
+        offsets: &[u64],
+    ) -> Result<Result<Link, LoadError>, LoadError> {
+        if let Some(multi) = &self.multi {
+            let program = multi
+                .get(prog)
+                .ok_or(LoadError::Missing("uprobe program"))?;
+            return Ok(crate::multi::attach(program, path, offsets)
+                .map(Link::Multi)
+                .map_err(|source| LoadError::Attach {
+                    program: format!("{prog} on {} at {offsets:#x?}", path.display()),
+                    source,
+                }));
+        }
+        let p: &mut UProbe = self
+            .bpf
+            .program_mut(prog)
+            .ok_or(LoadError::Missing("uprobe program"))?
+            .try_into()
+            .map_err(|source| LoadError::Program {
+                program: prog.to_owned(),
+                source,
+            })?;
+        let offset = offsets[0];
+        Ok(p.attach(
+            UProbeAttachLocation::AbsoluteOffset(offset),
+            path,
+            UProbeScope::AllProcesses,
+        )
+        .map(|id| Link::UProbe(prog, id))
+        .map_err(|source| LoadError::Program {
+            program: format!("{prog} on {} at {offset:#x}", path.display()),
+            source,
+        }))
     }
 
     /// How the uprobes attach: `uprobe_multi` links, or `perf_event`
