@@ -11,6 +11,11 @@
 //!   linked by the `forward` rule: by `x-request-id` for half of them, by
 //!   their unique heads for the other half).
 //!
+//! - `fanout_http`: one request into a gateway that makes 50 sequential
+//!   calls to a backend on the thread serving it (an N+1 pattern), on
+//!   keep-alive connections: 102 spans per trace, linked by `tcp_seq` and
+//!   the thread rule.
+//!
 //! The `assembler` group measures wall time, `assembler-cpu` the benchmark
 //! thread's CPU time (stable on a busy machine).
 
@@ -295,6 +300,142 @@ fn proxy_events(rounds: usize, conns: usize) -> Vec<Event> {
     ev
 }
 
+/// `rounds` requests from a client (pid 1) into a gateway (pid 2) that
+/// calls a backend (pid 3) `calls` times, one call after the other, on the
+/// thread serving the request, then answers.
+fn fanout_events(rounds: usize, calls: usize) -> Vec<Event> {
+    let req = b"GET /orders HTTP/1.1\r\nHost: gw\r\n\r\n";
+    let call = b"GET /item HTTP/1.1\r\nHost: backend\r\n\r\n";
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let mut ev = Vec::new();
+    for (pid, name) in [(1, "client"), (2, "gateway"), (3, "backend")] {
+        ev.push(Event::Process(ProcessInfo {
+            pid,
+            comm: name.into(),
+            service_name: Some(name.into()),
+            ..Default::default()
+        }));
+    }
+    let front = SockTuple {
+        local: "127.0.0.1:40000".parse().unwrap(),
+        remote: "127.0.0.1:8080".parse().unwrap(),
+    };
+    let back = SockTuple {
+        local: "127.0.0.1:40001".parse().unwrap(),
+        remote: "127.0.0.1:9090".parse().unwrap(),
+    };
+    #[allow(clippy::too_many_arguments)]
+    fn data(
+        pid: u32,
+        conn: u64,
+        role: Role,
+        tuple: SockTuple,
+        dir: Direction,
+        enter: u64,
+        seq: u32,
+        p: &'static [u8],
+    ) -> Event {
+        Event::Data(DataEvent {
+            pid,
+            tid: pid * 10 + 1,
+            thread_start_ns: 7,
+            comm: "c".into(),
+            fd: 5,
+            conn_id: conn,
+            role,
+            tuple,
+            direction: dir,
+            source: Source::Syscall,
+            enter_ns: enter,
+            exit_ns: enter + 2_000,
+            bytes: p.len() as u64,
+            seq,
+            payload: Bytes::from_static(p),
+            ssl: 0,
+            exec_ctx: 0,
+            task: 0,
+        })
+    }
+    // (client → server, server → client) sequence numbers per connection.
+    let (mut fseq, mut bseq) = ((1000u32, 5000u32), (9000u32, 13000u32));
+    let mut t = 1_000 * MS;
+    let (eg, ing) = (Direction::Egress, Direction::Ingress);
+    for _ in 0..rounds {
+        ev.push(data(1, 100, Role::Client, front, eg, t, fseq.0, req));
+        ev.push(data(
+            2,
+            200,
+            Role::Server,
+            front.mirrored(),
+            ing,
+            t + 3_000,
+            fseq.0,
+            req,
+        ));
+        fseq.0 = fseq.0.wrapping_add(req.len() as u32);
+        t += 10_000;
+        for _ in 0..calls {
+            ev.push(data(2, 300, Role::Client, back, eg, t, bseq.0, call));
+            ev.push(data(
+                3,
+                400,
+                Role::Server,
+                back.mirrored(),
+                ing,
+                t + 3_000,
+                bseq.0,
+                call,
+            ));
+            ev.push(data(
+                3,
+                400,
+                Role::Server,
+                back.mirrored(),
+                eg,
+                t + 8_000,
+                bseq.1,
+                resp,
+            ));
+            ev.push(data(
+                2,
+                300,
+                Role::Client,
+                back,
+                ing,
+                t + 9_000,
+                bseq.1,
+                resp,
+            ));
+            bseq.0 = bseq.0.wrapping_add(call.len() as u32);
+            bseq.1 = bseq.1.wrapping_add(resp.len() as u32);
+            t += 20_000;
+        }
+        ev.push(data(
+            2,
+            200,
+            Role::Server,
+            front.mirrored(),
+            eg,
+            t,
+            fseq.1,
+            resp,
+        ));
+        ev.push(data(
+            1,
+            100,
+            Role::Client,
+            front,
+            ing,
+            t + 1_000,
+            fseq.1,
+            resp,
+        ));
+        fseq.1 = fseq.1.wrapping_add(resp.len() as u32);
+        t += 20_000;
+    }
+    ev
+}
+
 fn recorded() -> Vec<Event> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -311,6 +452,10 @@ fn recorded() -> Vec<Event> {
 /// Feed everything as the live agent does (time advancing every 64 events),
 /// then flush. Returns spans emitted.
 fn assemble(events: Vec<Event>) -> u64 {
+    run(events).spans_emitted
+}
+
+fn run(events: Vec<Event>) -> Stats {
     let mut asm = Assembler::new(Config::default());
     let mut clock = 0;
     for (i, e) in events.into_iter().enumerate() {
@@ -323,7 +468,7 @@ fn assemble(events: Vec<Event>) -> u64 {
     }
     asm.flush();
     while asm.poll().is_some() {}
-    asm.stats().spans_emitted
+    asm.stats()
 }
 
 fn bench<M: Measurement>(c: &mut Criterion<M>, group: &str) {
@@ -339,6 +484,21 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, group: &str) {
     g.throughput(Throughput::Elements(px.len() as u64));
     g.bench_function("proxy_http_events", |b| {
         b.iter_batched(|| px.clone(), assemble, BatchSize::LargeInput)
+    });
+    let fan = fanout_events(200, 50);
+    let st = run(fan.clone());
+    assert_eq!(
+        (st.spans_emitted, st.traces_emitted),
+        (200 * (2 + 2 * 50), 200),
+        "{st:#?}"
+    );
+    eprintln!(
+        "fanout_http: {} tree checks for {} traces",
+        st.tree_checks, st.traces_emitted
+    );
+    g.throughput(Throughput::Elements(fan.len() as u64));
+    g.bench_function("fanout_http_events", |b| {
+        b.iter_batched(|| fan.clone(), assemble, BatchSize::LargeInput)
     });
     let rec = recorded();
     assert!(assemble(rec.clone()) >= 152);

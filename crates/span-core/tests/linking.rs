@@ -1187,6 +1187,110 @@ fn chain(status: u16) -> Builder {
     b
 }
 
+/// A trace whose spans end inside their parents is walked once, when its
+/// last span's linger is over: a span ending under a parent still open
+/// schedules no check of its own (the chain has 4 spans; each used to be
+/// walked from its own end).
+#[test]
+fn a_chain_is_checked_once_when_its_linger_is_over() {
+    let cfg = Config::default();
+    let linger = cfg.trace_linger_ns;
+    let mut asm = Assembler::new(cfg);
+    for e in chain(200).events {
+        asm.handle_event(e);
+    }
+    // Driven as the agent drives it: at each deadline the assembler asks
+    // for, past the linger and the waits, before any request timeout; no
+    // flush.
+    let until = 111 * MS + linger + 400 * MS;
+    while let Some(t) = asm.poll_timeout().filter(|t| *t <= until) {
+        asm.handle_timeout(t);
+    }
+    let mut spans = Vec::new();
+    while let Some(Output::Trace(t)) = asm.poll() {
+        spans.extend(t.spans);
+    }
+    let stats = asm.stats();
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    assert_eq!(stats.traces_emitted, 1);
+    assert_eq!(stats.tree_checks, 1, "{stats:#?}");
+    assert!(spans.iter().all(|s| s.trace_id == spans[0].trace_id));
+    assert_eq!(
+        spans.iter().filter(|s| s.parent_span_id.is_none()).count(),
+        1
+    );
+}
+
+/// A span that ended under a parent still open has no check of its own;
+/// when the parent then ends *earlier* than it (here: the parent's request
+/// times out while the agent was behind), the tree's check finds the linger
+/// of that span not over and must schedule the next one itself, or the
+/// trace would wait for the final flush.
+#[test]
+fn a_tree_whose_last_span_ended_under_an_open_parent_still_leaves() {
+    let cfg = Config {
+        request_timeout_ns: 20 * MS,
+        ..Config::default()
+    };
+    let linger = cfg.trace_linger_ns;
+    let mut b = Builder::new();
+    b.proc_(10, "client");
+    b.proc_(20, "gateway");
+    b.proc_(30, "backend");
+    let (c, s) = ("127.0.0.1:5000", "127.0.0.1:80");
+    let req = b"GET /a HTTP/1.1\r\nHost: gw.local:80\r\n\r\n";
+    b.data(
+        CLIENT,
+        1,
+        Role::Client,
+        c,
+        s,
+        Direction::Egress,
+        100 * MS,
+        100 * MS + 5,
+        77,
+        req,
+    );
+    b.data(
+        GW,
+        2,
+        Role::Server,
+        s,
+        c,
+        Direction::Ingress,
+        99 * MS,
+        101 * MS,
+        77,
+        req,
+    );
+    // The gateway's call ends at 152 ms, after both requests above timed
+    // out (120 and 121 ms); neither is ever answered.
+    b.exchange(GW, BACK, 6000, 81, 10, "/b", 102, 50, 200);
+    let mut asm = Assembler::new(cfg);
+    for e in b.events {
+        asm.handle_event(e);
+    }
+    let mut spans = Vec::new();
+    // Behind: every event is processed before the timeouts fire.
+    for now in [
+        175 * MS,
+        120 * MS + linger + 10 * MS,
+        152 * MS + linger + 50 * MS,
+    ] {
+        asm.handle_timeout(now);
+        while let Some(Output::Trace(t)) = asm.poll() {
+            spans.extend(t.spans);
+        }
+    }
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    assert!(spans.iter().all(|s| s.trace_id == spans[0].trace_id));
+    let timed_out = spans
+        .iter()
+        .filter(|s| s.attributes.get_str("zt.incomplete").is_some())
+        .count();
+    assert_eq!(timed_out, 2, "{spans:#?}");
+}
+
 /// Every field of the typed view says what the attributes say.
 fn assert_view_matches_attributes(s: &Span) {
     use span_core::semconv::attr;

@@ -88,6 +88,9 @@ pub(super) struct Emitter {
     pub(super) emitted: EmittedMemory,
     /// Spans of the trace being emitted (kept to reuse its allocation).
     converted: HashMap<SpanId, Converted>,
+    /// `try_emit`'s walk (kept to reuse their allocations).
+    walk_order: Vec<SpanId>,
+    walk_stack: Vec<SpanId>,
     out: VecDeque<Output>,
 }
 
@@ -181,41 +184,66 @@ impl Assembler {
 
     /// Emit the tree under `root` if every span in it ended and the waits passed.
     pub(super) fn try_emit(&mut self, root: SpanId, force: bool) {
-        let mut order = Vec::new();
-        let mut stack = vec![root];
+        self.stats.tree_checks += 1;
+        // The walk's buffers are kept between calls (two allocations per
+        // check otherwise).
+        let mut order = std::mem::take(&mut self.emitter.walk_order);
+        let mut stack = std::mem::take(&mut self.emitter.walk_stack);
+        order.clear();
+        stack.clear();
+        stack.push(root);
         let mut max_end = 0;
+        // Whether a span that ended at `max_end` has a check of its own.
+        let mut last_checked = false;
+        let mut open = false;
         while let Some(id) = stack.pop() {
             let Some(s) = self.spans.get(id) else {
                 continue;
             };
             match s.end {
-                Some(e) => max_end = max_end.max(e),
-                None if !force => return,
+                Some(e) if e > max_end => {
+                    max_end = e;
+                    last_checked = s.check_queued;
+                }
+                Some(e) if e == max_end => last_checked |= s.check_queued,
+                Some(_) => {}
+                None if !force => {
+                    open = true;
+                    break;
+                }
                 None => {}
             }
             order.push(id);
             stack.extend(s.children.iter().rev().copied());
         }
-        let Some(r) = self.spans.get(root) else {
+        let r = self.spans.get(root);
+        let (Some(r), false) = (r, open) else {
+            // An open span schedules a check when it ends (or its open
+            // parent does).
+            self.emitter.walk_order = order;
+            self.emitter.walk_stack = stack;
             return;
         };
         let linger_end = max_end + self.cfg.trace_linger_ns;
         let ready_at = linger_end.max(r.peer_deadline);
         if !force && ready_at > self.now {
             // The span that ended last has its own check at `linger_end`,
-            // still queued (checks pop in time order): only a later peer
-            // deadline needs one of its own.
-            if r.peer_deadline > linger_end {
+            // still queued (checks pop in time order), unless it ended
+            // under a parent then open: only a later peer deadline, or
+            // that, needs one more.
+            if r.peer_deadline > linger_end || !last_checked {
                 self.emitter.schedule_check(ready_at, root);
             }
+            self.emitter.walk_order = order;
+            self.emitter.walk_stack = stack;
             return;
         }
         let trace_id = r.root_trace();
         let mut spans = Vec::with_capacity(order.len());
         let mut converted = std::mem::take(&mut self.emitter.converted);
         converted.clear();
-        for id in &order {
-            let Some(rec) = self.spans.remove(*id) else {
+        for &id in &order {
+            let Some(rec) = self.spans.remove(id) else {
                 continue;
             };
             self.linker.forget(&rec);
@@ -230,6 +258,8 @@ impl Assembler {
                 .count_emitted(rec.link_reason, inferred::carries_evidence(&rec));
             spans.push(span);
         }
+        self.emitter.walk_order = order;
+        self.emitter.walk_stack = stack;
         converted.clear();
         if converted.capacity() <= 4096 {
             self.emitter.converted = converted;
@@ -318,10 +348,10 @@ impl Assembler {
             }
             Parent::Remote { span_id, .. } => Some(span_id),
         };
-        attributes.set(attr::THREAD_ID, rec.thread.tid as i64);
-        attributes.set(attr::ZT_LINK_REASON, rec.link_reason.as_str());
+        attributes.push_new(attr::THREAD_ID, rec.thread.tid as i64);
+        attributes.push_new(attr::ZT_LINK_REASON, rec.link_reason.as_str());
         if let Some(why) = rec.incomplete {
-            attributes.set(attr::ZT_INCOMPLETE, why.as_str());
+            attributes.push_new(attr::ZT_INCOMPLETE, why.as_str());
             if status.code == StatusCode::Unset {
                 if rec.response.is_none() {
                     status = Status::error(format!(
@@ -355,9 +385,9 @@ impl Assembler {
             peer.resource = self.peer_resource(rec, converted);
         }
         if let Some(px) = facts.proxy {
-            attributes.set(attr::ZT_PROXY, true);
-            attributes.set(attr::ZT_PROXY_KIND, px.kind.as_str());
-            attributes.set(attr::ZT_PROXY_DETECTED_BY, px.detected_by.as_str());
+            attributes.push_new(attr::ZT_PROXY, true);
+            attributes.push_new(attr::ZT_PROXY_KIND, px.kind.as_str());
+            attributes.push_new(attr::ZT_PROXY_DETECTED_BY, px.detected_by.as_str());
             view.proxy = Some(px);
         }
         // Both ends of a request, in one namespace: a sidecar's hop.

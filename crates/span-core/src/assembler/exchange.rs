@@ -235,6 +235,7 @@ impl Assembler {
             seq_key: None,
             peer_deadline: start,
             incomplete: None,
+            check_queued: false,
             children: Vec::new(),
         };
         let parent = match kind {
@@ -279,8 +280,24 @@ impl Assembler {
             let thread = s.thread;
             self.linker.server_ended(id, thread, &mut self.procs);
         }
-        self.emitter
-            .schedule_check(end + self.cfg.trace_linger_ns, id);
+        // A span under a parent still open needs no check of its own: the
+        // parent ends later (every span in the table ends: response,
+        // timeout, close, exit or flush) and its check walks the whole
+        // tree; `try_emit` schedules one more when the span that ended
+        // last has none. A request through a proxy or into a traced
+        // server is such a child: this halves the checks of a two-span
+        // trace (BENCHMARKS.md, "Checks per trace").
+        let under_open_parent = match s.parent {
+            Parent::Local(p) => self.spans.get(p).is_some_and(|ps| ps.end.is_none()),
+            _ => false,
+        };
+        if !under_open_parent {
+            if let Some(s) = self.spans.get_mut(id) {
+                s.check_queued = true;
+            }
+            self.emitter
+                .schedule_check(end + self.cfg.trace_linger_ns, id);
+        }
     }
 
     #[inline]

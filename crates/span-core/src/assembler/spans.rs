@@ -72,6 +72,9 @@ pub(super) struct SpanRec {
     /// a call waiting for its context's response).
     pub(super) peer_deadline: MonoNanos,
     pub(super) incomplete: Option<IncompleteReason>,
+    /// A check of its own is queued at `end + linger` (set at its end,
+    /// unless its parent was still open: the parent's check covers it).
+    pub(super) check_queued: bool,
     pub(super) children: Vec<SpanId>,
 }
 
@@ -152,9 +155,18 @@ impl SpanTable {
     /// The root of the tree holding `id`, within the table.
     #[inline]
     pub(super) fn find_root(&self, mut id: SpanId) -> SpanId {
+        let Some(mut cur) = self.get(id) else {
+            return id;
+        };
         for _ in 0..10_000 {
-            match self.map.get(&id).map(|s| s.parent) {
-                Some(Parent::Local(p)) if self.map.contains_key(&p) => id = p,
+            match cur.parent {
+                Parent::Local(p) => match self.get(p) {
+                    Some(ps) => {
+                        id = p;
+                        cur = ps;
+                    }
+                    None => break,
+                },
                 _ => break,
             }
         }

@@ -22,6 +22,9 @@ pub struct Stats {
     pub spans_dropped_capacity: u64,
     pub spans_timed_out: u64,
     pub traces_emitted: u64,
+    /// Trees walked to see whether they may leave (each costs a walk of
+    /// records by then cold in memory).
+    pub tree_checks: u64,
     pub parser_desyncs: u64,
     pub unmatched_responses: u64,
     pub late_events: u64,

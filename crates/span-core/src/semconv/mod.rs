@@ -96,8 +96,8 @@ fn peer_attrs(v: &ExchangeView<'_>, attrs: &mut Attributes, view: &mut SpanView)
         port: remote.port(),
         resource: None,
     });
-    attrs.set(attr::NETWORK_TRANSPORT, "tcp");
-    attrs.set(
+    attrs.push_new(attr::NETWORK_TRANSPORT, "tcp");
+    attrs.push_new(
         attr::NETWORK_TYPE,
         if remote.is_ipv4() { "ipv4" } else { "ipv6" },
     );
@@ -112,15 +112,15 @@ fn peer_attrs(v: &ExchangeView<'_>, attrs: &mut Attributes, view: &mut SpanView)
             }
         }
         SpanKind::Server => {
-            attrs.set(attr::CLIENT_ADDRESS, peer.clone());
-            attrs.set(attr::CLIENT_PORT, remote.port() as i64);
+            attrs.push_new(attr::CLIENT_ADDRESS, peer.clone());
+            attrs.push_new(attr::CLIENT_PORT, remote.port() as i64);
             if attrs.get(attr::SERVER_PORT).is_none() {
                 attrs.set(attr::SERVER_PORT, v.tuple.local.port() as i64);
             }
         }
     }
-    attrs.set(attr::NETWORK_PEER_ADDRESS, peer);
-    attrs.set(attr::NETWORK_PEER_PORT, remote.port() as i64);
+    attrs.push_new(attr::NETWORK_PEER_ADDRESS, peer);
+    attrs.push_new(attr::NETWORK_PEER_PORT, remote.port() as i64);
 }
 
 /// An address as text, like `IpAddr`'s `Display`, without the formatting
@@ -181,11 +181,11 @@ fn http(
         .map(|m| m.clone().unwrap_or(Cow::Borrowed("_OTHER")));
     if let Some(m) = &method {
         match m {
-            Some(m) => attrs.set(attr::HTTP_REQUEST_METHOD, m.clone()),
+            Some(m) => attrs.push_new(attr::HTTP_REQUEST_METHOD, m.clone()),
             None => {
-                attrs.set(attr::HTTP_REQUEST_METHOD, "_OTHER");
+                attrs.push_new(attr::HTTP_REQUEST_METHOD, "_OTHER");
                 if let Some(original) = &req.method {
-                    attrs.set(attr::HTTP_REQUEST_METHOD_ORIGINAL, original.clone());
+                    attrs.push_new(attr::HTTP_REQUEST_METHOD_ORIGINAL, original.clone());
                 }
             }
         }
@@ -197,7 +197,7 @@ fn http(
         .iter()
         .any(|w| w == protocol_parsers::INVALID_TARGET);
     if !req.invalid.is_empty() {
-        attrs.set(attr::ZT_HTTP_INVALID, req.invalid.join(","));
+        attrs.push_new(attr::ZT_HTTP_INVALID, req.invalid.join(","));
     }
     let scheme: Cow<'static, str> = match req.scheme.as_deref() {
         Some("https") => "https".into(),
@@ -206,13 +206,13 @@ fn http(
         None if v.tls => "https".into(),
         None => "http".into(),
     };
-    attrs.set(attr::URL_SCHEME, scheme.clone());
+    attrs.push_new(attr::URL_SCHEME, scheme.clone());
     if let Some(ver) = req.version {
-        attrs.set(attr::NETWORK_PROTOCOL_NAME, "http");
-        attrs.set(attr::NETWORK_PROTOCOL_VERSION, ver.as_str());
+        attrs.push_new(attr::NETWORK_PROTOCOL_NAME, "http");
+        attrs.push_new(attr::NETWORK_PROTOCOL_VERSION, ver.as_str());
     }
     if let Some(ua) = req.header("user-agent") {
-        attrs.set(attr::USER_AGENT_ORIGINAL, ua.to_owned());
+        attrs.push_new(attr::USER_AGENT_ORIGINAL, ua.to_owned());
     }
     request_id(req, attrs);
     let authority = req.authority.as_deref().map(split_authority);
@@ -229,21 +229,21 @@ fn http(
         .filter(|_| !target_invalid)
         .map(|t| route_template(t.path));
     if let Some(t) = &target {
-        attrs.set(attr::URL_PATH, t.path.to_owned());
+        attrs.push_new(attr::URL_PATH, t.path.to_owned());
         if let Some(q) = &t.query {
-            attrs.set(attr::URL_QUERY, q.clone().into_owned());
+            attrs.push_new(attr::URL_QUERY, q.clone().into_owned());
         }
     }
     match v.kind {
         SpanKind::Server => {
             if let Some((h, p)) = &authority {
-                attrs.set(attr::SERVER_ADDRESS, h.clone());
+                attrs.push_new(attr::SERVER_ADDRESS, h.clone());
                 if let Some(p) = p {
-                    attrs.set(attr::SERVER_PORT, *p as i64);
+                    attrs.push_new(attr::SERVER_PORT, *p as i64);
                 }
             }
             if let Some(r) = &route {
-                attrs.set(attr::HTTP_ROUTE, r.clone());
+                attrs.push_new(attr::HTTP_ROUTE, r.clone());
             }
         }
         SpanKind::Client => {
@@ -255,8 +255,8 @@ fn http(
                 .as_ref()
                 .and_then(|(_, p)| *p)
                 .unwrap_or(v.tuple.remote.port());
-            attrs.set(attr::SERVER_ADDRESS, host.clone());
-            attrs.set(attr::SERVER_PORT, port as i64);
+            attrs.push_new(attr::SERVER_ADDRESS, host.clone());
+            attrs.push_new(attr::SERVER_PORT, port as i64);
             if let Some(t) = &target {
                 let full = match &t.absolute {
                     // A request to a proxy names the whole URL itself.
@@ -279,10 +279,10 @@ fn http(
                         format!("{scheme}://{hostport}{}", t.path_and_query())
                     }
                 };
-                attrs.set(attr::URL_FULL, full);
+                attrs.push_new(attr::URL_FULL, full);
             }
             if let Some(r) = &route {
-                attrs.set(attr::URL_TEMPLATE, r.clone());
+                attrs.push_new(attr::URL_TEMPLATE, r.clone());
             }
         }
     }
@@ -294,7 +294,7 @@ fn http(
     }
     if let Some(r) = resp {
         if let Some(code) = r.status {
-            attrs.set(attr::HTTP_RESPONSE_STATUS_CODE, code as i64);
+            attrs.push_new(attr::HTTP_RESPONSE_STATUS_CODE, code as i64);
             view.status.http = Some(code);
             let is_err = code >= 500 || (v.kind == SpanKind::Client && code >= 400);
             if is_err {
