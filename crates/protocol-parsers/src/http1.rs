@@ -222,7 +222,18 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
     })
 }
 
-fn scan_headers(headers: &[httparse::Header<'_>]) -> HeaderScan {
+/// Which headers a head keeps (see [`HttpRequest::headers`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// [`crate::KEPT_HEADERS`], except `host` (in `authority`) and
+    /// `content-length` (in `content_length`).
+    Request,
+    /// None: nothing reads an HTTP/1 response's headers (its length is
+    /// `content_length`).
+    Response,
+}
+
+fn scan_headers(headers: &[httparse::Header<'_>], keep: Keep) -> HeaderScan {
     let mut s = HeaderScan::default();
     for h in headers {
         let name = h.name;
@@ -249,15 +260,31 @@ fn scan_headers(headers: &[httparse::Header<'_>]) -> HeaderScan {
         } else if name.eq_ignore_ascii_case("upgrade") {
             s.upgrade = true;
         }
+        if keep == Keep::Response {
+            continue;
+        }
         if let Some(kept) = crate::KEPT_HEADERS
             .iter()
             .find(|k| k.len() == name.len() && k.eq_ignore_ascii_case(name))
         {
-            let value = String::from_utf8_lossy(trim_ows(h.value)).into_owned();
-            if *kept == "host" && s.host.is_none() {
-                s.host = Some(value.clone());
+            match *kept {
+                "host" => {
+                    if s.host.is_none() {
+                        s.host = Some(String::from_utf8_lossy(trim_ows(h.value)).into_owned());
+                    }
+                }
+                "content-length" => {}
+                _ => {
+                    if s.kept.capacity() == 0 {
+                        // Most requests keep one or two (user-agent,
+                        // content-type): 96 bytes, where a first push
+                        // would reserve four.
+                        s.kept.reserve_exact(2);
+                    }
+                    let value = String::from_utf8_lossy(trim_ows(h.value)).into_owned();
+                    s.kept.push(((*kept).into(), value));
+                }
             }
-            s.kept.push(((*kept).into(), value));
         }
     }
     if s.bad_content_length {
@@ -319,7 +346,7 @@ fn request_body(s: &HeaderScan) -> Result<BodyLength, Http1Error> {
 }
 
 fn request_head(req: &httparse::Request<'_, '_>) -> RequestHead {
-    let s = scan_headers(req.headers);
+    let s = scan_headers(req.headers, Keep::Request);
     let method = req.method.unwrap_or_default();
     let body = request_body(&s);
     RequestHead {
@@ -473,7 +500,7 @@ fn decode_invalid_request(
             .to_owned(),
         );
     }
-    let s = scan_headers(&headers);
+    let s = scan_headers(&headers, Keep::Request);
     let body = request_body(&s);
     Ok(Decoded::Complete {
         len: end,
@@ -521,7 +548,7 @@ pub fn decode_response(buf: &[u8]) -> Result<Decoded<ResponseHead>, Http1Error> 
 }
 
 fn response_head(res: &httparse::Response<'_, '_>) -> ResponseHead {
-    let s = scan_headers(res.headers);
+    let s = scan_headers(res.headers, Keep::Response);
     let status = res.code.unwrap_or_default();
     let body = match (s.te_chunked, s.bad_content_length, s.content_length) {
         (Some(true), _, _) => Ok(BodyLength::Chunked),
@@ -1615,13 +1642,10 @@ mod tests {
         let s = response(&ev[2]);
         assert_eq!(s.status, Some(200));
         assert_eq!(s.content_length, Some(5));
-        assert_eq!(
-            s.headers,
-            vec![
-                ("content-length".into(), "5".to_owned()),
-                ("content-type".into(), "text/plain".to_owned())
-            ]
-        );
+        // Nothing reads an HTTP/1 response's headers: none are kept (no
+        // allocation per response).
+        assert!(s.headers.is_empty(), "{:?}", s.headers);
+        assert_eq!(s.headers.capacity(), 0);
     }
 
     #[test]
@@ -2136,10 +2160,7 @@ mod tests {
                 target: Some("/m?q=1".into()),
                 version: Some(HttpVersion::Http11),
                 authority: Some("h:8".into()),
-                headers: vec![
-                    ("host".into(), "h:8".into()),
-                    ("user-agent".into(), "ua".into())
-                ],
+                headers: vec![("user-agent".into(), "ua".into())],
                 invalid: vec!["method".into()],
                 ..HttpRequest::default()
             }
@@ -2187,7 +2208,8 @@ mod tests {
         assert_eq!(r.target.as_deref(), Some("/h"));
         assert_eq!(r.authority.as_deref(), Some("h"));
         assert_eq!(r.header("user-agent"), Some("ua"));
-        assert_eq!(r.headers.len(), 2);
+        // `host` is in `authority` only.
+        assert_eq!(r.headers.len(), 1);
         assert_eq!(r.invalid, vec!["header"]);
         let r = rejected(b"B\x02D /\x7f HTTP/9\r\nX\x01: y\r\n\r\n");
         assert_eq!(r.invalid, vec!["method", "target", "version", "header"]);

@@ -48,7 +48,8 @@ pub struct HttpRequest {
     /// `:scheme` for HTTP/2.
     pub scheme: Option<String>,
     /// Kept headers, names lower-case (one of [`KEPT_HEADERS`]: borrowed,
-    /// never allocated, when parsed).
+    /// never allocated, when parsed). HTTP/1 keeps `host` only in
+    /// `authority` and `content-length` only in `content_length`.
     pub headers: Vec<(HeaderName, String)>,
     /// Body length when declared (`Content-Length`).
     pub content_length: Option<u64>,
@@ -136,6 +137,9 @@ pub struct HttpResponse {
     /// `None` when `:status` could not be decoded.
     pub status: Option<u16>,
     pub version: Option<HttpVersion>,
+    /// Kept headers (HTTP/2; and `:rst-stream`, see the HTTP/2 parser).
+    /// An HTTP/1 response keeps none: nothing reads them, and its length
+    /// is `content_length`.
     pub headers: Vec<(HeaderName, String)>,
     pub content_length: Option<u64>,
     pub grpc_status: Option<u32>,
