@@ -10,7 +10,8 @@
 # Per run: req/s, the agent's CPU per request (utime+stime of the whole
 # process, from /proc/<pid>/stat), the pipeline thread's voluntary context
 # switches per second under load and when idle (each one is a sleep that
-# ended: a wake-up), and the kernel drops the agent reported.
+# ended: a wake-up), the kernel drops the agent reported, and its RssAnon
+# (heap) after the idle seconds that follow the load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=${A:?A=path of the first zt-trace binary}
@@ -42,7 +43,7 @@ pipeline_tid() {
 }
 switches() { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$1/task/$2/status"; }
 
-# one BIN: prints "req/s cpu_us_per_req wakeups_per_s_load wakeups_per_s_idle drops"
+# one BIN: prints "req/s cpu_us_per_req wakeups_per_s_load wakeups_per_s_idle drops rss_anon_mib"
 one() {
   local bin=$1
   "$bin" run --output none >/dev/null 2>"$work/err" &
@@ -62,17 +63,19 @@ one() {
   s1=$(switches "$AGENT" "$tid")
   sleep "$IDLE"
   s2=$(switches "$AGENT" "$tid")
+  local anon
+  anon=$(awk '/^RssAnon:/ {print $2}' "/proc/$AGENT/status")
   kill -TERM "$AGENT"
   wait "$AGENT" || true
   AGENT=
   local drops
   drops=$(grep -o 'kernel drops: [0-9]* events lost' "$work/err" | grep -o '[0-9]*' | head -1)
   awk -v rps="$rps" -v d="$DURATION" -v dc="$((c1 - c0))" -v t="$ticks" \
-    -v w1="$((s1 - s0))" -v w2="$((s2 - s1))" -v idle="$IDLE" -v drops="${drops:-?}" \
-    'BEGIN { printf "%.0f %.2f %.0f %.1f %s\n", rps, dc / t * 1e6 / (rps * d), w1 / d, w2 / idle, drops }'
+    -v w1="$((s1 - s0))" -v w2="$((s2 - s1))" -v idle="$IDLE" -v drops="${drops:-?}" -v anon="$anon" \
+    'BEGIN { printf "%.0f %.2f %.0f %.1f %s %.1f\n", rps, dc / t * 1e6 / (rps * d), w1 / d, w2 / idle, drops, anon / 1024 }'
 }
 
-echo "variant round: req/s, agent CPU us/request, pipeline wake-ups/s under load, wake-ups/s idle, kernel drops"
+echo "variant round: req/s, agent CPU us/request, pipeline wake-ups/s under load, wake-ups/s idle, kernel drops, RssAnon MiB after"
 for r in $(seq "$ROUNDS"); do
   for v in A B; do
     bin=$A

@@ -7,7 +7,7 @@
 //! end, and the root's peer deadline (a server span waiting for its client
 //! span, a call waiting for its context's response) is over — or at
 //! `flush`. Emitted spans leave every table; only the ids of emitted server
-//! spans are remembered (at most `EMITTED_MEMORY`), so a late call on their
+//! spans are remembered (the last 114,688 to 229,376), so a late call on their
 //! thread, or an inferred link to them, still gets the right trace id.
 //! Children are clamped inside their parents' time range. Each emitted span
 //! is counted once, under its final link reason.
@@ -28,35 +28,59 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
-/// Emitted server spans remembered.
-const EMITTED_MEMORY: usize = 200_000;
+/// Emitted server spans per generation of [`EmittedMemory`]: as many as a
+/// table of 2^17 buckets holds without growing (7/8 of them).
+const EMITTED_GENERATION: usize = 114_688;
 
-/// Ids of emitted server spans and their trace ids, bounded.
-#[derive(Default)]
+/// Ids of emitted server spans and their trace ids, bounded: the most
+/// recent `EMITTED_GENERATION` to `2 × EMITTED_GENERATION` (229,376).
+///
+/// Two generations: ids go into `current`; when it is full it becomes
+/// `previous` and the old `previous` is freed whole. Forgetting the oldest
+/// id one by one (a queue beside one map) cost a cache miss per emitted
+/// server span on a table of megabytes, ~20% of `try_emit` under load
+/// (BENCHMARKS.md, "Emitted-id memory in two generations").
 pub(super) struct EmittedMemory {
-    map: HashMap<SpanId, TraceId>,
-    order: VecDeque<SpanId>,
+    /// Trace ids as two halves: 24-byte buckets where `u128`'s alignment
+    /// made them 32.
+    current: HashMap<SpanId, [u64; 2]>,
+    previous: HashMap<SpanId, [u64; 2]>,
+}
+
+impl Default for EmittedMemory {
+    fn default() -> Self {
+        EmittedMemory {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+        }
+    }
 }
 
 impl EmittedMemory {
     #[inline]
     pub(super) fn trace_of(&self, id: SpanId) -> Option<TraceId> {
-        self.map.get(&id).copied()
+        self.current
+            .get(&id)
+            .or_else(|| self.previous.get(&id))
+            .map(|&[hi, lo]| TraceId(((hi as u128) << 64) | lo as u128))
     }
 
+    /// Ids remembered (both generations).
     pub(super) fn len(&self) -> usize {
-        self.map.len()
+        self.current.len() + self.previous.len()
     }
 
     #[inline]
     fn remember(&mut self, id: SpanId, trace: TraceId) {
-        self.map.insert(id, trace);
-        self.order.push_back(id);
-        while self.order.len() > EMITTED_MEMORY {
-            if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
-            }
+        if self.current.len() >= EMITTED_GENERATION && !self.current.contains_key(&id) {
+            let full = std::mem::replace(
+                &mut self.current,
+                HashMap::with_capacity(EMITTED_GENERATION),
+            );
+            self.previous = full;
         }
+        self.current
+            .insert(id, [(trace.0 >> 64) as u64, trace.0 as u64]);
     }
 }
 
@@ -445,6 +469,29 @@ impl Assembler {
 #[cfg(test)]
 mod check_queue_tests {
     use super::*;
+
+    /// The emitted-id memory keeps at least one generation of the most
+    /// recent ids and at most two, and gives back the trace id it was told.
+    #[test]
+    fn emitted_memory_keeps_the_most_recent_generation() {
+        let mut m = EmittedMemory::default();
+        let trace = |i: u64| TraceId(((i as u128) << 64) | (i as u128 * 7 + 1));
+        let n = 3 * EMITTED_GENERATION as u64 + 123;
+        for i in 1..=n {
+            m.remember(SpanId(i), trace(i));
+            assert!(m.len() <= 2 * EMITTED_GENERATION);
+        }
+        assert!(m.len() >= EMITTED_GENERATION);
+        // The most recent generation, all of it.
+        for i in n - EMITTED_GENERATION as u64 + 1..=n {
+            assert_eq!(m.trace_of(SpanId(i)), Some(trace(i)), "id {i}");
+        }
+        // Long forgotten.
+        assert_eq!(m.trace_of(SpanId(1)), None);
+        // Bounded: no table grew past one generation's buckets.
+        assert!(m.current.capacity() < 2 * EMITTED_GENERATION);
+        assert!(m.previous.capacity() < 2 * EMITTED_GENERATION);
+    }
 
     /// The fifo + heap pair pops exactly what one heap of every check
     /// would: in (time, span) order, whatever order they were scheduled in.

@@ -68,7 +68,7 @@ pub struct TableSizes {
     pub processes: usize,
     /// Exited processes whose names are remembered (at most 65,536).
     pub exited_processes: usize,
-    /// Ids of emitted server spans remembered (at most 200,000).
+    /// Ids of emitted server spans remembered (the last 114,688 to 229,376).
     pub emitted_ids: usize,
 }
 
