@@ -351,7 +351,7 @@ pub mod defs {
         "zt_table_entries",
         Gauge,
         Some("table"),
-        "Entries in the span assembler's tables (reorder, connections, spans, processes, exited_processes, emitted_ids); each is bounded."
+        "Entries in the span assembler's tables (reorder, connections, spans, processes, exited_processes, emitted_ids, timeouts); each is bounded."
     );
     def!(
         BPF_MAP_ENTRIES,
@@ -843,6 +843,7 @@ pub(crate) fn report_tables(t: &span_core::TableSizes, w: &mut StatsWriter) {
         ("processes", t.processes),
         ("exited_processes", t.exited_processes),
         ("emitted_ids", t.emitted_ids),
+        ("timeouts", t.timeouts),
     ] {
         w.set_labelled(&defs::TABLE_ENTRIES, table, n as f64);
     }

@@ -1071,13 +1071,14 @@ fn log_tables(core: &Core, maps: &[ebpf_probes::MapFill]) {
         .map(|m| format!("{}={}/{}", m.name, m.entries, m.capacity))
         .collect();
     log::debug!(
-        "tables: reorder={} connections={} spans={} processes={} exited_processes={} emitted_ids={}; maps: {}",
+        "tables: reorder={} connections={} spans={} processes={} exited_processes={} emitted_ids={} timeouts={}; maps: {}",
         t.reorder,
         t.connections,
         t.spans,
         t.processes,
         t.exited_processes,
         t.emitted_ids,
+        t.timeouts,
         maps.join(" ")
     );
 }

@@ -20,6 +20,7 @@ pub mod naming;
 pub mod proxy;
 mod reorder;
 pub mod semconv;
+mod shrink;
 
 pub use assembler::{
     parse_traceparent, Assembler, Config, LinkReason, Output, Stats, TableSizes, TraceParent,

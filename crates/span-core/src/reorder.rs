@@ -86,6 +86,12 @@ impl Reorder {
     pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
+
+    /// Give back what a backlog grew the buffer to (see
+    /// [`crate::assembler`]'s periodic sweep).
+    pub(crate) fn shrink(&mut self) {
+        crate::shrink::deque(&mut self.items);
+    }
 }
 
 #[cfg(test)]

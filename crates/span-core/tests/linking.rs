@@ -1291,6 +1291,52 @@ fn a_tree_whose_last_span_ended_under_an_open_parent_still_leaves() {
     assert_eq!(timed_out, 2, "{spans:#?}");
 }
 
+/// Every span queues its request timeout (30 s), and most spans are
+/// emitted long before it: the entries of spans gone are dropped once they
+/// outnumber the table, so the queue stays near the table's size, not the
+/// number of requests of the last 30 s.
+#[test]
+fn the_timeout_queue_stays_near_the_span_table() {
+    let mut b = Builder::new();
+    b.proc_(10, "client");
+    b.proc_(30, "backend");
+    let n = 12_000u64;
+    for i in 0..n {
+        // One request every 5 ms, each on a connection of its own.
+        b.exchange(
+            CLIENT,
+            BACK,
+            20_000 + (i % 40_000) as u16,
+            80,
+            100 + 2 * i,
+            "/x",
+            100 + 5 * i,
+            3,
+            200,
+        );
+    }
+    let mut asm = Assembler::new(Config::default());
+    let mut most = 0;
+    for (i, e) in b.events.into_iter().enumerate() {
+        let t = e.order_ts();
+        asm.handle_event(e);
+        if i % 16 == 0 {
+            asm.handle_timeout(t);
+            while asm.poll().is_some() {}
+            most = most.max(asm.table_sizes().timeouts);
+        }
+    }
+    asm.flush();
+    let st = asm.stats();
+    assert_eq!(
+        (st.spans_started, st.spans_emitted),
+        (2 * n, 2 * n),
+        "{st:#?}"
+    );
+    // Without the pruning: one entry per span of the last 30 s (12,000).
+    assert!(most < 6_000, "{most}");
+}
+
 /// Every field of the typed view says what the attributes say.
 fn assert_view_matches_attributes(s: &Span) {
     use span_core::semconv::attr;

@@ -444,6 +444,11 @@ impl Conns {
         self.map
             .retain(|_, c| !(c.pending.is_empty() && now.saturating_sub(c.last_activity) > idle));
     }
+
+    /// Give back what a burst grew the table to (crate::shrink).
+    pub(super) fn shrink(&mut self) {
+        crate::shrink::map(&mut self.map);
+    }
 }
 
 /// Protocol of a connection from the first bytes seen in `dir`, and the

@@ -14,7 +14,7 @@
 
 use super::link::inferred;
 use super::procs::ProcFacts;
-use super::spans::{Parent, SpanRec};
+use super::spans::{Parent, SpanRec, SpanTable};
 use super::LinkReason;
 use super::{Assembler, Output};
 use crate::event::MonoNanos;
@@ -157,9 +157,31 @@ impl Emitter {
     }
 
     /// Close request `id` at `at` if it has no response by then.
+    ///
+    /// Every span has an entry for the request timeout (30 s), long after
+    /// most of them were emitted: at 120k requests/s that was millions of
+    /// entries, ~100 MiB kept after a burst (BENCHMARKS.md, "Memory after
+    /// a burst"). Entries of spans gone from `spans` are dropped once they
+    /// outnumber the spans there twice over (amortised: one table probe per
+    /// entry pushed); they would be skipped when due anyway.
     #[inline]
-    pub(super) fn schedule_timeout(&mut self, at: MonoNanos, id: SpanId) {
+    pub(super) fn schedule_timeout(&mut self, at: MonoNanos, id: SpanId, spans: &SpanTable) {
+        if self.timeouts.len() > 2 * spans.len() + 4096 {
+            self.timeouts.retain(|&(_, id)| spans.contains(id));
+        }
         self.timeouts.push_back((at, id));
+    }
+
+    pub(super) fn timeouts_len(&self) -> usize {
+        self.timeouts.len()
+    }
+
+    /// Give back what a burst grew the queues to (crate::shrink).
+    pub(super) fn shrink(&mut self) {
+        crate::shrink::deque(&mut self.timeouts);
+        crate::shrink::deque(&mut self.checks_fifo);
+        crate::shrink::heap(&mut self.checks);
+        crate::shrink::deque(&mut self.out);
     }
 
     /// The earliest deadline.

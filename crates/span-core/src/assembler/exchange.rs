@@ -253,7 +253,7 @@ impl Assembler {
         }
         let timeout_at = start + self.cfg.request_timeout_ns;
         self.spans.insert(Box::new(rec));
-        self.emitter.schedule_timeout(timeout_at, id);
+        self.emitter.schedule_timeout(timeout_at, id, &self.spans);
         if let Some(conn) = self.conns.get_mut(conn_id) {
             conn.pending.insert(exchange, id);
         }

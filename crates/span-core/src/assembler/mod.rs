@@ -70,6 +70,9 @@ pub struct TableSizes {
     pub exited_processes: usize,
     /// Ids of emitted server spans remembered (the last 114,688 to 229,376).
     pub emitted_ids: usize,
+    /// Request timeouts queued: one per span, those of spans gone dropped
+    /// when they outnumber the span table twice over (plus 4,096).
+    pub timeouts: usize,
 }
 
 /// What the assembler produces.
@@ -155,6 +158,7 @@ impl Assembler {
             processes: self.procs.len(),
             exited_processes: self.procs.gone_len(),
             emitted_ids: self.emitter.emitted.len(),
+            timeouts: self.emitter.timeouts_len(),
         }
     }
 
@@ -184,6 +188,11 @@ impl Assembler {
         if self.now.saturating_sub(self.last_sweep) > 10_000 * MS {
             self.last_sweep = self.now;
             self.conns.sweep(self.now, self.cfg.conn_idle_ns);
+            // What a burst grew the tables to (crate::shrink).
+            self.reorder.shrink();
+            self.emitter.shrink();
+            self.spans.shrink();
+            self.conns.shrink();
         }
     }
 

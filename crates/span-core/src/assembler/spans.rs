@@ -125,6 +125,11 @@ impl SpanTable {
         self.map.remove(&id)
     }
 
+    /// Give back what a burst grew the table to (crate::shrink).
+    pub(super) fn shrink(&mut self) {
+        crate::shrink::map(&mut self.map);
+    }
+
     pub(super) fn ids(&self) -> Vec<SpanId> {
         self.map.keys().copied().collect()
     }

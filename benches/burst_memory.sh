@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The agent's heap after a burst, for two zt-trace binaries side by side:
+# nginx (1 worker) under `wrk -t1 -c8` for DURATION seconds, then idle;
+# the agent's RssAnon (/proc/<pid>/status) before the burst and 1, 5 and
+# 15 s after it. Rounds alternate A and B.
+#
+#   A=/tmp/zt-old B=target/release/zt-trace ROUNDS=3 benches/burst_memory.sh   # root
+#
+# At ~120k req/s the tables fill with the last linger's spans (200 ms, tens
+# of thousands) and the reorder window; within a second after the burst
+# they are empty again, and what RssAnon still shows is what the allocator
+# kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=${A:?A=path of the first zt-trace binary}
+B=${B:?B=path of the second zt-trace binary}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+PORT=${PORT:-18995}
+[ "$(id -u)" = 0 ] || { echo "burst_memory.sh: needs root" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "burst_memory.sh: needs wrk" >&2; exit 1; }
+work=$(mktemp -d)
+AGENT=
+cleanup() {
+  [ -n "$AGENT" ] && kill -TERM "$AGENT" 2>/dev/null && wait "$AGENT" 2>/dev/null || true
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+. benches/lib/nginx.sh
+start_nginx "$work" "$PORT"
+
+anon_mib() { awk '/^RssAnon:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+# one BIN: prints "req/s before +1s +5s +15s" (RssAnon MiB)
+one() {
+  "$1" run --output none >/dev/null 2>"$work/err" &
+  AGENT=$!
+  for _ in $(seq 600); do
+    grep -q 'tracing (Ctrl-C to stop)' "$work/err" 2>/dev/null && break
+    sleep 0.1
+  done
+  sleep 2
+  local before rps a1 a5 a15
+  before=$(anon_mib "$AGENT")
+  rps=$(wrk -t1 -c8 -d"${DURATION}s" "http://127.0.0.1:$PORT/" | awk '/Requests\/sec/ {printf "%.0f", $2}')
+  sleep 1; a1=$(anon_mib "$AGENT")
+  sleep 4; a5=$(anon_mib "$AGENT")
+  sleep 10; a15=$(anon_mib "$AGENT")
+  kill -TERM "$AGENT"
+  wait "$AGENT" || true
+  AGENT=
+  echo "$rps $before $a1 $a5 $a15"
+}
+
+echo "variant round: req/s; agent RssAnon MiB before the burst, 1 s, 5 s and 15 s after it"
+for r in $(seq "$ROUNDS"); do
+  for v in A B; do
+    bin=$A
+    [ "$v" = B ] && bin=$B
+    echo "$v $r: $(one "$bin")"
+  done
+done
