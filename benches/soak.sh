@@ -13,7 +13,7 @@
 #     seconds (default 30): process churn, requests cut by the kill.
 # The tracer runs `zt-trace run --output none` the whole time. Every
 # SAMPLE_EVERY seconds (default 10) the script records the agent's resident
-# memory (VmRSS); every 30 s the agent logs how full its tables are
+# memory (VmRSS, and RssAnon: its heap); every 30 s the agent logs how full its tables are
 # (assembler tables, and every hash map of the probes, counted entry by
 # entry). At the end it stops the tracer and prints its summary: kernel
 # drops, spans dropped, the tables at exit, panics (none expected).
@@ -82,7 +82,7 @@ pids+=("$!")
 "$OPENLOOP" "http://127.0.0.1:$NGINX_PORT/svc/profile/1" "$RATE_SVC" "$DURATION" 8 >"$tmp/load-svc" 2>&1 &
 pids+=("$!")
 
-echo "# t_s rss_kib"
+echo "# t_s rss_kib rss_anon_kib"
 start=$(date +%s)
 next_restart=$((start + RESTART_EVERY))
 restarts=0
@@ -90,7 +90,7 @@ while :; do
 	now=$(date +%s)
 	t=$((now - start))
 	[ "$t" -ge "$DURATION" ] && break
-	echo "$t $(awk '/VmRSS/ {print $2}' /proc/"$tracer"/status)"
+	echo "$t $(awk '/^VmRSS/ {r = $2} /^RssAnon/ {a = $2} END {print r, a}' /proc/"$tracer"/status)"
 	if [ "$now" -ge "$next_restart" ]; then
 		kill -9 "$(cat "$tmp/svc.pid")" 2>/dev/null || true
 		start_svc
