@@ -363,6 +363,7 @@ impl Assembler {
         converted: &mut HashMap<SpanId, Converted>,
     ) -> Span {
         let mut view = Box::<SpanView>::default();
+        let response = rec.response.info();
         let (name, mut attributes, mut status) = describe(
             &ExchangeView {
                 kind: rec.kind,
@@ -370,7 +371,7 @@ impl Assembler {
                 tuple: rec.tuple,
                 tls: rec.tls,
                 request: rec.request.as_ref(),
-                response: rec.response.as_deref(),
+                response: response.as_deref(),
                 raw_sql: self.cfg.raw_sql,
                 redaction: &self.cfg.query_redaction,
             },

@@ -14,7 +14,7 @@
 use super::conn::Conn;
 use super::link::tcp_seq::SeqKey;
 use super::link::{traceparent, LinkReason, Linker, Opening};
-use super::spans::{Parent, SpanRec};
+use super::spans::{Parent, Response, SpanRec};
 use super::Assembler;
 use crate::event::{MonoNanos, Role, Source};
 use crate::span::{SpanId, SpanKind};
@@ -35,7 +35,7 @@ impl Assembler {
                         Some(id) => {
                             let mut ours = false;
                             if let Some(s) = self.spans.get_mut(id) {
-                                s.response = Some(Box::new(info));
+                                s.response = Response::new(info);
                                 ours = s.kind == SpanKind::Server;
                             }
                             // Only responses this process writes name the
@@ -94,7 +94,7 @@ impl Assembler {
                             return;
                         };
                         if let Some(info) = info {
-                            merge_boxed(&mut s.response, info);
+                            merge_response(&mut s.response, info);
                         }
                         let (end_ts, floor) = match (s.kind, seg) {
                             (SpanKind::Server, Some(g)) => (g.exit, g.enter),
@@ -223,7 +223,7 @@ impl Assembler {
             end: None,
             end_floor: start,
             request: Some(info),
-            response: None,
+            response: Response::None,
             parent: Parent::None,
             own_trace,
             remote_sampled: None,
@@ -337,10 +337,21 @@ fn merge_info(slot: &mut Option<MessageInfo>, info: MessageInfo) {
     }
 }
 
-/// [`merge_info`] for a boxed slot (a span's response).
-fn merge_boxed(slot: &mut Option<Box<MessageInfo>>, info: MessageInfo) {
-    if let Some(info) = merge_into(slot.as_deref_mut(), info) {
-        *slot = Some(Box::new(info));
+/// [`merge_info`] for a span's response (inline or boxed: [`Response`]).
+fn merge_response(slot: &mut Response, info: MessageInfo) {
+    match slot {
+        Response::Boxed(b) => {
+            if let Some(info) = merge_into(Some(&mut **b), info) {
+                *slot = Response::new(info);
+            }
+        }
+        _ => {
+            let mut cur = slot.take();
+            merge_info(&mut cur, info);
+            if let Some(info) = cur {
+                *slot = Response::new(info);
+            }
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::event::{MonoNanos, SockTuple, ThreadKey};
 use crate::span::{Resource, SpanId, SpanKind, TraceId};
 use crate::view::IncompleteReason;
 use hashbrown::HashMap;
-use protocol_parsers::{MessageInfo, Protocol};
+use protocol_parsers::{HttpResponse, HttpVersion, MessageInfo, Protocol};
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,9 +45,8 @@ pub(super) struct SpanRec {
     /// Earliest credible end (the entry of the last write of a response).
     pub(super) end_floor: MonoNanos,
     pub(super) request: Option<MessageInfo>,
-    /// Boxed: a span waits for its response most of its life (232 bytes
-    /// less per open span, BENCHMARKS.md "Memory per open request").
-    pub(super) response: Option<Box<MessageInfo>>,
+    /// The response head (and what its end added).
+    pub(super) response: Response,
     pub(super) parent: Parent,
     /// Trace id if this span stays a root.
     pub(super) own_trace: TraceId,
@@ -76,6 +75,79 @@ pub(super) struct SpanRec {
     /// unless its parent was still open: the parent's check covers it).
     pub(super) check_queued: bool,
     pub(super) children: Vec<SpanId>,
+}
+
+/// A span's response. An HTTP response that is only a status line (no
+/// kept header, nothing undecoded, no gRPC fields: every HTTP/1 response)
+/// is kept inline, with no allocation and no pointer for the emission to
+/// follow into memory by then cold; anything else is boxed (a span waits
+/// for its response most of its life: boxed, 232 bytes less per open
+/// span, BENCHMARKS.md "Memory per open request").
+#[derive(Debug)]
+pub(super) enum Response {
+    None,
+    Http {
+        status: Option<u16>,
+        version: Option<HttpVersion>,
+        content_length: Option<u64>,
+    },
+    Boxed(Box<MessageInfo>),
+}
+
+impl Response {
+    pub(super) fn new(info: MessageInfo) -> Response {
+        match info {
+            MessageInfo::HttpResponse(HttpResponse {
+                status,
+                version,
+                headers,
+                content_length,
+                grpc_status: None,
+                grpc_message: None,
+                grpc_messages: None,
+                undecoded,
+            }) if headers.is_empty() && undecoded.is_empty() => Response::Http {
+                status,
+                version,
+                content_length,
+            },
+            other => Response::Boxed(Box::new(other)),
+        }
+    }
+
+    pub(super) fn is_none(&self) -> bool {
+        matches!(self, Response::None)
+    }
+
+    /// The response as the parser reported it (an inline one rebuilt, on
+    /// the stack: its lists are empty, so nothing is allocated).
+    pub(super) fn info(&self) -> Option<std::borrow::Cow<'_, MessageInfo>> {
+        match self {
+            Response::None => None,
+            Response::Http {
+                status,
+                version,
+                content_length,
+            } => Some(std::borrow::Cow::Owned(MessageInfo::HttpResponse(
+                HttpResponse {
+                    status: *status,
+                    version: *version,
+                    content_length: *content_length,
+                    ..HttpResponse::default()
+                },
+            ))),
+            Response::Boxed(b) => Some(std::borrow::Cow::Borrowed(&**b)),
+        }
+    }
+
+    /// The response, taken out (an inline one rebuilt).
+    pub(super) fn take(&mut self) -> Option<MessageInfo> {
+        match std::mem::replace(self, Response::None) {
+            Response::None => None,
+            Response::Boxed(b) => Some(*b),
+            inline => inline.info().map(std::borrow::Cow::into_owned),
+        }
+    }
 }
 
 impl SpanRec {
@@ -183,5 +255,46 @@ impl SpanTable {
     pub(super) fn trace_of(&self, id: SpanId) -> Option<TraceId> {
         let root = self.find_root(id);
         self.get(root).map(SpanRec::root_trace)
+    }
+}
+
+#[cfg(test)]
+mod response_tests {
+    use super::*;
+
+    fn http(status: u16) -> HttpResponse {
+        HttpResponse {
+            status: Some(status),
+            version: Some(HttpVersion::Http11),
+            content_length: Some(12),
+            ..HttpResponse::default()
+        }
+    }
+
+    /// A status-line-only response (every HTTP/1 one) is kept inline and
+    /// reads back the same; anything more is boxed, unchanged.
+    #[test]
+    fn a_plain_http_response_is_inline_and_reads_back_the_same() {
+        let plain = MessageInfo::HttpResponse(http(200));
+        let mut r = Response::new(plain.clone());
+        assert!(matches!(r, Response::Http { .. }), "{r:?}");
+        assert_eq!(r.info().as_deref(), Some(&plain));
+        assert_eq!(r.take(), Some(plain));
+        assert!(r.is_none());
+
+        let mut grpc = http(200);
+        grpc.grpc_status = Some(0);
+        let mut reset = http(200);
+        reset.headers.push((":rst-stream".into(), "CANCEL".into()));
+        let db = MessageInfo::DbResponse(protocol_parsers::DbResponse::default());
+        for other in [
+            MessageInfo::HttpResponse(grpc),
+            MessageInfo::HttpResponse(reset),
+            db,
+        ] {
+            let r = Response::new(other.clone());
+            assert!(matches!(r, Response::Boxed(_)), "{r:?}");
+            assert_eq!(r.info().as_deref(), Some(&other));
+        }
     }
 }
