@@ -12,34 +12,17 @@
 # kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-A=${A:?A=path of the first zt-trace binary}
-B=${B:?B=path of the second zt-trace binary}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 PORT=${PORT:-18995}
-[ "$(id -u)" = 0 ] || { echo "burst_memory.sh: needs root" >&2; exit 1; }
-command -v wrk >/dev/null || { echo "burst_memory.sh: needs wrk" >&2; exit 1; }
-work=$(mktemp -d)
-AGENT=
-cleanup() {
-  [ -n "$AGENT" ] && kill -TERM "$AGENT" 2>/dev/null && wait "$AGENT" 2>/dev/null || true
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-. benches/lib/nginx.sh
-start_nginx "$work" "$PORT"
+NAME=burst_memory.sh
+. benches/lib/ab_nginx.sh
 
 anon_mib() { awk '/^RssAnon:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
 # one BIN: prints "req/s before +1s +5s +15s" (RssAnon MiB)
 one() {
-  "$1" run --output none >/dev/null 2>"$work/err" &
-  AGENT=$!
-  for _ in $(seq 600); do
-    grep -q 'tracing (Ctrl-C to stop)' "$work/err" 2>/dev/null && break
-    sleep 0.1
-  done
+  start_agent "$1"
   sleep 2
   local before rps a1 a5 a15
   before=$(anon_mib "$AGENT")

@@ -21,7 +21,6 @@
 //! time is the benchmark thread's CPU time (stable on a busy machine).
 //! Run: `cargo bench --bench sampling`.
 
-use bytes::Bytes;
 use criterion::measurement::Measurement;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use zt_trace::span_core::*;
@@ -30,6 +29,9 @@ use zt_trace::Stage;
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
+#[path = "common/events.rs"]
+mod events;
+use events::syscall_data;
 
 const MS: u64 = 1_000_000;
 const REQUESTS: usize = 20_000;
@@ -56,33 +58,25 @@ fn keepalive_events(requests: usize, conns: usize) -> Vec<Event> {
             local: format!("127.0.0.1:{}", 40000 + c as u16).parse().unwrap(),
             remote: "127.0.0.1:18999".parse().unwrap(),
         };
-        let data =
-            |pid: u32, role, tuple: SockTuple, dir, enter: u64, seq: u32, p: &'static [u8]| {
-                Event::Data(DataEvent {
-                    pid,
-                    tid: pid,
-                    thread_start_ns: 7,
-                    comm: if pid == 1 {
-                        "wrk".into()
-                    } else {
-                        "nginx".into()
-                    },
-                    fd: 5,
-                    conn_id: if pid == 1 { 100 } else { 200 } + c as u64,
-                    role,
-                    tuple,
-                    direction: dir,
-                    source: Source::Syscall,
-                    enter_ns: enter,
-                    exit_ns: enter + 2_000,
-                    bytes: p.len() as u64,
-                    seq,
-                    payload: Bytes::from_static(p),
-                    ssl: 0,
-                    exec_ctx: 0,
-                    task: 0,
-                })
+        let data = |pid: u32, role, tuple, dir, enter, seq, p| {
+            let (comm, conn) = if pid == 1 {
+                ("wrk", 100)
+            } else {
+                ("nginx", 200)
             };
+            syscall_data(
+                pid,
+                pid,
+                comm,
+                conn + c as u64,
+                role,
+                tuple,
+                dir,
+                enter,
+                seq,
+                p,
+            )
+        };
         let srv = tuple_c.mirrored();
         ev.push(data(
             1,

@@ -29,6 +29,9 @@ use zt_trace::span_core::*;
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
+#[path = "common/events.rs"]
+mod events;
+use events::syscall_data;
 
 const MS: u64 = 1_000_000;
 
@@ -58,38 +61,9 @@ fn keepalive_events(requests: usize, conns: usize) -> Vec<Event> {
             local: format!("127.0.0.1:{cport}").parse().unwrap(),
             remote: "127.0.0.1:18999".parse().unwrap(),
         };
-        let data = |pid: u32,
-                    conn: u64,
-                    role,
-                    tuple: SockTuple,
-                    dir,
-                    enter: u64,
-                    seq: u32,
-                    p: &'static [u8]| {
-            Event::Data(DataEvent {
-                pid,
-                tid: pid,
-                thread_start_ns: 7,
-                comm: if pid == 1 {
-                    "wrk".into()
-                } else {
-                    "nginx".into()
-                },
-                fd: 5,
-                conn_id: conn,
-                role,
-                tuple,
-                direction: dir,
-                source: Source::Syscall,
-                enter_ns: enter,
-                exit_ns: enter + 2_000,
-                bytes: p.len() as u64,
-                seq,
-                payload: Bytes::from_static(p),
-                ssl: 0,
-                exec_ctx: 0,
-                task: 0,
-            })
+        let data = |pid: u32, conn, role, tuple, dir, enter, seq, p| {
+            let comm = if pid == 1 { "wrk" } else { "nginx" };
+            syscall_data(pid, pid, comm, conn, role, tuple, dir, enter, seq, p)
         };
         ev.push(data(
             1,
@@ -324,38 +298,20 @@ fn fanout_events(rounds: usize, calls: usize) -> Vec<Event> {
         local: "127.0.0.1:40001".parse().unwrap(),
         remote: "127.0.0.1:9090".parse().unwrap(),
     };
-    #[allow(clippy::too_many_arguments)]
-    fn data(
-        pid: u32,
-        conn: u64,
-        role: Role,
-        tuple: SockTuple,
-        dir: Direction,
-        enter: u64,
-        seq: u32,
-        p: &'static [u8],
-    ) -> Event {
-        Event::Data(DataEvent {
+    let data = |pid: u32, conn, role, tuple, dir, enter, seq, p| {
+        syscall_data(
             pid,
-            tid: pid * 10 + 1,
-            thread_start_ns: 7,
-            comm: "c".into(),
-            fd: 5,
-            conn_id: conn,
+            pid * 10 + 1,
+            "c",
+            conn,
             role,
             tuple,
-            direction: dir,
-            source: Source::Syscall,
-            enter_ns: enter,
-            exit_ns: enter + 2_000,
-            bytes: p.len() as u64,
+            dir,
+            enter,
             seq,
-            payload: Bytes::from_static(p),
-            ssl: 0,
-            exec_ctx: 0,
-            task: 0,
-        })
-    }
+            p,
+        )
+    };
     // (client → server, server → client) sequence numbers per connection.
     let (mut fseq, mut bseq) = ((1000u32, 5000u32), (9000u32, 13000u32));
     let mut t = 1_000 * MS;

@@ -14,25 +14,13 @@
 # (heap) after the idle seconds that follow the load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-A=${A:?A=path of the first zt-trace binary}
-B=${B:?B=path of the second zt-trace binary}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 IDLE=${IDLE:-5}
 CONNS=${CONNS:-8}
 PORT=${PORT:-18996}
-[ "$(id -u)" = 0 ] || { echo "wakeups.sh: needs root" >&2; exit 1; }
-command -v wrk >/dev/null || { echo "wakeups.sh: needs wrk" >&2; exit 1; }
-work=$(mktemp -d)
-AGENT=
-cleanup() {
-  [ -n "$AGENT" ] && kill -TERM "$AGENT" 2>/dev/null && wait "$AGENT" 2>/dev/null || true
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-. benches/lib/nginx.sh
-start_nginx "$work" "$PORT"
+NAME=wakeups.sh
+. benches/lib/ab_nginx.sh
 
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -46,12 +34,7 @@ switches() { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$1/task/$2/statu
 # one BIN: prints "req/s cpu_us_per_req wakeups_per_s_load wakeups_per_s_idle drops rss_anon_mib"
 one() {
   local bin=$1
-  "$bin" run --output none >/dev/null 2>"$work/err" &
-  AGENT=$!
-  for _ in $(seq 600); do
-    grep -q 'tracing (Ctrl-C to stop)' "$work/err" 2>/dev/null && break
-    sleep 0.1
-  done
+  start_agent "$bin"
   sleep 1
   local tid c0 s0 c1 s1 s2 out rps
   tid=$(pipeline_tid "$AGENT")

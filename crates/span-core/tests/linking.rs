@@ -1133,7 +1133,10 @@ fn pipelined_replies_read_in_a_context_do_not_make_it_ambiguous() {
 
 /// The client -> gateway -> backend chain of `cross_process_and_thread_links`,
 /// the backend answering `status`.
-fn chain(status: u16) -> Builder {
+/// client -> gateway: the client's request (written at 100 ms) and the
+/// gateway's read of it (101 ms), on connection 127.0.0.1:5000 -> :80;
+/// the three processes known. What the gateway does next is the caller's.
+fn gateway_request() -> Builder {
     let mut b = Builder::new();
     b.proc_(10, "client");
     b.proc_(20, "gateway");
@@ -1163,6 +1166,12 @@ fn chain(status: u16) -> Builder {
         77,
         b"GET /a HTTP/1.1\r\nHost: gw.local:80\r\n\r\n",
     );
+    b
+}
+
+fn chain(status: u16) -> Builder {
+    let mut b = gateway_request();
+    let (c, s) = ("127.0.0.1:5000", "127.0.0.1:80");
     b.exchange(GW, BACK, 6000, 81, 10, "/b", 102, 5, status);
     b.server_reply(
         GW,
@@ -1233,36 +1242,7 @@ fn a_tree_whose_last_span_ended_under_an_open_parent_still_leaves() {
         ..Config::default()
     };
     let linger = cfg.trace_linger_ns;
-    let mut b = Builder::new();
-    b.proc_(10, "client");
-    b.proc_(20, "gateway");
-    b.proc_(30, "backend");
-    let (c, s) = ("127.0.0.1:5000", "127.0.0.1:80");
-    let req = b"GET /a HTTP/1.1\r\nHost: gw.local:80\r\n\r\n";
-    b.data(
-        CLIENT,
-        1,
-        Role::Client,
-        c,
-        s,
-        Direction::Egress,
-        100 * MS,
-        100 * MS + 5,
-        77,
-        req,
-    );
-    b.data(
-        GW,
-        2,
-        Role::Server,
-        s,
-        c,
-        Direction::Ingress,
-        99 * MS,
-        101 * MS,
-        77,
-        req,
-    );
+    let mut b = gateway_request();
     // The gateway's call ends at 152 ms, after both requests above timed
     // out (120 and 121 ms); neither is ever answered.
     b.exchange(GW, BACK, 6000, 81, 10, "/b", 102, 50, 200);

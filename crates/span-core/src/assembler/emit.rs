@@ -40,20 +40,12 @@ const EMITTED_GENERATION: usize = 114_688;
 /// id one by one (a queue beside one map) cost a cache miss per emitted
 /// server span on a table of megabytes, ~20% of `try_emit` under load
 /// (BENCHMARKS.md, "Emitted-id memory in two generations").
+#[derive(Default)]
 pub(super) struct EmittedMemory {
     /// Trace ids as two halves: 24-byte buckets where `u128`'s alignment
     /// made them 32.
     current: HashMap<SpanId, [u64; 2]>,
     previous: HashMap<SpanId, [u64; 2]>,
-}
-
-impl Default for EmittedMemory {
-    fn default() -> Self {
-        EmittedMemory {
-            current: HashMap::new(),
-            previous: HashMap::new(),
-        }
-    }
 }
 
 impl EmittedMemory {
@@ -72,12 +64,12 @@ impl EmittedMemory {
 
     #[inline]
     fn remember(&mut self, id: SpanId, trace: TraceId) {
-        if self.current.len() >= EMITTED_GENERATION && !self.current.contains_key(&id) {
-            let full = std::mem::replace(
+        // Each id is remembered once (a span is emitted once).
+        if self.current.len() >= EMITTED_GENERATION {
+            self.previous = std::mem::replace(
                 &mut self.current,
                 HashMap::with_capacity(EMITTED_GENERATION),
             );
-            self.previous = full;
         }
         self.current
             .insert(id, [(trace.0 >> 64) as u64, trace.0 as u64]);
@@ -231,43 +223,57 @@ impl Assembler {
     /// Emit the tree under `root` if every span in it ended and the waits passed.
     pub(super) fn try_emit(&mut self, root: SpanId, force: bool) {
         self.stats.tree_checks += 1;
-        // The walk's buffers are kept between calls (two allocations per
-        // check otherwise).
+        // The walk's buffer is kept between calls (an allocation per check
+        // otherwise).
         let mut order = std::mem::take(&mut self.emitter.walk_order);
-        let mut stack = std::mem::take(&mut self.emitter.walk_stack);
+        if let Some(last) = self.walk(root, force, &mut order) {
+            self.emit_if_ready(root, force, &order, last);
+        }
+        self.emitter.walk_order = order;
+    }
+
+    /// The spans of the tree under `root`, parents first, into `order`;
+    /// the latest end among them and whether a span that ended then has a
+    /// check of its own. `None` if a span is still open (unless `force`):
+    /// it, or its open parent, schedules a check when it ends.
+    fn walk(
+        &mut self,
+        root: SpanId,
+        force: bool,
+        order: &mut Vec<SpanId>,
+    ) -> Option<(MonoNanos, bool)> {
         order.clear();
+        let stack = &mut self.emitter.walk_stack;
         stack.clear();
         stack.push(root);
-        let mut max_end = 0;
-        // Whether a span that ended at `max_end` has a check of its own.
-        let mut last_checked = false;
-        let mut open = false;
+        let (mut max_end, mut last_checked) = (0, false);
         while let Some(id) = stack.pop() {
             let Some(s) = self.spans.get(id) else {
                 continue;
             };
             match s.end {
-                Some(e) if e > max_end => {
-                    max_end = e;
-                    last_checked = s.check_queued;
-                }
+                Some(e) if e > max_end => (max_end, last_checked) = (e, s.check_queued),
                 Some(e) if e == max_end => last_checked |= s.check_queued,
                 Some(_) => {}
-                None if !force => {
-                    open = true;
-                    break;
-                }
+                None if !force => return None,
                 None => {}
             }
             order.push(id);
             stack.extend(s.children.iter().rev().copied());
         }
-        let r = self.spans.get(root);
-        let (Some(r), false) = (r, open) else {
-            // An open span schedules a check when it ends (or its open
-            // parent does).
-            self.emitter.walk_order = order;
-            self.emitter.walk_stack = stack;
+        Some((max_end, last_checked))
+    }
+
+    /// Emit the walked tree (`order`) once its linger and its root's peer
+    /// deadline are over, else make sure a check comes then.
+    fn emit_if_ready(
+        &mut self,
+        root: SpanId,
+        force: bool,
+        order: &[SpanId],
+        (max_end, last_checked): (MonoNanos, bool),
+    ) {
+        let Some(r) = self.spans.get(root) else {
             return;
         };
         let linger_end = max_end + self.cfg.trace_linger_ns;
@@ -280,15 +286,13 @@ impl Assembler {
             if r.peer_deadline > linger_end || !last_checked {
                 self.emitter.schedule_check(ready_at, root);
             }
-            self.emitter.walk_order = order;
-            self.emitter.walk_stack = stack;
             return;
         }
         let trace_id = r.root_trace();
         let mut spans = Vec::with_capacity(order.len());
         let mut converted = std::mem::take(&mut self.emitter.converted);
         converted.clear();
-        for &id in &order {
+        for &id in order {
             let Some(rec) = self.spans.remove(id) else {
                 continue;
             };
@@ -304,8 +308,6 @@ impl Assembler {
                 .count_emitted(rec.link_reason, inferred::carries_evidence(&rec));
             spans.push(span);
         }
-        self.emitter.walk_order = order;
-        self.emitter.walk_stack = stack;
         converted.clear();
         if converted.capacity() <= 4096 {
             self.emitter.converted = converted;
