@@ -11,6 +11,12 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# A one-off build keeps no incremental state (1.4 GB for a full run);
+# the free disk is printed so that a linker killed by a full disk (SIGBUS)
+# reads as what it is.
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
+echo "test.sh: $(df -h --output=avail . | tail -1 | tr -d ' ') free on $(df --output=target . | tail -1)"
+
 # Root-only tests must run (and fail loudly) rather than skip.
 if [ "$(id -u)" = 0 ]; then export ZT_REQUIRE_BPF=1; fi
 
