@@ -30,17 +30,8 @@ one() {
   sleep 1; a1=$(anon_mib "$AGENT")
   sleep 4; a5=$(anon_mib "$AGENT")
   sleep 10; a15=$(anon_mib "$AGENT")
-  kill -TERM "$AGENT"
-  wait "$AGENT" || true
-  AGENT=
+  stop_agent
   echo "$rps $before $a1 $a5 $a15"
 }
 
-echo "variant round: req/s; agent RssAnon MiB before the burst, 1 s, 5 s and 15 s after it"
-for r in $(seq "$ROUNDS"); do
-  for v in A B; do
-    bin=$A
-    [ "$v" = B ] && bin=$B
-    echo "$v $r: $(one "$bin")"
-  done
-done
+ab_rounds "variant round: req/s; agent RssAnon MiB before the burst, 1 s, 5 s and 15 s after it"

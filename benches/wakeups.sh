@@ -6,6 +6,8 @@
 # For a change to the ring buffer's wake-up (capture.bpf.c `rb_flags`).
 #
 #   A=/tmp/zt-old B=target/release/zt-trace ROUNDS=3 benches/wakeups.sh   # root
+#   RATE=2000 A=... B=... benches/wakeups.sh   # a constant 2,000 req/s instead
+#       (examples/openloop.rs, 16 keep-alive connections; built if missing)
 #
 # Per run: req/s, the agent's CPU per request (utime+stime of the whole
 # process, from /proc/<pid>/stat), the pipeline thread's voluntary context
@@ -22,47 +24,40 @@ PORT=${PORT:-18996}
 NAME=wakeups.sh
 . benches/lib/ab_nginx.sh
 
-ticks=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-pipeline_tid() {
-  for t in /proc/"$1"/task/*; do
-    [ "$(cat "$t/comm")" = zt-pipeline ] && { basename "$t"; return; }
-  done
+RATE=${RATE:-}
+OPENLOOP=target/release/examples/openloop
+if [ -n "$RATE" ] && [ ! -x "$OPENLOOP" ]; then cargo build --release -q --example openloop; fi
+# load: prints the achieved req/s.
+load() {
+  if [ -n "$RATE" ]; then
+    "$OPENLOOP" "http://127.0.0.1:$PORT/" "$RATE" "$DURATION" 16 | grep -o 'achieved [0-9.]*' | grep -o '[0-9.]*$'
+  else
+    wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$PORT/" 2>&1 | awk '/Requests\/sec/ {print $2}'
+  fi
 }
-switches() { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$1/task/$2/status"; }
 
 # one BIN: prints "req/s cpu_us_per_req wakeups_per_s_load wakeups_per_s_idle drops rss_anon_mib"
 one() {
   local bin=$1
   start_agent "$bin"
   sleep 1
-  local tid c0 s0 c1 s1 s2 out rps
+  local tid c0 s0 c1 s1 s2 rps
   tid=$(pipeline_tid "$AGENT")
   c0=$(cpu_ticks "$AGENT")
   s0=$(switches "$AGENT" "$tid")
-  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$PORT/" 2>&1)
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  rps=$(load)
   c1=$(cpu_ticks "$AGENT")
   s1=$(switches "$AGENT" "$tid")
   sleep "$IDLE"
   s2=$(switches "$AGENT" "$tid")
   local anon
   anon=$(awk '/^RssAnon:/ {print $2}' "/proc/$AGENT/status")
-  kill -TERM "$AGENT"
-  wait "$AGENT" || true
-  AGENT=
+  stop_agent
   local drops
-  drops=$(grep -o 'kernel drops: [0-9]* events lost' "$work/err" | grep -o '[0-9]*' | head -1)
+  drops=$(kernel_drops)
   awk -v rps="$rps" -v d="$DURATION" -v dc="$((c1 - c0))" -v t="$ticks" \
     -v w1="$((s1 - s0))" -v w2="$((s2 - s1))" -v idle="$IDLE" -v drops="${drops:-?}" -v anon="$anon" \
     'BEGIN { printf "%.0f %.2f %.0f %.1f %s %.1f\n", rps, dc / t * 1e6 / (rps * d), w1 / d, w2 / idle, drops, anon / 1024 }'
 }
 
-echo "variant round: req/s, agent CPU us/request, pipeline wake-ups/s under load, wake-ups/s idle, kernel drops, RssAnon MiB after"
-for r in $(seq "$ROUNDS"); do
-  for v in A B; do
-    bin=$A
-    [ "$v" = B ] && bin=$B
-    echo "$v $r: $(one "$bin")"
-  done
-done
+ab_rounds "variant round: req/s, agent CPU us/request, pipeline wake-ups/s under load, wake-ups/s idle, kernel drops, RssAnon MiB after"

@@ -39,10 +39,15 @@ use std::time::{Duration, Instant};
 const MAX_IDLE: Duration = Duration::from_secs(1);
 /// How often the statistics snapshot is refreshed while busy.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
-/// After a wake-up that brought fewer records than this, wait
-/// [`BATCH_DELAY`] before draining again (records queue without waking us).
+/// After a wake-up that brought fewer records than this, wait before
+/// draining again (records queue without waking us): long enough for about
+/// this many at the rate just seen ([`batch_delay`]).
 const BATCH_RECORDS: usize = 256;
+/// The shortest and longest of those waits. The longest is also at most
+/// half the reorder window, so that a record is read well before the
+/// window has passed it (it would be late).
 const BATCH_DELAY: Duration = Duration::from_millis(2);
+const MAX_BATCH_DELAY: Duration = Duration::from_millis(10);
 /// How long shutdown waits, by default, for the exporters to send what
 /// they hold (after the flush; see [`TracerBuilder::shutdown_timeout`]).
 const EXPORT_SHUTDOWN: Duration = Duration::from_millis(700);
@@ -935,6 +940,18 @@ fn snapshot_live(
     w.finish()
 }
 
+/// How long to let records queue after a wake-up that brought `n` records
+/// (fewer than [`BATCH_RECORDS`]), `since` after the previous wake-up that
+/// brought any: the time [`BATCH_RECORDS`] take at that rate, from
+/// [`BATCH_DELAY`] to `max`. A trickle (a Flask service, ~10 events per
+/// 2 ms) waits `max`: each wake-up costs tens of µs on its own
+/// (BENCHMARKS.md, "Batching the pipeline's wake-ups").
+fn batch_delay(n: usize, since: Duration, max: Duration) -> Duration {
+    let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+    let want = since.saturating_mul(BATCH_RECORDS as u32) / n;
+    want.clamp(BATCH_DELAY.min(max), max)
+}
+
 fn run_live(
     mut src: LiveSource,
     mut core: Core,
@@ -946,6 +963,10 @@ fn run_live(
     let mut maps = Vec::new();
     let mut maps_counted: Option<Instant> = None;
     let ring = |e| io_err("reading the ring buffer")(e);
+    let max_delay = MAX_BATCH_DELAY.min(Duration::from_nanos(
+        core.asm.config().reorder_window_ns / 2,
+    ));
+    let mut last_records = Instant::now();
     let result = (|| -> Result<(), TracerError> {
         while !control.stopping() {
             let mut wait = MAX_IDLE;
@@ -964,6 +985,12 @@ fn run_live(
                 }),
             }
             .map_err(ring)?;
+            let since = if n > 0 {
+                let t = Instant::now();
+                t.saturating_duration_since(std::mem::replace(&mut last_records, t))
+            } else {
+                Duration::ZERO
+            };
             control.drain_waker();
             let req = control.filter_req.lock().unwrap().take();
             if let Some((filter, reply)) = req {
@@ -980,7 +1007,7 @@ fn run_live(
                 published = Instant::now();
             }
             if n > 0 && n < BATCH_RECORDS && !control.stopping() {
-                std::thread::sleep(BATCH_DELAY);
+                std::thread::sleep(batch_delay(n, since, max_delay));
             }
         }
         Ok(())
@@ -1142,4 +1169,37 @@ fn random_seed() -> u64 {
         let _ = f.read_exact(&mut b);
     }
     u64::from_ne_bytes(b) ^ monotonic_ns()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_trickle_waits_the_longest() {
+        // Flask: ~10 records 2 ms after the last ones (5k/s): 256 would take
+        // 51 ms, past the 10 ms bound.
+        assert_eq!(batch_delay(10, 2 * MS, MAX_BATCH_DELAY), MAX_BATCH_DELAY);
+        // The first record after a second of idle.
+        assert_eq!(batch_delay(1, 1000 * MS, MAX_BATCH_DELAY), MAX_BATCH_DELAY);
+    }
+
+    #[test]
+    fn a_steady_flow_waits_for_about_a_batch() {
+        // 128 records in 4 ms (32k/s): 256 more take 8 ms.
+        assert_eq!(batch_delay(128, 4 * MS, MAX_BATCH_DELAY), 8 * MS);
+        // 200 in 1 ms: 256 take 1.28 ms, under the shortest wait.
+        assert_eq!(batch_delay(200, MS, MAX_BATCH_DELAY), BATCH_DELAY);
+        // n = 0 never happens (no sleep then), and must not divide by zero.
+        assert_eq!(batch_delay(0, MS, MAX_BATCH_DELAY), MAX_BATCH_DELAY);
+    }
+
+    #[test]
+    fn the_wait_stays_under_half_a_short_reorder_window() {
+        // A 2 ms reorder window: at most 1 ms, even under BATCH_DELAY.
+        assert_eq!(batch_delay(1, 1000 * MS, MS), MS);
+        assert_eq!(batch_delay(1, 1000 * MS, Duration::ZERO), Duration::ZERO);
+    }
 }

@@ -1,0 +1,69 @@
+# shellcheck shell=bash
+# Common part of the A/B scripts (wakeups.sh, burst_memory.sh, flask_ab.sh):
+# source it after setting NAME (the script's name, for messages). It checks
+# A, B and root, makes $work (removed on exit, with the agent, the pids in
+# PIDS and an nginx whose pid file is $work/nginx.pid stopped), and defines
+# the helpers below. The script defines `one BIN` (one run, one line of
+# figures) and calls `ab_rounds HEADER`.
+A=${A:?A=path of the first zt-trace binary}
+B=${B:?B=path of the second zt-trace binary}
+[ "$(id -u)" = 0 ] || { echo "$NAME: needs root" >&2; exit 1; }
+work=$(mktemp -d)
+AGENT=
+PIDS=()
+cleanup() {
+  [ -n "$AGENT" ] && kill -TERM "$AGENT" 2>/dev/null && wait "$AGENT" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# start_agent BIN: `BIN run --output none` in the background (pid in
+# $AGENT, stderr in $work/err), back once it is tracing.
+start_agent() {
+  "$1" run --output none >/dev/null 2>"$work/err" &
+  AGENT=$!
+  for _ in $(seq 600); do
+    grep -q 'tracing (Ctrl-C to stop)' "$work/err" 2>/dev/null && break
+    sleep 0.1
+  done
+}
+
+# stop_agent: SIGTERM, and wait for its exit summary.
+stop_agent() {
+  kill -TERM "$AGENT"
+  wait "$AGENT" || true
+  AGENT=
+}
+
+# kernel_drops: from the exit summary of the agent last stopped.
+kernel_drops() {
+  grep -o 'kernel drops: [0-9]* events lost' "$work/err" | grep -o '[0-9]*' | head -1 || true
+}
+
+ticks=$(getconf CLK_TCK)
+# cpu_ticks PID: utime + stime, in clock ticks ($ticks per second).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# pipeline_tid PID: the agent's pipeline thread.
+pipeline_tid() {
+  for t in /proc/"$1"/task/*; do
+    [ "$(cat "$t/comm")" = zt-pipeline ] && { basename "$t"; return; }
+  done
+}
+# switches PID TID: voluntary context switches of a thread (each one a
+# sleep that ended: a wake-up).
+switches() { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$1/task/$2/status"; }
+
+# ab_rounds HEADER: ROUNDS rounds of `one A` then `one B`.
+ab_rounds() {
+  echo "$1"
+  local r v bin
+  for r in $(seq "$ROUNDS"); do
+    for v in A B; do
+      bin=$A
+      [ "$v" = B ] && bin=$B
+      echo "$v $r: $(one "$bin")"
+    done
+  done
+}
