@@ -14,7 +14,7 @@ use span_core::{
 };
 
 pub mod legacy;
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const EV_DATA: u32 = 1;
