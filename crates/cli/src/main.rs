@@ -25,7 +25,75 @@ use std::process::ExitCode;
 /// (heaptrack; benches/open_requests.sh).
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Mi = Mi;
+
+/// mimalloc, through its plain entry points where the alignment asked for
+/// is at most a word's (nearly every allocation here): `MiMalloc` calls
+/// the aligned ones for all, ~30 instructions more per call (callgrind,
+/// BENCHMARKS.md "Span names and URLs without format!, mimalloc's plain
+/// entry points").
+#[cfg(not(feature = "system-allocator"))]
+struct Mi;
+
+/// Every mimalloc block is aligned to at least a word: its size classes
+/// are multiples of it.
+#[cfg(not(feature = "system-allocator"))]
+const MI_WORD: usize = std::mem::size_of::<usize>();
+
+#[cfg(not(feature = "system-allocator"))]
+extern "C" {
+    fn mi_malloc(size: usize) -> *mut std::ffi::c_void;
+    fn mi_zalloc(size: usize) -> *mut std::ffi::c_void;
+    fn mi_realloc(p: *mut std::ffi::c_void, size: usize) -> *mut std::ffi::c_void;
+}
+
+// SAFETY: mimalloc returns memory of at least the size asked for, aligned
+// to at least a word (or to `layout.align()` through `MiMalloc`), or null;
+// `mi_free` takes any pointer of either (what `MiMalloc::dealloc` calls).
+#[cfg(not(feature = "system-allocator"))]
+unsafe impl std::alloc::GlobalAlloc for Mi {
+    #[inline]
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: see the impl.
+        unsafe {
+            if layout.align() <= MI_WORD {
+                mi_malloc(layout.size()).cast()
+            } else {
+                mimalloc::MiMalloc.alloc(layout)
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: see the impl.
+        unsafe {
+            if layout.align() <= MI_WORD {
+                mi_zalloc(layout.size()).cast()
+            } else {
+                mimalloc::MiMalloc.alloc_zeroed(layout)
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: see the impl.
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        // SAFETY: see the impl.
+        unsafe {
+            if layout.align() <= MI_WORD {
+                mi_realloc(ptr.cast(), size).cast()
+            } else {
+                mimalloc::MiMalloc.realloc(ptr, layout, size)
+            }
+        }
+    }
+}
 
 /// Give back to the system what loading the probes freed (the kernel's BTF,
 /// parsed for CO-RE: ~25 MB that the allocator would otherwise keep while
