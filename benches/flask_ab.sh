@@ -25,22 +25,8 @@ PORT=${PORT:-18600}
 NAME=flask_ab.sh
 . benches/lib/ab.sh
 command -v wrk >/dev/null || { echo "$NAME: needs wrk (scripts/install-deps.sh)" >&2; exit 1; }
-python3 -c "import flask, requests" 2>/dev/null || python3 -m pip install -q flask requests
-
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "$NAME: nothing listens on $1" >&2
-  exit 1
-}
-python3 benches/lib/flask_chain.py b $((PORT + 1)) >"$work/b.log" 2>&1 &
-PIDS+=($!)
-wait_port $((PORT + 1))
-python3 benches/lib/flask_chain.py a "$PORT" $((PORT + 1)) >"$work/a.log" 2>&1 &
-PIDS+=($!)
-wait_port "$PORT"
+. benches/lib/flask.sh
+start_flask_chain "$PORT"
 # Warm both services (imports, first connections) before any round.
 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$PORT/a" >/dev/null
 
