@@ -147,25 +147,6 @@ fn ip_text(ip: std::net::IpAddr) -> String {
     }
 }
 
-/// The parts one after the other, in one allocation of the right size
-/// (`format!` costs ~750 instructions a call here, on every span).
-fn concat(parts: &[&str]) -> String {
-    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for p in parts {
-        out.push_str(p);
-    }
-    out
-}
-
-/// `?` if the target has a query.
-fn query_sep(t: &url::Target<'_>) -> &'static str {
-    if t.query.is_some() {
-        "?"
-    } else {
-        ""
-    }
-}
-
 /// A port in decimal, written into `buf`.
 fn u16_text(mut n: u16, buf: &mut [u8; 5]) -> &str {
     let mut i = buf.len();
@@ -292,17 +273,19 @@ fn http(
             attrs.push_new(attr::SERVER_ADDRESS, host.clone());
             attrs.push_new(attr::SERVER_PORT, port as i64);
             if let Some(t) = &target {
+                let [path, sep, query] = t.path_and_query_parts();
                 let full = match &t.absolute {
                     // A request to a proxy names the whole URL itself.
-                    Some(a) => concat(&[
+                    Some(a) => [
                         a.scheme,
                         "://",
                         a.userinfo.map_or("", url::Userinfo::redacted),
                         a.authority,
-                        t.path,
-                        query_sep(t),
-                        t.query.as_deref().unwrap_or(""),
-                    ]),
+                        path,
+                        sep,
+                        query,
+                    ]
+                    .concat(),
                     None => {
                         let default_port = if scheme == "https" { 443 } else { 80 };
                         let mut digits = [0u8; 5];
@@ -314,18 +297,19 @@ fn http(
                         // An IPv6 address is bracketed, with or without
                         // a port (RFC 3986 section 3.2.2).
                         let v6 = host.contains(':');
-                        concat(&[
-                            &scheme,
+                        [
+                            &*scheme,
                             "://",
                             if v6 { "[" } else { "" },
                             &host,
                             if v6 { "]" } else { "" },
                             if port_text.is_empty() { "" } else { ":" },
                             port_text,
-                            t.path,
-                            query_sep(t),
-                            t.query.as_deref().unwrap_or(""),
-                        ])
+                            path,
+                            sep,
+                            query,
+                        ]
+                        .concat()
                     }
                 };
                 attrs.push_new(attr::URL_FULL, full);
@@ -356,9 +340,9 @@ fn http(
         }
     }
     let name = match (&method, &route) {
-        (Some(m), Some(r)) => concat(&[m, " ", r]),
+        (Some(m), Some(r)) => [&**m, " ", r].concat(),
         (Some(m), None) => m.to_string(),
-        (None, Some(r)) => concat(&["HTTP ", r]),
+        (None, Some(r)) => ["HTTP ", r].concat(),
         (None, None) => "HTTP".to_owned(),
     };
     view.operation = route.map(Operation::HttpRoute);
@@ -592,14 +576,12 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     #[test]
-    fn u16_text_and_concat_match_format() {
-        use super::{concat, u16_text};
+    fn u16_text_matches_format() {
+        use super::u16_text;
         for n in [0u16, 7, 10, 80, 443, 8080, 9999, 10000, 65535] {
             let mut buf = [0u8; 5];
             assert_eq!(u16_text(n, &mut buf), n.to_string());
         }
-        assert_eq!(concat(&["GET", " ", "/a/{id}"]), "GET /a/{id}");
-        assert_eq!(concat(&[]), "");
     }
 
     #[test]
@@ -614,15 +596,40 @@ mod tests {
         assert_eq!(ip_text(v6), "::1");
     }
 
-    /// `http` and its helpers: unknown and invalid methods are `_OTHER`
-    /// with the original kept; an invalid target is a path, never a route.
+    /// `describe` of one HTTP exchange seen by a `kind` span on
+    /// `local` -> `remote`.
+    fn describe_http(
+        kind: crate::span::SpanKind,
+        (local, remote): (&str, &str),
+        tls: bool,
+        req: &protocol_parsers::MessageInfo,
+        resp: Option<&protocol_parsers::MessageInfo>,
+    ) -> (String, crate::span::Attributes, crate::view::SpanView) {
+        let mut view = crate::view::SpanView::default();
+        let (name, attrs, _) = super::describe(
+            &super::ExchangeView {
+                kind,
+                protocol: protocol_parsers::Protocol::Http1,
+                tuple: crate::event::SockTuple {
+                    local: local.parse().unwrap(),
+                    remote: remote.parse().unwrap(),
+                },
+                tls,
+                request: Some(req),
+                response: resp,
+                raw_sql: false,
+                redaction: &Default::default(),
+            },
+            &mut view,
+        );
+        (name, attrs, view)
+    }
+
     /// `url.full` and the name of a client span, in every form.
     #[test]
     fn client_url_full_forms() {
-        use super::{describe, ExchangeView};
-        use crate::event::SockTuple;
         use crate::span::{AttrValue, SpanKind};
-        use protocol_parsers::{HttpRequest, MessageInfo, Protocol};
+        use protocol_parsers::{HttpRequest, MessageInfo};
         let run = |remote: &str, authority: Option<&str>, target: &str, tls: bool| {
             let req = MessageInfo::HttpRequest(HttpRequest {
                 method: Some("GET".into()),
@@ -630,22 +637,12 @@ mod tests {
                 authority: authority.map(Into::into),
                 ..HttpRequest::default()
             });
-            let mut view = crate::view::SpanView::default();
-            let (name, attrs, _) = describe(
-                &ExchangeView {
-                    kind: SpanKind::Client,
-                    protocol: Protocol::Http1,
-                    tuple: SockTuple {
-                        local: "127.0.0.1:40000".parse().unwrap(),
-                        remote: remote.parse().unwrap(),
-                    },
-                    tls,
-                    request: Some(&req),
-                    response: None,
-                    raw_sql: false,
-                    redaction: &Default::default(),
-                },
-                &mut view,
+            let (name, attrs, _) = describe_http(
+                SpanKind::Client,
+                ("127.0.0.1:40000", remote),
+                tls,
+                &req,
+                None,
             );
             match attrs.get("url.full") {
                 Some(AttrValue::Str(s)) => (name, s.to_string()),
@@ -677,13 +674,13 @@ mod tests {
         );
     }
 
+    /// `http` and its helpers: unknown and invalid methods are `_OTHER`
+    /// with the original kept; an invalid target is a path, never a route.
     #[test]
     fn http_other_methods_and_invalid_requests() {
-        use super::{describe, ExchangeView};
-        use crate::event::SockTuple;
         use crate::span::{AttrValue, SpanKind};
-        use protocol_parsers::{HttpRequest, HttpResponse, MessageInfo, Protocol};
-        let addr = "127.0.0.1:80".parse().unwrap();
+        use protocol_parsers::{HttpRequest, HttpResponse, MessageInfo};
+        let addr = "127.0.0.1:80";
         let run = |method: &str, target: &str, invalid: &[&str]| {
             let req = MessageInfo::HttpRequest(HttpRequest {
                 method: Some(method.into()),
@@ -695,23 +692,8 @@ mod tests {
                 status: Some(400),
                 ..HttpResponse::default()
             });
-            let mut view = crate::view::SpanView::default();
-            let (name, attrs, _) = describe(
-                &ExchangeView {
-                    kind: SpanKind::Server,
-                    protocol: Protocol::Http1,
-                    tuple: SockTuple {
-                        local: addr,
-                        remote: addr,
-                    },
-                    tls: false,
-                    request: Some(&req),
-                    response: Some(&resp),
-                    raw_sql: false,
-                    redaction: &Default::default(),
-                },
-                &mut view,
-            );
+            let (name, attrs, view) =
+                describe_http(SpanKind::Server, (addr, addr), false, &req, Some(&resp));
             let get = |k: &str| match attrs.get(k) {
                 Some(AttrValue::Str(s)) => Some(s.to_string()),
                 Some(other) => Some(format!("{other:?}")),

@@ -232,7 +232,15 @@ impl Target<'_> {
     pub fn path_and_query(&self) -> Cow<'_, str> {
         match &self.query {
             None => Cow::Borrowed(self.path),
-            Some(q) => Cow::Owned(format!("{}?{q}", self.path)),
+            Some(_) => Cow::Owned(self.path_and_query_parts().concat()),
+        }
+    }
+
+    /// The same in parts: path, `?` (or nothing), query (or nothing).
+    pub fn path_and_query_parts(&self) -> [&str; 3] {
+        match &self.query {
+            None => [self.path, "", ""],
+            Some(q) => [self.path, "?", q],
         }
     }
 }
