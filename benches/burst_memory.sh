@@ -26,7 +26,7 @@ one() {
   sleep 2
   local before rps a1 a5 a15
   before=$(anon_mib "$AGENT")
-  rps=$(wrk -t1 -c8 -d"${DURATION}s" "http://127.0.0.1:$PORT/" | awk '/Requests\/sec/ {printf "%.0f", $2}')
+  rps=$(printf '%.0f' "$(wrk_rps "http://127.0.0.1:$PORT/" 8 "$DURATION")")
   sleep 1; a1=$(anon_mib "$AGENT")
   sleep 4; a5=$(anon_mib "$AGENT")
   sleep 10; a15=$(anon_mib "$AGENT")

@@ -35,14 +35,13 @@ one() {
   local bin=$1
   start_agent "$bin"
   sleep 1
-  local tid i0 c0 s0 c1 s1 out rps
+  local tid i0 c0 s0 c1 s1 rps
   tid=$(pipeline_tid "$AGENT")
   i0=$(cpu_ticks "$AGENT")
   sleep "$IDLE"
   c0=$(cpu_ticks "$AGENT")
   s0=$(switches "$AGENT" "$tid")
-  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$PORT/a" 2>&1)
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  rps=$(wrk_rps "http://127.0.0.1:$PORT/a" "$CONNS" "$DURATION")
   c1=$(cpu_ticks "$AGENT")
   s1=$(switches "$AGENT" "$tid")
   stop_agent

@@ -18,10 +18,9 @@ PORT=${PORT:-18610}
 NAME=flask_rates.sh
 . benches/lib/ab.sh
 . benches/lib/flask.sh
-OPENLOOP=target/release/examples/openloop
-[ -x "$OPENLOOP" ] || cargo build --release -q --example openloop
+build_openloop
 start_flask_chain "$PORT"
-"$OPENLOOP" "http://127.0.0.1:$PORT/a" 100 2 16 >/dev/null
+openloop_rps "http://127.0.0.1:$PORT/a" 100 2 >/dev/null
 
 # one BIN: per rate, "rate: achieved req/s, agent ms/s, µs/request, wake-ups/s"
 one() {
@@ -32,7 +31,7 @@ one() {
   for r in $RATES; do
     c0=$(cpu_ticks "$AGENT")
     s0=$(switches "$AGENT" "$tid")
-    got=$("$OPENLOOP" "http://127.0.0.1:$PORT/a" "$r" "$DURATION" 16 | grep -o 'achieved [0-9.]*' | grep -o '[0-9.]*$')
+    got=$(openloop_rps "http://127.0.0.1:$PORT/a" "$r" "$DURATION")
     c1=$(cpu_ticks "$AGENT")
     s1=$(switches "$AGENT" "$tid")
     out+=$(awk -v r="$r" -v got="$got" -v dc="$((c1 - c0))" -v t="$ticks" -v d="$DURATION" -v w="$((s1 - s0))" \

@@ -25,14 +25,13 @@ NAME=wakeups.sh
 . benches/lib/ab_nginx.sh
 
 RATE=${RATE:-}
-OPENLOOP=target/release/examples/openloop
-if [ -n "$RATE" ] && [ ! -x "$OPENLOOP" ]; then cargo build --release -q --example openloop; fi
+[ -z "$RATE" ] || build_openloop
 # load: prints the achieved req/s.
 load() {
   if [ -n "$RATE" ]; then
-    "$OPENLOOP" "http://127.0.0.1:$PORT/" "$RATE" "$DURATION" 16 | grep -o 'achieved [0-9.]*' | grep -o '[0-9.]*$'
+    openloop_rps "http://127.0.0.1:$PORT/" "$RATE" "$DURATION"
   else
-    wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$PORT/" 2>&1 | awk '/Requests\/sec/ {print $2}'
+    wrk_rps "http://127.0.0.1:$PORT/" "$CONNS" "$DURATION"
   fi
 }
 

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Common part of the A/B scripts (wakeups.sh, burst_memory.sh, flask_ab.sh):
+# Common part of the A/B scripts (wakeups.sh, burst_memory.sh, flask_ab.sh,
+# flask_rates.sh):
 # source it after setting NAME (the script's name, for messages). It checks
 # A, B and root, makes $work (removed on exit, with the agent, the pids in
 # PIDS and an nginx whose pid file is $work/nginx.pid stopped), and defines
@@ -54,6 +55,20 @@ pipeline_tid() {
 # switches PID TID: voluntary context switches of a thread (each one a
 # sleep that ended: a wake-up).
 switches() { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$1/task/$2/status"; }
+
+# wrk_rps URL CONNS SECONDS: a closed-loop load (`wrk -t1`); prints req/s.
+wrk_rps() {
+  wrk -t1 -c"$2" -d"$3s" "$1" 2>&1 | awk '/Requests\/sec/ {print $2}'
+}
+
+# openloop_rps URL RATE SECONDS: a constant-rate load (examples/openloop.rs,
+# 16 keep-alive connections); prints the achieved req/s. Call
+# build_openloop first, before anything is measured.
+OPENLOOP=target/release/examples/openloop
+build_openloop() { [ -x "$OPENLOOP" ] || cargo build --release -q --example openloop; }
+openloop_rps() {
+  "$OPENLOOP" "$1" "$2" "$3" 16 | grep -o 'achieved [0-9.]*' | grep -o '[0-9.]*$'
+}
 
 # ab_rounds HEADER: ROUNDS rounds of `one A` then `one B`.
 ab_rounds() {
