@@ -173,7 +173,7 @@ fn proxy_events(rounds: usize, conns: usize) -> Vec<Event> {
             pid,
             tid,
             thread_start_ns: 7,
-            comm: String::new(),
+            comm: "".into(),
             fd: 5,
             conn_id: id,
             role,

@@ -145,7 +145,7 @@ fn captures_loopback_tcp_from_a_child_process() {
     assert_eq!(sent.seq, recvd.seq, "client write_seq == server copied_seq");
     assert!(sent.enter_ns <= sent.exit_ns && recvd.enter_ns <= recvd.exit_ns);
     // Thread details (sent once per thread by the kernel) are on every event.
-    assert_eq!(sent.comm, "python3");
+    assert_eq!(&*sent.comm, "python3");
     assert_eq!(sent.thread(), recvd.thread(), "one thread on both ends");
     assert!(sent.thread_start_ns > 0);
     let renamed = data
@@ -153,7 +153,7 @@ fn captures_loopback_tcp_from_a_child_process() {
         .find(|d| d.payload == format!("renamed-{marker}").as_bytes())
         .expect("data after the rename");
     assert_eq!(
-        renamed.comm, "zt-renamed",
+        &*renamed.comm, "zt-renamed",
         "a renamed thread is described again"
     );
     assert_eq!(renamed.thread(), sent.thread());

@@ -82,6 +82,7 @@ use crate::{
     HttpVersion, L7Event, L7EventKind, MessageInfo, Protocol, Side, INVALID_HEADER, INVALID_METHOD,
     INVALID_TARGET, INVALID_VERSION,
 };
+use std::collections::VecDeque;
 
 /// Largest head (start line and headers) buffered; a larger one is a
 /// framing loss (`Desync`).
@@ -1551,6 +1552,10 @@ impl ConnectionParser for Http1Parser {
 
     fn poll(&mut self) -> Option<L7Event> {
         crate::next_event(&mut self.shared.events)
+    }
+
+    fn feed_into(&mut self, side: Side, data: &[u8], out: &mut VecDeque<L7Event>) {
+        crate::feed_via(self, |p| &mut p.shared.events, out, |p| p.feed(side, data));
     }
 }
 

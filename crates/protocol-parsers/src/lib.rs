@@ -20,6 +20,8 @@ pub mod postgres;
 pub mod redis;
 pub mod sql;
 
+use std::collections::VecDeque;
+
 mod exchange;
 mod model;
 pub use model::*;
@@ -122,6 +124,19 @@ pub trait ConnectionParser: Send {
     }
     /// Next event, if any.
     fn poll(&mut self) -> Option<L7Event>;
+    /// [`feed`](Self::feed), then every event the parser has, oldest first,
+    /// appended to `out` (what [`poll`](Self::poll) would have returned).
+    ///
+    /// A parser's own queue is released whenever it is drained (an idle
+    /// connection holds none), so feeding and polling allocates it again
+    /// for every message. A caller that keeps `out` from call to call lends
+    /// it to the parser instead: no allocation once it has grown.
+    fn feed_into(&mut self, side: Side, data: &[u8], out: &mut VecDeque<L7Event>) {
+        self.feed(side, data);
+        while let Some(ev) = self.poll() {
+            out.push_back(ev);
+        }
+    }
 }
 
 /// Guess the protocol of a connection from the first bytes one side sent.
@@ -158,12 +173,35 @@ pub fn detect(side: Side, first_bytes: &[u8], port: u16) -> Option<Protocol> {
 /// connection end, a fifth of the agent's memory per open request
 /// (benches/open_requests.sh, BENCHMARKS.md "Memory per open request").
 #[inline]
-pub(crate) fn next_event(queue: &mut std::collections::VecDeque<L7Event>) -> Option<L7Event> {
+pub(crate) fn next_event(queue: &mut VecDeque<L7Event>) -> Option<L7Event> {
     let ev = queue.pop_front();
     if ev.is_none() && queue.capacity() > 0 {
-        *queue = std::collections::VecDeque::new();
+        *queue = VecDeque::new();
     }
     ev
+}
+
+/// [`ConnectionParser::feed_into`] for a parser whose events go to the
+/// queue `queue(p)` returns: `out` stands in for that queue while `feed`
+/// runs. Events the parser still held go first, so the order is
+/// [`ConnectionParser::poll`]'s; the parser is left with an empty queue
+/// that holds no memory.
+#[inline]
+pub(crate) fn feed_via<P>(
+    p: &mut P,
+    queue: fn(&mut P) -> &mut VecDeque<L7Event>,
+    out: &mut VecDeque<L7Event>,
+    feed: impl FnOnce(&mut P),
+) {
+    let q = queue(p);
+    out.extend(q.drain(..));
+    std::mem::swap(q, out);
+    feed(p);
+    let q = queue(p);
+    std::mem::swap(q, out);
+    if q.capacity() > 0 {
+        *q = VecDeque::new();
+    }
 }
 
 /// A fresh parser for `protocol`, positioned at the start of a connection (or

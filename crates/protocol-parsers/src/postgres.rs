@@ -1255,6 +1255,10 @@ impl ConnectionParser for PostgresParser {
     fn poll(&mut self) -> Option<L7Event> {
         crate::next_event(&mut self.m.events.queue)
     }
+
+    fn feed_into(&mut self, side: Side, data: &[u8], out: &mut VecDeque<L7Event>) {
+        crate::feed_via(self, |p| &mut p.m.events.queue, out, |p| p.feed(side, data));
+    }
 }
 
 #[cfg(test)]

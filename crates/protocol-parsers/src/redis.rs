@@ -69,6 +69,7 @@ use crate::{
     ConnectionParser, DbError, DbRequest, DbResponse, DbSystem, L7Event, L7EventKind, MessageInfo,
     Protocol, Side,
 };
+use std::collections::VecDeque;
 
 /// Deepest nesting of aggregates accepted.
 pub const MAX_DEPTH: usize = 64;
@@ -1627,6 +1628,10 @@ impl ConnectionParser for RedisParser {
 
     fn poll(&mut self) -> Option<L7Event> {
         crate::next_event(&mut self.shared.events)
+    }
+
+    fn feed_into(&mut self, side: Side, data: &[u8], out: &mut VecDeque<L7Event>) {
+        crate::feed_via(self, |p| &mut p.shared.events, out, |p| p.feed(side, data));
     }
 }
 

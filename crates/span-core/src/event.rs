@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Nanoseconds of `CLOCK_MONOTONIC` (what `bpf_ktime_get_ns` returns).
 pub type MonoNanos = u64;
@@ -133,8 +134,10 @@ pub struct DataEvent {
     pub pid: u32,
     pub tid: u32,
     pub thread_start_ns: u64,
-    /// `comm` of the thread (up to 15 bytes).
-    pub comm: String,
+    /// `comm` of the thread (up to 15 bytes). Shared with the decoder's
+    /// thread table: every data event of a thread names it without an
+    /// allocation.
+    pub comm: Arc<str>,
     pub fd: i32,
     /// Kernel-assigned id of the connection, unique while the tracer runs.
     pub conn_id: u64,

@@ -5,7 +5,9 @@
 //! golden logs of the tests) still replay; the kernel no longer writes them.
 
 use super::ARGS_LEN;
-use super::{cstr, data_payload, direction, read, record_kind, role, source, tuple, DecodeError};
+use super::{
+    cstr, cstr_shared, data_payload, direction, read, record_kind, role, source, tuple, DecodeError,
+};
 use super::{RawProcEvent, RawTuple};
 use span_core::{ConnClose, ConnEvent, DataEvent, Event, ProcessInfo, TaskEvent, TlsBind};
 
@@ -106,7 +108,7 @@ pub fn decode(buf: &[u8], version: u32) -> Result<Event, DecodeError> {
                 pid: r.pid,
                 tid: r.tid,
                 thread_start_ns: r.thread_start_ns,
-                comm: cstr(&r.comm),
+                comm: cstr_shared(&r.comm),
                 fd: r.fd,
                 conn_id: r.conn_id,
                 role: role(r.role),
@@ -234,7 +236,7 @@ mod tests {
         v4.extend_from_slice(b"hi");
         match decode(&v4, 4).unwrap() {
             Event::Data(d) => {
-                assert_eq!((d.pid, d.comm.as_str(), d.task), (3, "py", 9));
+                assert_eq!((d.pid, &*d.comm, d.task), (3, "py", 9));
                 assert_eq!(&d.payload[..], b"hi");
             }
             e => panic!("{e:?}"),

@@ -16,6 +16,7 @@ use span_core::{
 pub mod legacy;
 use hashbrown::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 pub const EV_DATA: u32 = 1;
 pub const EV_CONN_OPEN: u32 = 2;
@@ -238,7 +239,7 @@ const MAX_THREADS_PER_PROCESS: usize = 1 << 16;
 #[derive(Clone, Debug)]
 struct ThreadInfo {
     start_ns: u64,
-    comm: String,
+    comm: Arc<str>,
 }
 
 /// Counters of the decoder.
@@ -437,7 +438,7 @@ impl Decoder {
             t.tid,
             ThreadInfo {
                 start_ns: t.start_ns,
-                comm: cstr(&t.comm),
+                comm: cstr_shared(&t.comm),
             },
         );
     }
@@ -586,6 +587,12 @@ pub(crate) fn role(r: u8) -> Role {
 pub(crate) fn cstr(b: &[u8]) -> String {
     let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// [`cstr`] as a shared string, in one allocation.
+pub(crate) fn cstr_shared(b: &[u8]) -> Arc<str> {
+    let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+    Arc::from(&*String::from_utf8_lossy(&b[..end]))
 }
 
 /// IPv4-mapped IPv6 addresses (a dual-stack listener accepting an IPv4 peer)
@@ -835,7 +842,7 @@ mod tests {
         );
         let d = data(dec.decode(&bytes).unwrap());
         assert_eq!(d.pid, 10);
-        assert_eq!(d.comm, "python");
+        assert_eq!(&*d.comm, "python");
         assert_eq!(d.thread_start_ns, 99);
         assert_eq!(d.direction, Direction::Ingress);
         assert_eq!(d.role, Role::Server);
@@ -851,7 +858,7 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(
-            (again.comm.as_str(), again.thread_start_ns, again.tuple),
+            (&*again.comm, again.thread_start_ns, again.tuple),
             ("python", 99, d.tuple)
         );
     }
@@ -895,7 +902,7 @@ mod tests {
             ))
             .unwrap(),
         );
-        assert_eq!(d.comm, "b");
+        assert_eq!(&*d.comm, "b");
 
         // The socket reached TCP_CLOSE.
         let gone = encode(&RawConnGone {

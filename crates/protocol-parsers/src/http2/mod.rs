@@ -1429,6 +1429,10 @@ impl ConnectionParser for Http2Parser {
     fn poll(&mut self) -> Option<L7Event> {
         crate::next_event(&mut self.events)
     }
+
+    fn feed_into(&mut self, side: Side, data: &[u8], out: &mut VecDeque<L7Event>) {
+        crate::feed_via(self, |p| &mut p.events, out, |p| p.feed(side, data));
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,11 @@ use std::collections::VecDeque;
 
 /// Segments kept per side.
 const MAX_SEGS: usize = 128;
+/// Ended connections kept for reuse ([`Conns::recycle`]).
+const REUSE_POOL: usize = 32;
+/// Room a reused connection keeps: segments per side, pending exchanges.
+const REUSED_SEGS: usize = 4;
+const REUSED_PENDING: usize = 4;
 
 /// One syscall's (or TLS call's) bytes in a side's stream.
 #[derive(Clone, Copy, Debug)]
@@ -105,6 +110,26 @@ impl Conn {
             rx_seq: None,
             peer_end: None,
         }
+    }
+
+    /// This connection's allocation made ready for another connection: what
+    /// `Conn::new` gives, keeping the buffers of its segments and pending
+    /// exchanges (short connections, one per request, would allocate them
+    /// again for each).
+    fn reuse(&mut self, pid: u32, role: Role, tuple: SockTuple, ts: MonoNanos) {
+        let mut segs = std::mem::take(&mut self.segs);
+        let mut pending = std::mem::take(&mut self.pending);
+        for s in &mut segs {
+            s.clear();
+            s.shrink_to(REUSED_SEGS);
+        }
+        pending.clear();
+        pending.shrink_to(REUSED_PENDING);
+        *self = Conn {
+            segs,
+            pending,
+            ..Conn::new(pid, role, tuple, ts)
+        };
     }
 
     /// Whether the process has read everything up to TCP sequence `seq`.
@@ -242,7 +267,7 @@ impl Conn {
         d: &DataEvent,
         max_attempts: u32,
         stats: &mut Stats,
-        out: &mut Vec<L7Event>,
+        out: &mut VecDeque<L7Event>,
     ) {
         let tls_seq = self.tls_seq(d);
         if d.direction == Direction::Ingress && d.source == Source::Syscall {
@@ -289,19 +314,22 @@ impl Conn {
         }
         segs.push_back(seg);
         self.pos[i] = seg.end;
+        let first = out.len();
         let captured = d.payload.len() as u64;
         if captured > 0 {
-            parser.feed(side, &d.payload);
+            parser.feed_into(side, &d.payload, out);
         }
         if d.bytes > captured {
             parser.gap(side, d.bytes - captured);
         }
         while let Some(ev) = parser.poll() {
+            out.push_back(ev);
+        }
+        for ev in out.range(first..) {
             if let L7EventKind::End { end, .. } = ev.kind {
                 let j = ev.side.index();
                 self.done[j] = self.done[j].max(end);
             }
-            out.push(ev);
         }
     }
 
@@ -344,6 +372,11 @@ pub(super) enum Admit {
 #[derive(Default)]
 pub(super) struct Conns {
     map: HashMap<u64, Box<Conn>>,
+    /// Ended connections, for the next ones to reuse (at most
+    /// `REUSE_POOL`, each with small buffers: ~25 KB in all). Boxed: the
+    /// box itself is what the next connection reuses.
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<Conn>>,
 }
 
 impl Conns {
@@ -382,7 +415,7 @@ impl Conns {
             stats.conns_refused_capacity += 1;
             return (old, false);
         }
-        let mut conn = Box::new(Conn::new(c.pid, c.role, c.tuple, c.ts));
+        let mut conn = self.fresh(c.pid, c.role, c.tuple, c.ts);
         conn.seen_open = true;
         self.map.insert(c.conn_id, conn);
         (old, true)
@@ -398,10 +431,8 @@ impl Conns {
                 return Admit::Skip;
             }
             stats.conns_seen += 1;
-            self.map.insert(
-                d.conn_id,
-                Box::new(Conn::new(d.pid, d.role, d.tuple, d.enter_ns)),
-            );
+            let conn = self.fresh(d.pid, d.role, d.tuple, d.enter_ns);
+            self.map.insert(d.conn_id, conn);
         }
         let Some(conn) = self.map.get_mut(&d.conn_id) else {
             return Admit::Skip;
@@ -419,6 +450,28 @@ impl Conns {
             _ if conn.tls => Admit::Skip,
             _ if tls::looks_like_tls_record(&d.payload) => Admit::Skip,
             _ => Admit::Parse,
+        }
+    }
+
+    /// A new connection, in the allocation of an ended one if any is kept.
+    #[inline]
+    fn fresh(&mut self, pid: u32, role: Role, tuple: SockTuple, ts: MonoNanos) -> Box<Conn> {
+        match self.free.pop() {
+            Some(mut c) => {
+                c.reuse(pid, role, tuple, ts);
+                c
+            }
+            None => Box::new(Conn::new(pid, role, tuple, ts)),
+        }
+    }
+
+    /// An ended connection, whose pending exchanges were taken: kept for
+    /// the next one (its parser goes now; the pool is bounded).
+    #[inline]
+    pub(super) fn recycle(&mut self, mut conn: Box<Conn>) {
+        if self.free.len() < REUSE_POOL {
+            conn.state = ParseState::Ignored;
+            self.free.push(conn);
         }
     }
 
@@ -516,6 +569,70 @@ mod tests {
         }
     }
 
+    /// A connection in the allocation of an ended one starts as a new one
+    /// would: nothing of the old one's stream, parser, TLS or pending
+    /// exchanges is left, and its offsets count from 0 again.
+    #[test]
+    fn a_reused_connection_starts_fresh() {
+        let mut conns = Conns::default();
+        let mut stats = Stats::default();
+        let req: &[u8] = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        let first = data(Direction::Ingress, 10, req);
+        assert!(matches!(conns.admit(&first, 8, &mut stats), Admit::Parse));
+        let mut out = VecDeque::new();
+        let c = conns.get_mut(2).unwrap();
+        c.ingest(&first, 8, &mut stats, &mut out);
+        assert!(!out.is_empty(), "the request was parsed");
+        c.pending.insert(0, SpanId(7));
+        c.tls = true;
+        c.peer_end = Some(PeerEnd {
+            seq: 1,
+            why: crate::view::IncompleteReason::ConnectionClosed,
+            ts: 5,
+        });
+        let mut old = conns.remove(2).unwrap();
+        old.pending.clear();
+        let old_addr = &*old as *const Conn;
+        conns.recycle(old);
+
+        let mut again = data(Direction::Ingress, 100, req);
+        again.conn_id = 3;
+        again.role = Role::Client;
+        again.tuple.local = "127.0.0.1:40001".parse().unwrap();
+        assert!(matches!(conns.admit(&again, 8, &mut stats), Admit::Parse));
+        let c = conns.get(3).unwrap();
+        assert_eq!(c as *const Conn, old_addr, "the ended connection's box is reused");
+        assert_eq!((c.pid, c.role, c.tuple), (20, Role::Client, again.tuple));
+        assert!(!c.tls && !c.seen_open && c.peer_end.is_none() && c.rx_seq.is_none());
+        assert!(matches!(c.state, ParseState::Detecting { attempts: 0 }));
+        assert!(c.pending.is_empty());
+        assert_eq!((c.pos, c.done, c.tls_pos), ([0, 0], [0, 0], [0, 0]));
+        assert!(c.segs.iter().all(|s| s.is_empty() && s.capacity() <= REUSED_SEGS));
+        assert_eq!(c.last_activity, again.exit_ns);
+
+        // As a client, the same bytes are now a response it reads: parsed
+        // from offset 0 of a new stream.
+        let mut out = VecDeque::new();
+        let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let mut r = data(Direction::Egress, 110, req);
+        r.conn_id = 3;
+        r.role = Role::Client;
+        let c = conns.get_mut(3).unwrap();
+        c.ingest(&r, 8, &mut stats, &mut out);
+        let mut r = data(Direction::Ingress, 120, resp);
+        r.conn_id = 3;
+        r.role = Role::Client;
+        c.ingest(&r, 8, &mut stats, &mut out);
+        let offsets: Vec<u64> = out
+            .iter()
+            .filter_map(|e| match e.kind {
+                L7EventKind::Head { offset, .. } => Some(offset),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offsets, [0, 0], "request and response heads at offset 0");
+    }
+
     /// A keep-alive connection keeps the segments of the message in
     /// flight, not the last `MAX_SEGS` (88 bytes each per side, 22 KB per
     /// connection before), and every offset still resolves.
@@ -523,7 +640,7 @@ mod tests {
     fn a_keep_alive_connection_keeps_only_the_segments_in_flight() {
         let mut c = Conn::new(20, Role::Server, data(Direction::Ingress, 0, b"").tuple, 0);
         let mut stats = Stats::default();
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         let req: &[u8] = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
         let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
         for i in 0..500u64 {

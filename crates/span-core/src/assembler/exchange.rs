@@ -324,9 +324,11 @@ impl Assembler {
         ts: MonoNanos,
         why: IncompleteReason,
     ) {
-        for (_, id) in conn.pending {
+        let mut conn = conn;
+        for (_, id) in conn.pending.drain() {
             self.force_end(id, ts, why);
         }
+        self.conns.recycle(conn);
     }
 }
 

@@ -49,7 +49,9 @@ use conn::{Admit, Conns};
 use emit::Emitter;
 use link::Linker;
 use procs::Procs;
+use protocol_parsers::L7Event;
 use spans::SpanTable;
+use std::collections::VecDeque;
 use teardown::Teardown;
 use tls::TlsBinder;
 
@@ -98,6 +100,10 @@ pub struct Assembler {
     stats: Stats,
     mesh: MeshTracker,
     last_sweep: MonoNanos,
+    /// The parsers' events of one data event, lent to the parser
+    /// (`ConnectionParser::feed_into`): kept, so that parsing a message
+    /// allocates no queue.
+    l7_events: VecDeque<L7Event>,
 }
 
 impl Assembler {
@@ -117,6 +123,7 @@ impl Assembler {
             stats: Stats::default(),
             mesh: MeshTracker::default(),
             last_sweep: 0,
+            l7_events: VecDeque::new(),
         }
     }
 
@@ -295,11 +302,13 @@ impl Assembler {
         let Some(conn) = self.conns.get_mut(d.conn_id) else {
             return;
         };
-        let mut events = Vec::new();
+        // The parsers' events go through one queue kept from call to call.
+        let mut events = std::mem::take(&mut self.l7_events);
         conn.ingest(&d, self.cfg.detect_attempts, &mut self.stats, &mut events);
-        for ev in events {
+        for ev in events.drain(..) {
             self.on_l7(d.conn_id, d.pid, &d.comm, ev);
         }
+        self.l7_events = events;
         self.linker.settle_contexts(&mut self.spans);
         if d.direction == crate::event::Direction::Ingress {
             self.after_read(d.conn_id, d.exit_ns);
