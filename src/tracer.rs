@@ -43,11 +43,14 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// draining again (records queue without waking us): long enough for about
 /// this many at the rate just seen ([`batch_delay`]).
 const BATCH_RECORDS: usize = 256;
-/// The shortest and longest of those waits. The longest is also at most
-/// half the reorder window, so that a record is read well before the
-/// window has passed it (it would be late).
+/// The shortest and longest of those waits. The wait ends early when the
+/// ring fills up or a process execs (`Probes::wait_batch`), so the longest
+/// bounds only how late a trickle's spans come out, not the ring's use.
+/// Reading a record later does not make it late for the reorder window:
+/// the window is moved to the current time only after the ring has been
+/// drained.
 const BATCH_DELAY: Duration = Duration::from_millis(2);
-const MAX_BATCH_DELAY: Duration = Duration::from_millis(10);
+const MAX_BATCH_DELAY: Duration = Duration::from_millis(50);
 /// How long shutdown waits, by default, for the exporters to send what
 /// they hold (after the flush; see [`TracerBuilder::shutdown_timeout`]).
 const EXPORT_SHUTDOWN: Duration = Duration::from_millis(700);
@@ -963,9 +966,6 @@ fn run_live(
     let mut maps = Vec::new();
     let mut maps_counted: Option<Instant> = None;
     let ring = |e| io_err("reading the ring buffer")(e);
-    let max_delay = MAX_BATCH_DELAY.min(Duration::from_nanos(
-        core.asm.config().reorder_window_ns / 2,
-    ));
     let mut last_records = Instant::now();
     let result = (|| -> Result<(), TracerError> {
         while !control.stopping() {
@@ -1007,7 +1007,10 @@ fn run_live(
                 published = Instant::now();
             }
             if n > 0 && n < BATCH_RECORDS && !control.stopping() {
-                std::thread::sleep(batch_delay(n, since, max_delay));
+                let d = batch_delay(n, since, MAX_BATCH_DELAY);
+                src.probes_mut()
+                    .wait_batch(d, Some(control.waker.as_fd()))
+                    .map_err(ring)?;
             }
         }
         Ok(())

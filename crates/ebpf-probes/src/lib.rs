@@ -13,6 +13,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod batch;
 pub mod check;
 pub mod elfsym;
 pub mod filter;
@@ -27,6 +28,7 @@ pub mod runtime;
 mod source;
 pub mod tls;
 
+pub use batch::BatchEnd;
 pub use filter::{Filter, FilterError, Selector};
 pub use loader::{cgroup2_mount, DropCounters, LoadError, MapFill, Probes, ProbesBuilder};
 pub use source::{monotonic_ns, wall_clock_offset_ns, LiveSource, ReplaySource, SourceStats};

@@ -1,5 +1,6 @@
 //! Loading and attaching the probes (aya), and reading their ring buffer.
 
+use crate::batch::BatchEnd;
 use crate::elfsym::{Offsets, Resolution, Target};
 use crate::filter::{CommKey, ExeKey, Filter, FilterError, PidKey, RawFilterCfg, Resolved};
 use crate::raw::{DROP_REASONS, DROP_SLOTS, MAX_CAPTURE};
@@ -321,6 +322,13 @@ impl ProbesBuilder {
             name: "drops",
             source,
         })?;
+        let batch = match crate::batch::BatchWait::new(ring.as_fd(), self.wakeup_bytes) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                log::warn!("batching the ring's reads by sleeping (its positions: {e})");
+                None
+            }
+        };
         let mut probes = Probes {
             bpf,
             cgroup2,
@@ -334,6 +342,7 @@ impl ProbesBuilder {
             goroutines: self.goroutines,
             go_seen: crate::tls::Seen::default(),
             ring,
+            batch,
             drops,
             attached,
             links,
@@ -373,6 +382,9 @@ pub struct Probes {
     goroutines: bool,
     go_seen: crate::tls::Seen,
     ring: RingBuf<MapData>,
+    /// Waits for records to gather (`None`: the ring's positions could not
+    /// be mapped; then a sleep does).
+    batch: Option<crate::batch::BatchWait>,
     drops: PerCpuArray<MapData, u64>,
     attached: Vec<String>,
     /// Every attachment, so they can be detached together (see `Drop`).
@@ -1029,6 +1041,31 @@ impl Probes {
             n = self.drain(&mut f);
         }
         Ok(n)
+    }
+
+    /// Wait for records to gather before the next drain: until `timeout`
+    /// has passed, the records queued reach half the wake-up threshold
+    /// ([`ProbesBuilder::wakeup_bytes`]), or `waker` is readable. Unlike
+    /// [`Probes::poll_with_waker`], records arriving one by one do not end
+    /// the wait (see `batch.rs`). Pass the same waker on every call.
+    pub fn wait_batch(
+        &mut self,
+        timeout: Duration,
+        waker: Option<BorrowedFd<'_>>,
+    ) -> io::Result<BatchEnd> {
+        match &mut self.batch {
+            Some(b) => b.wait(timeout, waker),
+            None => {
+                std::thread::sleep(timeout);
+                Ok(BatchEnd::Timeout)
+            }
+        }
+    }
+
+    /// Bytes in the ring not read yet (records being written included);
+    /// `None` if the ring's positions could not be mapped.
+    pub fn ring_queued_bytes(&self) -> Option<u64> {
+        self.batch.as_ref().map(|b| b.queued())
     }
 
     fn drain(&mut self, f: &mut impl FnMut(&[u8])) -> usize {

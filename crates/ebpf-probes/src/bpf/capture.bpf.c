@@ -797,7 +797,11 @@ int BPF_PROG(zt_sched_exec, struct task_struct *p, pid_t old_pid, struct linux_b
 	if (len && bpf_probe_read_user(e->args, len, (void *)start))
 		len = 0;
 	e->args_len = len;
-	bpf_ringbuf_submit(e, rb_flags(sizeof(*e)));
+	/* Always wake the reader: it reads the new process's /proc entry
+	 * (service name, runtime) while the process still lives, and a
+	 * reader waiting for records to gather (batch.rs) ends its wait on
+	 * a forced wake-up. */
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
 

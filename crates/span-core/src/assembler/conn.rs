@@ -601,13 +601,19 @@ mod tests {
         again.tuple.local = "127.0.0.1:40001".parse().unwrap();
         assert!(matches!(conns.admit(&again, 8, &mut stats), Admit::Parse));
         let c = conns.get(3).unwrap();
-        assert_eq!(c as *const Conn, old_addr, "the ended connection's box is reused");
+        assert_eq!(
+            c as *const Conn, old_addr,
+            "the ended connection's box is reused"
+        );
         assert_eq!((c.pid, c.role, c.tuple), (20, Role::Client, again.tuple));
         assert!(!c.tls && !c.seen_open && c.peer_end.is_none() && c.rx_seq.is_none());
         assert!(matches!(c.state, ParseState::Detecting { attempts: 0 }));
         assert!(c.pending.is_empty());
         assert_eq!((c.pos, c.done, c.tls_pos), ([0, 0], [0, 0], [0, 0]));
-        assert!(c.segs.iter().all(|s| s.is_empty() && s.capacity() <= REUSED_SEGS));
+        assert!(c
+            .segs
+            .iter()
+            .all(|s| s.is_empty() && s.capacity() <= REUSED_SEGS));
         assert_eq!(c.last_activity, again.exit_ns);
 
         // As a client, the same bytes are now a response it reads: parsed
