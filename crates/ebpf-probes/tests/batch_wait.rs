@@ -7,6 +7,9 @@
 //! check retries until it sees what it expects, up to a deadline; none
 //! asserts on how long anything took.
 
+mod common;
+use common::require_bpf;
+
 use ebpf_probes::{BatchEnd, Probes};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
@@ -14,21 +17,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WAKEUP: u64 = 64 << 10;
-
-fn require_bpf() -> bool {
-    // SAFETY: no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        if std::env::var("ZT_REQUIRE_BPF").as_deref() == Ok("1") {
-            panic!("ZT_REQUIRE_BPF=1 but not running as root");
-        }
-        eprintln!(
-            "SKIP: needs root to load eBPF programs (set ZT_REQUIRE_BPF=1 to make this a failure)"
-        );
-        return false;
-    }
-    true
-}
 
 fn drain(p: &mut Probes) {
     while p.poll(Duration::ZERO, |_| {}).unwrap() > 0 {}

@@ -2,25 +2,13 @@
 //! traffic of a child process. Needs root: skipped with a message otherwise,
 //! and a failure when ZT_REQUIRE_BPF=1 (CI).
 
+mod common;
+use common::require_bpf;
+
 use ebpf_probes::{raw, Probes};
 use span_core::{Direction, Event, Role};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn require_bpf() -> bool {
-    // SAFETY: no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        if std::env::var("ZT_REQUIRE_BPF").as_deref() == Ok("1") {
-            panic!("ZT_REQUIRE_BPF=1 but not running as root");
-        }
-        eprintln!(
-            "SKIP: needs root to load eBPF programs (set ZT_REQUIRE_BPF=1 to make this a failure)"
-        );
-        return false;
-    }
-    true
-}
 
 const SCRIPT: &str = r#"
 import os, socket, sys

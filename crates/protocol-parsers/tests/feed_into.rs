@@ -102,15 +102,7 @@ fn captures() -> Vec<(Protocol, String, Vec<Record>)> {
 }
 
 fn with_poll(protocol: Protocol, recs: &[Record]) -> Vec<L7Event> {
-    let mut p = new_parser(protocol);
-    let mut out = Vec::new();
-    for (side, data) in recs {
-        p.feed(*side, data);
-        while let Some(e) = p.poll() {
-            out.push(e);
-        }
-    }
-    out
+    zcap::run(&mut *new_parser(protocol), recs)
 }
 
 /// `feed_into` with one queue kept throughout (as the assembler does),
