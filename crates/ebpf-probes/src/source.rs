@@ -19,8 +19,8 @@ const RESOLVER_CHECK: Duration = Duration::from_millis(10);
 /// Shortest time between two looks at the agent's own sockets (one
 /// getsockname per open fd of the agent, tens of µs), made when a
 /// connection's peer is a local address the agent was not known to use.
-/// At 10 ms, an exporter connection opened just after a look at another
-/// peer was taken for a stranger and traced (e2e_export failed 2 runs in 4).
+/// Only the agent's listening sockets depend on it: its connections are
+/// announced by the kernel (see `AgentPeers`).
 const AGENT_PEERS_REFRESH: Duration = Duration::from_millis(1);
 
 /// Unix-epoch nanoseconds minus `CLOCK_MONOTONIC` nanoseconds, now.
@@ -65,15 +65,95 @@ pub struct SourceStats {
 /// Connections whose peer is one of the agent's own sockets. Only checked
 /// once the agent has connections of its own (exporters): see
 /// [`LiveSource::watch_own_connections`].
-#[derive(Default)]
+///
+/// Two sources say which sockets are the agent's:
+/// - the kernel announces each of the agent's connects with its addresses
+///   ([`raw::EV_OWN_CONN`]), in ring order. The server side of such a
+///   connection is recognised by its 4-tuple, at its `ConnOpen` when the
+///   announcement came first, else at its first data: the traced server
+///   reads only after the agent wrote, so after the agent's connect
+///   returned and was announced. No race with the agent closing the socket
+///   (short export connections were missed when only /proc was read).
+/// - the agent's listening sockets (its metrics endpoint), looked up in
+///   /proc when a loopback peer is not known: those live as long as the
+///   agent, so a look always finds them.
 struct AgentPeers {
     on: bool,
-    conns: std::collections::HashSet<u64>,
+    /// Connections left out, and whether their `ConnOpen` was delivered
+    /// (recognised late, at their first data): then their close is
+    /// delivered too, so the assembler forgets them.
+    conns: std::collections::HashMap<u64, bool>,
     own: std::collections::HashSet<std::net::SocketAddr>,
     refreshed: Option<Instant>,
+    /// The agent's connections not yet matched: (its local, its remote
+    /// address) -> when it connected. Bounded by age and count.
+    flows: std::collections::HashMap<(std::net::SocketAddr, std::net::SocketAddr), u64>,
+    /// Local ports of `flows`, one bit each: most data events are told
+    /// apart from the agent's connections by one bit test.
+    ports: Box<[u64; 1024]>,
+    /// Size of `flows` at which old entries are next looked for.
+    prune_at: usize,
 }
 
+impl Default for AgentPeers {
+    fn default() -> Self {
+        AgentPeers {
+            on: false,
+            conns: Default::default(),
+            own: Default::default(),
+            refreshed: None,
+            flows: Default::default(),
+            ports: Box::new([0; 1024]),
+            prune_at: 64,
+        }
+    }
+}
+
+/// How long an announced connection of the agent may wait for its server
+/// side to show up (kernel time).
+const OWN_FLOW_KEEP_NS: u64 = 60_000_000_000;
+/// Most announced connections of the agent kept unmatched (exporters keep
+/// a few connections alive; this is only reached if they churn).
+const OWN_FLOWS_MAX: usize = 4096;
+
 impl AgentPeers {
+    /// The agent connected from `t.local` to `t.remote` at `ts`.
+    fn announced(&mut self, t: span_core::SockTuple, ts: u64) {
+        if !self.on {
+            return;
+        }
+        if self.flows.len() >= self.prune_at {
+            self.flows
+                .retain(|_, at| ts.saturating_sub(*at) <= OWN_FLOW_KEEP_NS);
+            if self.flows.len() >= OWN_FLOWS_MAX {
+                self.flows.clear();
+            }
+            // Amortised: the next look waits until the table has doubled.
+            self.prune_at = (2 * self.flows.len()).clamp(64, OWN_FLOWS_MAX);
+            self.ports.fill(0);
+            let ports: Vec<u16> = self.flows.keys().map(|(l, _)| l.port()).collect();
+            for p in ports {
+                self.mark_port(p);
+            }
+        }
+        self.flows.insert((t.local, t.remote), ts);
+        self.mark_port(t.local.port());
+    }
+
+    fn mark_port(&mut self, p: u16) {
+        self.ports[usize::from(p / 64)] |= 1 << (p % 64);
+    }
+
+    /// Whether a connection seen as `t` is the far end of one the agent
+    /// announced (forgotten once matched: a 4-tuple is one connection).
+    fn agent_flow(&mut self, t: &span_core::SockTuple) -> bool {
+        let p = t.remote.port();
+        if self.flows.is_empty() || self.ports[usize::from(p / 64)] & (1 << (p % 64)) == 0 {
+            return false;
+        }
+        self.flows.remove(&(t.remote, t.local)).is_some()
+    }
+
     /// Whether `ev` belongs to a connection with the agent at the other end.
     fn filter(&mut self, ev: &Event) -> bool {
         if !self.on {
@@ -81,13 +161,17 @@ impl AgentPeers {
         }
         match ev {
             Event::ConnOpen(c) => {
+                if self.agent_flow(&c.tuple) {
+                    self.conns.insert(c.conn_id, false);
+                    return true;
+                }
                 let peer = c.tuple.remote;
                 if !peer.ip().is_loopback() && !self.own.iter().any(|a| a.ip() == peer.ip()) {
                     return false;
                 }
                 if !self.own.contains(&peer) {
-                    // The agent connected just now: look again (at most
-                    // every AGENT_PEERS_REFRESH).
+                    // The agent listens on a port just opened: look again
+                    // (at most every AGENT_PEERS_REFRESH).
                     let stale = self
                         .refreshed
                         .is_none_or(|t| t.elapsed() > AGENT_PEERS_REFRESH);
@@ -97,15 +181,26 @@ impl AgentPeers {
                     }
                 }
                 if self.own.contains(&peer) {
-                    self.conns.insert(c.conn_id);
+                    self.conns.insert(c.conn_id, false);
                     return true;
                 }
                 false
             }
-            Event::Data(d) => !self.conns.is_empty() && self.conns.contains(&d.conn_id),
-            Event::ConnClose(c) => self.conns.remove(&c.conn_id),
+            Event::Data(d) => {
+                if !self.conns.is_empty() && self.conns.contains_key(&d.conn_id) {
+                    return true;
+                }
+                if self.agent_flow(&d.tuple) {
+                    // Its ConnOpen was delivered before the agent's
+                    // connect was announced.
+                    self.conns.insert(d.conn_id, true);
+                    return true;
+                }
+                false
+            }
+            Event::ConnClose(c) => self.conns.remove(&c.conn_id) == Some(false),
             Event::ConnEnd(e) if e.how == span_core::ConnEndKind::Closed => {
-                self.conns.remove(&e.conn_id)
+                self.conns.remove(&e.conn_id) == Some(false)
             }
             _ => false,
         }
@@ -656,7 +751,12 @@ impl LiveSource {
             stats.record_bytes += rec.len() as u64;
             let ev = match decoder.decode(rec) {
                 Ok(Some(ev)) => ev,
-                Ok(None) => return,
+                Ok(None) => {
+                    if let Some((t, ts)) = decoder.take_own_conn() {
+                        agent_peers.announced(t, ts);
+                    }
+                    return;
+                }
                 Err(e) => {
                     stats.decode_errors += 1;
                     log::debug!("undecodable record: {e}");
@@ -769,5 +869,148 @@ impl<R: io::Read> ReplaySource<R> {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use span_core::{ConnClose, ConnEvent, DataEvent, Direction, Role, SockTuple, Source};
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn agent_conn(port: u16) -> SockTuple {
+        SockTuple {
+            local: ([127, 0, 0, 1], port).into(),
+            remote: ([127, 0, 0, 1], 4318).into(),
+        }
+    }
+
+    fn open(conn_id: u64, t: SockTuple) -> Event {
+        Event::ConnOpen(ConnEvent {
+            pid: 7,
+            tid: 7,
+            fd: 3,
+            conn_id,
+            role: Role::Server,
+            tuple: t,
+            ts: 0,
+        })
+    }
+
+    fn data(conn_id: u64, t: SockTuple) -> Event {
+        Event::Data(DataEvent {
+            pid: 7,
+            tid: 7,
+            thread_start_ns: 0,
+            comm: "collector".into(),
+            fd: 3,
+            conn_id,
+            role: Role::Server,
+            tuple: t,
+            direction: Direction::Ingress,
+            source: Source::Syscall,
+            enter_ns: 0,
+            exit_ns: 0,
+            bytes: 4,
+            seq: 0,
+            payload: bytes::Bytes::from_static(b"POST"),
+            ssl: 0,
+            exec_ctx: 0,
+            task: 0,
+        })
+    }
+
+    fn close(conn_id: u64) -> Event {
+        Event::ConnClose(ConnClose {
+            pid: 7,
+            fd: 3,
+            conn_id,
+            ts: 0,
+        })
+    }
+
+    fn peers() -> AgentPeers {
+        AgentPeers {
+            on: true,
+            // As if /proc had just been read: no look at the test's own fds.
+            refreshed: Some(Instant::now() + Duration::from_secs(3600)),
+            ..AgentPeers::default()
+        }
+    }
+
+    #[test]
+    fn the_server_side_of_an_announced_connect_is_left_out_whole() {
+        let mut p = peers();
+        p.announced(agent_conn(40_001), SEC);
+        let far = agent_conn(40_001).mirrored();
+        assert!(p.filter(&open(1, far)));
+        assert!(p.filter(&data(1, far)));
+        assert!(
+            p.filter(&close(1)),
+            "its close too: the open never went out"
+        );
+        // Matched once: the same addresses later are another connection.
+        assert!(!p.filter(&open(2, far)));
+    }
+
+    #[test]
+    fn a_connection_accepted_before_the_announcement_is_left_out_from_its_data() {
+        let mut p = peers();
+        let far = agent_conn(40_002).mirrored();
+        assert!(!p.filter(&open(1, far)), "not known yet");
+        p.announced(agent_conn(40_002), SEC);
+        assert!(p.filter(&data(1, far)));
+        assert!(p.filter(&data(1, far)));
+        assert!(
+            !p.filter(&close(1)),
+            "its open went out, so its close does too"
+        );
+        assert!(p.conns.is_empty());
+    }
+
+    #[test]
+    fn only_the_exact_connection_is_left_out() {
+        let mut p = peers();
+        p.announced(agent_conn(40_003), SEC);
+        // Same port as the agent's, other address; other port, same address.
+        let other_host = SockTuple {
+            local: ([127, 0, 0, 1], 4318).into(),
+            remote: ([127, 0, 0, 2], 40_003).into(),
+        };
+        assert!(!p.filter(&open(1, other_host)));
+        assert!(!p.filter(&data(1, other_host)));
+        assert!(!p.filter(&data(2, agent_conn(40_004).mirrored())));
+        // The agent's own side (never traced, but were it seen) is not the
+        // far end.
+        assert!(!p.filter(&data(3, agent_conn(40_003))));
+        assert!(!p.filter(&close(1)));
+    }
+
+    #[test]
+    fn announcements_are_forgotten_after_a_minute_and_bounded() {
+        let mut p = peers();
+        p.announced(agent_conn(40_005), SEC);
+        for i in 0..100u16 {
+            p.announced(agent_conn(50_000 + i), SEC + 61 * SEC);
+        }
+        assert!(
+            !p.filter(&open(1, agent_conn(40_005).mirrored())),
+            "expired"
+        );
+        assert!(p.filter(&open(2, agent_conn(50_099).mirrored())));
+        for i in 0..(OWN_FLOWS_MAX as u16 + 10) {
+            p.announced(agent_conn(i), 100 * SEC);
+        }
+        assert!(p.flows.len() <= OWN_FLOWS_MAX);
+    }
+
+    #[test]
+    fn nothing_is_left_out_when_not_watching() {
+        let mut p = AgentPeers::default();
+        p.announced(agent_conn(40_006), SEC);
+        let far = agent_conn(40_006).mirrored();
+        assert!(!p.filter(&open(1, far)));
+        assert!(!p.filter(&data(1, far)));
     }
 }

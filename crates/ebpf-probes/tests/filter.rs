@@ -8,6 +8,9 @@
 //! tagged with its name; the test collects the client-side data events that
 //! reach user space and checks which tags (and which numbers) got through.
 
+mod common;
+use common::require_bpf;
+
 use ebpf_probes::{raw, Filter, Probes};
 use span_core::{Direction, Event};
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,18 +19,6 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn require_bpf() -> bool {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("ZT_REQUIRE_BPF").as_deref() == Ok("1") {
-        panic!("ZT_REQUIRE_BPF=1 but not running as root");
-    }
-    eprintln!("SKIP: needs root to load eBPF programs (ZT_REQUIRE_BPF=1 makes this a failure)");
-    false
-}
 
 /// An echo server on 127.0.0.1 (in the agent's own process: never traced).
 fn echo_server() -> u16 {
@@ -122,12 +113,7 @@ impl Client {
     }
 
     fn go(&mut self) {
-        self.child
-            .stdin
-            .as_mut()
-            .unwrap()
-            .write_all(b"go\n")
-            .unwrap();
+        common::say_go(&mut self.child);
     }
 
     fn wait_ok(&mut self) {

@@ -548,6 +548,16 @@ static __always_inline void conn_opened(struct task_struct *task, int fd, __u8 r
 		count_drop(ZT_DROP_CONN_FULL);
 }
 
+/* The agent connected: its addresses (the source port is chosen by now,
+ * even for a non-blocking connect) let user space recognise the server side
+ * of this connection when a traced process accepts it. Nothing is kept. */
+static __always_inline void own_conn(struct task_struct *task, int fd)
+{
+	struct sock *sk = fd_to_tcp_sock(task, fd);
+	if (sk)
+		emit_conn(ZT_EV_OWN_CONN, sk, fd, 0, ZT_ROLE_CLIENT, 0);
+}
+
 static __always_inline int on_close(struct task_struct *task, int fd)
 {
 	struct sock *sk = fd_to_tcp_sock(task, fd);
@@ -630,13 +640,17 @@ int BPF_PROG(zt_sys_enter, struct pt_regs *regs, long nr)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if (tgid == zt_agent_tgid)
+	/* The agent is never traced, but its connects are announced (at
+	 * exit, see own_conn) so the server side of its export connections
+	 * can be left out. */
+	bool agent = tgid == zt_agent_tgid;
+	if (agent && call != ZT_CALL_CONNECT)
 		return 0;
 	/* Filters first: with none set, one array lookup. */
 	__u32 gen = 0;
 	struct zt_filter_cfg *cfg = active_filter(&gen);
 	struct zt_task *t = NULL;
-	if (cfg && (cfg->flags & ZT_F_PROC_MASK)) {
+	if (!agent && cfg && (cfg->flags & ZT_F_PROC_MASK)) {
 		t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (!proc_verdict(cfg, gen, t, tgid))
 			return 0;
@@ -732,7 +746,11 @@ int BPF_PROG(zt_sys_exit, struct pt_regs *regs, long ret)
 	if (t->nr != nr || t->fd != (int)ZT_SYSCALL_ARG0_AT_EXIT(regs) || t->arg1 != ZT_SYSCALL_ARG1(regs))
 		return 0;
 	if (call == ZT_CALL_CONNECT) {
-		if (ret == 0 || ret == -EINPROGRESS)
+		if (ret != 0 && ret != -EINPROGRESS)
+			return 0;
+		if ((__u32)(bpf_get_current_pid_tgid() >> 32) == zt_agent_tgid)
+			own_conn(task, t->fd);
+		else
 			conn_opened(task, t->fd, ZT_ROLE_CLIENT);
 		return 0;
 	}

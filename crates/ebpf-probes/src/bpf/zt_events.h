@@ -37,6 +37,7 @@ enum zt_event_kind {
 	ZT_EV_TASK_START = 11, /* a goroutine was created (go.bpf.h) */
 	ZT_EV_TASK_END = 12,   /* a goroutine ended */
 	ZT_EV_CONN_END = 13,   /* zt_conn_end: the peer closed (FIN) or reset (RST) a traced connection */
+	ZT_EV_OWN_CONN = 14,   /* zt_conn_event: the agent itself connected (its addresses; never traced) */
 };
 
 enum zt_direction {
@@ -174,7 +175,7 @@ struct zt_conn_gone {
 };
 
 struct zt_conn_event {
-	__u32 kind; /* ZT_EV_CONN_OPEN, ZT_EV_CONN_CLOSE or ZT_EV_TLS_BIND */
+	__u32 kind; /* ZT_EV_CONN_OPEN, ZT_EV_CONN_CLOSE, ZT_EV_TLS_BIND or ZT_EV_OWN_CONN */
 	__u32 pid;
 	__u32 tid;
 	__s32 fd;

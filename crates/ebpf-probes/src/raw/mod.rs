@@ -36,6 +36,8 @@ pub const EV_TASK_START: u32 = 11;
 pub const EV_TASK_END: u32 = 12;
 /// The peer closed (FIN) or reset (RST) a traced connection.
 pub const EV_CONN_END: u32 = 13;
+/// The agent itself connected: its connection's addresses (never traced).
+pub const EV_OWN_CONN: u32 = 14;
 
 /// Upper bound of the per-call capture (`ZT_MAX_CAPTURE`).
 pub const MAX_CAPTURE: u32 = 8192;
@@ -262,6 +264,8 @@ pub struct Decoder {
     conns: HashMap<u64, (SockTuple, u64)>,
     uses: u64,
     stats: DecoderStats,
+    /// The last [`EV_OWN_CONN`] decoded, until taken.
+    own_conn: Option<(SockTuple, u64)>,
 }
 
 impl Decoder {
@@ -273,8 +277,15 @@ impl Decoder {
         self.stats
     }
 
+    /// The agent's own connection announced by the record just decoded
+    /// (its addresses as the agent sees them, and when), if it was one.
+    pub fn take_own_conn(&mut self) -> Option<(SockTuple, u64)> {
+        self.own_conn.take()
+    }
+
     /// Decode one record. `Ok(None)`: a record that only updates what the
-    /// decoder keeps (a thread or connection that ended).
+    /// decoder keeps (a thread or connection that ended), or announces one
+    /// of the agent's own connections ([`Decoder::take_own_conn`]).
     pub fn decode(&mut self, buf: &[u8]) -> Result<Option<Event>, DecodeError> {
         let kind = record_kind(buf).ok_or(DecodeError::Short {
             kind: 0,
@@ -340,6 +351,11 @@ impl Decoder {
                     peer_end_seq: r.peer_end_seq,
                     read_seq: r.read_seq,
                 })))
+            }
+            EV_OWN_CONN => {
+                let r: RawConnEvent = read(buf, kind)?;
+                self.own_conn = Some((tuple(&r.tuple)?, r.ts));
+                Ok(None)
             }
             EV_CONN_OPEN | EV_CONN_CLOSE | EV_TLS_BIND => {
                 let r: RawConnEvent = read(buf, kind)?;

@@ -16,3 +16,11 @@ pub fn require_bpf() -> bool {
     }
     true
 }
+
+/// Tell a child script waiting on its stdin to go on.
+#[allow(dead_code)] // not every test file has a child to tell
+pub fn say_go(child: &mut std::process::Child) {
+    use std::io::Write;
+    let stdin = child.stdin.as_mut().expect("child stdin is piped");
+    stdin.write_all(b"go\n").expect("child reads its stdin");
+}
