@@ -449,6 +449,8 @@ pub struct LiveSource {
     go: GoTracker,
     execs: Vec<u32>,
     exits: Vec<u32>,
+    /// Processes that exited in this poll and did not exec again.
+    exited: std::collections::HashSet<u32>,
     /// (when, pid): read a new process's environment again.
     env_rechecks: Vec<(Instant, u32)>,
 }
@@ -473,6 +475,7 @@ impl LiveSource {
             go: GoTracker::default(),
             execs: Vec::new(),
             exits: Vec::new(),
+            exited: Default::default(),
             env_rechecks: Vec::new(),
         };
         if tls || s.probes.contexts_loaded() || s.probes.goroutines_loaded() {
@@ -674,6 +677,14 @@ impl LiveSource {
         }
     }
 
+    /// Looks at `pid`'s /proc entry still to come (library rescans and
+    /// environment reads scheduled at its exec); none once it has exited.
+    pub fn pending_followups(&self, pid: u32) -> usize {
+        self.rescans.iter().filter(|(_, p)| *p == pid).count()
+            + self.env_rechecks.iter().filter(|(_, p)| *p == pid).count()
+            + self.execs.iter().filter(|p| **p == pid).count()
+    }
+
     /// Leave out connections whose other end is this process (default: off).
     /// Turn it on when the agent itself connects to services that may run on
     /// this host, such as an exporter's collector, so their server side is
@@ -741,6 +752,7 @@ impl LiveSource {
             scratch,
             execs,
             exits,
+            exited,
             agent_peers,
             ..
         } = self;
@@ -769,8 +781,15 @@ impl LiveSource {
             }
             scratch.clear();
             match &ev {
-                Event::Process(p) => execs.push(p.pid),
-                Event::ProcessExit { pid, .. } => exits.push(*pid),
+                Event::Process(p) => {
+                    execs.push(p.pid);
+                    // A pid reused: the new process is looked at.
+                    exited.remove(&p.pid);
+                }
+                Event::ProcessExit { pid, .. } => {
+                    exits.push(*pid);
+                    exited.insert(*pid);
+                }
                 _ => {}
             }
             enricher.enrich(ev, scratch, &mut stats.processes_resolved);
@@ -793,6 +812,17 @@ impl LiveSource {
         })?;
         if let Some(e) = io_err {
             return Err(e);
+        }
+        if !self.exited.is_empty() {
+            // Nothing left to read in /proc of processes that exited: their
+            // pending looks are dropped (a short-lived command would
+            // otherwise cost four rescans and two environment reads).
+            let gone = std::mem::take(&mut self.exited);
+            self.execs.retain(|p| !gone.contains(p));
+            self.rescans.retain(|(_, p)| !gone.contains(p));
+            self.env_rechecks.retain(|(_, p)| !gone.contains(p));
+            self.exited = gone;
+            self.exited.clear();
         }
         for pid in std::mem::take(&mut self.exits) {
             if self.go.exited(pid) {
