@@ -39,10 +39,12 @@ use std::time::{Duration, Instant};
 const MAX_IDLE: Duration = Duration::from_secs(1);
 /// How often the statistics snapshot is refreshed while busy.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
-/// After a wake-up that brought fewer records than this, wait before
-/// draining again (records queue without waking us): long enough for about
-/// this many at the rate just seen ([`batch_delay`]).
-const BATCH_RECORDS: usize = 256;
+/// After every wake-up that brought records, wait before draining again
+/// (records queue without waking us): long enough for about this many at
+/// the rate just seen ([`batch_delay`]). Draining straight on after a big
+/// batch instead found the ring empty and slept until the next record:
+/// one more wake-up, and one more drain of a record or two, per batch.
+const BATCH_RECORDS: usize = 1024;
 /// The shortest and longest of those waits. The wait ends early when the
 /// ring fills up or a process execs (`Probes::wait_batch`), so the longest
 /// bounds only how late a trickle's spans come out, not the ring's use.
@@ -943,9 +945,8 @@ fn snapshot_live(
     w.finish()
 }
 
-/// How long to let records queue after a wake-up that brought `n` records
-/// (fewer than [`BATCH_RECORDS`]), `since` after the previous wake-up that
-/// brought any: the time [`BATCH_RECORDS`] take at that rate, from
+/// How long to let records queue after a wake-up that brought `n` records,
+/// `since` after the previous wake-up that brought any: the time [`BATCH_RECORDS`] take at that rate, from
 /// [`BATCH_DELAY`] to `max`. A trickle (a Flask service, ~10 events per
 /// 2 ms) waits `max`: each wake-up costs tens of µs on its own
 /// (BENCHMARKS.md, "Batching the pipeline's wake-ups").
@@ -1006,7 +1007,7 @@ fn run_live(
                 control.publish(snapshot_live(&src, &core, &maps, started));
                 published = Instant::now();
             }
-            if n > 0 && n < BATCH_RECORDS && !control.stopping() {
+            if n > 0 && !control.stopping() {
                 let d = batch_delay(n, since, MAX_BATCH_DELAY);
                 src.probes_mut()
                     .wait_batch(d, Some(control.waker.as_fd()))
@@ -1191,11 +1192,12 @@ mod tests {
 
     #[test]
     fn a_steady_flow_waits_for_about_a_batch() {
-        // 128 records in 4 ms (32k/s): 256 more take 8 ms.
-        assert_eq!(batch_delay(128, 4 * MS, MAX_BATCH_DELAY), 8 * MS);
-        // 200 in 1 ms: 256 take 1.28 ms, under the shortest wait.
-        assert_eq!(batch_delay(200, MS, MAX_BATCH_DELAY), BATCH_DELAY);
-        // n = 0 never happens (no sleep then), and must not divide by zero.
+        // 512 records in 8 ms (64k/s): 1024 more take 16 ms.
+        assert_eq!(batch_delay(512, 8 * MS, MAX_BATCH_DELAY), 16 * MS);
+        // 4096 in 1 ms (a backlog drained): 1024 take 0.25 ms, under the
+        // shortest wait (which the ring filling up ends sooner).
+        assert_eq!(batch_delay(4096, MS, MAX_BATCH_DELAY), BATCH_DELAY);
+        // n = 0 never happens (no wait then), and must not divide by zero.
         assert_eq!(batch_delay(0, MS, MAX_BATCH_DELAY), MAX_BATCH_DELAY);
     }
 

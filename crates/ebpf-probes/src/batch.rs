@@ -19,12 +19,18 @@
 //!
 //! While the reader waits, no record is consumed, so after the first
 //! record none is at the reader's position: only forced wake-ups come.
-//! When the first record is itself an exec, its one wake-up is also the
-//! first record's: it ends the wait when exactly one exec record's bytes
-//! are queued. Telling wake-ups apart is best effort (the kernel delivers
-//! them asynchronously, from irq_work): a mistake ends a wait early, or
-//! lets an exec wait for the timeout. The threshold is read from the
-//! ring's positions, never inferred.
+//! The first record's own wake-up is avoided altogether while the reader
+//! is *lazy* (`Probes` switches the probes' `reader_lazy` on before it
+//! waits, and off again before a poll that finds the ring empty sleeps):
+//! records are then committed without waking anyone, and every wake-up is
+//! a forced one. That saves a thread wake-up per batch.
+//!
+//! Otherwise, when the first record is itself an exec, its one wake-up is
+//! also the first record's: it ends the wait when exactly one exec
+//! record's bytes are queued. Telling wake-ups apart is best effort (the
+//! kernel delivers them asynchronously, from irq_work): a mistake ends a
+//! wait early, or lets an exec wait for the timeout. The threshold is read
+//! from the ring's positions, never inferred.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -130,11 +136,13 @@ impl BatchWait {
     }
 
     /// Wait until `timeout` has passed, the ring holds half the wake-up
-    /// threshold, or `waker` is readable.
+    /// threshold, or `waker` is readable. `lazy`: the probes wake the
+    /// reader only when they must (see the module's doc).
     pub(crate) fn wait(
         &mut self,
         timeout: Duration,
         waker: Option<BorrowedFd<'_>>,
+        lazy: bool,
     ) -> io::Result<BatchEnd> {
         self.watch_waker(waker)?;
         let end = Instant::now() + timeout;
@@ -147,7 +155,7 @@ impl BatchWait {
         if r > 0 && events[..r as usize].iter().any(|e| e.u64 == WAKER) {
             return Ok(BatchEnd::Waker);
         }
-        let mut first_expected = self.queued() == 0;
+        let mut first_expected = !lazy && self.queued() == 0;
         loop {
             if self.queued() >= self.full {
                 return Ok(BatchEnd::Full);

@@ -72,6 +72,8 @@ pub enum LoadError {
     },
     #[error("eBPF object has no {0}")]
     Missing(&'static str),
+    #[error("eBPF object has no map {0}")]
+    MissingMap(&'static str),
     /// A uprobe_multi link the kernel refused.
     #[error("program {program}: {source}")]
     Attach {
@@ -306,22 +308,9 @@ impl ProbesBuilder {
             attached.push(format!("tp_btf/{name}"));
         }
 
-        let ring = RingBuf::try_from(
-            bpf.take_map("events")
-                .ok_or(LoadError::Missing("map events"))?,
-        )
-        .map_err(|source| LoadError::Map {
-            name: "events",
-            source,
-        })?;
-        let drops = PerCpuArray::try_from(
-            bpf.take_map("drops")
-                .ok_or(LoadError::Missing("map drops"))?,
-        )
-        .map_err(|source| LoadError::Map {
-            name: "drops",
-            source,
-        })?;
+        let ring: RingBuf<MapData> = take_map(&mut bpf, "events")?;
+        let drops: PerCpuArray<MapData, u64> = take_map(&mut bpf, "drops")?;
+        let reader_lazy: Array<MapData, u32> = take_map(&mut bpf, "reader_lazy")?;
         let batch = match crate::batch::BatchWait::new(ring.as_fd(), self.wakeup_bytes) {
             Ok(b) => Some(b),
             Err(e) => {
@@ -343,6 +332,8 @@ impl ProbesBuilder {
             go_seen: crate::tls::Seen::default(),
             ring,
             batch,
+            reader_lazy,
+            lazy: false,
             drops,
             attached,
             links,
@@ -353,6 +344,15 @@ impl ProbesBuilder {
         }
         Ok(probes)
     }
+}
+
+/// Map `name` of the loaded object, taken out of it as a `T`.
+fn take_map<T>(bpf: &mut Ebpf, name: &'static str) -> Result<T, LoadError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = bpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| LoadError::Map { name, source })
 }
 
 /// An attachment of ours, detached when [`Probes`] is dropped.
@@ -385,6 +385,12 @@ pub struct Probes {
     /// Waits for records to gather (`None`: the ring's positions could not
     /// be mapped; then a sleep does).
     batch: Option<crate::batch::BatchWait>,
+    /// The kernel's `reader_lazy` switch, and what it holds: while the
+    /// reader batches ([`Probes::wait_batch`]), records do not wake it one
+    /// by one; a poll that finds the ring empty turns that off before it
+    /// sleeps.
+    reader_lazy: Array<MapData, u32>,
+    lazy: bool,
     drops: PerCpuArray<MapData, u64>,
     attached: Vec<String>,
     /// Every attachment, so they can be detached together (see `Drop`).
@@ -1014,6 +1020,12 @@ impl Probes {
         mut f: impl FnMut(&[u8]),
     ) -> io::Result<usize> {
         let mut n = self.drain(&mut f);
+        if n == 0 && self.lazy {
+            // Records committed from now on wake us; those committed
+            // before, without waking us, are drained here.
+            self.set_lazy(false)?;
+            n = self.drain(&mut f);
+        }
         if n == 0 {
             let mut pfds = [
                 libc::pollfd {
@@ -1053,13 +1065,28 @@ impl Probes {
         timeout: Duration,
         waker: Option<BorrowedFd<'_>>,
     ) -> io::Result<BatchEnd> {
+        if self.batch.is_some() {
+            self.set_lazy(true)?;
+        }
         match &mut self.batch {
-            Some(b) => b.wait(timeout, waker),
+            Some(b) => b.wait(timeout, waker, self.lazy),
             None => {
                 std::thread::sleep(timeout);
                 Ok(BatchEnd::Timeout)
             }
         }
+    }
+
+    /// Whether records wake the reader one by one (`false`, the kernel's
+    /// default: the first record not consumed does) or only in bulk.
+    fn set_lazy(&mut self, lazy: bool) -> io::Result<()> {
+        if self.lazy != lazy {
+            self.reader_lazy
+                .set(0, u32::from(lazy), 0)
+                .map_err(|e| io::Error::other(format!("switching the ring's wake-ups: {e}")))?;
+            self.lazy = lazy;
+        }
+        Ok(())
     }
 
     /// Bytes in the ring not read yet (records being written included);

@@ -23,16 +23,22 @@ fn drain(p: &mut Probes) {
 }
 
 /// A loopback TCP pair in a child that sends `n` bytes, in writes of
-/// `chunk`, each time a line comes on its stdin; it prints `ready` first.
+/// `chunk`, each time a line comes on its stdin (after `pause` seconds);
+/// it prints `ready` first.
 fn sender(n: usize, chunk: usize) -> Child {
+    sender_after(n, chunk, 0.0)
+}
+
+fn sender_after(n: usize, chunk: usize, pause: f64) -> Child {
     let script = format!(
         r#"
-import socket, sys
+import socket, sys, time
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
 cli = socket.create_connection(srv.getsockname())
 conn, _ = srv.accept()
 print("ready", flush=True)
 for line in sys.stdin:
+    time.sleep({pause})
     left = {n}
     while left > 0:
         k = min(left, {chunk})
@@ -59,19 +65,24 @@ for line in sys.stdin:
     child
 }
 
+/// The probes with a small wake-up threshold (`None`: not root, skipped).
+fn probes() -> Option<Probes> {
+    if !require_bpf() {
+        return None;
+    }
+    let p = Probes::builder().wakeup_bytes(WAKEUP).load();
+    Some(p.expect("load probes"))
+}
+
 fn send(child: &mut Child) {
     writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
 }
 
 #[test]
 fn a_batch_wait_ends_on_a_full_ring_an_exec_or_the_waker_not_on_a_trickle() {
-    if !require_bpf() {
+    let Some(mut probes) = probes() else {
         return;
-    }
-    let mut probes = Probes::builder()
-        .wakeup_bytes(WAKEUP)
-        .load()
-        .expect("load probes");
+    };
     assert!(
         probes.ring_queued_bytes().is_some(),
         "ring positions mapped"
@@ -151,4 +162,46 @@ fn a_batch_wait_ends_on_a_full_ring_an_exec_or_the_waker_not_on_a_trickle() {
         .wait_batch(Duration::from_secs(20), Some(efd.as_fd()))
         .unwrap();
     assert_eq!(end, BatchEnd::Waker);
+}
+
+/// While the reader batches, records do not wake it one by one (the
+/// probes' `reader_lazy`); a poll that then finds the ring empty must turn
+/// that off before it sleeps, or it sleeps through every record until its
+/// timeout. The records come 0.3 s into a 20 s poll: a poll woken by them
+/// returns long before its timeout.
+#[test]
+fn a_poll_after_a_batch_wait_is_woken_by_the_next_record() {
+    let Some(mut probes) = probes() else {
+        return;
+    };
+    let mut late = sender_after(64, 64, 0.3);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut woken = None;
+    while Instant::now() < deadline && woken.is_none() {
+        drain(&mut probes);
+        // Lazy from here on; the other processes' records may still fill
+        // the ring meanwhile: then try again.
+        probes.wait_batch(Duration::from_millis(1), None).unwrap();
+        if probes.ring_queued_bytes() != Some(0) {
+            continue;
+        }
+        send(&mut late);
+        let t = Instant::now();
+        let n = probes.poll(Duration::from_secs(20), |_| {}).unwrap();
+        let took = t.elapsed();
+        let mut line = String::new();
+        BufReader::new(late.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if n > 0 {
+            woken = Some(took);
+        }
+    }
+    let took = woken.expect("the poll returned records");
+    assert!(
+        took < Duration::from_secs(10),
+        "the poll slept through the records until its timeout ({took:?})"
+    );
+    late.kill().ok();
+    late.wait().ok();
 }

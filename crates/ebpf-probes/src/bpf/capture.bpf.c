@@ -161,6 +161,17 @@ struct {
 	__type(value, struct zt_scratch);
 } scratch SEC(".maps");
 
+/* 1 while the reader reads on its own schedule (it waits for records to
+ * gather, batch.rs): records then wake it only when they cross
+ * zt_wakeup_bytes, and execs always do. 0 (the default): the first record
+ * it has not consumed wakes it too. Written by user space only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} reader_lazy SEC(".maps");
+
 static __always_inline void count_drop(__u32 reason)
 {
 	__u64 *c = bpf_map_lookup_elem(&drops, &reason);
@@ -169,9 +180,9 @@ static __always_inline void count_drop(__u32 reason)
 }
 
 /* Wake the reader with the first record it has not consumed (the reader
- * drained everything and sleeps until data or its next deadline), and with
- * the record that makes the queued data cross zt_wakeup_bytes. The first
- * is the kernel's own default (flags 0): at commit, it wakes the reader
+ * drained everything and sleeps until data or its next deadline; not while
+ * it batches, see reader_lazy), and with the record that makes the queued
+ * data cross zt_wakeup_bytes. The first is the kernel's own default (flags 0): at commit, it wakes the reader
  * only if the reader's position is this record's, which is exact even for
  * a record reserved before it is filled. Asking "is the ring empty?" here
  * instead is wrong for reserved records (the query counts the record
@@ -185,7 +196,11 @@ static __always_inline void count_drop(__u32 reason)
 static __always_inline __u64 rb_flags(__u64 size)
 {
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	return avail < zt_wakeup_bytes && avail + size >= zt_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : 0;
+	if (avail < zt_wakeup_bytes && avail + size >= zt_wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	__u32 zero = 0;
+	__u32 *lazy = bpf_map_lookup_elem(&reader_lazy, &zero);
+	return lazy && *lazy ? BPF_RB_NO_WAKEUP : 0;
 }
 
 #include "filter.bpf.h"
