@@ -29,13 +29,13 @@ one() {
   local tid out="" r c0 s0 c1 s1 got
   tid=$(pipeline_tid "$AGENT")
   for r in $RATES; do
-    c0=$(cpu_ticks "$AGENT")
+    c0=$(cpu_ns "$AGENT")
     s0=$(switches "$AGENT" "$tid")
     got=$(openloop_rps "http://127.0.0.1:$PORT/a" "$r" "$DURATION")
-    c1=$(cpu_ticks "$AGENT")
+    c1=$(cpu_ns "$AGENT")
     s1=$(switches "$AGENT" "$tid")
-    out+=$(awk -v r="$r" -v got="$got" -v dc="$((c1 - c0))" -v t="$ticks" -v d="$DURATION" -v w="$((s1 - s0))" \
-      'BEGIN { ms = dc / t * 1e3 / d; printf " | @%s: %.0f req/s, %.1f ms/s, %.0f us/req, %.0f wake-ups/s", r, got, ms, ms * 1e3 / got, w / d }')
+    out+=$(awk -v r="$r" -v got="$got" -v dc="$((c1 - c0))" -v d="$DURATION" -v w="$((s1 - s0))" \
+      'BEGIN { ms = dc / 1e6 / d; printf " | @%s: %.0f req/s, %.1f ms/s, %.0f us/req, %.0f wake-ups/s", r, got, ms, ms * 1e3 / got, w / d }')
   done
   stop_agent
   echo "${out# | } | kernel drops $(kernel_drops)"
