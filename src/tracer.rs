@@ -946,10 +946,11 @@ fn snapshot_live(
 }
 
 /// How long to let records queue after a wake-up that brought `n` records,
-/// `since` after the previous wake-up that brought any: the time [`BATCH_RECORDS`] take at that rate, from
-/// [`BATCH_DELAY`] to `max`. A trickle (a Flask service, ~10 events per
-/// 2 ms) waits `max`: each wake-up costs tens of µs on its own
-/// (BENCHMARKS.md, "Batching the pipeline's wake-ups").
+/// `since` after the previous wake-up that brought any: the time
+/// [`BATCH_RECORDS`] take at that rate, from [`BATCH_DELAY`] to `max`. A
+/// trickle (a Flask service, ~10 events per 2 ms) waits `max`: each batch
+/// costs far more than its records replayed would (BENCHMARKS.md,
+/// "Batching the pipeline's wake-ups", "One wake-up per batch").
 fn batch_delay(n: usize, since: Duration, max: Duration) -> Duration {
     let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
     let want = since.saturating_mul(BATCH_RECORDS as u32) / n;
