@@ -52,7 +52,10 @@ const BATCH_RECORDS: usize = 1024;
 /// the window is moved to the current time only after the ring has been
 /// drained.
 const BATCH_DELAY: Duration = Duration::from_millis(2);
-const MAX_BATCH_DELAY: Duration = Duration::from_millis(50);
+/// The default longest wait ([`TracerBuilder::batch_delay`]).
+pub const MAX_BATCH_DELAY: Duration = Duration::from_millis(200);
+/// The longest accepted: the statistics are refreshed at least this often.
+pub const MAX_BATCH_DELAY_LIMIT: Duration = MAX_IDLE;
 /// How long shutdown waits, by default, for the exporters to send what
 /// they hold (after the flush; see [`TracerBuilder::shutdown_timeout`]).
 const EXPORT_SHUTDOWN: Duration = Duration::from_millis(700);
@@ -124,6 +127,7 @@ pub struct TracerBuilder {
     shutdown_timeout: Duration,
     record: Option<PathBuf>,
     capture_only: Option<CaptureOnly>,
+    batch_delay: Duration,
     graph: Option<Shared<GraphStage>>,
     metrics_listen: Option<SocketAddr>,
     metrics_exporters: Vec<Box<dyn MetricsExporter>>,
@@ -153,6 +157,7 @@ impl Default for TracerBuilder {
             shutdown_timeout: EXPORT_SHUTDOWN,
             record: None,
             capture_only: None,
+            batch_delay: MAX_BATCH_DELAY,
             graph: None,
             metrics_listen: None,
             metrics_exporters: Vec::new(),
@@ -170,6 +175,17 @@ impl TracerBuilder {
     /// Kernel ring buffer size (bytes, a power of two; default 16 MiB).
     pub fn ring_buffer_bytes(mut self, n: u32) -> Self {
         self.ring_buffer_bytes = n;
+        self
+    }
+    /// How long records may gather in the ring before the pipeline reads
+    /// them, when they come slowly (default 200 ms, at most 1 s; zero reads
+    /// at every wake-up). Each read of a batch costs far more than its
+    /// records (the services have evicted the agent's caches meanwhile),
+    /// so a longer wait costs less CPU per request; spans come out up to
+    /// this much later. A busy ring is read as soon as 256 KiB are queued,
+    /// and an exec is always read at once.
+    pub fn batch_delay(mut self, d: Duration) -> Self {
+        self.batch_delay = d.min(MAX_BATCH_DELAY_LIMIT);
         self
     }
     /// Trace only these processes (default: every process but the agent).
@@ -454,8 +470,9 @@ impl TracerBuilder {
             source.probes().attached().len()
         );
         let capture_only = self.capture_only;
+        let batch_delay = self.batch_delay;
         let mut t = Tracer::spawn(control, metrics, self.graph.take(), move |control| {
-            run_live(source, core, control, capture_only)
+            run_live(source, core, control, capture_only, batch_delay)
         })?;
         t.live = true;
         Ok(t)
@@ -962,6 +979,7 @@ fn run_live(
     mut core: Core,
     control: Arc<Control>,
     capture_only: Option<CaptureOnly>,
+    max_batch_delay: Duration,
 ) -> Result<StatsSnapshot, TracerError> {
     let started = Instant::now();
     let mut published = started;
@@ -1008,8 +1026,8 @@ fn run_live(
                 control.publish(snapshot_live(&src, &core, &maps, started));
                 published = Instant::now();
             }
-            if n > 0 && !control.stopping() {
-                let d = batch_delay(n, since, MAX_BATCH_DELAY);
+            if n > 0 && !max_batch_delay.is_zero() && !control.stopping() {
+                let d = batch_delay(n, since, max_batch_delay);
                 src.probes_mut()
                     .wait_batch(d, Some(control.waker.as_fd()))
                     .map_err(ring)?;

@@ -364,6 +364,14 @@ struct CaptureArgs {
     /// Kernel ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = defaults::RING_BUFFER_MIB, value_name = "MIB")]
     ring_buffer_mib: u32,
+    /// Longest wait for records to gather in the ring buffer before the
+    /// agent reads them, when traffic is light (0-1000; 0: read at every
+    /// wake-up). Each read costs far more than the records it brings, so a
+    /// longer wait costs less CPU per request, and spans come out up to
+    /// this much later. Heavy traffic is read as soon as 256 KiB are
+    /// queued, and a new process at once.
+    #[arg(long, default_value_t = defaults::BATCH_DELAY_MS, value_name = "MS")]
+    batch_delay_ms: u64,
     /// Do not attach the OpenSSL uprobes (HTTPS plaintext).
     #[arg(long)]
     no_tls: bool,
@@ -571,6 +579,9 @@ fn overlay_capture(s: &mut Settings, a: &CaptureArgs, m: &ArgMatches) {
     }
     if given(m, "ring_buffer_mib") {
         c.ring_buffer_mib = a.ring_buffer_mib;
+    }
+    if given(m, "batch_delay_ms") {
+        c.batch_delay_ms = a.batch_delay_ms;
     }
     if given(m, "pids") {
         c.pids = a.pids.clone();

@@ -40,6 +40,7 @@ pub fn builder(s: &Settings, stage: Stage) -> Result<TracerBuilder> {
     let mut b = Tracer::builder()
         .capture_bytes(c.capture_bytes)
         .ring_buffer_bytes(c.ring_buffer_mib.saturating_mul(1 << 20))
+        .batch_delay(Duration::from_millis(c.batch_delay_ms))
         .tls(c.tls)
         .python_contexts(c.python_contexts)
         .go_tasks(c.go_tasks)

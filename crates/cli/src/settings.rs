@@ -18,6 +18,7 @@ use zt_trace::stages::{
 pub mod defaults {
     pub const CAPTURE_BYTES: u32 = 4096;
     pub const RING_BUFFER_MIB: u32 = 16;
+    pub const BATCH_DELAY_MS: u64 = 200;
     pub const TRACE_LINGER_MS: u64 = 200;
     pub const REQUEST_TIMEOUT_S: u64 = 30;
     pub const EXPORT_QUEUE: usize = 8192;
@@ -49,6 +50,9 @@ const MAX_TABLE: usize = 1_000_000;
 const MAX_CAPTURE_BYTES: u32 = 8192;
 /// Largest ring buffer accepted (MiB).
 const MAX_RING_BUFFER_MIB: u32 = 1024;
+/// Longest batch wait accepted (ms): the tracer's statistics are refreshed
+/// at least once a second.
+const MAX_BATCH_DELAY_MS: u64 = 1000;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -215,6 +219,9 @@ pub struct Capture {
     pub capture_bytes: u32,
     /// Kernel ring buffer size in MiB (a power of two).
     pub ring_buffer_mib: u32,
+    /// Longest wait for records to gather in the ring before reading them
+    /// (ms, 0-1000; 0: read at every wake-up).
+    pub batch_delay_ms: u64,
     /// OpenSSL uprobes (HTTPS plaintext).
     pub tls: bool,
     /// CPython context probes (thread pools, asyncio).
@@ -351,6 +358,7 @@ impl Default for Capture {
         Capture {
             capture_bytes: defaults::CAPTURE_BYTES,
             ring_buffer_mib: defaults::RING_BUFFER_MIB,
+            batch_delay_ms: defaults::BATCH_DELAY_MS,
             tls: true,
             python_contexts: true,
             go_tasks: true,
@@ -517,6 +525,12 @@ impl Settings {
             problems.push(format!(
                 "ring_buffer_mib (--ring-buffer-mib) is {}: it must be a power of two from 1 to {MAX_RING_BUFFER_MIB}",
                 c.ring_buffer_mib
+            ));
+        }
+        if c.batch_delay_ms > MAX_BATCH_DELAY_MS {
+            problems.push(format!(
+                "batch_delay_ms (--batch-delay-ms) is {}: it must be from 0 to {MAX_BATCH_DELAY_MS}",
+                c.batch_delay_ms
             ));
         }
         for (key, pids) in [

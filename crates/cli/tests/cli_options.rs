@@ -94,6 +94,10 @@ fn every_bad_option_is_refused_with_its_own_message() {
             &["--ring-buffer-mib", "3"],
             "ring_buffer_mib (--ring-buffer-mib) is 3",
         ),
+        (
+            &["--batch-delay-ms", "1001"],
+            "batch_delay_ms (--batch-delay-ms) is 1001",
+        ),
         (&["--header", "no-equals"], "headers (--header)"),
         (&["--duration=-5"], "duration_s (--duration) is -5"),
         (&["--duration", "0"], "duration_s (--duration) is 0"),
