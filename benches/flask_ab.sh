@@ -37,21 +37,21 @@ one() {
   sleep 1
   local tid i0 c0 s0 c1 s1 rps
   tid=$(pipeline_tid "$AGENT")
-  i0=$(cpu_ticks "$AGENT")
+  i0=$(cpu_ns "$AGENT")
   sleep "$IDLE"
-  c0=$(cpu_ticks "$AGENT")
+  c0=$(cpu_ns "$AGENT")
   s0=$(switches "$AGENT" "$tid")
   rps=$(wrk_rps "http://127.0.0.1:$PORT/a" "$CONNS" "$DURATION")
-  c1=$(cpu_ticks "$AGENT")
+  c1=$(cpu_ns "$AGENT")
   s1=$(switches "$AGENT" "$tid")
   stop_agent
   local spans traces drops
   spans=$(grep -o '[0-9]* emitted in' "$work/err" | grep -o '^[0-9]*' | head -1 || true)
   traces=$(grep -o 'emitted in [0-9]* traces' "$work/err" | grep -o '[0-9]*' | head -1 || true)
   drops=$(kernel_drops)
-  awk -v rps="$rps" -v d="$DURATION" -v dc="$((c1 - c0))" -v di="$((c0 - i0))" -v t="$ticks" \
+  awk -v rps="$rps" -v d="$DURATION" -v dc="$((c1 - c0))" -v di="$((c0 - i0))" \
     -v w="$((s1 - s0))" -v spans="${spans:-?}" -v traces="${traces:-?}" -v drops="${drops:-0}" \
-    'BEGIN { printf "%.1f %.1f %.0f %.0f %s %s %s\n", rps, dc / t * 1e6 / (rps * d), w / d, di / t * 1e3, spans, traces, drops }'
+    'BEGIN { printf "%.1f %.1f %.0f %.0f %s %s %s\n", rps, dc / 1e3 / (rps * d), w / d, di / 1e6, spans, traces, drops }'
 }
 
 ab_rounds "variant round: req/s, agent CPU us/request, pipeline wake-ups/s under load, idle CPU ms over ${IDLE}s, spans emitted, traces (4 spans each when whole), kernel drops"

@@ -42,10 +42,10 @@ one() {
   sleep 1
   local tid c0 s0 c1 s1 s2 rps
   tid=$(pipeline_tid "$AGENT")
-  c0=$(cpu_ticks "$AGENT")
+  c0=$(cpu_ns "$AGENT")
   s0=$(switches "$AGENT" "$tid")
   rps=$(load)
-  c1=$(cpu_ticks "$AGENT")
+  c1=$(cpu_ns "$AGENT")
   s1=$(switches "$AGENT" "$tid")
   sleep "$IDLE"
   s2=$(switches "$AGENT" "$tid")
@@ -54,9 +54,9 @@ one() {
   stop_agent
   local drops
   drops=$(kernel_drops)
-  awk -v rps="$rps" -v d="$DURATION" -v dc="$((c1 - c0))" -v t="$ticks" \
+  awk -v rps="$rps" -v d="$DURATION" -v dc="$((c1 - c0))" \
     -v w1="$((s1 - s0))" -v w2="$((s2 - s1))" -v idle="$IDLE" -v drops="${drops:-?}" -v anon="$anon" \
-    'BEGIN { printf "%.0f %.2f %.0f %.1f %s %.1f\n", rps, dc / t * 1e6 / (rps * d), w1 / d, w2 / idle, drops, anon / 1024 }'
+    'BEGIN { printf "%.0f %.2f %.0f %.1f %s %.1f\n", rps, dc / 1e3 / (rps * d), w1 / d, w2 / idle, drops, anon / 1024 }'
 }
 
 ab_rounds "variant round: req/s, agent CPU us/request, pipeline wake-ups/s under load, wake-ups/s idle, kernel drops, RssAnon MiB after"

@@ -43,11 +43,8 @@ kernel_drops() {
   grep -o 'kernel drops: [0-9]* events lost' "$work/err" | grep -o '[0-9]*' | head -1 || true
 }
 
-ticks=$(getconf CLK_TCK)
-# cpu_ticks PID: utime + stime, in clock ticks ($ticks per second).
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # cpu_ns PID: time on CPU of the process's live threads, in ns
-# (schedstat: finer than clock ticks, which round a 10 s window to 1 ms/s).
+# (schedstat: clock ticks rounded a 10 s window to 1 ms/s).
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%d\n", s }'; }
 # pipeline_tid PID: the agent's pipeline thread.
 pipeline_tid() {
