@@ -53,9 +53,9 @@ const BATCH_RECORDS: usize = 1024;
 /// drained.
 const BATCH_DELAY: Duration = Duration::from_millis(2);
 /// The default longest wait ([`TracerBuilder::batch_delay`]).
-pub const MAX_BATCH_DELAY: Duration = Duration::from_millis(200);
+const MAX_BATCH_DELAY: Duration = Duration::from_millis(200);
 /// The longest accepted: the statistics are refreshed at least this often.
-pub const MAX_BATCH_DELAY_LIMIT: Duration = MAX_IDLE;
+const MAX_BATCH_DELAY_LIMIT: Duration = MAX_IDLE;
 /// How long shutdown waits, by default, for the exporters to send what
 /// they hold (after the flush; see [`TracerBuilder::shutdown_timeout`]).
 const EXPORT_SHUTDOWN: Duration = Duration::from_millis(700);
@@ -1221,8 +1221,8 @@ mod tests {
     }
 
     #[test]
-    fn the_wait_stays_under_half_a_short_reorder_window() {
-        // A 2 ms reorder window: at most 1 ms, even under BATCH_DELAY.
+    fn the_wait_never_exceeds_its_longest() {
+        // A longest wait of 1 ms holds even under BATCH_DELAY; 0 is none.
         assert_eq!(batch_delay(1, 1000 * MS, MS), MS);
         assert_eq!(batch_delay(1, 1000 * MS, Duration::ZERO), Duration::ZERO);
     }

@@ -9,28 +9,18 @@
 //! reader's position (`bpf_ringbuf_commit`).
 //!
 //! [`BatchWait`] waits on the ring with an edge-triggered epoll, and reads
-//! how much is queued from the ring's positions, mapped read-only:
-//! - the wake-up for the first record does not end the wait;
-//! - the probes force a wake-up when the queued bytes cross their
-//!   threshold (`zt_wakeup_bytes`), and for every exec (the new process's
-//!   /proc entry is read while it lives); those end it;
-//! - so does the waker (the tracer's stop and filter requests), or the
-//!   end of the timeout.
+//! how much is queued from the ring's positions, mapped read-only. The
+//! caller (`Probes::wait_batch`) switches the probes' `reader_lazy` on
+//! first: records are then committed without waking anyone, and the only
+//! wake-ups are forced ones, which end the wait:
+//! - the queued bytes crossing the probes' threshold (`zt_wakeup_bytes`);
+//! - an exec (the new process's /proc entry is read while it lives);
+//! - the waker (the tracer's stop and filter requests);
+//! - or the end of the timeout.
 //!
-//! While the reader waits, no record is consumed, so after the first
-//! record none is at the reader's position: only forced wake-ups come.
-//! The first record's own wake-up is avoided altogether while the reader
-//! is *lazy* (`Probes` switches the probes' `reader_lazy` on before it
-//! waits, and off again before a poll that finds the ring empty sleeps):
-//! records are then committed without waking anyone, and every wake-up is
-//! a forced one. That saves a thread wake-up per batch.
-//!
-//! Otherwise, when the first record is itself an exec, its one wake-up is
-//! also the first record's: it ends the wait when exactly one exec
-//! record's bytes are queued. Telling wake-ups apart is best effort (the
-//! kernel delivers them asynchronously, from irq_work): a mistake ends a
-//! wait early, or lets an exec wait for the timeout. The threshold is read
-//! from the ring's positions, never inferred.
+//! A poll that finds the ring empty switches `reader_lazy` off again before
+//! it sleeps, so that the first record wakes it. The threshold is read from
+//! the ring's positions, never inferred.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -62,13 +52,8 @@ pub(crate) struct BatchWait {
     /// Queued bytes that end a wait: half the probes' wake-up threshold,
     /// so that the forced wake-up always ends it.
     full: u64,
-    /// Bytes an exec record takes in the ring (header included).
-    exec_bytes: u64,
     waker: Option<RawFd>,
 }
-
-/// The kernel's ring buffer record header; records are 8-byte aligned.
-const RECORD_HEADER: u64 = 8;
 
 // SAFETY: the mapping is read-only and only read with atomic loads; the
 // struct owns it (unmapped on drop) and the epoll descriptor.
@@ -113,8 +98,6 @@ impl BatchWait {
             pages,
             page,
             full: (wakeup_bytes / 2).max(1),
-            exec_bytes: (std::mem::size_of::<crate::raw::RawProcEvent>() as u64 + RECORD_HEADER)
-                .next_multiple_of(8),
             waker: None,
         })
     }
@@ -136,26 +119,23 @@ impl BatchWait {
     }
 
     /// Wait until `timeout` has passed, the ring holds half the wake-up
-    /// threshold, or `waker` is readable. `lazy`: the probes wake the
-    /// reader only when they must (see the module's doc).
+    /// threshold, the probes force a wake-up, or `waker` is readable. The
+    /// probes' `reader_lazy` must be on (see the module's doc).
     pub(crate) fn wait(
         &mut self,
         timeout: Duration,
         waker: Option<BorrowedFd<'_>>,
-        lazy: bool,
     ) -> io::Result<BatchEnd> {
         self.watch_waker(waker)?;
         let end = Instant::now() + timeout;
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
         // Take the wake-ups that came before this wait (while the reader
-        // drained). If the ring is still empty, the next wake-up is the
-        // one for its first record.
+        // drained, or before it turned `reader_lazy` on).
         // SAFETY: events is a valid array of 2 epoll_events.
         let r = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), 2, 0) };
         if r > 0 && events[..r as usize].iter().any(|e| e.u64 == WAKER) {
             return Ok(BatchEnd::Waker);
         }
-        let mut first_expected = !lazy && self.queued() == 0;
         loop {
             if self.queued() >= self.full {
                 return Ok(BatchEnd::Full);
@@ -180,13 +160,11 @@ impl BatchWait {
                 return Ok(BatchEnd::Waker);
             }
             if woke.iter().any(|e| e.u64 == RING) {
-                if self.queued() >= self.full {
-                    return Ok(BatchEnd::Full);
-                }
-                let first = std::mem::replace(&mut first_expected, false);
-                if !first || self.queued() == self.exec_bytes {
-                    return Ok(BatchEnd::Forced);
-                }
+                return Ok(if self.queued() >= self.full {
+                    BatchEnd::Full
+                } else {
+                    BatchEnd::Forced
+                });
             }
             // Else the timeout, checked at the top.
         }

@@ -1065,16 +1065,13 @@ impl Probes {
         timeout: Duration,
         waker: Option<BorrowedFd<'_>>,
     ) -> io::Result<BatchEnd> {
-        if self.batch.is_some() {
-            self.set_lazy(true)?;
+        if self.batch.is_none() {
+            std::thread::sleep(timeout);
+            return Ok(BatchEnd::Timeout);
         }
-        match &mut self.batch {
-            Some(b) => b.wait(timeout, waker, self.lazy),
-            None => {
-                std::thread::sleep(timeout);
-                Ok(BatchEnd::Timeout)
-            }
-        }
+        self.set_lazy(true)?;
+        let batch = self.batch.as_mut().expect("checked above");
+        batch.wait(timeout, waker)
     }
 
     /// Whether records wake the reader one by one (`false`, the kernel's

@@ -109,6 +109,11 @@ impl Default for AgentPeers {
     }
 }
 
+/// Where port `p` is in `AgentPeers::ports`: (word, bit).
+fn port_bit(p: u16) -> (usize, u64) {
+    (usize::from(p / 64), 1 << (p % 64))
+}
+
 /// How long an announced connection of the agent may wait for its server
 /// side to show up (kernel time).
 const OWN_FLOW_KEEP_NS: u64 = 60_000_000_000;
@@ -131,24 +136,21 @@ impl AgentPeers {
             // Amortised: the next look waits until the table has doubled.
             self.prune_at = (2 * self.flows.len()).clamp(64, OWN_FLOWS_MAX);
             self.ports.fill(0);
-            let ports: Vec<u16> = self.flows.keys().map(|(l, _)| l.port()).collect();
-            for p in ports {
-                self.mark_port(p);
+            for (local, _) in self.flows.keys() {
+                let (word, bit) = port_bit(local.port());
+                self.ports[word] |= bit;
             }
         }
         self.flows.insert((t.local, t.remote), ts);
-        self.mark_port(t.local.port());
-    }
-
-    fn mark_port(&mut self, p: u16) {
-        self.ports[usize::from(p / 64)] |= 1 << (p % 64);
+        let (word, bit) = port_bit(t.local.port());
+        self.ports[word] |= bit;
     }
 
     /// Whether a connection seen as `t` is the far end of one the agent
     /// announced (forgotten once matched: a 4-tuple is one connection).
     fn agent_flow(&mut self, t: &span_core::SockTuple) -> bool {
-        let p = t.remote.port();
-        if self.flows.is_empty() || self.ports[usize::from(p / 64)] & (1 << (p % 64)) == 0 {
+        let (word, bit) = port_bit(t.remote.port());
+        if self.flows.is_empty() || self.ports[word] & bit == 0 {
             return false;
         }
         self.flows.remove(&(t.remote, t.local)).is_some()
@@ -817,11 +819,10 @@ impl LiveSource {
             // Nothing left to read in /proc of processes that exited: their
             // pending looks are dropped (a short-lived command would
             // otherwise cost four rescans and two environment reads).
-            let gone = std::mem::take(&mut self.exited);
+            let gone = &self.exited;
             self.execs.retain(|p| !gone.contains(p));
             self.rescans.retain(|(_, p)| !gone.contains(p));
             self.env_rechecks.retain(|(_, p)| !gone.contains(p));
-            self.exited = gone;
             self.exited.clear();
         }
         for pid in std::mem::take(&mut self.exits) {

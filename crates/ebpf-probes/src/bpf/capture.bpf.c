@@ -182,17 +182,17 @@ static __always_inline void count_drop(__u32 reason)
 /* Wake the reader with the first record it has not consumed (the reader
  * drained everything and sleeps until data or its next deadline; not while
  * it batches, see reader_lazy), and with the record that makes the queued
- * data cross zt_wakeup_bytes. The first is the kernel's own default (flags 0): at commit, it wakes the reader
- * only if the reader's position is this record's, which is exact even for
- * a record reserved before it is filled. Asking "is the ring empty?" here
- * instead is wrong for reserved records (the query counts the record
- * itself, so the ring never looks empty) and loses the wake-up: a new
- * process's exec record then sat unread, with everything after it, until
- * the reader's next deadline, and the process had exited before its /proc
- * entry was read (e2e_tls's short-lived node client lost its service
- * name). While the reader lags, nothing wakes it: records find their
- * predecessors unread, and after a wake-up the reader waits a short
- * batching delay before draining again. */
+ * data cross zt_wakeup_bytes. The first is the kernel's own default (flags
+ * 0): at commit, it wakes the reader only if the reader's position is this
+ * record's, which is exact even for a record reserved before it is filled.
+ * Asking "is the ring empty?" here instead is wrong for reserved records
+ * (the query counts the record itself, so the ring never looks empty) and
+ * loses the wake-up: a new process's exec record then sat unread, with
+ * everything after it, until the reader's next deadline, and the process
+ * had exited before its /proc entry was read (e2e_tls's short-lived node
+ * client lost its service name). While the reader lags, nothing wakes it:
+ * records find their predecessors unread, and after a wake-up the reader
+ * waits a short batching delay before draining again. */
 static __always_inline __u64 rb_flags(__u64 size)
 {
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
