@@ -4,8 +4,9 @@
 //! ZT_REQUIRE_BPF=1 (CI).
 //!
 //! Other processes of the host write records too (and may exec), so each
-//! check retries until it sees what it expects, up to a deadline; none
-//! asserts on how long anything took.
+//! check retries until it sees what it expects, up to a deadline. Only one
+//! looks at a duration, and not as a speed: a 20 s poll that returned in
+//! under 10 s was woken by a record rather than by its timeout.
 
 mod common;
 use common::require_bpf;
