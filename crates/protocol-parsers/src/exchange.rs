@@ -138,6 +138,13 @@ impl<T: Copy, X> Exchanges<T, X> {
         if self.pending.iter().any(|p| !p.is_lost()) {
             self.pipelined = true;
         }
+        if self.pending.capacity() == 0 {
+            // Room for one: a client that waits for each response (nearly
+            // all) never queues a second request, and a connection keeps
+            // this queue for its whole life (16 bytes instead of the 64
+            // that a first push reserves).
+            self.pending.reserve_exact(1);
+        }
         self.pending.push_back(Pending::Request(request));
     }
 

@@ -234,8 +234,17 @@ enum Keep {
     Response,
 }
 
+/// Kept headers [`scan_headers`] collects before allocating their list
+/// (more spill into the list directly).
+const KEPT_FOUND: usize = 8;
+
 fn scan_headers(headers: &[httparse::Header<'_>], keep: Keep) -> HeaderScan {
     let mut s = HeaderScan::default();
+    // The kept headers are counted before their list is allocated, so it
+    // has exactly their room: a request keeps its list as long as its span
+    // is open (most keep one, user-agent: 48 bytes, not 96 or 192).
+    let mut found: [(&'static str, &[u8]); KEPT_FOUND] = [("", &[]); KEPT_FOUND];
+    let mut n_found = 0;
     for h in headers {
         let name = h.name;
         if name.len() == 14 && name.eq_ignore_ascii_case("content-length") {
@@ -275,18 +284,25 @@ fn scan_headers(headers: &[httparse::Header<'_>], keep: Keep) -> HeaderScan {
                     }
                 }
                 "content-length" => {}
+                _ if n_found < KEPT_FOUND => {
+                    found[n_found] = (kept, h.value);
+                    n_found += 1;
+                }
                 _ => {
-                    if s.kept.capacity() == 0 {
-                        // Most requests keep one or two (user-agent,
-                        // content-type): 96 bytes, where a first push
-                        // would reserve four.
-                        s.kept.reserve_exact(2);
-                    }
                     let value = String::from_utf8_lossy(trim_ows(h.value)).into_owned();
                     s.kept.push(((*kept).into(), value));
                 }
             }
         }
+    }
+    if n_found > 0 {
+        let spilled = std::mem::take(&mut s.kept);
+        s.kept = Vec::with_capacity(n_found + spilled.len());
+        s.kept.extend(found[..n_found].iter().map(|&(name, value)| {
+            let value = String::from_utf8_lossy(trim_ows(value)).into_owned();
+            (name.into(), value)
+        }));
+        s.kept.extend(spilled);
     }
     if s.bad_content_length {
         s.content_length = None;
@@ -1651,6 +1667,33 @@ mod tests {
         // allocation per response).
         assert!(s.headers.is_empty(), "{:?}", s.headers);
         assert_eq!(s.headers.capacity(), 0);
+    }
+
+    /// A request's kept headers take exactly their room (its span holds
+    /// them while it waits for its response), in the order sent, also past
+    /// the ones counted before the list is allocated.
+    #[test]
+    fn kept_headers_take_exactly_their_room_in_order() {
+        let req = |extra: &str| {
+            let head = format!("GET /h HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n{extra}\r\n");
+            let mut p = Http1Parser::new();
+            p.feed(C, head.as_bytes());
+            request(&drain(&mut p)[0]).clone()
+        };
+        let r = req("");
+        assert_eq!(r.headers.capacity(), 0);
+        let r = req("User-Agent: curl/8\r\n");
+        assert_eq!(r.headers, vec![("user-agent".into(), "curl/8".to_string())]);
+        assert_eq!(r.headers.capacity(), 1);
+        let many: String = (0..11)
+            .map(|i| format!("X-Forwarded-For: 10.0.0.{i}\r\nCookie: c={i}\r\n"))
+            .collect();
+        let r = req(&format!("Traceparent: t\r\n{many}Content-Type: a/b\r\n"));
+        let mut want = vec![("traceparent".into(), "t".to_string())];
+        want.extend((0..11).map(|i| ("x-forwarded-for".into(), format!("10.0.0.{i}"))));
+        want.push(("content-type".into(), "a/b".to_string()));
+        assert_eq!(r.headers, want);
+        assert_eq!(r.headers.capacity(), 13);
     }
 
     #[test]

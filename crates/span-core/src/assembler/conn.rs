@@ -44,6 +44,75 @@ pub(super) struct Seg {
     pub(super) task: u64,
 }
 
+/// A connection's requests waiting for their response: exchange -> span,
+/// kept sorted by exchange in one vector.
+///
+/// Almost every connection has one request in flight at a time (HTTP/1
+/// without pipelining, a database client), and exchanges are numbered in
+/// the order they start, so an insert is a push and a lookup a compare or
+/// two. A hash map of its own per connection cost a table of four buckets
+/// (~96 bytes with the allocator's rounding) for one entry; this costs 16
+/// bytes for it (BENCHMARKS.md, "Memory per open request: smaller
+/// records"). Many streams at once (HTTP/2) stay O(log n) to find and
+/// O(n) 16-byte moves to remove.
+#[derive(Default, Debug)]
+pub(super) struct Pending(Vec<(u64, SpanId)>);
+
+impl Pending {
+    #[inline]
+    fn find(&self, exchange: u64) -> Result<usize, usize> {
+        // The newest exchange is the one most often looked up (its
+        // response), the oldest the next most: try the back first.
+        match self.0.last() {
+            Some(&(e, _)) if e == exchange => Ok(self.0.len() - 1),
+            Some(&(e, _)) if e < exchange => Err(self.0.len()),
+            _ => self.0.binary_search_by_key(&exchange, |&(e, _)| e),
+        }
+    }
+
+    #[inline]
+    pub(super) fn get(&self, exchange: &u64) -> Option<&SpanId> {
+        self.find(*exchange).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Map `exchange` to `id`; the span it mapped to before, if any.
+    #[inline]
+    pub(super) fn insert(&mut self, exchange: u64, id: SpanId) -> Option<SpanId> {
+        match self.find(exchange) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, id)),
+            Err(i) => {
+                if self.0.capacity() == 0 {
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(i, (exchange, id));
+                None
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn remove(&mut self, exchange: &u64) -> Option<SpanId> {
+        self.find(*exchange).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// Every entry, in exchange order, leaving the map empty.
+    pub(super) fn drain(&mut self) -> std::vec::Drain<'_, (u64, SpanId)> {
+        self.0.drain(..)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn shrink_to(&mut self, n: usize) {
+        self.0.shrink_to(n);
+    }
+}
+
 pub(super) enum ParseState {
     Detecting {
         attempts: u32,
@@ -74,7 +143,7 @@ pub(super) struct Conn {
     /// `MAX_SEGS`).
     done: [u64; 2],
     /// exchange -> span
-    pub(super) pending: HashMap<u64, SpanId>,
+    pub(super) pending: Pending,
     last_activity: MonoNanos,
     /// TCP sequence just past the last byte the process read (syscall
     /// reads only; TLS plaintext has no TCP sequence).
@@ -105,7 +174,7 @@ impl Conn {
             pos: [0, 0],
             segs: [VecDeque::new(), VecDeque::new()],
             done: [0, 0],
-            pending: HashMap::new(),
+            pending: Pending::default(),
             last_activity: ts,
             rx_seq: None,
             peer_end: None,
@@ -306,11 +375,13 @@ impl Conn {
         if segs.len() >= MAX_SEGS {
             segs.pop_front();
         }
-        if segs.capacity() == 0 {
-            // Room for two: most connections carry one message per side at
-            // a time, in one or two calls (headers, then the body): 176
-            // bytes where the default first allocation is 4 segments.
-            segs.reserve_exact(2);
+        if segs.len() == segs.capacity() {
+            // Room grows 1, 2, 4, ...: most connections carry one message
+            // per side at a time, in one call (a GET, a query) or two
+            // (headers, then the body). An open request holds its
+            // segment: 88 bytes, where the default first allocation is
+            // four segments and the next would jump from one to four.
+            segs.reserve_exact(segs.capacity().max(1));
         }
         segs.push_back(seg);
         self.pos[i] = seg.end;
@@ -689,5 +760,69 @@ mod tests {
         assert_eq!(c.segs[Side::Client.index()].len(), 3);
         let start = (500 * req.len()) as u64;
         assert_eq!(c.seg_at(Side::Client, start).map(|g| g.enter), Some(9000));
+    }
+
+    /// The pending-exchange map behaves as a map whatever the order of
+    /// exchanges (HTTP/2 streams answered out of order), drains in
+    /// exchange order, and holds one entry in room for one.
+    #[test]
+    fn pending_exchanges_are_a_map_in_exchange_order() {
+        let mut p = Pending::default();
+        assert!(p.is_empty());
+        assert_eq!(p.insert(5, SpanId(50)), None);
+        assert_eq!(p.0.capacity(), 1, "the first entry allocates room for one");
+        assert_eq!(p.insert(9, SpanId(90)), None);
+        assert_eq!(p.insert(1, SpanId(10)), None);
+        assert_eq!(p.insert(7, SpanId(70)), None);
+        assert_eq!(p.insert(7, SpanId(71)), Some(SpanId(70)));
+        for (e, id) in [(1, 10), (5, 50), (7, 71), (9, 90)] {
+            assert_eq!(p.get(&e), Some(&SpanId(id)), "exchange {e}");
+        }
+        for missing in [0, 2, 6, 8, 10] {
+            assert_eq!(p.get(&missing), None, "exchange {missing}");
+            assert_eq!(p.remove(&missing), None, "exchange {missing}");
+        }
+        assert_eq!(p.remove(&5), Some(SpanId(50)));
+        assert_eq!(p.get(&5), None);
+        assert_eq!(p.remove(&9), Some(SpanId(90)));
+        assert_eq!(p.insert(12, SpanId(120)), None);
+        let left: Vec<_> = p.drain().collect();
+        assert_eq!(
+            left,
+            vec![(1, SpanId(10)), (7, SpanId(71)), (12, SpanId(120))]
+        );
+        assert!(p.is_empty());
+    }
+
+    /// A side's segment list takes room for one segment (an open request
+    /// holds it), then doubles exactly: 1, 2, 4.
+    #[test]
+    fn segments_grow_from_room_for_one() {
+        let mut conns = Conns::default();
+        let mut stats = Stats::default();
+        let mut out = VecDeque::new();
+        // A request head in four calls: every segment stays (no message
+        // ended yet).
+        let parts: [&'static [u8]; 4] = [
+            b"POST /x HTTP/1.1\r\n",
+            b"Host: a\r\n",
+            b"Content-Length: 2\r\n",
+            b"\r\n",
+        ];
+        let first = data(Direction::Ingress, 10, parts[0]);
+        assert!(matches!(conns.admit(&first, 8, &mut stats), Admit::Parse));
+        let c = conns.get_mut(2).unwrap();
+        let side = Side::Client.index();
+        let mut caps = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            c.ingest(
+                &data(Direction::Ingress, 10 + i as u64, part),
+                8,
+                &mut stats,
+                &mut out,
+            );
+            caps.push((c.segs[side].len(), c.segs[side].capacity()));
+        }
+        assert_eq!(caps, vec![(1, 1), (2, 2), (3, 4), (4, 4)]);
     }
 }

@@ -66,7 +66,12 @@ pub(super) struct SpanRec {
     /// the `forward` rule proved it forwards, checked when the `task` rule
     /// settles it (two different parents prove nothing).
     pub(super) forwarded: Option<SpanId>,
-    pub(super) seq_key: Option<SeqKey>,
+    /// The `tcp_seq` rule's key for this span's request (see
+    /// [`SpanRec::seq_key`]): its first byte's sequence number (or TLS
+    /// plaintext offset) and whether it is one. The key's 4-tuple is the
+    /// span's own, so it is not kept twice (64 bytes less per open span).
+    pub(super) seq: Option<u64>,
+    pub(super) seq_tls: bool,
     /// Not emitted before this (a server span waiting for its client span,
     /// a call waiting for its context's response).
     pub(super) peer_deadline: MonoNanos,
@@ -151,6 +156,20 @@ impl Response {
 }
 
 impl SpanRec {
+    /// The `tcp_seq` key this span was indexed under: the connection as
+    /// the client sees it, and where its request starts.
+    #[inline]
+    pub(super) fn seq_key(&self) -> Option<SeqKey> {
+        self.seq.map(|seq| SeqKey {
+            tuple: match self.kind {
+                SpanKind::Server => self.tuple.mirrored(),
+                SpanKind::Client => self.tuple,
+            },
+            seq,
+            tls: self.seq_tls,
+        })
+    }
+
     /// The trace id this span gives its tree if it is the root.
     #[inline]
     pub(super) fn root_trace(&self) -> TraceId {

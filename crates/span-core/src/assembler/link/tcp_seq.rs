@@ -46,7 +46,9 @@ impl SeqIndex {
         spans: &SpanTable,
         cfg: &Config,
     ) -> Option<SpanId> {
-        rec.seq_key = Some(key);
+        rec.seq = Some(key.seq);
+        rec.seq_tls = key.tls;
+        debug_assert_eq!(rec.seq_key(), Some(key));
         match self.client_index.remove(&key) {
             Some(c) if spans.contains(c) => {
                 rec.link_reason = LinkReason::TcpSeq;
@@ -64,7 +66,9 @@ impl SeqIndex {
     /// becomes its child; else it is indexed for the server span to come.
     #[inline]
     pub(super) fn client_opened(&mut self, rec: &mut SpanRec, key: SeqKey, spans: &mut SpanTable) {
-        rec.seq_key = Some(key);
+        rec.seq = Some(key.seq);
+        rec.seq_tls = key.tls;
+        debug_assert_eq!(rec.seq_key(), Some(key));
         match self.waiting_servers.remove(&key) {
             Some(s) if spans.contains(s) => {
                 rec.children.push(s);
@@ -82,7 +86,7 @@ impl SeqIndex {
 
     #[inline]
     pub(super) fn forget(&mut self, rec: &SpanRec) {
-        if let Some(k) = rec.seq_key {
+        if let Some(k) = rec.seq_key() {
             if self.client_index.get(&k) == Some(&rec.id) {
                 self.client_index.remove(&k);
             }
