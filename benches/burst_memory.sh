@@ -2,7 +2,7 @@
 # The agent's heap after a burst, for two zt-trace binaries side by side:
 # nginx (1 worker) under `wrk -t1 -c8` for DURATION seconds, then idle;
 # the agent's RssAnon (/proc/<pid>/status) before the burst and 1, 5 and
-# 15 s after it. Rounds alternate A and B.
+# 15 s after it. Rounds run A B, B A, ...
 #
 #   A=/tmp/zt-old B=target/release/zt-trace ROUNDS=3 benches/burst_memory.sh   # root
 #

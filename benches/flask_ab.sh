@@ -2,7 +2,7 @@
 # What the agent costs on a realistic service, for two zt-trace binaries
 # side by side: the two-service Flask chain of overhead.sh (A calls B per
 # request over a new connection, Werkzeug's threaded server) under
-# `wrk -t1 -c$CONNS`; rounds alternate A and B. For a change to the
+# `wrk -t1 -c$CONNS`; rounds run A B, B A, ... For a change to the
 # pipeline's batching or per-event work, where the nginx figures
 # (wakeups.sh) say little: Flask's ~250 req/s leave the ring buffer nearly
 # empty at every wake-up.

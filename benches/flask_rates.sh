@@ -5,7 +5,7 @@
 # chain driven at a constant rate by examples/openloop.rs (16 connections).
 # The fixed part of the agent's cost (what a wake-up costs, whatever it
 # brings) is the intercept of CPU per second against the rate; the
-# per-request part is the slope. Rounds alternate A and B.
+# per-request part is the slope. Rounds run A B, B A, ...
 #
 #   A=/tmp/zt-old B=target/release/zt-trace ROUNDS=2 benches/flask_rates.sh   # root
 #   RATES="50 400" DURATION=20 A=... B=... benches/flask_rates.sh

@@ -2,7 +2,7 @@
 # How often the pipeline thread wakes, and what the agent costs, for two
 # zt-trace binaries side by side: nginx (1 worker, 12-byte body) under
 # `wrk -t1 -c$CONNS` (a closed loop: wrk has no fixed-rate mode), then
-# idle; rounds alternate A and B.
+# idle; rounds run A B, B A, ...
 # For a change to the ring buffer's wake-up (capture.bpf.c `rb_flags`).
 #
 #   A=/tmp/zt-old B=target/release/zt-trace ROUNDS=3 benches/wakeups.sh   # root

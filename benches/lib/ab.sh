@@ -70,12 +70,19 @@ openloop_rps() {
   "$OPENLOOP" "$1" "$2" "$3" 16 | grep -o 'achieved [0-9.]*' | grep -o '[0-9.]*$'
 }
 
-# ab_rounds HEADER: ROUNDS rounds of `one A` then `one B`.
+# ab_rounds HEADER: ROUNDS rounds of `one A` and `one B`, in the order
+# A B, B A, A B, ... (ABBA): whatever drifts over a run (the Flask chain
+# got faster the longer it ran) then favours neither. With the second
+# always B, two identical binaries measured B lower in all 4 pairs, by 5%
+# at 100 req/s and 13-17% at 400 req/s on the Flask chain (BENCHMARKS.md,
+# "A/A: the order of the runs in a round").
 ab_rounds() {
   echo "$1"
-  local r v bin
+  local r v bin order
   for r in $(seq "$ROUNDS"); do
-    for v in A B; do
+    order="A B"
+    [ $((r % 2)) = 0 ] && order="B A"
+    for v in $order; do
       bin=$A
       [ "$v" = B ] && bin=$B
       echo "$v $r: $(one "$bin")"
