@@ -402,7 +402,14 @@ pub mod defs {
         "zt_agent_resident_memory_bytes",
         Gauge,
         None,
-        "Resident memory of the agent process."
+        "Resident memory of the agent process (VmRSS: the ring buffer's pages count twice, see zt_agent_memory_bytes)."
+    );
+    def!(
+        MEMORY,
+        "zt_agent_memory_bytes",
+        Gauge,
+        Some("part"),
+        "What the agent's resident memory is made of: heap (anonymous memory: the heap and thread stacks), bpf_maps (BPF maps mapped into the agent: the ring buffer, whose data pages the kernel maps twice, so they count twice; refreshed every 30 s), files (the binary and its libraries)."
     );
 
     /// Every definition, in display order.
@@ -459,6 +466,7 @@ pub mod defs {
         &UPTIME,
         &CPU,
         &RSS,
+        &MEMORY,
     ];
 }
 
@@ -736,10 +744,20 @@ impl StatsSnapshot {
             ));
         }
         if let Some(cpu) = self.get(defs::CPU.name, None) {
+            let mib = |v: f64| v / (1 << 20) as f64;
+            let rss = mib(self.get(defs::RSS.name, None).unwrap_or(0.0));
+            let part = |p| self.get(defs::MEMORY.name, Some(p)).map(mib);
+            let parts = match (part("heap"), part("bpf_maps"), part("files")) {
+                (Some(heap), Some(ring), Some(files)) => format!(
+                    ": heap {heap:.1} MiB, ring buffer {ring:.1} MiB (kernel memory, its pages mapped twice: ~{:.1} MiB), binary and libraries {files:.1} MiB",
+                    ring / 2.0
+                ),
+                (Some(heap), None, _) => format!(", of which heap {heap:.1} MiB"),
+                _ => String::new(),
+            };
             out.push(format!(
-                "agent: {cpu:.2}s CPU ({:.1}% of a core), {:.1} MiB resident",
+                "agent: {cpu:.2}s CPU ({:.1}% of a core), {rss:.1} MiB resident while tracing{parts}",
                 100.0 * cpu / secs,
-                self.get(defs::RSS.name, None).unwrap_or(0.0) / (1 << 20) as f64
             ));
         }
         out
@@ -857,12 +875,83 @@ pub(crate) fn report_maps(fill: &[ebpf_probes::MapFill], w: &mut StatsWriter) {
     }
 }
 
-/// CPU time and resident memory of this process, from /proc/self.
-pub(crate) fn report_process(w: &mut StatsWriter) {
+/// Resident bytes of the BPF maps mapped into this process (the ring
+/// buffer), from /proc/self/smaps: `anon_inode:bpf-map` mappings. Walks
+/// every mapping's pages, so callers read it seldom (the live loop every
+/// 30 s, and at the stop).
+pub(crate) fn bpf_mapped_bytes() -> Option<u64> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    Some(bpf_mapped_in(&smaps))
+}
+
+fn bpf_mapped_in(smaps: &str) -> u64 {
+    let mut in_bpf = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let Some(first) = f.next() else { continue };
+        if first.ends_with(':') {
+            if in_bpf && first == "Rss:" {
+                kib += f.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            }
+        } else {
+            // A mapping's header: range, perms, offset, device, inode, path.
+            in_bpf = f.nth(4) == Some("anon_inode:bpf-map");
+        }
+    }
+    kib * 1024
+}
+
+/// The agent's resident memory at one moment: VmRSS and its parts.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Memory {
+    /// RssAnon, RssFile, RssShmem (bytes), from /proc/self/status; VmRSS
+    /// is their sum.
+    parts: Option<[u64; 3]>,
+    /// From [`bpf_mapped_bytes`], when read.
+    bpf_mapped: Option<u64>,
+}
+
+impl Memory {
+    pub(crate) fn read(bpf_mapped: Option<u64>) -> Memory {
+        let parts = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| rss_parts(&s));
+        Memory { parts, bpf_mapped }
+    }
+
+    pub(crate) fn report(&self, w: &mut StatsWriter) {
+        let Some([anon, file, shmem]) = self.parts else {
+            return;
+        };
+        w.set(&defs::RSS, (anon + file + shmem) as f64);
+        w.set_labelled(&defs::MEMORY, "heap", anon as f64);
+        if let Some(bpf) = self.bpf_mapped {
+            w.set_labelled(&defs::MEMORY, "bpf_maps", bpf as f64);
+            // The ring's pages are file-backed or shared memory depending
+            // on the kernel: whichever, they are not counted again here.
+            let files = (file + shmem).saturating_sub(bpf);
+            w.set_labelled(&defs::MEMORY, "files", files as f64);
+        }
+    }
+}
+
+/// RssAnon, RssFile and RssShmem (bytes) from the text of
+/// /proc/self/status.
+fn rss_parts(status: &str) -> Option<[u64; 3]> {
+    let field = |name: &str| {
+        status.lines().find_map(|l| {
+            let v = l.strip_prefix(name)?.trim().strip_suffix("kB")?;
+            v.trim().parse::<u64>().ok().map(|k| k * 1024)
+        })
+    };
+    Some([field("RssAnon:")?, field("RssFile:")?, field("RssShmem:")?])
+}
+
+/// CPU time of this process, from /proc/self/stat.
+pub(crate) fn report_cpu(w: &mut StatsWriter) {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    // SAFETY: as above.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
     if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
         // Fields after the command (which may hold spaces) start past ')'.
         if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
@@ -875,20 +964,70 @@ pub(crate) fn report_process(w: &mut StatsWriter) {
             }
         }
     }
-    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
-        if let Some(rss) = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse::<f64>().ok())
-        {
-            w.set(&defs::RSS, rss * page);
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ring buffer's resident pages are summed from the
+    /// `anon_inode:bpf-map` mappings only, whatever their position among
+    /// the others.
+    #[test]
+    fn bpf_mapped_bytes_sum_the_bpf_map_mappings() {
+        let smaps = "\
+55d0c0000000-55d0c4000000 r-xp 00000000 fd:01 1234   /usr/bin/zt-trace
+Size:              65536 kB
+Rss:                6400 kB
+Pss:                6400 kB
+7f0000000000-7f0000001000 rw-s 00000000 00:0f 99   anon_inode:bpf-map
+Size:                  4 kB
+Rss:                   4 kB
+7f0000001000-7f0002002000 r--s 00001000 00:0f 99   anon_inode:bpf-map
+Size:              32772 kB
+Rss:               32772 kB
+7f0003000000-7f0003100000 rw-p 00000000 00:00 0
+Size:               1024 kB
+Rss:                 512 kB
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0   [stack]
+Rss:                  16 kB
+";
+        assert_eq!(bpf_mapped_in(smaps), (4 + 32772) * 1024);
+        assert_eq!(bpf_mapped_in(""), 0);
+    }
+
+    #[test]
+    fn resident_parts_from_proc_status() {
+        let status = "Name:\tzt-trace\nVmRSS:\t   59000 kB\nRssAnon:\t   20000 kB\nRssFile:\t   38000 kB\nRssShmem:\t    1000 kB\n";
+        assert_eq!(
+            rss_parts(status),
+            Some([20000 * 1024, 38000 * 1024, 1000 * 1024])
+        );
+        assert_eq!(rss_parts("RssAnon:\t1 kB\n"), None);
+        let m = Memory {
+            parts: rss_parts(status),
+            bpf_mapped: Some(32776 * 1024),
+        };
+        let mut w = StatsWriter::new();
+        m.report(&mut w);
+        w.set(&defs::CPU, 2.0);
+        w.set(&defs::UPTIME, 100.0);
+        let snap = w.finish();
+        assert_eq!(snap.get(defs::RSS.name, None), Some(59000.0 * 1024.0));
+        assert_eq!(
+            snap.get(defs::MEMORY.name, Some("files")),
+            Some((38000.0 + 1000.0 - 32776.0) * 1024.0)
+        );
+        let line = snap
+            .summary_lines()
+            .into_iter()
+            .find(|l| l.starts_with("agent:"))
+            .unwrap();
+        assert_eq!(
+            line,
+            "agent: 2.00s CPU (2.0% of a core), 57.6 MiB resident while tracing: heap 19.5 MiB, ring buffer 32.0 MiB (kernel memory, its pages mapped twice: ~16.0 MiB), binary and libraries 6.1 MiB"
+        );
+    }
 
     #[test]
     fn every_definition_is_listed_once_and_well_named() {

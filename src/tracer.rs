@@ -950,6 +950,7 @@ fn snapshot_live(
     src: &LiveSource,
     core: &Core,
     maps: &[ebpf_probes::MapFill],
+    bpf_mapped: Option<u64>,
     started: Instant,
 ) -> StatsSnapshot {
     let mut w = StatsWriter::new();
@@ -957,7 +958,8 @@ fn snapshot_live(
     stats::report_kernel(&src.probes().drops(), &mut w);
     stats::report_maps(maps, &mut w);
     core.report(&mut w);
-    stats::report_process(&mut w);
+    stats::report_cpu(&mut w);
+    stats::Memory::read(bpf_mapped).report(&mut w);
     w.set(&defs::UPTIME, started.elapsed().as_secs_f64());
     w.finish()
 }
@@ -984,6 +986,7 @@ fn run_live(
     let started = Instant::now();
     let mut published = started;
     let mut maps = Vec::new();
+    let mut bpf_mapped = None;
     let mut maps_counted: Option<Instant> = None;
     let ring = |e| io_err("reading the ring buffer")(e);
     let mut last_records = Instant::now();
@@ -1019,11 +1022,12 @@ fn run_live(
             core.advance(monotonic_ns())?;
             if maps_counted.is_none_or(|t| t.elapsed() >= MAPS_EVERY) {
                 maps = src.probes().map_fill();
+                bpf_mapped = stats::bpf_mapped_bytes();
                 maps_counted = Some(Instant::now());
                 log_tables(&core, &maps);
             }
             if published.elapsed() >= PUBLISH_EVERY {
-                control.publish(snapshot_live(&src, &core, &maps, started));
+                control.publish(snapshot_live(&src, &core, &maps, bpf_mapped, started));
                 published = Instant::now();
             }
             if n > 0 && !max_batch_delay.is_zero() && !control.stopping() {
@@ -1064,6 +1068,8 @@ fn run_live(
     let maps = src.probes().map_fill();
     let pending_spans = core.asm.pending_spans();
     let open_spans = core.asm.open_spans();
+    // The footprint while tracing: read before the ring is unmapped.
+    let memory = stats::Memory::read(stats::bpf_mapped_bytes());
     let detaching = Instant::now();
     let detacher = std::thread::Builder::new()
         .name("zt-detach".into())
@@ -1099,7 +1105,8 @@ fn run_live(
     ] {
         w.set_labelled(&defs::SHUTDOWN_PENDING, what, n as f64);
     }
-    stats::report_process(&mut w);
+    stats::report_cpu(&mut w);
+    memory.report(&mut w);
     w.set(&defs::UPTIME, started.elapsed().as_secs_f64());
     let snap = w.finish();
     control.publish(snap.clone());
