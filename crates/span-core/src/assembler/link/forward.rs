@@ -55,11 +55,15 @@ const MAX_ID_LEN: usize = 256;
 /// Headers compared, where both requests carry them, by the head rule.
 const HEAD_HEADERS: [&str; 2] = ["user-agent", "content-type"];
 
-/// An index key: (process, hash of the identity part).
+/// An index key: (process, hash of the identity part). The trace id is
+/// hashed too: a key only finds candidates, each checked against the full
+/// identity, and 64-bit hashes make a key 16 bytes where a `u128` made it
+/// 32 (and an open request's entry 128 bytes instead of 64; BENCHMARKS.md,
+/// "Memory per open request: records sized for one").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Key {
     Id(u32, u64),
-    Trace(u32, u128),
+    Trace(u32, u64),
     Head(u32, u64),
 }
 
@@ -208,7 +212,7 @@ impl Forwards {
     fn keys(&self, pid: u32, r: &HttpRequest) -> [Option<Key>; 3] {
         [
             request_id(r).map(|v| Key::Id(pid, self.hasher.hash_one(v))),
-            trace_id(r).map(|t| Key::Trace(pid, t)),
+            trace_id(r).map(|t| Key::Trace(pid, self.hasher.hash_one(t))),
             head(r).map(|h| Key::Head(pid, self.hasher.hash_one(h))),
         ]
     }
@@ -287,11 +291,9 @@ impl Forwards {
             Some(id) => find(index, id_key, spans, |x| request_id(x) == Some(id), |_| {}),
             None => Found::None,
         };
-        let by_trace = match trace_key {
-            Some(Key::Trace(_, t)) => {
-                find(index, trace_key, spans, |x| trace_id(x) == Some(t), |_| {})
-            }
-            _ => Found::None,
+        let by_trace = match trace_id(r) {
+            Some(t) => find(index, trace_key, spans, |x| trace_id(x) == Some(t), |_| {}),
+            None => Found::None,
         };
         for found in [by_id, by_trace] {
             match found {
@@ -316,5 +318,21 @@ impl Forwards {
         } else {
             Verdict::NoMatch
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An open inbound request's entries stay small: a key is two words,
+    /// its `open` entry holds three of them (the memory per open request,
+    /// BENCHMARKS.md). A `u128` trace id in `Key` doubled both.
+    #[test]
+    fn index_entries_stay_two_words_a_key() {
+        assert_eq!(std::mem::size_of::<Key>(), 16);
+        assert_eq!(std::mem::size_of::<Option<Key>>(), 16);
+        assert!(std::mem::size_of::<(SpanId, Inbound)>() <= 64);
+        assert!(std::mem::size_of::<(Key, Slot)>() <= 40);
     }
 }
