@@ -63,10 +63,12 @@ one() {
 	mkfifo "$d/srv.in" "$d/cli.in"
 	python3 benches/lib/held_requests.py server "$PORT" <"$d/srv.in" >"$d/srv.out" 2>&1 &
 	own+=("$!")
+	disown "$!"  # killed below: no "Killed" line from the shell
 	exec 3>"$d/srv.in"
 	wait_for "$d/srv.out" listening
 	python3 benches/lib/held_requests.py client "$PORT" "$N" <"$d/cli.in" >"$d/cli.out" 2>&1 &
 	own+=("$!")
+	disown "$!"
 	exec 4>"$d/cli.in"
 	wait_for "$d/cli.out" '^connected'
 	echo go >&4
