@@ -41,15 +41,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_for() { # FILE PATTERN: up to 120 s
-	for _ in $(seq 1200); do
-		grep -q "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "open_heap.sh: timed out waiting for '$2' in $1" >&2
-	cat "$1" >&2
-	exit 1
-}
+. benches/lib/wait_for.sh
 
 # one NAME BIN: prints the summary of one run.
 one() {

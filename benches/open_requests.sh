@@ -38,23 +38,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 rss() { awk '/^RssAnon:/ {print $2 * 1024}' /proc/"$1"/status; }
 
-# Wait until file $1 has a line matching $2 (up to 120 s, or until process
-# $3, the one writing it, is gone).
-wait_for() {
-	for _ in $(seq 1200); do
-		grep -q "$2" "$1" 2>/dev/null && return 0
-		if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then
-			grep -q "$2" "$1" 2>/dev/null && return 0
-			echo "gave up waiting for '$2': the process writing $1 exited:" >&2
-			cat "$1" >&2
-			exit 1
-		fi
-		sleep 0.1
-	done
-	echo "timed out waiting for '$2' in $1:" >&2
-	cat "$1" >&2
-	exit 1
-}
+. benches/lib/wait_for.sh
 
 # one BINARY: prints "idle connected requests answered" (bytes) and a note.
 one() {

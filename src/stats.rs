@@ -903,7 +903,7 @@ fn bpf_mapped_in(smaps: &str) -> u64 {
 }
 
 /// The agent's resident memory at one moment: VmRSS and its parts.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Memory {
     /// RssAnon, RssFile, RssShmem (bytes), from /proc/self/status; VmRSS
     /// is their sum.
@@ -970,6 +970,14 @@ pub(crate) fn report_cpu(w: &mut StatsWriter) {
 mod tests {
     use super::*;
 
+    /// The summary line starting with `prefix`.
+    fn summary_line(snap: &StatsSnapshot, prefix: &str) -> String {
+        snap.summary_lines()
+            .into_iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no summary line starts with {prefix:?}"))
+    }
+
     /// The ring buffer's resident pages are summed from the
     /// `anon_inode:bpf-map` mappings only, whatever their position among
     /// the others.
@@ -1018,13 +1026,8 @@ Rss:                  16 kB
             snap.get(defs::MEMORY.name, Some("files")),
             Some((38000.0 + 1000.0 - 32776.0) * 1024.0)
         );
-        let line = snap
-            .summary_lines()
-            .into_iter()
-            .find(|l| l.starts_with("agent:"))
-            .unwrap();
         assert_eq!(
-            line,
+            summary_line(&snap, "agent:"),
             "agent: 2.00s CPU (2.0% of a core), 57.6 MiB resident while tracing: heap 19.5 MiB, ring buffer 32.0 MiB (kernel memory, its pages mapped twice: ~16.0 MiB), binary and libraries 6.1 MiB"
         );
     }
@@ -1088,11 +1091,7 @@ Rss:                  16 kB
         assert_eq!(snap.get("zt_mesh_pods", Some("nginx")), Some(2.0));
         assert_eq!(snap.get("zt_mesh_pods", Some("envoy")), Some(1.0));
         assert_eq!(snap.mesh.pods.len(), 3);
-        let line = snap
-            .summary_lines()
-            .into_iter()
-            .find(|l| l.starts_with("mesh: "))
-            .unwrap();
+        let line = summary_line(&snap, "mesh: ");
         assert!(
             line.starts_with("mesh: 3 pods behind sidecars: netns:7: nginx sidecar nginx for a (3 requests in, 4 out)"),
             "{line}"

@@ -59,7 +59,9 @@ const MAX_BATCH_DELAY_LIMIT: Duration = MAX_IDLE;
 /// How long shutdown waits, by default, for the exporters to send what
 /// they hold (after the flush; see [`TracerBuilder::shutdown_timeout`]).
 const EXPORT_SHUTDOWN: Duration = Duration::from_millis(700);
-/// How often the probes' hash maps are counted (a syscall per entry).
+/// How often the probes' hash maps are counted (a syscall per entry), and
+/// the resident pages of the mapped ones (the ring buffer) read from
+/// /proc/self/smaps (a walk of every mapping).
 const MAPS_EVERY: Duration = Duration::from_secs(30);
 
 /// Why a tracer could not start, or stopped with an error.
